@@ -1,0 +1,157 @@
+"""The entry schema: statuses, validation, the timestamp format, and span -> entry.
+
+`span_to_entry` is the only place the span-to-entry mapping lives, so the file and
+any OTel backend always describe an execution the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Final
+
+import orjson
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+__all__ = [
+    "ATTR_CALLER",
+    "ATTR_ERROR",
+    "ATTR_INPUTS",
+    "ATTR_METADATA",
+    "ATTR_SKILL",
+    "ATTR_STATUS",
+    "ERROR_STATUSES",
+    "STATUSES",
+    "format_timestamp",
+    "span_to_entry",
+    "validate_duration",
+    "validate_status",
+]
+
+STATUSES: Final = ("success", "failure", "timeout", "error", "pending")
+ERROR_STATUSES: Final = frozenset({"failure", "timeout", "error"})
+"""Statuses that mark an execution as failed: the span status is ERROR."""
+
+ATTR_SKILL: Final = "betty.skill"
+ATTR_STATUS: Final = "betty.status"
+ATTR_CALLER: Final = "betty.caller"
+ATTR_INPUTS: Final = "betty.inputs"
+ATTR_METADATA: Final = "betty.metadata"
+ATTR_ERROR: Final = "betty.error_message"
+
+_STATUS_SET: Final = frozenset(STATUSES)
+
+
+def validate_status(status: object) -> str:
+    """Return status if it is one of STATUSES.
+
+    Raises:
+        ValueError: ``Invalid status: X. Must be one of: success, failure, ...``.
+    """
+    if isinstance(status, str) and status in _STATUS_SET:
+        return status
+    msg = f"Invalid status: {status}. Must be one of: {', '.join(STATUSES)}"
+    raise ValueError(msg)
+
+
+def validate_duration(duration_ms: object) -> float:
+    """Return duration_ms as a float if it is a finite number >= 0.
+
+    Raises:
+        TypeError: not a number (bool is not a number here).
+        ValueError: negative, NaN or infinite.
+    """
+    if isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, float)):
+        msg = f"duration_ms must be a number, got {type(duration_ms).__name__}"
+        raise TypeError(msg)
+    value = float(duration_ms)
+    if not math.isfinite(value) or value < 0:
+        msg = f"duration_ms must be a finite number >= 0, got {duration_ms!r}"
+        raise ValueError(msg)
+    return value
+
+
+_stamp_cache: tuple[int, tzinfo | None, str, str] = (-1, None, "", "")
+
+
+def format_timestamp(time_ns: int, tz: tzinfo | None = None) -> str:
+    """ISO 8601 with microseconds and offset, e.g. ``2025-10-24T14:30:45.123456+00:00``.
+
+    The date, time and offset of the last second seen are cached: on the hot path
+    consecutive entries almost always share them.
+    """
+    global _stamp_cache  # a one-entry cache; a race only costs a recompute
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    cached_seconds, cached_tz, head, offset = _stamp_cache
+    if cached_seconds != seconds or cached_tz is not tz:
+        text = datetime.fromtimestamp(seconds, tz or timezone.utc).isoformat()
+        head, offset = text[:19], text[19:]
+        _stamp_cache = (seconds, tz, head, offset)
+    return f"{head}.{nanos // 1000:06d}{offset}"
+
+
+def _json_attr(attributes: Mapping[str, Any], key: str) -> Any:
+    """Decode a JSON-text attribute into an object; {} when absent or not an object."""
+    text = attributes.get(key)
+    if not isinstance(text, str):
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def _foreign_status(span: ReadableSpan) -> str:
+    return "failure" if span.status.status_code is StatusCode.ERROR else "success"
+
+
+def span_to_entry(
+    span: ReadableSpan, *, tz: tzinfo | None = None, all_spans: bool = False
+) -> dict[str, Any] | None:
+    """Map a finished span to a Betty entry; None for a span that is not Betty's.
+
+    Spans without ``betty.skill`` (other instrumentation in the process) map to
+    None unless all_spans, when their name is the skill and their attributes the
+    metadata (attribute values are plain OTel scalars or sequences, already
+    JSON-safe).
+    """
+    attributes = span.attributes or {}
+    skill = attributes.get(ATTR_SKILL)
+    if skill is None:
+        if not all_spans:
+            return None
+        skill = span.name
+        status = _foreign_status(span)
+        metadata: Any = {key: _plain(value) for key, value in attributes.items()}
+    else:
+        raw_status = attributes.get(ATTR_STATUS)
+        status = raw_status if isinstance(raw_status, str) else _foreign_status(span)
+        metadata = _json_attr(attributes, ATTR_METADATA)
+    start = span.start_time or 0
+    end = span.end_time or start
+    context = span.get_span_context()
+    parent = span.parent
+    error = attributes.get(ATTR_ERROR)
+    if error is None and status in ERROR_STATUSES and span.status.description:
+        error = span.status.description
+    return {
+        "timestamp": format_timestamp(end, tz),
+        "skill": str(skill),
+        "status": status,
+        "duration_ms": max(end - start, 0) / 1_000_000,
+        "caller": str(attributes.get(ATTR_CALLER, "")),
+        "inputs": _json_attr(attributes, ATTR_INPUTS),
+        "error_message": None if error is None else str(error),
+        "metadata": metadata,
+        "trace_id": f"{context.trace_id:032x}" if context else None,
+        "span_id": f"{context.span_id:016x}" if context else None,
+        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
+    }
+
+
+def _plain(value: object) -> Any:
+    """OTel attribute values are scalars or tuples of scalars: make tuples lists."""
+    return list(value) if isinstance(value, tuple) else value

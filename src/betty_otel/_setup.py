@@ -1,0 +1,292 @@
+"""TracerProvider wiring: the file processor, OTLP alongside, and environment variables.
+
+`configure()` sets up the pipeline; the instrumentation calls `pipeline()`, which
+configures lazily from the environment on first use. A TracerProvider the program
+already installed (an SDK one, set globally or passed in) gets our processor
+added; otherwise betty_otel creates a private provider (it does not replace the
+global one, so the program can still install its own).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Final
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from betty_otel.exporter import BettyFileExporter
+
+__all__ = ["Pipeline", "configure", "pipeline", "shutdown", "swap"]
+
+logger = logging.getLogger("betty_otel")
+
+TRACER_NAME: Final = "betty_otel"
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass
+class Pipeline:
+    """What the instrumentation needs: a tracer, or None when telemetry is disabled."""
+
+    tracer: trace.Tracer | None
+    exporter: BettyFileExporter | None = None
+    provider: TracerProvider | None = None
+    owns_provider: bool = False
+    processors: list[_Switch] = field(default_factory=list)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Write everything buffered (batch mode, OTLP); True when all finished in time."""
+        return all(switch.force_flush(timeout_millis) for switch in self.processors)
+
+
+class _Switch(SpanProcessor):
+    """Our processor inside a provider we do not own: can be switched off on reconfigure,
+    since the SDK has no way to remove a processor from a provider."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self.inner: SpanProcessor | None = inner
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.on_end(span)
+
+    def shutdown(self) -> None:
+        inner, self.inner = self.inner, None
+        if inner is not None:
+            inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        inner = self.inner
+        return True if inner is None else inner.force_flush(timeout_millis)
+
+
+class _FileProcessor(SpanProcessor):
+    """Synchronous file export: the entry is on disk when the span's end() returns.
+
+    Leaner than SimpleSpanProcessor, which also suppresses instrumentation around
+    network exporters; writing a local file needs none of that.
+    """
+
+    def __init__(self, exporter: BettyFileExporter) -> None:
+        self._exporter = exporter
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is not None and context.trace_flags.sampled:
+            self._exporter.export((span,))
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 - SDK signature
+        return True
+
+
+_lock = threading.RLock()
+_current: Pipeline | None = None
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def disabled_by_env() -> bool:
+    """OTEL_SDK_DISABLED=true or BETTY_TELEMETRY_DISABLED=1 turn instrumentation off."""
+    return _env_true("OTEL_SDK_DISABLED") or _env_true("BETTY_TELEMETRY_DISABLED")
+
+
+def _otlp_wanted() -> bool:
+    """OTLP is on when an OTLP endpoint is set or OTEL_TRACES_EXPORTER lists otlp."""
+    listed = os.environ.get("OTEL_TRACES_EXPORTER")
+    if listed is not None and listed.strip():
+        return "otlp" in {name.strip().lower() for name in listed.split(",")}
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def _otlp_exporter(endpoint: str | None) -> SpanExporter | None:
+    """The OTLP span exporter for OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL (http/protobuf default)."""
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+                OTLPSpanExporter as GrpcExporter,
+            )
+
+            return GrpcExporter(endpoint=endpoint)
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter as HttpExporter,
+        )
+    except ImportError:
+        logger.exception(
+            "OTLP export is configured but the exporter is not installed; "
+            "install it with: pip install 'betty-otel[otlp]'. Writing the file only."
+        )
+        return None
+    if protocol != "http/protobuf":
+        logger.warning("OTLP protocol %r is not supported; using http/protobuf", protocol)
+    if endpoint and not endpoint.rstrip("/").endswith("/v1/traces"):
+        endpoint = endpoint.rstrip("/") + "/v1/traces"
+    return HttpExporter(endpoint=endpoint)
+
+
+def _user_provider(tracer_provider: trace.TracerProvider | None) -> TracerProvider | None:
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
+
+
+def configure(
+    telemetry_file: str | os.PathLike[str] | None = None,
+    *,
+    batch: bool = False,
+    all_spans: bool = False,
+    otlp: bool | None = None,
+    otlp_endpoint: str | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    timezone: tzinfo | None = None,
+    fsync: bool = False,
+    lock_timeout: float = 10.0,
+    max_bytes: int = 0,
+    backups: int = 5,
+) -> BettyFileExporter | None:
+    """Set up (or redo) where betty_otel's spans go; returns the file exporter.
+
+    Args:
+        telemetry_file: the file; None means $BETTY_TELEMETRY_FILE or ./registry/telemetry.json.
+        batch: write the file from a background batch processor instead of
+            synchronously (faster calls; entries reach the disk within ~5 s and at exit).
+        all_spans: also write spans of other instrumentation (without betty.skill).
+        otlp: send spans over OTLP too; None (default) decides from the OTEL_* variables.
+        otlp_endpoint: collector URL, instead of OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT.
+        tracer_provider: an SDK TracerProvider to add our processor to; default is the
+            global one if it is an SDK provider, else a private provider of ours.
+        timezone: timestamps in this zone instead of UTC.
+        fsync, lock_timeout, max_bytes, backups: file options, see BettyFileExporter.
+
+    Returns None (and instruments nothing) when OTEL_SDK_DISABLED=true or
+    BETTY_TELEMETRY_DISABLED=1.
+
+    Raises:
+        ValueError: an option is out of range.
+    """
+    with _lock:
+        if disabled_by_env():
+            _replace(Pipeline(tracer=None))
+            return None
+        exporter = BettyFileExporter(
+            telemetry_file,
+            all_spans=all_spans,
+            timezone=timezone,
+            fsync=fsync,
+            lock_timeout=lock_timeout,
+            max_bytes=max_bytes,
+            backups=backups,
+        )
+        file_processor: SpanProcessor = (
+            BatchSpanProcessor(exporter) if batch else _FileProcessor(exporter)
+        )
+        provider = _user_provider(tracer_provider)
+        owns = provider is None
+        if provider is None:
+            provider = TracerProvider(resource=Resource.create(), shutdown_on_exit=False)
+        switches = [_Switch(file_processor)]
+        if owns and (otlp if otlp is not None else _otlp_wanted()):
+            otlp_exporter = _otlp_exporter(otlp_endpoint)
+            if otlp_exporter is not None:
+                switches.append(_Switch(BatchSpanProcessor(otlp_exporter)))
+        for switch in switches:
+            provider.add_span_processor(switch)
+        new = Pipeline(
+            tracer=provider.get_tracer(TRACER_NAME),
+            exporter=exporter,
+            provider=provider,
+            owns_provider=owns,
+            processors=switches,
+        )
+        _replace(new)
+        if batch:
+            _flush_in_multiprocessing_children(new)
+        return exporter
+
+
+def _replace(new: Pipeline) -> None:
+    global _current
+    old, _current = _current, new
+    if old is not None:
+        _close(old)
+
+
+def _close(old: Pipeline) -> None:
+    """Flush and detach a pipeline that is being replaced or shut down."""
+    if old.owns_provider and old.provider is not None:
+        old.provider.shutdown()
+    else:
+        for switch in old.processors:
+            switch.shutdown()
+
+
+def pipeline() -> Pipeline:
+    """The current pipeline, configured from the environment on first use."""
+    current = _current
+    if current is None:
+        with _lock:
+            if _current is None:
+                configure()
+            current = _current
+    assert current is not None
+    return current
+
+
+def swap(new: Pipeline | None) -> Pipeline | None:
+    """Install a pipeline as is and return the previous one, unclosed (for testing)."""
+    global _current
+    with _lock:
+        old, _current = _current, new
+        return old
+
+
+def shutdown() -> None:
+    """Flush and close the pipeline; the next instrumented call configures a new one."""
+    global _current
+    with _lock:
+        old, _current = _current, None
+        if old is not None:
+            _close(old)
+
+
+def _flush_in_multiprocessing_children(current: Pipeline) -> None:
+    """A multiprocessing child ends with os._exit, skipping atexit: flush batches there.
+
+    multiprocessing runs its finalizers before that os._exit; after-fork hooks are
+    the one place a child can register one (the registry is cleared at its start).
+    """
+    import multiprocessing.util  # noqa: PLC0415 - only needed in batch mode
+
+    def in_child(pipe: Pipeline) -> None:
+        multiprocessing.util.Finalize(None, pipe.force_flush, exitpriority=100)
+
+    multiprocessing.util.register_after_fork(current, in_child)
+
+
+atexit.register(shutdown)

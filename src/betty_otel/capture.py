@@ -1,0 +1,145 @@
+"""TelemetryCapture: record executions that were timed elsewhere, and read the log back."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from betty_otel import _setup
+from betty_otel._entry import (
+    ATTR_CALLER,
+    ATTR_INPUTS,
+    ATTR_SKILL,
+    span_to_entry,
+    validate_duration,
+    validate_status,
+)
+from betty_otel._sanitize import default_sanitizer, to_json_text
+from betty_otel._store import TelemetryStore
+from betty_otel.exporter import written_directly
+from betty_otel.instrument import _Run
+
+__all__ = ["TelemetryCapture"]
+
+_private_provider: TracerProvider | None = None
+
+
+def _recording_tracer() -> trace.Tracer:
+    """The pipeline's tracer, or a processor-less one when telemetry is disabled.
+
+    capture() is an explicit request to write an entry, so it records even then.
+    """
+    global _private_provider
+    tracer = _setup.pipeline().tracer
+    if tracer is not None:
+        return tracer
+    if _private_provider is None:
+        _private_provider = TracerProvider(shutdown_on_exit=False)
+    return _private_provider.get_tracer(_setup.TRACER_NAME)
+
+
+def _require_text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        msg = f"{name} must be a non-empty string, got {value!r}"
+        raise (ValueError if isinstance(value, str) else TypeError)(msg)
+    return value
+
+
+def _require_mapping(name: str, value: object) -> Mapping[str, Any] | None:
+    if value is not None and not isinstance(value, Mapping):
+        msg = f"{name} must be a dict or None, got {type(value).__name__}"
+        raise TypeError(msg)
+    return value
+
+
+class TelemetryCapture:
+    """Write entries for executions timed elsewhere, and query the log.
+
+    Args:
+        telemetry_file: the file; None means $BETTY_TELEMETRY_FILE or
+            ./registry/telemetry.json.
+        fsync: fsync after every capture (audit-grade durability; slower).
+        lock_timeout: seconds to wait for the file lock before failing.
+    """
+
+    def __init__(
+        self,
+        telemetry_file: str | os.PathLike[str] | None = None,
+        *,
+        fsync: bool = False,
+        lock_timeout: float = 10.0,
+    ) -> None:
+        self._store = TelemetryStore(telemetry_file, fsync=fsync, lock_timeout=lock_timeout)
+
+    @property
+    def path(self) -> Path:
+        """The telemetry file."""
+        return self._store.path
+
+    def capture(
+        self,
+        skill: str,
+        status: str,
+        duration_ms: float,
+        caller: str,
+        inputs: Mapping[str, Any] | None = None,
+        error_message: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Record one execution that ended now and took duration_ms; return its entry.
+
+        The entry is on disk when this returns. It is recorded as a span from
+        now - duration_ms to now, so it also reaches a configured collector.
+
+        Raises:
+            ValueError: an invalid status (``Invalid status: X. Must be one of: ...``),
+                a negative or non-finite duration, an empty skill or caller.
+            TypeError: a value of the wrong type (duration not a number, inputs or
+                metadata not a dict, error_message not a string).
+            OSError: the file could not be written (nothing was written).
+        """
+        _require_text("skill", skill)
+        _require_text("caller", caller)
+        status = validate_status(status)
+        duration = validate_duration(duration_ms)
+        _require_mapping("inputs", inputs)
+        _require_mapping("metadata", metadata)
+        if not isinstance(error_message, (str, type(None))):
+            msg = f"error_message must be a string or None, got {type(error_message).__name__}"
+            raise TypeError(msg)
+        sanitizer = default_sanitizer()
+        attributes: dict[str, Any] = {ATTR_SKILL: skill, ATTR_CALLER: caller}
+        if inputs:
+            attributes[ATTR_INPUTS] = to_json_text(sanitizer.sanitize(dict(inputs)))
+        end = time.time_ns()
+        start = end - round(duration * 1_000_000)
+        span = _recording_tracer().start_span(skill, attributes=attributes, start_time=start)
+        run = _Run(span, sanitizer)
+        run.set_error(status, error_message)
+        if metadata:
+            run.metadata = sanitizer.sanitize(dict(metadata))
+        context = span.get_span_context()
+        written_directly(context.trace_id, context.span_id)
+        run.end(end_time=end)
+        entry = span_to_entry(span)  # type: ignore[arg-type] # SDK tracers make SDK spans
+        assert entry is not None
+        self._store.append([entry])
+        return entry
+
+    def query(
+        self,
+        skill: str | None = None,
+        status: str | None = None,
+        caller: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries matching every given filter, newest first, at most limit of them."""
+        from betty_otel.query import query  # noqa: PLC0415 - query imports nothing of ours back
+
+        return query(self.path, skill=skill, status=status, caller=caller, limit=limit)

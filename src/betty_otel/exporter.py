@@ -1,0 +1,134 @@
+"""BettyFileExporter: an OpenTelemetry SpanExporter that appends Betty entries to the file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from datetime import tzinfo
+from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from betty_otel._entry import span_to_entry
+from betty_otel._store import TelemetryStore, encode_entry
+
+__all__ = ["BettyFileExporter", "written_directly"]
+
+logger = logging.getLogger("betty_otel")
+
+# Spans whose entry TelemetryCapture.capture() appends itself (so it can report a
+# failed write to its caller): the exporter must not write them a second time.
+_direct: set[tuple[int, int]] = set()
+
+
+def written_directly(trace_id: int, span_id: int) -> None:
+    """Mark a span whose entry was appended by its creator; exporters skip it once."""
+    _direct.add((trace_id, span_id))
+
+
+class BettyFileExporter(SpanExporter):
+    """Map each finished span to a Betty entry and append the batch to telemetry.json.
+
+    A batch is one locked append. ``export()`` never raises: a failure (unwritable
+    path, full disk, lock timeout) is logged once per kind of failure, counted in
+    ``dropped``, and reported as ``SpanExportResult.FAILURE``.
+
+    Args:
+        telemetry_file: the file; None means $BETTY_TELEMETRY_FILE or the default.
+        all_spans: also write spans without ``betty.skill`` (other instrumentation).
+        timezone: timestamps in this zone instead of UTC.
+        fsync, lock_timeout, max_bytes, backups: see ``TelemetryStore``.
+
+    Raises:
+        ValueError: a setting is out of range (at construction, never on export).
+    """
+
+    def __init__(
+        self,
+        telemetry_file: str | os.PathLike[str] | None = None,
+        *,
+        all_spans: bool = False,
+        timezone: tzinfo | None = None,
+        fsync: bool = False,
+        lock_timeout: float = 10.0,
+        max_bytes: int = 0,
+        backups: int = 5,
+    ) -> None:
+        self._store = TelemetryStore(
+            telemetry_file,
+            fsync=fsync,
+            lock_timeout=lock_timeout,
+            max_bytes=max_bytes,
+            backups=backups,
+        )
+        self._all_spans = all_spans
+        self._tz = timezone
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._last_failure: str | None = None
+        self.exported = 0
+        """Entries written since construction."""
+        self.dropped = 0
+        """Entries that could not be written (each failure is also logged)."""
+
+    @property
+    def path(self) -> Path:
+        """The telemetry file this exporter appends to."""
+        return self._store.path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Append the Betty entries of spans as one write; never raises."""
+        if self._shutdown:
+            logger.debug("BettyFileExporter: export after shutdown ignored")
+            return SpanExportResult.FAILURE
+        lines: list[bytes] = []
+        try:
+            for span in spans:
+                context = span.get_span_context()
+                if _direct and context is not None:
+                    key = (context.trace_id, context.span_id)
+                    if key in _direct:
+                        _direct.discard(key)
+                        continue
+                entry = span_to_entry(span, tz=self._tz, all_spans=self._all_spans)
+                if entry is not None:
+                    lines.append(encode_entry(entry))
+            if lines:
+                self._store.append_encoded(lines)
+        except Exception as exc:  # noqa: BLE001 - an exporter must never raise into the SDK
+            self._failed(exc, max(len(lines), 1))
+            return SpanExportResult.FAILURE
+        with self._lock:
+            self.exported += len(lines)
+            self._last_failure = None
+        return SpanExportResult.SUCCESS
+
+    def _failed(self, exc: Exception, count: int) -> None:
+        """Count the drop; log it fully once per kind of failure, then at debug level."""
+        kind = f"{type(exc).__name__}:{getattr(exc, 'errno', '')}"
+        with self._lock:
+            self.dropped += count
+            repeated = kind == self._last_failure
+            self._last_failure = kind
+        log = logger.debug if repeated else logger.error
+        log(
+            "betty_otel could not write %d telemetry entr%s to %s: %s "
+            "(your code still runs; this telemetry is dropped)",
+            count,
+            "y" if count == 1 else "ies",
+            self._store.path,
+            exc,
+        )
+
+    def shutdown(self) -> None:
+        """Stop accepting spans and close the file; safe to call more than once."""
+        with self._lock:
+            self._shutdown = True
+        self._store.close()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 - SDK signature
+        """Nothing is buffered here: every export is written before it returns."""
+        return True

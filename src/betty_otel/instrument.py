@@ -1,0 +1,651 @@
+"""capture_telemetry (wrapt) and TelemetryContext: each execution becomes an OTel span.
+
+Both share `_Run`, the one place where an outcome (a return value, a status, an
+exception) becomes the span's betty.* attributes and status. Redaction happens
+here, before anything is put on the span, so the file and any collector receive
+only redacted data. Telemetry never changes what the user's code returns or
+raises: an internal failure is logged (logger ``betty_otel``), counted in
+``internal_errors``, and the call goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import threading
+import traceback
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar, overload
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from betty_otel import _setup
+from betty_otel._entry import (
+    ATTR_CALLER,
+    ATTR_ERROR,
+    ATTR_INPUTS,
+    ATTR_METADATA,
+    ATTR_SKILL,
+    ATTR_STATUS,
+    ERROR_STATUSES,
+    STATUSES,
+    validate_status,
+)
+from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
+
+__all__ = ["TelemetryContext", "capture_telemetry", "internal_errors"]
+
+logger = logging.getLogger("betty_otel")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_CALLER: Final = "runtime"
+_STATUS_SET: Final = frozenset(STATUSES)
+# asyncio.TimeoutError is TimeoutError from 3.11 on, a separate class before.
+_TIMEOUTS: Final = (TimeoutError, asyncio.TimeoutError)
+
+_errors_lock = threading.Lock()
+_internal_errors = 0
+
+
+def internal_errors() -> int:
+    """How many times betty_otel failed internally (each is logged; user code went on)."""
+    return _internal_errors
+
+
+def _internal_error(what: str) -> None:
+    """Log and count a failure of ours; never raises. Called from except blocks only."""
+    global _internal_errors
+    with _errors_lock:
+        _internal_errors += 1
+    logger.exception("betty_otel: %s failed; your code still runs, with less telemetry", what)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` (just ``Type`` when the message is empty or cannot be made)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a user's __str__ may raise anything
+        text = ""
+    return f"{name}: {text}" if text else name
+
+
+def outcome_of_exception(exc: BaseException) -> tuple[str, str | None]:
+    """The Betty status and raw error message for an exception that ended an execution."""
+    if isinstance(exc, SystemExit):
+        if exc.code is None or exc.code == 0:
+            return "success", None
+        return "failure", f"Exited with code {exc.code}"
+    if isinstance(exc, _TIMEOUTS):
+        return "timeout", _describe(exc)
+    if isinstance(exc, Exception):
+        return "failure", _describe(exc)
+    return "error", _describe(exc)  # KeyboardInterrupt, CancelledError, GeneratorExit, ...
+
+
+def outcome_of_result(result: object) -> tuple[str, str | None]:
+    """Success, unless a Betty-style ``{"status": ...}`` result says otherwise."""
+    if isinstance(result, dict):
+        status = result.get("status")
+        if isinstance(status, str) and status in _STATUS_SET:
+            error = result.get("error_message", result.get("error"))
+            return status, error if isinstance(error, str) and error else None
+    return "success", None
+
+
+class _Run:
+    """One execution being recorded: its span and the Betty outcome of it."""
+
+    __slots__ = ("error", "metadata", "sanitizer", "span", "status", "token")
+
+    def __init__(self, span: Span, sanitizer: Sanitizer) -> None:
+        self.span = span
+        self.sanitizer = sanitizer
+        self.status = "success"
+        self.error: str | None = None
+        self.metadata: dict[str, Any] | None = None
+        self.token: object | None = None
+
+    def attach(self) -> None:
+        """Make the span current, so nested executions become its children."""
+        self.token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def detach(self) -> None:
+        token, self.token = self.token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
+
+    def set_error(self, status: str, message: str | None) -> None:
+        self.status = status
+        self.error = None if message is None else self.sanitizer.sanitize(message)
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Status and message from the exception, and a redacted exception event."""
+        status, message = outcome_of_exception(exc)
+        self.set_error(status, message)
+        if status not in ERROR_STATUSES:
+            return
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        kind = type(exc)
+        self.span.add_event(
+            "exception",
+            {
+                "exception.type": f"{kind.__module__}.{kind.__qualname__}"
+                if kind.__module__ != "builtins"
+                else kind.__qualname__,
+                "exception.message": self.error or "",
+                "exception.stacktrace": self.sanitizer.sanitize(stack),
+                "exception.escaped": True,
+            },
+        )
+
+    def end(self, end_time: int | None = None) -> None:
+        """Put the outcome on the span and end it (this exports it)."""
+        attributes: dict[str, Any] = {ATTR_STATUS: self.status}
+        if self.error is not None:
+            attributes[ATTR_ERROR] = self.error
+        if self.metadata:
+            attributes[ATTR_METADATA] = to_json_text(self.metadata)
+        span = self.span
+        span.set_attributes(attributes)
+        if self.status in ERROR_STATUSES:
+            span.set_status(Status(StatusCode.ERROR, self.error))
+        span.end(end_time=end_time)
+
+
+def _start(
+    tracer: trace.Tracer,
+    skill: str,
+    attributes: dict[str, Any],
+    sanitizer: Sanitizer,
+    start_time: int | None = None,
+) -> _Run | None:
+    """Start a run; None (logged, counted) if that fails, so the call goes on untraced."""
+    try:
+        return _Run(
+            tracer.start_span(skill, attributes=attributes, start_time=start_time), sanitizer
+        )
+    except Exception:  # noqa: BLE001 - telemetry must never break the host program
+        _internal_error("starting a span")
+        return None
+
+
+def _finish(run: _Run, exc: BaseException | None = None, result: object = None) -> None:
+    """Record the outcome and end the span; never raises."""
+    try:
+        if exc is not None:
+            run.record_exception(exc)
+        else:
+            status, message = outcome_of_result(result)
+            if status != "success":
+                run.set_error(status, message)
+        run.end()
+    except Exception:  # noqa: BLE001 - telemetry must never break the host program
+        _internal_error("ending a span")
+
+
+# ---------------------------------------------------------------------------
+# The decorator
+# ---------------------------------------------------------------------------
+
+
+class _Spec:
+    """What one decorated function records, computed once at decoration time."""
+
+    __slots__ = ("attributes", "capture_inputs", "sanitizer", "signature", "skill")
+
+    def __init__(
+        self, function: Callable[..., Any], skill: str, caller: str, sanitizer: Sanitizer
+    ) -> None:
+        self.skill = skill
+        self.sanitizer = sanitizer
+        self.attributes: dict[str, Any] = {ATTR_SKILL: skill, ATTR_CALLER: caller}
+        module = getattr(function, "__module__", None)
+        qualname = getattr(function, "__qualname__", skill)
+        self.attributes["code.function.name"] = f"{module}.{qualname}" if module else qualname
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            self.attributes["code.file.path"] = code.co_filename
+            self.attributes["code.line.number"] = code.co_firstlineno
+        self.signature: inspect.Signature | None = None
+        self.capture_inputs = False
+
+    def enable_inputs(self, function: Callable[..., Any]) -> None:
+        try:
+            self.signature = inspect.signature(function)
+        except (TypeError, ValueError):
+            self.signature = None  # a builtin without a signature: inputs as args/kwargs
+        self.capture_inputs = True
+
+    def start(
+        self,
+        tracer: trace.Tracer,
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> _Run | None:
+        attributes = self.attributes
+        if self.capture_inputs:
+            try:
+                attributes = {
+                    **attributes,
+                    ATTR_INPUTS: to_json_text(self._inputs(instance, args, kwargs)),
+                }
+            except Exception:  # noqa: BLE001 - telemetry must never break the host program
+                _internal_error("capturing inputs")
+        return _start(tracer, self.skill, attributes, self.sanitizer)
+
+    def _inputs(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Arguments by parameter name, defaults applied, self/cls left out, redacted."""
+        signature = self.signature
+        if signature is None:
+            return self.sanitizer.sanitize({"args": list(args), "kwargs": kwargs})
+        first = next(iter(signature.parameters), None)
+        if instance is not None and first is not None:
+            # A bound call (method or classmethod): wrapt passes self/cls apart from args.
+            return self.sanitizer.bind_inputs(signature, (instance, *args), kwargs, skip_first=True)
+        # Called through the class (Class.method(obj, ...)): leave self/cls out too.
+        skip = first in ("self", "cls") and bool(args)
+        return self.sanitizer.bind_inputs(signature, args, kwargs, skip_first=skip)
+
+
+def _underlying(wrapped: Any) -> Callable[..., Any]:
+    """The plain function behind a classmethod/staticmethod object or wrapper chain."""
+    function = getattr(wrapped, "__func__", wrapped)
+    return inspect.unwrap(function)  # type: ignore[no-any-return]
+
+
+def _make_wrapper(spec: _Spec, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A wrapt wrapper whose span covers the real work of this kind of function."""
+    if inspect.isasyncgenfunction(function):
+        return _asyncgen_wrapper(spec)
+    if inspect.iscoroutinefunction(function):
+        return _coroutine_wrapper(spec)
+    if inspect.isgeneratorfunction(function):
+        return _generator_wrapper(spec)
+    return _sync_wrapper(spec)
+
+
+def _tracer() -> trace.Tracer | None:
+    current = _setup._current
+    return (current if current is not None else _setup.pipeline()).tracer
+
+
+def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
+        tracer = _tracer()
+        run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
+        if run is None:
+            return wrapped(*args, **kwargs)
+        run.attach()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            run.detach()
+            _finish(run, exc)
+            raise
+        run.detach()
+        _finish(run, result=result)
+        return result
+
+    return wrapper
+
+
+def _coroutine_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def wrapper(
+        wrapped: Callable[..., Coroutine[Any, Any, Any]],
+        instance: object,
+        args: Any,
+        kwargs: Any,
+    ) -> Coroutine[Any, Any, Any]:
+        async def traced() -> Any:
+            tracer = _tracer()
+            run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
+            if run is None:
+                return await wrapped(*args, **kwargs)
+            run.attach()
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                run.detach()
+                _finish(run, exc)
+                raise
+            run.detach()
+            _finish(run, result=result)
+            return result
+
+        return traced()
+
+    return wrapper
+
+
+def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
+    """The span covers iteration until exhaustion, close or an exception.
+
+    The span is current only while the generator's own code runs, never in the
+    consumer between two items.
+    """
+
+    def wrapper(
+        wrapped: Callable[..., Generator[Any, Any, Any]],
+        instance: object,
+        args: Any,
+        kwargs: Any,
+    ) -> Generator[Any, Any, Any]:
+        generator = wrapped(*args, **kwargs)
+        tracer = _tracer()
+        run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
+        if run is None:
+            return generator
+        return _traced_generator(generator, run)
+
+    return wrapper
+
+
+def _traced_generator(generator: Generator[Any, Any, Any], run: _Run) -> Generator[Any, Any, Any]:
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    try:
+        while True:
+            run.attach()
+            try:
+                if to_throw is not None:
+                    exc, to_throw = to_throw, None
+                    item = generator.throw(exc)
+                else:
+                    item = generator.send(to_send)
+            finally:
+                run.detach()
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                generator.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: pass it on
+                to_throw = exc
+    except StopIteration as stop:
+        _finish(run, result=None)
+        return stop.value
+    except GeneratorExit:
+        _finish(run, result=None)  # closed by the consumer: a normal end
+        raise
+    except BaseException as exc:
+        _finish(run, exc)
+        raise
+
+
+def _asyncgen_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def wrapper(
+        wrapped: Callable[..., AsyncGenerator[Any, Any]],
+        instance: object,
+        args: Any,
+        kwargs: Any,
+    ) -> AsyncGenerator[Any, Any]:
+        generator = wrapped(*args, **kwargs)
+        tracer = _tracer()
+        run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
+        if run is None:
+            return generator
+        return _traced_asyncgen(generator, run)
+
+    return wrapper
+
+
+async def _traced_asyncgen(
+    generator: AsyncGenerator[Any, Any], run: _Run
+) -> AsyncGenerator[Any, Any]:
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    try:
+        while True:
+            run.attach()
+            try:
+                if to_throw is not None:
+                    exc, to_throw = to_throw, None
+                    item = await generator.athrow(exc)
+                else:
+                    item = await generator.asend(to_send)
+            finally:
+                run.detach()
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                await generator.aclose()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: pass it on
+                to_throw = exc
+    except StopAsyncIteration:
+        _finish(run, result=None)
+    except GeneratorExit:
+        _finish(run, result=None)
+        raise
+    except BaseException as exc:
+        _finish(run, exc)
+        raise
+
+
+@overload
+def capture_telemetry(wrapped: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def capture_telemetry(
+    wrapped: None = None,
+    /,
+    *,
+    skill_name: str | None = None,
+    caller: str = DEFAULT_CALLER,
+    capture_inputs: bool = False,
+    sanitize_keys: Iterable[str] = (),
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def capture_telemetry(
+    wrapped: Callable[P, R] | None = None,
+    /,
+    *,
+    skill_name: str | None = None,
+    caller: str = DEFAULT_CALLER,
+    capture_inputs: bool = False,
+    sanitize_keys: Iterable[str] = (),
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record every call of the decorated function as a span and a Betty entry.
+
+    Use bare (``@capture_telemetry``) or called (``@capture_telemetry(skill_name=...)``).
+    Works on functions, coroutine functions, generators and async generators (the
+    span covers the awaited body or the whole iteration), methods, classmethods and
+    staticmethods. The return value and any exception pass through unchanged.
+
+    Args:
+        skill_name: the entry's skill; default is the function's qualified name.
+        caller: who runs it (``CLI``, ``API``, ``workflow.compose``, ...).
+        capture_inputs: record the arguments by parameter name (self/cls left out),
+            secrets redacted. Off by default: inputs may hold personal data.
+        sanitize_keys: extra argument/key names to redact, on top of the defaults.
+
+    Raises:
+        ValueError: skill_name or caller is empty (at decoration time).
+    """
+    if wrapped is None:
+        return functools.partial(
+            capture_telemetry,
+            skill_name=skill_name,
+            caller=caller,
+            capture_inputs=capture_inputs,
+            sanitize_keys=sanitize_keys,
+        )
+    function = _underlying(wrapped)
+    skill = skill_name if skill_name is not None else getattr(function, "__qualname__", None)
+    if not isinstance(skill, str) or not skill:
+        msg = f"skill_name must be a non-empty string, got {skill_name!r}"
+        raise ValueError(msg)
+    if not isinstance(caller, str) or not caller:
+        msg = f"caller must be a non-empty string, got {caller!r}"
+        raise ValueError(msg)
+    keys = tuple(sanitize_keys)
+    spec = _Spec(function, skill, caller, Sanitizer(keys) if keys else default_sanitizer())
+    if capture_inputs:
+        spec.enable_inputs(function)
+    decorator = wrapt.decorator(_make_wrapper(spec, function))
+    return decorator(wrapped)
+
+
+# ---------------------------------------------------------------------------
+# The context manager
+# ---------------------------------------------------------------------------
+
+
+class TelemetryContext:
+    """Record a block of code as one execution: ``with`` or ``async with``.
+
+    An exception inside is recorded (status failure, timeout or error, with its
+    message) and re-raised. Nested contexts and decorated calls become children.
+
+    Args:
+        skill: the entry's skill.
+        caller: who runs it.
+        inputs: inputs to record (redacted); more can be set with set_inputs().
+        metadata: extra facts to record (redacted); more with set_metadata().
+        sanitize_keys: extra key names to redact, on top of the defaults.
+
+    Raises:
+        ValueError: skill or caller is empty.
+        TypeError: inputs or metadata is not a mapping.
+    """
+
+    def __init__(
+        self,
+        skill: str,
+        caller: str = DEFAULT_CALLER,
+        inputs: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        sanitize_keys: Iterable[str] = (),
+    ) -> None:
+        if not isinstance(skill, str) or not skill:
+            msg = f"skill must be a non-empty string, got {skill!r}"
+            raise ValueError(msg)
+        if not isinstance(caller, str) or not caller:
+            msg = f"caller must be a non-empty string, got {caller!r}"
+            raise ValueError(msg)
+        _require_mapping("inputs", inputs)
+        _require_mapping("metadata", metadata)
+        keys = tuple(sanitize_keys)
+        self.skill = skill
+        self.caller = caller
+        self._sanitizer = Sanitizer(keys) if keys else default_sanitizer()
+        self._inputs = dict(inputs) if inputs else {}
+        self._metadata = dict(metadata) if metadata else {}
+        self._run: _Run | None = None
+        self._status: str | None = None
+        self._error: str | None = None
+
+    @property
+    def span(self) -> Span:
+        """The OTel span of the running block (a non-recording span outside it)."""
+        run = self._run
+        return run.span if run is not None else trace.INVALID_SPAN
+
+    def set_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """Replace the recorded inputs (redacted before they reach the span)."""
+        _require_mapping("inputs", inputs)
+        self._inputs = dict(inputs)
+        if self._run is not None:
+            self._put_inputs(self._run)
+
+    def set_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Merge keys into the recorded metadata (redacted at the end of the block)."""
+        _require_mapping("metadata", metadata)
+        self._metadata.update(metadata)
+
+    def set_status(self, status: str) -> None:
+        """Set the outcome explicitly; one of success, failure, timeout, error, pending.
+
+        Raises:
+            ValueError: not one of the five statuses.
+        """
+        self._status = validate_status(status)
+
+    def set_error(self, message: str) -> None:
+        """Record an error message; the status becomes failure unless it is error or timeout."""
+        self._error = str(message)
+        if self._status not in ("error", "timeout"):
+            self._status = "failure"
+
+    def _put_inputs(self, run: _Run) -> None:
+        try:
+            run.span.set_attribute(
+                ATTR_INPUTS, to_json_text(self._sanitizer.sanitize(self._inputs))
+            )
+        except Exception:  # noqa: BLE001 - telemetry must never break the host program
+            _internal_error("recording inputs")
+
+    def __enter__(self) -> TelemetryContext:
+        if self._run is not None:
+            msg = f"TelemetryContext({self.skill!r}) is already running; create one per block"
+            raise RuntimeError(msg)
+        tracer = _tracer()
+        if tracer is None:
+            return self
+        run = _start(
+            tracer,
+            self.skill,
+            {ATTR_SKILL: self.skill, ATTR_CALLER: self.caller},
+            self._sanitizer,
+        )
+        if run is not None:
+            if self._inputs:
+                self._put_inputs(run)
+            run.attach()
+            self._run = run
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        run.detach()
+        try:
+            if self._status is not None:
+                run.set_error(self._status, self._error)
+            if self._metadata:
+                run.metadata = self._sanitizer.sanitize(self._metadata)
+        except Exception:  # noqa: BLE001 - telemetry must never break the host program
+            _internal_error("recording the outcome")
+        if exc is not None:
+            _finish(run, exc)
+        else:
+            try:
+                run.end()
+            except Exception:  # noqa: BLE001 - telemetry must never break the host program
+                _internal_error("ending a span")
+
+    async def __aenter__(self) -> TelemetryContext:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def _require_mapping(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, Mapping):
+        msg = f"{name} must be a dict (or None), got {type(value).__name__}"
+        raise TypeError(msg)

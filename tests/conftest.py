@@ -1,0 +1,52 @@
+"""Shared fixtures: every test gets its own telemetry file and a fresh pipeline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import betty_otel
+from collector import rotel_collector  # noqa: F401 - the real-collector fixture
+
+_ENV_TO_CLEAR = (
+    "BETTY_TELEMETRY_DISABLED",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test writes outside its tmp_path or sees the machine's OTEL_* settings."""
+    for name in _ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BETTY_TELEMETRY_FILE", str(tmp_path / "default-telemetry.json"))
+    betty_otel.shutdown()
+    yield
+    betty_otel.shutdown()
+
+
+@pytest.fixture
+def telemetry_file(tmp_path: Path) -> Path:
+    """A telemetry file configured as the synchronous destination of all spans."""
+    path = tmp_path / "telemetry.json"
+    betty_otel.configure(path, otlp=False)
+    return path
+
+
+def read_entries(path: Path) -> list[dict[str, Any]]:
+    """The whole file, strictly parsed (fails unless it is a valid JSON array)."""
+    with path.open(encoding="utf-8") as handle:
+        data = json.load(handle)
+    assert isinstance(data, list)
+    return data
