@@ -41,15 +41,22 @@ become ``"<bytes len=N>"``; sets become sorted lists (iteration order when unsor
 tuples lists; NaN/inf become ``"NaN"``/``"Infinity"``/``"-Infinity"``; ints outside the
 signed 64-bit range become strings; lone surrogates become U+FFFD; non-string dict keys
 become ``str`` (``null``/``true``/``false`` for None/bools; on a key collision the first
-entry wins); iterators are never consumed; anything else is its (redacted, truncated)
-``repr``, or ``"<unrepresentable T>"`` when ``repr`` and ``str`` both raise.
+entry wins); iterators and generators are never consumed (``"<generator not consumed>"``);
+anything else is its (redacted, truncated) ``repr``, or ``"<unrepresentable T>"`` when
+``repr`` and ``str`` both raise.
 
 Budgets: strings are redacted first, then cut to ``max_value_chars`` with a
-``...<truncated N chars>`` suffix; containers keep ``max_items`` entries, the last being a
-``"<N more items>"`` marker; containers nested deeper than ``max_depth`` become a marker;
-once the running JSON size passes ``max_total_chars``, the rest of each open container
-collapses into one ``"<truncated: size budget exceeded>"`` marker. All markers are stable
+``...<truncated N chars>`` suffix (of an oversized string only the part that can survive,
+plus a 16 KB margin, is scanned: the rest is dropped unread); containers keep
+``max_items`` entries, the last being a ``"<N more items>"`` marker; containers nested
+deeper than ``max_depth`` become a marker; once the running JSON size passes
+``max_total_chars``, the rest of each open container collapses into one
+``"<truncated: size budget exceeded>"`` marker. All markers are stable
 under a second pass, so ``sanitize(sanitize(x)) == sanitize(x)``.
+
+Inputs (``bind_inputs``): ``{parameter: value}`` with defaults applied; ``*args`` stays a
+list and ``**kwargs`` a dict under their own parameter names (secret keys inside are
+redacted like anywhere else); ``{"args": [...], "kwargs": {...}}`` when binding fails.
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ _SECRET_SUFFIXES: Final = (
     "password", "passwd", "passphrase", "secret", "secretkey", "token", "apikey",
     "accesskey", "privatekey", "credential", "credentials", "authorization", "cookie",
 )  # fmt: skip
+_SHORTEST_NAME: Final = min(map(len, DEFAULT_SECRET_KEYS))
 _EOL_VALUE_KEYS: Final = frozenset({"cookie", "setcookie"})  # "a=1; b=2": all of it
 
 _CYCLE: Final = "<cycle>"
@@ -305,7 +313,7 @@ class Sanitizer:
         self._max_depth = max(int(max_depth), 1)
         self._max_items = max(int(max_items), 2)
         # Shortest text a pair can match: a name plus "=" and one char.
-        self._min_scan = min(len(n) for n in DEFAULT_SECRET_KEYS | self._extra) + 2
+        self._min_scan = min([_SHORTEST_NAME, *map(len, self._extra)]) + 2
         # Sanitized text and secrecy of each short key seen: per instance (redaction depends
         # on extra_keys), bounded by refusing new entries once full.
         self._keys: dict[str, tuple[str, bool]] = {}
@@ -349,7 +357,16 @@ class Sanitizer:
         result is ``{"args": [...], "kwargs": {...}}``. Never raises.
         """
         try:
-            arguments: object = self._bind(signature, args, kwargs, skip_first=skip_first)
+            # bind_partial: a call missing arguments still shows what it was given.
+            bound = signature.bind_partial(*args, **kwargs)
+            bound.apply_defaults()
+            arguments: object = bound.arguments
+            if skip_first and signature.parameters:
+                first = next(iter(signature.parameters.values()))
+                if first.kind is inspect.Parameter.VAR_POSITIONAL:
+                    bound.arguments[first.name] = bound.arguments.get(first.name, ())[1:]
+                else:
+                    bound.arguments.pop(first.name, None)
         except Exception:  # noqa: BLE001 - bad arguments: record what was passed
             try:
                 rest = list(args[1:] if skip_first else args)
@@ -358,28 +375,6 @@ class Sanitizer:
                 arguments = {"args": args, "kwargs": kwargs}
         result = self.sanitize(arguments)
         return result if isinstance(result, dict) else {"inputs": result}
-
-    # -- binding -------------------------------------------------------------------------
-
-    @staticmethod
-    def _bind(
-        signature: inspect.Signature,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        skip_first: bool,
-    ) -> dict[str, Any]:
-        # bind_partial: a call missing arguments still shows what it was given.
-        bound = signature.bind_partial(*args, **kwargs)
-        bound.apply_defaults()
-        arguments = bound.arguments
-        if skip_first and signature.parameters:
-            first = next(iter(signature.parameters.values()))
-            if first.kind is inspect.Parameter.VAR_POSITIONAL:
-                arguments[first.name] = arguments.get(first.name, ())[1:]
-            else:
-                arguments.pop(first.name, None)
-        return arguments
 
     # -- text ----------------------------------------------------------------------------
 
