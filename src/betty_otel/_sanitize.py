@@ -278,6 +278,28 @@ def _field_value(obj: object, name: str) -> object:
         return "<unavailable>"
 
 
+class _BindPlan:
+    """A plain signature's parameter names (positional ones first) and defaults."""
+
+    __slots__ = ("accepted", "defaults", "names", "positional")
+
+    def __init__(self, names: tuple[str, ...], positional: int, defaults: dict[str, Any]) -> None:
+        self.names = names
+        self.positional = positional
+        self.defaults = defaults
+        self.accepted = frozenset(names)
+
+
+def _bind_plan(signature: inspect.Signature) -> _BindPlan | None:
+    kinds = inspect.Parameter
+    params = list(signature.parameters.values())
+    if any(p.kind not in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) for p in params):
+        return None
+    positional = sum(1 for p in params if p.kind is kinds.POSITIONAL_OR_KEYWORD)
+    defaults = {p.name: p.default for p in params if p.default is not kinds.empty}
+    return _BindPlan(tuple(p.name for p in params), positional, defaults)
+
+
 class _State:
     """Per-call walk state, so one Sanitizer is safe to share between threads."""
 
@@ -317,6 +339,7 @@ class Sanitizer:
         # Sanitized text and secrecy of each short key seen: per instance (redaction depends
         # on extra_keys), bounded by refusing new entries once full.
         self._keys: dict[str, tuple[str, bool]] = {}
+        self._plans: dict[int, tuple[inspect.Signature, _BindPlan | None]] = {}
         letters = all(name[-1:].isalpha() for name in self._extra)
         self._pair_pattern = _PAIR_REVERSED if letters else _PAIR_REVERSED_ANY
 
@@ -328,6 +351,10 @@ class Sanitizer:
         Secrets are redacted by key and by value, and every string is within budget.
         """
         try:
+            if type(value) is dict:
+                flat = self._flat(value)
+                if flat is not None:
+                    return flat
             return self._walk(value, 0, _State())
         except Exception:  # noqa: BLE001 - last resort (e.g. a dict mutated while read)
             return f"<unserializable {_type_name(value)}>"
@@ -356,6 +383,12 @@ class Sanitizer:
         parameter (self/cls) is dropped. If binding fails (the call itself will raise), the
         result is ``{"args": [...], "kwargs": {...}}``. Never raises.
         """
+        fast = self._fast_bind(signature, args, kwargs)
+        if fast is not None:
+            if skip_first and fast:
+                del fast[next(iter(signature.parameters))]
+            result = self.sanitize(fast)
+            return result if isinstance(result, dict) else {"inputs": result}
         try:
             # bind_partial: a call missing arguments still shows what it was given.
             bound = signature.bind_partial(*args, **kwargs)
@@ -375,6 +408,79 @@ class Sanitizer:
                 arguments = {"args": args, "kwargs": kwargs}
         result = self.sanitize(arguments)
         return result if isinstance(result, dict) else {"inputs": result}
+
+    def _flat(self, value: dict[Any, Any]) -> dict[str, Any] | None:
+        """The hot path's usual case: a small dict of known keys and plain scalar values.
+
+        Gives exactly what the full walk gives for such a dict; None (take the full
+        walk) at the first key or value that needs more than a copy.
+        """
+        if len(value) > self._max_items:
+            return None
+        keys = self._keys
+        min_scan = self._min_scan
+        out: dict[str, Any] = {}
+        total = 0
+        for key, item in value.items():
+            info = keys.get(key) if type(key) is str else None
+            if info is None:
+                return None
+            text, secret = info
+            if text in out:
+                return None
+            total += len(text) + _SCALAR_COST + (len(item) if type(item) is str else 0)
+            if total > self._max_total:
+                return None
+            kind = type(item)
+            if secret:
+                out[text] = REDACTED
+            elif (
+                (kind is int and _I64_MIN <= item <= _I64_MAX)
+                or kind is bool
+                or item is None
+                or (kind is float and item - item == 0.0)
+                or (
+                    kind is str
+                    and len(item) <= 256
+                    and item.isascii()
+                    and (len(item) < min_scan or _MAYBE_SECRET.search(item) is None)
+                )
+            ):
+                out[text] = item
+            else:
+                return None
+        return out
+
+    def _fast_bind(
+        self, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Bind like bind_partial + apply_defaults for plain signatures, several times faster.
+
+        None when the signature has *args, **kwargs or positional-only parameters, or the
+        call does not fit it: inspect handles those (and reports what does not fit).
+        """
+        cached = self._plans.get(id(signature))
+        if cached is None or cached[0] is not signature:
+            cached = (signature, _bind_plan(signature))
+            if len(self._plans) < _KEY_CACHE_SIZE:
+                self._plans[id(signature)] = cached
+        plan = cached[1]
+        if plan is None or len(args) > plan.positional:
+            return None
+        names = plan.names
+        bound = dict(zip(names, args, strict=False))  # fewer args than names: defaults fill in
+        for key, value in kwargs.items():
+            if key in bound or key not in plan.accepted:
+                return None
+            bound[key] = value
+        if len(bound) == len(names) and not kwargs:
+            return bound
+        defaults = plan.defaults
+        return {
+            name: bound[name] if name in bound else defaults[name]
+            for name in names
+            if name in bound or name in defaults
+        }
 
     # -- text ----------------------------------------------------------------------------
 
