@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from betty_otel.exporter import BettyFileExporter
 
@@ -95,6 +96,18 @@ class _FileProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 - SDK signature
         return True
+
+
+def recording_provider() -> TracerProvider:
+    """A processor-less SDK TracerProvider that records even under OTEL_SDK_DISABLED.
+
+    For the places where recording was asked for explicitly (TelemetryCapture.capture,
+    the testing helper): the SDK reads OTEL_SDK_DISABLED at construction and would
+    hand out no-op tracers.
+    """
+    provider = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
+    provider._disabled = False
+    return provider
 
 
 _lock = threading.RLock()
@@ -209,7 +222,11 @@ def configure(
         provider = _user_provider(tracer_provider)
         owns = provider is None
         if provider is None:
-            provider = TracerProvider(resource=Resource.create(), shutdown_on_exit=False)
+            # ALWAYS_ON: the file is an audit log of every execution, whatever
+            # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
+            provider = TracerProvider(
+                sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False
+            )
         switches = [_Switch(file_processor)]
         if owns and (otlp if otlp is not None else _otlp_wanted()):
             otlp_exporter = _otlp_exporter(otlp_endpoint)
@@ -278,15 +295,19 @@ def shutdown() -> None:
 def _flush_in_multiprocessing_children(current: Pipeline) -> None:
     """A multiprocessing child ends with os._exit, skipping atexit: flush batches there.
 
-    multiprocessing runs its finalizers before that os._exit; after-fork hooks are
-    the one place a child can register one (the registry is cleared at its start).
+    multiprocessing runs its finalizers before that os._exit. A child clears the
+    finalizers it inherits, so children forked later register theirs in an
+    after-fork hook; a pipeline configured inside a child registers at once.
     """
-    import multiprocessing.util  # noqa: PLC0415 - only needed in batch mode
+    import multiprocessing  # noqa: PLC0415 - only needed in batch mode
+    import multiprocessing.util  # noqa: PLC0415
 
     def in_child(pipe: Pipeline) -> None:
         multiprocessing.util.Finalize(None, pipe.force_flush, exitpriority=100)
 
     multiprocessing.util.register_after_fork(current, in_child)
+    if multiprocessing.parent_process() is not None:
+        in_child(current)
 
 
 atexit.register(shutdown)

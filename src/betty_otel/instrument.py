@@ -257,6 +257,22 @@ class _Spec:
         return self.sanitizer.bind_inputs(signature, args, kwargs, skip_first=skip)
 
 
+class _FunctionWrapper(wrapt.FunctionWrapper[Any, Any]):
+    """A wrapt FunctionWrapper that pickles and copies by reference, like a plain function.
+
+    So decorated skills still go to multiprocessing pools and through copy.deepcopy.
+    """
+
+    def __reduce_ex__(self, protocol: object) -> str:
+        return str(self.__qualname__)
+
+    def __copy__(self) -> _FunctionWrapper:
+        return self
+
+    def __deepcopy__(self, memo: object) -> _FunctionWrapper:
+        return self
+
+
 def _underlying(wrapped: Any) -> Callable[..., Any]:
     """The plain function behind a classmethod/staticmethod object or wrapper chain."""
     function = getattr(wrapped, "__func__", wrapped)
@@ -342,15 +358,25 @@ def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
     ) -> Generator[Any, Any, Any]:
         generator = wrapped(*args, **kwargs)
         tracer = _tracer()
-        run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
-        if run is None:
+        if tracer is None:
             return generator
-        return _traced_generator(generator, run)
+        return _traced_generator(generator, spec, tracer, instance, args, kwargs)
 
     return wrapper
 
 
-def _traced_generator(generator: Generator[Any, Any, Any], run: _Run) -> Generator[Any, Any, Any]:
+def _traced_generator(
+    generator: Generator[Any, Any, Any],
+    spec: _Spec,
+    tracer: trace.Tracer,
+    instance: object,
+    args: Any,
+    kwargs: Any,
+) -> Generator[Any, Any, Any]:
+    """Runs only once iterated: a generator that is never started records nothing."""
+    run = spec.start(tracer, instance, args, kwargs)
+    if run is None:  # starting the span failed (logged): iterate untraced
+        return (yield from generator)
     to_send: Any = None
     to_throw: BaseException | None = None
     try:
@@ -391,17 +417,27 @@ def _asyncgen_wrapper(spec: _Spec) -> Callable[..., Any]:
     ) -> AsyncGenerator[Any, Any]:
         generator = wrapped(*args, **kwargs)
         tracer = _tracer()
-        run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
-        if run is None:
+        if tracer is None:
             return generator
-        return _traced_asyncgen(generator, run)
+        return _traced_asyncgen(generator, spec, tracer, instance, args, kwargs)
 
     return wrapper
 
 
 async def _traced_asyncgen(
-    generator: AsyncGenerator[Any, Any], run: _Run
+    generator: AsyncGenerator[Any, Any],
+    spec: _Spec,
+    tracer: trace.Tracer,
+    instance: object,
+    args: Any,
+    kwargs: Any,
 ) -> AsyncGenerator[Any, Any]:
+    """Runs only once iterated: an async generator never started records nothing."""
+    run = spec.start(tracer, instance, args, kwargs)
+    if run is None:  # starting the span failed (logged): iterate untraced
+        async for item in generator:
+            yield item
+        return
     to_send: Any = None
     to_throw: BaseException | None = None
     try:
@@ -494,8 +530,7 @@ def capture_telemetry(
     spec = _Spec(function, skill, caller, Sanitizer(keys) if keys else default_sanitizer())
     if capture_inputs:
         spec.enable_inputs(function)
-    decorator = wrapt.decorator(_make_wrapper(spec, function))
-    return decorator(wrapped)
+    return _FunctionWrapper(wrapped, _make_wrapper(spec, function))
 
 
 # ---------------------------------------------------------------------------

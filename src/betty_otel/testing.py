@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from betty_otel import _setup
@@ -54,7 +54,7 @@ def capture_entries() -> Iterator[CapturedEntries]:
     from the environment on the next instrumented call).
     """
     entries = CapturedEntries()
-    provider = TracerProvider(shutdown_on_exit=False)
+    provider = _setup.recording_provider()
     provider.add_span_processor(SimpleSpanProcessor(_MemoryExporter(entries)))
     previous = _setup.swap(_setup.Pipeline(tracer=provider.get_tracer(_setup.TRACER_NAME)))
     try:
