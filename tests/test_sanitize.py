@@ -516,9 +516,9 @@ def test_bind_inputs_skip_first_drops_self() -> None:
 
 
 def test_bind_inputs_falls_back_when_binding_fails_and_never_raises() -> None:
-    """Wrong arguments give {"args": [...], "kwargs": {...}}, still redacted."""
+    """Wrong arguments keep the names they can have; the rest goes under "kwargs"/"args"."""
     result = S.bind_inputs(SIG, ("a",), {"name": "dup", "secret": "s"})
-    assert result == {"args": ["a"], "kwargs": {"name": "dup", "secret": REDACTED}}
+    assert result == {"name": "a", "kwargs": {"name": "dup", "secret": REDACTED}}
     partial = S.bind_inputs(SIG, ("only-name",), {})
     assert partial == {"name": "only-name", "extra": [], "greeting": "hi", "options": {}}
     weird = S.bind_inputs(SIG, None, None)  # type: ignore[arg-type]

@@ -164,7 +164,9 @@ _PAIR_REVERSED: Final = re.compile(
 )
 _PAIR_VALUE: Final = re.compile(
     r"=?[ \t]*(?:(?:bearer|basic|token)[ \t]+)?"
-    r"(?P<val>\"(?:[^\"\\\n]|\\.)*(?P<c1>\")?|'(?:[^'\\\n]|\\.)*(?P<c2>')?"
+    # An optional b/r/u/f prefix: "password=b'...'" from a repr of bytes.
+    r"(?P<val>(?:[bBrRuUfF]{1,2}(?=[\"']))?\"(?:[^\"\\\n]|\\.)*(?P<c1>\")?"
+    r"|(?:[bBrRuUfF]{1,2}(?=[\"']))?'(?:[^'\\\n]|\\.)*(?P<c2>')?"
     r"|[^\s,;&\"'`<>(){}\[\]]+)",
     re.IGNORECASE,
 )
@@ -245,10 +247,26 @@ def _key_to_str(key: object) -> str:
         return "true" if key else "false"
     if isinstance(key, str):
         return str.__str__(key)
+    if isinstance(key, (bytes, bytearray)):  # b"password" must still name a secret
+        return bytes(key).decode("utf-8", "replace")
     try:
         return str(key.value if isinstance(key, enum.Enum) else key)
     except Exception:  # noqa: BLE001 - a raising __str__, a 5000-digit int
         return f"<unrepresentable key {_type_name(key)}>"
+
+
+def _json_size(text: str) -> int:
+    """Bytes the string takes as JSON: the budget counts what reaches the disk.
+
+    Control characters take 6 bytes (\\u0000) and non-ASCII up to 4 in UTF-8, so
+    counting characters could let a line grow several times past the budget.
+    """
+    if text.isascii() and text.isprintable():
+        return len(text) + 2 + text.count('"') + text.count("\\")
+    try:
+        return len(orjson.dumps(text, option=orjson.OPT_PASSTHROUGH_SUBCLASS))
+    except TypeError:  # lone surrogates: an upper bound is enough for a budget
+        return len(text) * 6 + 2
 
 
 def _big_int_text(value: int) -> str:
@@ -276,6 +294,42 @@ def _field_value(obj: object, name: str) -> object:
         return getattr(obj, name)
     except Exception:  # noqa: BLE001 - e.g. an init=False field never set
         return "<unavailable>"
+
+
+def _unbound_arguments(
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    skip_first: bool,
+) -> dict[str, Any]:
+    """Arguments of a call that does not fit its signature (the call will raise).
+
+    Leading positional values still get their parameter names, so a secret passed
+    as ``password`` is redacted by key; what is left over goes under "args" and
+    "kwargs".
+    """
+    kinds = inspect.Parameter
+    names = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
+    named: dict[str, Any] = dict(zip(names, args, strict=False))
+    extra = list(args[len(names) :])
+    rest: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in signature.parameters and key not in named:
+            named[key] = value
+        else:
+            rest[key] = value
+    if skip_first and names:
+        named.pop(names[0], None)
+    if extra:
+        named["args"] = extra
+    if rest:
+        named["kwargs"] = rest
+    return named
 
 
 class _BindPlan:
@@ -383,7 +437,10 @@ class Sanitizer:
         parameter (self/cls) is dropped. If binding fails (the call itself will raise), the
         result is ``{"args": [...], "kwargs": {...}}``. Never raises.
         """
-        fast = self._fast_bind(signature, args, kwargs)
+        try:
+            fast = self._fast_bind(signature, args, kwargs)
+        except Exception:  # noqa: BLE001 - hostile arguments: the general path handles them
+            fast = None
         if fast is not None:
             if skip_first and fast:
                 del fast[next(iter(signature.parameters))]
@@ -402,9 +459,8 @@ class Sanitizer:
                     bound.arguments.pop(first.name, None)
         except Exception:  # noqa: BLE001 - bad arguments: record what was passed
             try:
-                rest = list(args[1:] if skip_first else args)
-                arguments = {"args": rest, "kwargs": dict(kwargs)}
-            except Exception:  # noqa: BLE001
+                arguments = _unbound_arguments(signature, args, kwargs, skip_first=skip_first)
+            except Exception:  # noqa: BLE001 - not even a tuple and a dict
                 arguments = {"args": args, "kwargs": kwargs}
         result = self.sanitize(arguments)
         return result if isinstance(result, dict) else {"inputs": result}
@@ -428,7 +484,7 @@ class Sanitizer:
             text, secret = info
             if text in out:
                 return None
-            total += len(text) + _SCALAR_COST + (len(item) if type(item) is str else 0)
+            total += len(text) + _SCALAR_COST + (len(item) * 2 if type(item) is str else 0)
             if total > self._max_total:
                 return None
             kind = type(item)
@@ -443,6 +499,7 @@ class Sanitizer:
                     kind is str
                     and len(item) <= 256
                     and item.isascii()
+                    and item.isprintable()
                     and (len(item) < min_scan or _MAYBE_SECRET.search(item) is None)
                 )
             ):
@@ -597,7 +654,7 @@ class Sanitizer:
 
     def _leaf(self, text: str, st: _State) -> str:
         """Emit a string that has already been through ``_text`` (or is a marker)."""
-        st.total += len(text) + 2
+        st.total += _json_size(text)
         return text
 
     def _walk(self, value: object, depth: int, st: _State) -> Any:
@@ -606,9 +663,10 @@ class Sanitizer:
             if (
                 len(value) <= self._max_value_chars
                 and value.isascii()
+                and value.isprintable()
                 and (len(value) < self._min_scan or _MAYBE_SECRET.search(value) is None)
             ):
-                st.total += len(value) + 2
+                st.total += _json_size(value)
                 return value
             return self._leaf(self._text(value), st)
         if type(value) is int:
@@ -645,6 +703,10 @@ class Sanitizer:
             return self._walk(float(value), depth, st)
         if isinstance(value, Mapping):
             return self._walk_mapping(value, value.items(), len(value), depth, st)
+        fields = getattr(type(value), "_fields", None)
+        if isinstance(value, tuple) and isinstance(fields, tuple):  # a named tuple: names matter
+            pairs = zip(fields, value, strict=False)
+            return self._walk_mapping(value, pairs, len(fields), depth, st)
         if isinstance(value, (list, tuple)):
             return self._walk_seq(value, value, len(value), depth, st)
         if isinstance(value, AbstractSet):
@@ -712,7 +774,12 @@ class Sanitizer:
                 ):
                     st.total += _SCALAR_COST
                     out[text] = value
-                elif kind is str and len(value) < self._min_scan and value.isascii():
+                elif (
+                    kind is str
+                    and len(value) < self._min_scan
+                    and value.isascii()
+                    and value.isprintable()
+                ):
                     st.total += len(value) + 2
                     out[text] = value
                 else:
@@ -743,7 +810,12 @@ class Sanitizer:
                 if (kind is int and _I64_MIN <= item <= _I64_MAX) or kind is bool or item is None:
                     st.total += _SCALAR_COST
                     out.append(item)
-                elif kind is str and len(item) < self._min_scan and item.isascii():
+                elif (
+                    kind is str
+                    and len(item) < self._min_scan
+                    and item.isascii()
+                    and item.isprintable()
+                ):
                     st.total += len(item) + 2
                     out.append(item)
                 else:

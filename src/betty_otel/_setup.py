@@ -13,6 +13,7 @@ import atexit
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Final
@@ -98,6 +99,94 @@ class _FileProcessor(SpanProcessor):
         return True
 
 
+class _BatchFileProcessor(SpanProcessor):
+    """Batched file export that never drops a span.
+
+    A background thread writes the queue every `delay` seconds, or as soon as
+    `max_batch` spans wait. Unlike the SDK's BatchSpanProcessor, a full queue is not
+    emptied by throwing spans away: the thread that ends a span past `max_queue`
+    writes the queue itself (backpressure, not loss). Writes are serialised, so the
+    file keeps recording order.
+    """
+
+    def __init__(
+        self,
+        exporter: BettyFileExporter,
+        *,
+        delay: float = 1.0,
+        max_batch: int = 512,
+        max_queue: int = 8192,
+    ) -> None:
+        self._exporter = exporter
+        self._delay = delay
+        self._max_batch = max_batch
+        self._max_queue = max_queue
+        self._init_state()
+        # A forked child starts empty: the queued spans are the parent's to write.
+        reinit = weakref.WeakMethod(self._init_state)
+        os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._queue: list[ReadableSpan] = []
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return
+        with self._lock:
+            if self._stopped:
+                stopped = True
+            else:
+                stopped = False
+                self._queue.append(span)
+                waiting = len(self._queue)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="betty_otel-file-writer", daemon=True
+                    )
+                    self._thread.start()
+        if stopped:  # a late span after shutdown: the exporter counts it as dropped
+            self._exporter.export((span,))
+            return
+        if waiting >= self._max_batch:
+            self._wake.set()
+        if waiting >= self._max_queue:
+            self._drain()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self._delay)
+            self._wake.clear()
+            self._drain()
+
+    def _drain(self) -> None:
+        """Write everything queued so far, in order, in batches of max_batch."""
+        with self._export_lock:
+            with self._lock:
+                queued, self._queue = self._queue, []
+            for start in range(0, len(queued), self._max_batch):
+                self._exporter.export(queued[start : start + self._max_batch])
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 - SDK signature
+        self._drain()
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self._drain()
+        self._exporter.shutdown()
+
+
 def recording_provider() -> TracerProvider:
     """A processor-less SDK TracerProvider that records even under OTEL_SDK_DISABLED.
 
@@ -164,6 +253,20 @@ def _otlp_exporter(endpoint: str | None) -> SpanExporter | None:
     return HttpExporter(endpoint=endpoint)
 
 
+def _otlp_processor(endpoint: str | None) -> SpanProcessor | None:
+    """A batch processor to the collector, or None (logged) when it cannot be made.
+
+    OTLP settings come from the environment, where a bad value must cost the
+    collector's copy, never the file or the program.
+    """
+    try:
+        exporter = _otlp_exporter(endpoint)
+        return None if exporter is None else BatchSpanProcessor(exporter)
+    except Exception:
+        logger.exception("betty_otel: could not set up OTLP export; writing the file only")
+        return None
+
+
 def _user_provider(tracer_provider: trace.TracerProvider | None) -> TracerProvider | None:
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     return provider if isinstance(provider, TracerProvider) else None
@@ -217,7 +320,7 @@ def configure(
             backups=backups,
         )
         file_processor: SpanProcessor = (
-            BatchSpanProcessor(exporter) if batch else _FileProcessor(exporter)
+            _BatchFileProcessor(exporter) if batch else _FileProcessor(exporter)
         )
         provider = _user_provider(tracer_provider)
         owns = provider is None
@@ -229,9 +332,9 @@ def configure(
             )
         switches = [_Switch(file_processor)]
         if owns and (otlp if otlp is not None else _otlp_wanted()):
-            otlp_exporter = _otlp_exporter(otlp_endpoint)
-            if otlp_exporter is not None:
-                switches.append(_Switch(BatchSpanProcessor(otlp_exporter)))
+            otlp_processor = _otlp_processor(otlp_endpoint)
+            if otlp_processor is not None:
+                switches.append(_Switch(otlp_processor))
         for switch in switches:
             provider.add_span_processor(switch)
         new = Pipeline(
@@ -269,7 +372,15 @@ def pipeline() -> Pipeline:
     if current is None:
         with _lock:
             if _current is None:
-                configure()
+                try:
+                    configure()
+                except Exception:
+                    # Instrumented code must still run: untraced, said once, not retried.
+                    logger.exception(
+                        "betty_otel: could not configure telemetry from the environment; "
+                        "instrumented code runs untraced"
+                    )
+                    _replace(Pipeline(tracer=None))
             current = _current
     assert current is not None
     return current

@@ -82,7 +82,9 @@ class BettyFileExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Append the Betty entries of spans as one write; never raises."""
         if self._shutdown:
-            logger.debug("BettyFileExporter: export after shutdown ignored")
+            with self._lock:
+                self.dropped += len(spans)
+            logger.debug("BettyFileExporter: %d spans ended after shutdown, dropped", len(spans))
             return SpanExportResult.FAILURE
         lines: list[bytes] = []
         try:

@@ -179,7 +179,11 @@ def _start(
 
 
 def _finish(run: _Run, exc: BaseException | None = None, result: object = None) -> None:
-    """Record the outcome and end the span; never raises."""
+    """Record the outcome and end the span; never raises.
+
+    If recording the outcome fails, the span still ends (with what it has), so the
+    execution is not missing from the file.
+    """
     try:
         if exc is not None:
             run.record_exception(exc)
@@ -187,6 +191,9 @@ def _finish(run: _Run, exc: BaseException | None = None, result: object = None) 
             status, message = outcome_of_result(result)
             if status != "success":
                 run.set_error(status, message)
+    except Exception:  # noqa: BLE001 - telemetry must never break the host program
+        _internal_error("recording the outcome")
+    try:
         run.end()
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         _internal_error("ending a span")
