@@ -289,11 +289,11 @@ def _underlying(wrapped: Any) -> Callable[..., Any]:
 def _make_wrapper(spec: _Spec, function: Callable[..., Any]) -> Callable[..., Any]:
     """A wrapt wrapper whose span covers the real work of this kind of function."""
     if inspect.isasyncgenfunction(function):
-        return _asyncgen_wrapper(spec)
+        return _iteration_wrapper(spec, _traced_asyncgen)
     if inspect.iscoroutinefunction(function):
         return _coroutine_wrapper(spec)
     if inspect.isgeneratorfunction(function):
-        return _generator_wrapper(spec)
+        return _iteration_wrapper(spec, _traced_generator)
     return _sync_wrapper(spec)
 
 
@@ -350,24 +350,19 @@ def _coroutine_wrapper(spec: _Spec) -> Callable[..., Any]:
     return wrapper
 
 
-def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
-    """The span covers iteration until exhaustion, close or an exception.
+def _iteration_wrapper(spec: _Spec, traced: Callable[..., Any]) -> Callable[..., Any]:
+    """For generators and async generators: the span covers the iteration.
 
-    The span is current only while the generator's own code runs, never in the
-    consumer between two items.
+    It lasts until exhaustion, close or an exception, and is current only while
+    the generator's own code runs, never in the consumer between two items.
     """
 
-    def wrapper(
-        wrapped: Callable[..., Generator[Any, Any, Any]],
-        instance: object,
-        args: Any,
-        kwargs: Any,
-    ) -> Generator[Any, Any, Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
         generator = wrapped(*args, **kwargs)
         tracer = _tracer()
         if tracer is None:
             return generator
-        return _traced_generator(generator, spec, tracer, instance, args, kwargs)
+        return traced(generator, spec, tracer, instance, args, kwargs)
 
     return wrapper
 
@@ -413,22 +408,6 @@ def _traced_generator(
     except BaseException as exc:
         _finish(run, exc)
         raise
-
-
-def _asyncgen_wrapper(spec: _Spec) -> Callable[..., Any]:
-    def wrapper(
-        wrapped: Callable[..., AsyncGenerator[Any, Any]],
-        instance: object,
-        args: Any,
-        kwargs: Any,
-    ) -> AsyncGenerator[Any, Any]:
-        generator = wrapped(*args, **kwargs)
-        tracer = _tracer()
-        if tracer is None:
-            return generator
-        return _traced_asyncgen(generator, spec, tracer, instance, args, kwargs)
-
-    return wrapper
 
 
 async def _traced_asyncgen(
