@@ -223,34 +223,44 @@ def _otlp_wanted() -> bool:
     )
 
 
-def _otlp_exporter(endpoint: str | None) -> SpanExporter | None:
-    """The OTLP span exporter for OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL (http/protobuf default)."""
+def otlp_exporter(
+    endpoint: str | None = None,
+    *,
+    protocol: str | None = None,
+    timeout: float | None = None,
+) -> SpanExporter:
+    """An OTLP span exporter; protocol, endpoint and timeout default to the OTEL_* variables.
+
+    The protocol is OTEL_EXPORTER_OTLP[_TRACES]_PROTOCOL: http/protobuf (default) or
+    grpc. An HTTP endpoint given as a base URL gets the standard /v1/traces path.
+
+    Raises:
+        ImportError: the OTLP exporters are not installed (the message says how).
+    """
     protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        protocol
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "http/protobuf"
     ).strip()
+    hint = "the OTLP exporter is not installed; install it with: pip install 'betty-otel[otlp]'"
     try:
         if protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
                 OTLPSpanExporter as GrpcExporter,
             )
 
-            return GrpcExporter(endpoint=endpoint)
+            return GrpcExporter(endpoint=endpoint, timeout=timeout)
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
             OTLPSpanExporter as HttpExporter,
         )
-    except ImportError:
-        logger.exception(
-            "OTLP export is configured but the exporter is not installed; "
-            "install it with: pip install 'betty-otel[otlp]'. Writing the file only."
-        )
-        return None
+    except ImportError as exc:
+        raise ImportError(f"{hint} ({exc})") from None
     if protocol != "http/protobuf":
         logger.warning("OTLP protocol %r is not supported; using http/protobuf", protocol)
     if endpoint and not endpoint.rstrip("/").endswith("/v1/traces"):
         endpoint = endpoint.rstrip("/") + "/v1/traces"
-    return HttpExporter(endpoint=endpoint)
+    return HttpExporter(endpoint=endpoint, timeout=timeout)
 
 
 def _otlp_processor(endpoint: str | None) -> SpanProcessor | None:
@@ -260,8 +270,7 @@ def _otlp_processor(endpoint: str | None) -> SpanProcessor | None:
     collector's copy, never the file or the program.
     """
     try:
-        exporter = _otlp_exporter(endpoint)
-        return None if exporter is None else BatchSpanProcessor(exporter)
+        return BatchSpanProcessor(otlp_exporter(endpoint))
     except Exception:
         logger.exception("betty_otel: could not set up OTLP export; writing the file only")
         return None

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,23 +25,27 @@ from betty_otel._store import TelemetryStore
 from betty_otel.exporter import written_directly
 from betty_otel.instrument import _Run
 
+if TYPE_CHECKING:
+    from betty_otel.query import GroupBy, GroupStats, TextFilter, TimeArg, TraceNode
+
 __all__ = ["TelemetryCapture"]
 
 _private_provider: TracerProvider | None = None
 
 
-def _recording_tracer() -> trace.Tracer:
+def _recording_tracer() -> tuple[trace.Tracer, bool]:
     """The pipeline's tracer, or a processor-less one when telemetry is disabled.
 
     capture() is an explicit request to write an entry, so it records even then.
+    The flag says whether a BettyFileExporter will see the span (and must skip it).
     """
     global _private_provider
-    tracer = _setup.pipeline().tracer
-    if tracer is not None:
-        return tracer
+    current = _setup.pipeline()
+    if current.tracer is not None:
+        return current.tracer, current.exporter is not None
     if _private_provider is None:
-        _private_provider = TracerProvider(shutdown_on_exit=False)
-    return _private_provider.get_tracer(_setup.TRACER_NAME)
+        _private_provider = _setup.recording_provider()
+    return _private_provider.get_tracer(_setup.TRACER_NAME), False
 
 
 def _require_text(name: str, value: object) -> str:
@@ -110,7 +114,8 @@ class TelemetryCapture:
         duration = validate_duration(duration_ms)
         _require_mapping("inputs", inputs)
         _require_mapping("metadata", metadata)
-        if not isinstance(error_message, (str, type(None))):
+        given: object = error_message  # callers without type checking pass anything
+        if given is not None and not isinstance(given, str):
             msg = f"error_message must be a string or None, got {type(error_message).__name__}"
             raise TypeError(msg)
         sanitizer = default_sanitizer()
@@ -119,13 +124,15 @@ class TelemetryCapture:
             attributes[ATTR_INPUTS] = to_json_text(sanitizer.sanitize(dict(inputs)))
         end = time.time_ns()
         start = end - round(duration * 1_000_000)
-        span = _recording_tracer().start_span(skill, attributes=attributes, start_time=start)
+        tracer, exported = _recording_tracer()
+        span = tracer.start_span(skill, attributes=attributes, start_time=start)
         run = _Run(span, sanitizer)
         run.set_error(status, error_message)
         if metadata:
             run.metadata = sanitizer.sanitize(dict(metadata))
         context = span.get_span_context()
-        written_directly(context.trace_id, context.span_id)
+        if exported:
+            written_directly(context.trace_id, context.span_id)
         run.end(end_time=end)
         entry = span_to_entry(span)  # type: ignore[arg-type] # SDK tracers make SDK spans
         assert entry is not None
@@ -143,3 +150,36 @@ class TelemetryCapture:
         from betty_otel.query import query  # noqa: PLC0415 - query imports nothing of ours back
 
         return query(self.path, skill=skill, status=status, caller=caller, limit=limit)
+
+    def stats(
+        self,
+        by: GroupBy = "skill",
+        *,
+        skill: TextFilter = None,
+        status: TextFilter = None,
+        caller: TextFilter = None,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        trace_id: TextFilter = None,
+        min_duration_ms: float | None = None,
+    ) -> dict[str | None, GroupStats]:
+        """Per-group count, failure rate and duration percentiles; see `betty_otel.query.stats`."""
+        from betty_otel.query import stats  # noqa: PLC0415 - query imports nothing of ours back
+
+        return stats(
+            self.path,
+            by=by,
+            skill=skill,
+            status=status,
+            caller=caller,
+            since=since,
+            until=until,
+            trace_id=trace_id,
+            min_duration_ms=min_duration_ms,
+        )
+
+    def trace(self, trace_id: str) -> list[TraceNode]:
+        """The tree of executions of one trace; see `betty_otel.query.trace`."""
+        from betty_otel.query import trace  # noqa: PLC0415 - query imports nothing of ours back
+
+        return trace(trace_id, self.path)

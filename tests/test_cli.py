@@ -1,0 +1,615 @@
+"""The installed ``betty-telemetry`` console script, run in a subprocess like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from betty_otel._store import TelemetryStore
+
+CLI = Path(sys.executable).parent / "betty-telemetry"
+STATUS_ERROR = (
+    "Error: Invalid status: bogus. Must be one of: success, failure, timeout, error, pending"
+)
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script; the result must never contain a traceback."""
+    result = subprocess.run(
+        [str(CLI), *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout, result.stdout
+    return result
+
+
+def entry(index: int, **overrides: Any) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "timestamp": f"2025-10-24T14:{index // 60 % 60:02d}:{index % 60:02d}.123456+00:00",
+        "skill": f"skill.{index % 3}",
+        "status": "success",
+        "duration_ms": 10.0 + index,
+        "caller": "CLI",
+        "inputs": {"n": index},
+        "error_message": None,
+        "metadata": {},
+        "trace_id": f"{index + 1:032x}",
+        "span_id": f"{index + 1:016x}",
+        "parent_span_id": None,
+    }
+    value.update(overrides)
+    return value
+
+
+def write(path: Path, entries: list[dict[str, Any]]) -> Path:
+    store = TelemetryStore(path)
+    store.append(entries)
+    store.close()
+    return path
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    entries = [entry(i) for i in range(12)]
+    entries[4].update(status="failure", error_message="boom\nsecond line", duration_ms=500.0)
+    entries[7].update(status="timeout", error_message="too slow", caller="API")
+    entries[9].update(status="failed", caller="API")
+    return write(tmp_path / "log.json", entries)
+
+
+def test_console_script_is_installed() -> None:
+    assert CLI.exists(), f"{CLI} missing: pip install -e . again"
+
+
+# ---------------------------------------------------------------------------
+# help and usage
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", ["", "capture", "query", "stats", "trace", "tail", "check", "repair", "export"]
+)
+def test_help_has_examples(command: str) -> None:
+    result = run(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout
+    if command:
+        assert "--file" in result.stdout
+
+
+def test_python_dash_m() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "betty_otel", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "betty-telemetry" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["capture", "a", "success"],
+        ["query", "--limit", "-1"],
+        ["query", "--limit", "many"],
+        ["query", "--format", "xml"],
+        ["query", "--min-duration", "fast"],
+        ["stats", "--by", "inputs"],
+        ["tail", "-n", "x"],
+        ["export"],
+        ["export", "--otlp", "--protocol", "carrier-pigeon"],
+    ],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
+    result = run(*args, "--file", str(tmp_path / "t.json"))
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert not (tmp_path / "t.json").exists()
+
+
+# ---------------------------------------------------------------------------
+# capture
+# ---------------------------------------------------------------------------
+
+
+def test_capture_prints_the_entry_and_writes_it(tmp_path: Path) -> None:
+    path = tmp_path / "reg" / "telemetry.json"
+    result = run(
+        "capture",
+        "api.validate",
+        "failure",
+        "412.5",
+        "workflow.compose",
+        '{"path": "skills/x", "password": "hunter2"}',
+        "missing name",
+        "--metadata",
+        '{"attempt": 2}',
+        "--file",
+        str(path),
+    )
+    assert result.returncode == 0, result.stderr
+    text, _, last = result.stdout.rstrip("\n").rpartition("\n")
+    assert last == f"✓ Telemetry captured to {path}"
+    printed = json.loads(text)
+    assert text.startswith('{\n  "timestamp"')  # indented JSON
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    assert stored == [printed]
+    assert printed["skill"] == "api.validate"
+    assert printed["status"] == "failure"
+    assert printed["duration_ms"] == 412.5
+    assert printed["caller"] == "workflow.compose"
+    assert printed["inputs"] == {"path": "skills/x", "password": "***REDACTED***"}
+    assert printed["error_message"] == "missing name"
+    assert printed["metadata"] == {"attempt": 2}
+    assert len(printed["trace_id"]) == 32
+
+
+def test_capture_minimal_and_default_file(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "BETTY_TELEMETRY_FILE"}
+    result = run("capture", "a.skill", "success", "0", "CLI", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "✓ Telemetry captured to registry/telemetry.json" in result.stdout
+    default = tmp_path / "registry" / "telemetry.json"
+    assert json.loads(default.read_text(encoding="utf-8"))[0]["inputs"] == {}
+    env["BETTY_TELEMETRY_FILE"] = str(tmp_path / "env.json")
+    assert run("capture", "b", "pending", "1e3", "CLI", cwd=tmp_path, env=env).returncode == 0
+    assert json.loads((tmp_path / "env.json").read_text(encoding="utf-8"))[0]["skill"] == "b"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a", "success", "1", "CLI", "{bad"], "Error: Invalid JSON for inputs: Expecting "),
+        (["a", "success", "1", "CLI", ""], "Error: Invalid JSON for inputs: "),
+        (["a", "bogus", "1", "CLI"], STATUS_ERROR),
+        (["a", "failed", "1", "CLI"], "Error: Invalid status: failed. Must be one of"),
+        (["a", "success", "abc", "CLI"], "Error: Invalid duration_ms: 'abc' is not a number"),
+        (["a", "success", "-1", "CLI"], "Error: Invalid duration_ms: '-1' must be a finite"),
+        (["a", "success", "nan", "CLI"], "Error: Invalid duration_ms: 'nan' must be a finite"),
+        (["a", "success", "inf", "CLI"], "Error: Invalid duration_ms: 'inf' must be a finite"),
+        (["a", "success", "1e999", "CLI"], "Error: Invalid duration_ms: '1e999' must be"),
+        (["a", "success", "1", "CLI", "[1, 2]"], "Error: inputs must be a JSON object, got list"),
+        (["a", "success", "1", "CLI", '"text"'], "Error: inputs must be a JSON object, got str"),
+        (
+            ["a", "success", "1", "CLI", "{}", "x", "--metadata", "{"],
+            "Error: Invalid JSON for metadata",
+        ),
+        (["a", "success", "1", "CLI", "--metadata", "3"], "Error: metadata must be a JSON object"),
+        (["", "success", "1", "CLI"], "Error: skill must be a non-empty string"),
+        (["a", "success", "1", " "], "Error: caller must be a non-empty string"),
+    ],
+)
+def test_capture_errors_write_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    fresh = tmp_path / "fresh.json"
+    existing = write(tmp_path / "existing.json", [entry(1)])
+    before = existing.read_bytes()
+    for path in (fresh, existing):
+        result = run("capture", *args, "--file", str(path))
+        assert result.returncode == 1
+        assert result.stderr.startswith(message), result.stderr
+        assert result.stdout == ""
+    assert not fresh.exists()
+    assert existing.read_bytes() == before
+
+
+def test_capture_does_not_load_the_otlp_stack(tmp_path: Path) -> None:
+    """Without OTLP configured, capture never imports an OTLP exporter (import-time log)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [
+            *(sys.executable, "-X", "importtime", "-m", "betty_otel"),
+            *("capture", "a", "success", "1", "CLI", "--file", str(tmp_path / "t.json")),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line]
+    assert "betty_otel.cli" in imported
+    assert not [name for name in imported if name.startswith("opentelemetry.exporter")]
+    assert "grpc" not in imported
+    assert "requests" not in imported
+
+
+# ---------------------------------------------------------------------------
+# query, stats, trace
+# ---------------------------------------------------------------------------
+
+
+def test_query_json_when_piped_and_filters(log: Path) -> None:
+    result = run("query", "--file", str(log))
+    assert result.returncode == 0
+    found = json.loads(result.stdout)
+    assert [item["inputs"]["n"] for item in found] == list(range(11, -1, -1))
+    result = run("query", "--file", str(log), "--status", "failure", "--status", "timeout")
+    assert [item["inputs"]["n"] for item in json.loads(result.stdout)] == [7, 4]
+    result = run("query", "--file", str(log), "--caller", "API", "--limit", "1")
+    assert [item["inputs"]["n"] for item in json.loads(result.stdout)] == [9]
+    result = run("query", "--file", str(log), "--min-duration", "19", "--skill", "skill.1")
+    assert [item["inputs"]["n"] for item in json.loads(result.stdout)] == [10, 4]
+    result = run("query", "--file", str(log), "--trace-id", f"{3:032x}")
+    assert [item["inputs"]["n"] for item in json.loads(result.stdout)] == [2]
+    result = run(
+        "query",
+        "--file",
+        str(log),
+        "--since",
+        "2025-10-24T14:00:05Z",
+        "--until",
+        "2025-10-24T14:00:07Z",
+    )
+    assert [item["inputs"]["n"] for item in json.loads(result.stdout)] == [6, 5]
+    result = run("query", "--file", str(log), "--since", "1h")
+    assert json.loads(result.stdout) == []
+
+
+def test_query_limit_and_jsonl(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.json", [entry(i) for i in range(30)])
+    assert len(json.loads(run("query", "--file", str(path)).stdout)) == 20  # the default
+    assert len(json.loads(run("query", "--file", str(path), "--limit", "all").stdout)) == 30
+    assert json.loads(run("query", "--file", str(path), "--limit", "0").stdout) == []
+    lines = run("query", "--file", str(path), "--format", "jsonl", "--limit", "3").stdout
+    assert [json.loads(line)["inputs"]["n"] for line in lines.splitlines()] == [29, 28, 27]
+
+
+def test_query_table_is_aligned(log: Path) -> None:
+    result = run("query", "--file", str(log), "--format", "table", "--limit", "all")
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "time",
+        "(UTC)",
+        "skill",
+        "status",
+        "duration_ms",
+        "caller",
+        "error",
+    ]
+    assert set(lines[1]) == {"-", " "}
+    assert len(lines) == 2 + 12
+    skill_column = lines[0].index("skill")
+    status_column = lines[0].index("status")
+    for line in lines[2:]:
+        assert line[skill_column - 2 : skill_column] == "  "
+        assert line[skill_column : skill_column + 6] == "skill."
+        assert line[status_column - 1] == " "
+    failure = next(line for line in lines if " failure " in line)
+    assert failure.startswith("2025-10-24 14:00:04")
+    assert "500.0" in failure
+    assert failure.endswith("boom second line")  # one line per entry
+    assert run("query", "--file", str(log), "--format", "table", "--skill", "x").stdout == (
+        "No entries.\n"
+    )
+
+
+def test_query_errors(tmp_path: Path, log: Path) -> None:
+    result = run("query", "--file", str(log), "--since", "yesterday")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: Invalid time 'yesterday'")
+    result = run("query", "--file", str(log), "--since", "1h", "--until", "2h")
+    assert result.returncode == 1
+    assert "after until" in result.stderr
+    result = run("query", "--file", str(tmp_path / "absent.json"))
+    assert (result.returncode, result.stdout.strip()) == (0, "[]")  # no file: an empty log
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    result = run("query", "--file", str(folder))
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ")
+
+
+def test_legacy_file(tmp_path: Path) -> None:
+    fixture = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+    legacy = tmp_path / "legacy.json"
+    legacy.write_bytes((fixture / "betty-registry-telemetry.json").read_bytes())
+    result = run("query", "--file", str(legacy), "--status", "failed", "--limit", "all")
+    found = json.loads(result.stdout)
+    original = json.loads(legacy.read_text(encoding="utf-8"))
+    assert found == [item for item in reversed(original) if item.get("status") == "failed"]
+    table = run("query", "--file", str(legacy), "--format", "table").stdout
+    assert len(table.splitlines()) == 22
+    stats = json.loads(run("stats", "--file", str(legacy), "--by", "status").stdout)
+    assert sum(group["count"] for group in stats) == 225
+    assert run("check", "--file", str(legacy)).returncode == 0
+
+
+def test_stats(log: Path) -> None:
+    result = run("stats", "--file", str(log), "--format", "table")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["skill", "count", "failures", "fail"]
+    rows = {line.split()[0]: line.split() for line in lines[2:5]}
+    assert rows["skill.1"][1:4] == ["4", "2", "50.0%"]  # entries 1 4 7 10: 4 failed, 7 timed out
+    assert rows["skill.0"][1:4] == ["4", "0", "0.0%"]  # "failed" is not one of the statuses
+    assert lines[-1] == "12 entries in 3 groups (percentiles: linear interpolation)"
+    groups = json.loads(run("stats", "--file", str(log), "--by", "caller").stdout)
+    assert [(g["key"], g["count"], g["failures"]) for g in groups] == [
+        ("CLI", 10, 1),
+        ("API", 2, 1),
+    ]
+    assert groups[0]["statuses"] == {"success": 9, "failure": 1}
+    assert groups[1]["p50"] == 18.0
+    filtered = json.loads(run("stats", "--file", str(log), "--status", "failure").stdout)
+    assert [(g["key"], g["count"], g["failure_rate"]) for g in filtered] == [("skill.1", 1, 1.0)]
+    assert run("stats", "--file", str(log), "--skill", "none", "--format", "table").stdout == (
+        "No entries.\n"
+    )
+
+
+def test_trace(tmp_path: Path) -> None:
+    trace_id = "ab" * 16
+    root = entry(9, skill="workflow.compose", trace_id=trace_id, span_id="1" * 16, duration_ms=9000)
+    child = entry(3, skill="step.one", trace_id=trace_id, span_id="2" * 16, parent_span_id="1" * 16)
+    child2 = entry(
+        5,
+        skill="step.two",
+        status="failure",
+        error_message="bad input",
+        trace_id=trace_id,
+        span_id="3" * 16,
+        parent_span_id="1" * 16,
+    )
+    grandchild = entry(
+        2, skill="step.inner", trace_id=trace_id, span_id="4" * 16, parent_span_id="2" * 16
+    )
+    path = write(tmp_path / "t.json", [grandchild, child, child2, root, entry(20)])
+    result = run("trace", trace_id, "--file", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("workflow.compose  success  9,000.0 ms  caller=CLI")
+    assert lines[1].startswith("├── step.one  success  13.0 ms")
+    assert lines[2].startswith("│   └── step.inner  success  12.0 ms")
+    assert lines[3].startswith("└── step.two  failure  15.0 ms")
+    assert lines[3].endswith("error=bad input")
+    assert len(lines) == 4
+    tree = json.loads(run("trace", trace_id, "--file", str(path), "--format", "json").stdout)
+    assert tree[0]["entry"] == root
+    assert [node["entry"]["skill"] for node in tree[0]["children"]] == ["step.one", "step.two"]
+    missing = run("trace", "cd" * 16, "--file", str(path))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"Error: no entries with trace id {'cd' * 16}")
+
+
+# ---------------------------------------------------------------------------
+# tail
+# ---------------------------------------------------------------------------
+
+
+def test_tail_prints_the_newest_oldest_first(log: Path) -> None:
+    lines = run("tail", "-n", "3", "--file", str(log)).stdout.splitlines()
+    assert [json.loads(line)["inputs"]["n"] for line in lines] == [9, 10, 11]
+    table = run("tail", "-n", "2", "--file", str(log), "--format", "table").stdout.splitlines()
+    assert len(table) == 2
+    assert table[0].startswith("2025-10-24 14:00:10  skill.1")
+    assert run("tail", "-n", "0", "--file", str(log)).stdout == ""
+
+
+class Reader:
+    """Collects a subprocess's stdout lines on a thread, so reads can time out."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        assert process.stdout is not None
+        stream = process.stdout
+
+        def pump() -> None:
+            for line in stream:
+                self.lines.put(line)
+
+        self.thread = threading.Thread(target=pump, daemon=True)
+        self.thread.start()
+
+    def take(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        while len(found) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"only {len(found)} of {count} lines arrived: {found}")
+            try:
+                found.append(json.loads(self.lines.get(timeout=remaining)))
+            except queue.Empty:
+                continue
+        return found
+
+
+@pytest.fixture
+def follower(log: Path) -> Iterator[tuple[subprocess.Popen[str], Reader]]:
+    process = subprocess.Popen(
+        [str(CLI), "tail", "-n", "2", "-f", "--interval", "0.05", "--file", str(log)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    reader = Reader(process)
+    try:
+        yield process, reader
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        reader.thread.join(timeout=30)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_tail_follow_then_ctrl_c(log: Path, follower: tuple[subprocess.Popen[str], Reader]) -> None:
+    """New appends appear, across a rotation and a replacement; SIGINT exits 0 quietly."""
+    process, reader = follower
+    assert [item["inputs"]["n"] for item in reader.take(2)] == [10, 11]
+    write(log, [entry(100), entry(101)])
+    assert [item["inputs"]["n"] for item in reader.take(2)] == [100, 101]
+    write(log, [entry(102)])
+    assert [item["inputs"]["n"] for item in reader.take(1)] == [102]
+    # Rotation: the file becomes the first backup and a new file starts.
+    log.rename(log.with_name(log.name + ".1"))
+    write(log, [entry(103), entry(104)])
+    assert [item["inputs"]["n"] for item in reader.take(2)] == [103, 104]
+    # The old tools rewrite the whole file (indent=2): nothing is printed twice.
+    data = json.loads(log.read_text(encoding="utf-8"))
+    data.append(entry(105))
+    replacement = log.with_name("replacement.json")
+    replacement.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    replacement.replace(log)
+    assert [item["inputs"]["n"] for item in reader.take(1)] == [105]
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    assert "Traceback" not in errors
+    assert "KeyboardInterrupt" not in errors
+    assert reader.lines.empty()
+
+
+def test_tail_follow_a_file_that_does_not_exist_yet(tmp_path: Path) -> None:
+    path = tmp_path / "later.json"
+    process = subprocess.Popen(
+        [str(CLI), "tail", "-n", "0", "-f", "--interval", "0.05", "--file", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    reader = Reader(process)
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline().startswith("betty-telemetry: following")
+        write(path, [entry(1), entry(2)])
+        assert [item["inputs"]["n"] for item in reader.take(2)] == [1, 2]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        reader.thread.join(timeout=30)
+        assert process.stderr is not None
+        errors = process.stderr.read()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    assert "Traceback" not in errors
+
+
+# ---------------------------------------------------------------------------
+# check, repair
+# ---------------------------------------------------------------------------
+
+
+TORN = b',\n{"timestamp":"2025-10-24T00:00:00+00:00"'
+
+
+def torn(path: Path) -> Path:
+    """Cut the closing bracket and add half an entry: an append that was interrupted."""
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(b"\n]")] + TORN)
+    return path
+
+
+def test_check_ok_and_problems(tmp_path: Path, log: Path) -> None:
+    result = run("check", "--file", str(log))
+    assert (result.returncode, result.stdout.strip()) == (0, f"{log}: 12 entries, OK")
+    torn(log)
+    result = run("check", "--file", str(log))
+    assert result.returncode == 1
+    assert "12 entries, 1 problem(s)" in result.stdout
+    assert "torn tail" in result.stdout
+    damaged = write(tmp_path / "damaged.json", [entry(i) for i in range(5)])
+    lines = damaged.read_bytes().split(b"\n")
+    offset = len(b"\n".join(lines[:3])) + 1
+    lines[3] = b"{garbage"
+    damaged.write_bytes(b"\n".join(lines))
+    result = run("check", "--file", str(damaged))
+    assert result.returncode == 1
+    assert f"damaged region at byte offset {offset}" in result.stdout
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"not": "an array"}', encoding="utf-8")
+    result = run("check", "--file", str(foreign))
+    assert result.returncode == 1
+    assert "not a JSON array" in result.stdout
+    result = run("check", "--file", str(tmp_path / "absent.json"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ")
+
+
+def test_check_covers_rotated_backups(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.json", [entry(1)])
+    torn(write(tmp_path / "t.json.1", [entry(0)]))
+    result = run("check", "--file", str(path))
+    assert result.returncode == 1
+    assert f"{path}: 1 entries, OK" in result.stdout
+    assert f"{path}.1: 1 entries, 1 problem(s)" in result.stdout
+
+
+def test_repair(tmp_path: Path, log: Path) -> None:
+    before = json.loads(log.read_text(encoding="utf-8"))
+    result = run("repair", "--file", str(log))
+    assert (result.returncode, result.stdout.split(":")[0]) == (0, "Nothing to repair")
+    torn(log)
+    result = run("repair", "--file", str(log))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith(f"Repaired {log}: removed a torn tail of {len(TORN)} bytes")
+    assert "kept all 12 complete entries" in result.stdout
+    assert json.loads(log.read_text(encoding="utf-8")) == before
+    assert list(tmp_path.glob("log.json.torn-*"))
+    assert run("check", "--file", str(log)).returncode == 0
+    result = run("repair", "--file", str(tmp_path / "absent.json"))
+    assert result.returncode == 1
+    assert not (tmp_path / "absent.json").exists()
+
+
+def test_repair_leaves_damage_and_reports_it(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.json", [entry(i) for i in range(5)])
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = b"{garbage"
+    path.write_bytes(b"\n".join(lines))
+    before = path.read_bytes()
+    result = run("repair", "--file", str(path))
+    assert result.returncode == 1
+    assert "still: damaged region" in result.stdout
+    assert path.read_bytes() == before
+
+
+def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.json", [entry(i) for i in range(3000)])
+    process = subprocess.Popen(
+        [str(CLI), "query", "--file", str(path), "--limit", "all", "--format", "jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=60) == 0
+    assert process.stderr is not None
+    with process.stderr:
+        assert b"Traceback" not in process.stderr.read()
