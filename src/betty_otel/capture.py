@@ -123,6 +123,9 @@ class TelemetryCapture:
         if inputs:
             attributes[ATTR_INPUTS] = to_json_text(sanitizer.sanitize(dict(inputs)))
         end = time.time_ns()
+        if duration * 1_000_000 > end:
+            msg = f"duration_ms must not reach back before 1970, got {duration_ms!r}"
+            raise ValueError(msg)
         start = end - round(duration * 1_000_000)
         tracer, exported = _recording_tracer()
         span = tracer.start_span(skill, attributes=attributes, start_time=start)

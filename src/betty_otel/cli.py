@@ -160,7 +160,7 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         msg = f"must be >= 0, got {value}"
         raise argparse.ArgumentTypeError(msg)
-    return value
+    return min(value, sys.maxsize)  # more than can exist: all of them
 
 
 def _limit(text: str) -> int | None:
@@ -241,6 +241,9 @@ def _json_object(name: str, text: str | None) -> dict[str, Any] | None:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         msg = f"Invalid JSON for {name}: {exc}"
+        raise ValueError(msg) from None
+    except RecursionError:
+        msg = f"Invalid JSON for {name}: nested too deeply"
         raise ValueError(msg) from None
     if not isinstance(value, dict):
         msg = f"{name} must be a JSON object, got {type(value).__name__}: {text}"
@@ -619,7 +622,8 @@ def _to_span(
     duration = entry.get("duration_ms")
     start = end
     if _is_number(duration) and duration >= 0:
-        start = end - round(duration * 1_000_000)
+        # A duration longer than the time since 1970 (a bad entry) starts at 0.
+        start = max(0, end - round(min(duration, end / 1_000_000) * 1_000_000))
     trace_id = _hex_id(entry.get("trace_id"), 32)
     span_id = _hex_id(entry.get("span_id"), 16)
     parent_id = _hex_id(entry.get("parent_span_id"), 16)
@@ -930,9 +934,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging() -> None:
     """Library warnings (damaged regions, files moved aside) go to stderr, plainly."""
+    package = logging.getLogger("betty_otel")
+    if any(getattr(handler, "_betty_cli", False) for handler in package.handlers):
+        return  # main() called again in the same process
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    package = logging.getLogger("betty_otel")
+    handler._betty_cli = True  # type: ignore[attr-defined]
     package.addHandler(handler)
     package.setLevel(logging.WARNING)
     package.propagate = False

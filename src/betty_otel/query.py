@@ -104,7 +104,11 @@ def parse_time(value: datetime | str, *, now: datetime | None = None) -> datetim
         relative = _RELATIVE.fullmatch(text)
         if relative:
             seconds = float(relative.group(1)) * _UNITS[relative.group(2).lower()]
-            return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+            try:
+                return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+            except (OverflowError, ValueError):
+                msg = f"Invalid time {value!r}: that is before the year 1"
+                raise ValueError(msg) from None
         moment_or_none = _parse_iso(text)
         if moment_or_none is None:
             msg = f"Invalid time {value!r}: {_TIME_HELP}"
