@@ -62,6 +62,8 @@ _OPEN_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Characters that can end a JSON value: where the next element's separator goes.
 _VALUE_END: Final = frozenset(b'}]"0123456789el')
+# Before an entry line, these mean the array already ended there (lines added after it).
+_AFTER_END: Final = frozenset(b"]}")
 # Structural tokens of one line; JSON strings never contain a raw newline.
 _TOKENS: Final = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[\[\]{},]')
 
@@ -106,7 +108,8 @@ def _path_lock(key: str) -> threading.Lock:
 
 
 def _after_fork_in_child() -> None:
-    global _registry_lock  # noqa: PLW0603 - the parent's may be held by a thread that did not fork
+    # The parent's lock may be held by a thread that did not fork: replace it.
+    global _registry_lock
     _registry_lock = threading.Lock()
     _path_locks.clear()
 
@@ -116,6 +119,21 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def _utc_stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def _aside_path(path: Path, kind: str) -> Path:
+    """A new name beside path saying why (``.invalid-<UTC>``, ``.torn-<UTC>``), never one in use.
+
+    The clock can repeat a reading (a stepped-back clock, a restored VM): a counter keeps
+    an earlier file from being overwritten. Called under the lock, so no writer of ours races.
+    """
+    stamp = _utc_stamp()
+    candidate = path.with_name(f"{path.name}.{kind}-{stamp}")
+    count = 1
+    while os.path.lexists(candidate):
+        candidate = path.with_name(f"{path.name}.{kind}-{stamp}-{count}")
+        count += 1
+    return candidate
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -145,6 +163,61 @@ def _head_kind(fd: int) -> str:
         offset += len(chunk)
 
 
+def _head_bracket(fd: int) -> int:
+    """Offset of the array's opening bracket (first byte after a BOM and whitespace), or -1."""
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 512, offset)
+        if not chunk:
+            return -1
+        if offset == 0 and chunk.startswith(_BOM):
+            chunk = chunk[len(_BOM) :]
+            offset += len(_BOM)
+        stripped = chunk.lstrip(_WS)
+        if stripped:
+            return offset + len(chunk) - len(stripped) if stripped[:1] == b"[" else -1
+        offset += len(chunk)
+
+
+def _line_ending_at(fd: int, end: int) -> bytes:
+    """The bytes from the start of the line holding offset end - 1 up to end."""
+    parts: list[bytes] = []
+    pos = end
+    while pos > 0:
+        start = max(0, pos - 4096)
+        chunk = os.pread(fd, pos - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            parts.append(chunk[newline + 1 :])
+            break
+        parts.append(chunk)
+        pos = start
+    return b"".join(reversed(parts))
+
+
+def _closes_array(fd: int, before: int, last: int) -> bool:
+    """True when the ``]`` at last closes the top-level array, not a nested one in a torn tail.
+
+    A torn tail can end in ``]`` (``{"args": [1, 2]``, or a string ``"x]``). Cheap cases
+    first: a bracket at the start of its line after a whole canonical entry line (our own
+    tail), or after an indented line (json.dump(indent=N) puts only the top-level bracket at
+    column 0). Otherwise (compact layouts, torn tails) the last complete element must end
+    right before the bracket.
+    """
+    if last > 0 and os.pread(fd, 1, last - 1) == b"\n":
+        line = _line_ending_at(fd, before + 1)
+        if line[:1] in (b" ", b"\t"):
+            return True
+        if _is_entry_line(line) and _last_non_ws(fd, before + 1 - len(line))[1] not in _AFTER_END:
+            try:
+                _parse_entry_line(line)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                return True
+    return _last_complete_element(fd, last + 1) == before + 1
+
+
 def _last_non_ws(fd: int, end: int) -> tuple[int, int]:
     """Return (offset, byte) of the last non-whitespace byte before end, or (-1, -1)."""
     while end > 0:
@@ -168,6 +241,7 @@ class _Open:
     pid: int
     ino: tuple[int, int]
     checked_head: bool = False
+    created: bool = False  # this store created the file and has not written to it yet
 
 
 class TelemetryStore:
@@ -231,6 +305,8 @@ class TelemetryStore:
 
     def append_encoded(self, lines: Sequence[bytes]) -> None:
         """Append already-encoded entry lines (see encode_entry) as one write."""
+        if not lines:  # an empty batch would leave a trailing comma before the bracket
+            return
         with self._locked() as locked_fd:
             fd = self._maybe_rotate(locked_fd, sum(len(line) + 2 for line in lines) + 2)
             self._append_locked(fd, lines)
@@ -300,23 +376,34 @@ class TelemetryStore:
                 os.close(state.fd)
         parent = self.path.parent
         if not parent.exists():
-            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # mkdir(parents=True) creates missing ancestors with the umask's mode, not 0o700.
+            for folder in [*reversed(parent.parents), parent]:
+                if not folder.exists():
+                    folder.mkdir(mode=0o700, exist_ok=True)
             if self.fsync:
                 _fsync_dir(parent.parent if parent.parent != parent else parent)
+        created = True
         try:
-            fd = os.open(self.path, _OPEN_FLAGS, 0o600)
+            try:
+                fd = os.open(self.path, _OPEN_FLAGS | os.O_EXCL, 0o600)
+            except FileExistsError:
+                created = False
+                fd = os.open(self.path, _OPEN_FLAGS, 0o600)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 msg = "refusing to write through a symbolic link"
                 raise StoreError(errno.ELOOP, msg, str(self.path)) from exc
             raise
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise StoreError(errno.EINVAL, "not a regular file", str(self.path))
-        if self.fsync:
-            _fsync_dir(parent)
-        self._open = _Open(fd, os.getpid(), (info.st_dev, info.st_ino))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(errno.EINVAL, "not a regular file", str(self.path))
+            if self.fsync:
+                _fsync_dir(parent)
+        except BaseException:
+            os.close(fd)  # a failed folder fsync must not leak the descriptor
+            raise
+        self._open = _Open(fd, os.getpid(), (info.st_dev, info.st_ino), created=created)
         return self._open
 
     # -- appending ----------------------------------------------------------
@@ -333,6 +420,10 @@ class TelemetryStore:
         pos, prefix = self._insertion_point(fd, size)
         if pos < 0:
             self._repair_locked(fd)
+            # Repair may have moved a foreign file aside and reopened: use the new descriptor.
+            state = self._open
+            assert state is not None
+            fd = state.fd
             size = os.fstat(fd).st_size
             pos, prefix = self._insertion_point(fd, size)
             if pos < 0:  # pragma: no cover - repair always leaves a closed array
@@ -348,7 +439,18 @@ class TelemetryStore:
                 os.fsync(fd)
         except BaseException:
             self._restore(fd, pos, old_tail)
+            if size == 0 and state.created:
+                self._discard_created(fd)
             raise
+        state.created = False
+
+    def _discard_created(self, fd: int) -> None:
+        """Remove the empty file a failed first append created: json.load rejects 0 bytes."""
+        with contextlib.suppress(OSError):
+            info = os.fstat(fd)
+            current = self.path.lstat()
+            if info.st_size == 0 and (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino):
+                self.path.unlink()
 
     def _restore(self, fd: int, pos: int, old_tail: bytes) -> None:
         """Put the file back to its previous end after a failed append."""
@@ -365,6 +467,22 @@ class TelemetryStore:
         """Where new entries go and what precedes them; (-1, b'') for a torn tail."""
         if size == 0:
             return 0, b"[\n"
+        # Fast path, one read: our own canonical tail, a whole entry line and then "\n]\n".
+        start = max(0, size - 4096)
+        tail = os.pread(fd, size - start, start)
+        if tail.endswith(b"}" + _CLOSE):
+            newline = tail.rfind(b"\n", 0, len(tail) - len(_CLOSE))
+            line = tail[newline + 1 : len(tail) - len(_CLOSE)]
+            if newline >= 0 and _is_entry_line(line):
+                earlier = tail[:newline].rstrip(_WS)
+                prev = earlier[-1] if earlier else _last_non_ws(fd, start)[1]
+                try:
+                    _parse_entry_line(line)
+                except orjson.JSONDecodeError:
+                    pass  # a damaged last entry: the careful path below decides
+                else:
+                    if prev not in _AFTER_END:
+                        return size - len(_CLOSE), _SEP
         last, char = _last_non_ws(fd, size)
         if last < 0:  # only whitespace (or a BOM): an empty log
             return 0, b"[\n"
@@ -372,8 +490,9 @@ class TelemetryStore:
             return -1, b""
         before, prev = _last_non_ws(fd, last)
         if prev == ord("["):
-            return before + 1, b"\n"
-        if prev in _VALUE_END:
+            # Empty only if it is the opening bracket; "[\n{"a": []" is a torn tail.
+            return (before + 1, b"\n") if before == _head_bracket(fd) else (-1, b"")
+        if prev in _VALUE_END and _closes_array(fd, before, last):
             return before + 1, _SEP
         return -1, b""
 
@@ -387,7 +506,7 @@ class TelemetryStore:
             if os.pread(fd, len(_BOM), 0) == _BOM:
                 _pwrite_all(fd, b" " * len(_BOM), 0)
             return fd
-        aside = self.path.with_name(f"{self.path.name}.invalid-{_utc_stamp()}")
+        aside = _aside_path(self.path, "invalid")
         self.path.rename(aside)
         logger.warning(
             "%s is not a JSON array; moved it aside to %s and started a new log", self.path, aside
@@ -406,7 +525,7 @@ class TelemetryStore:
         cut = _last_complete_element(fd, size)
         removed = os.pread(fd, size - cut, cut)
         if removed.strip(_WS):
-            aside = self.path.with_name(f"{self.path.name}.torn-{_utc_stamp()}")
+            aside = _aside_path(self.path, "torn")
             _write_private(aside, removed)
             logger.warning(
                 "repaired a torn tail of %s: removed %d bytes after the last complete entry "
@@ -431,6 +550,16 @@ class TelemetryStore:
         size = os.fstat(fd).st_size
         if size == 0 or size + incoming <= self.max_bytes:
             return fd
+        # Settle the file before it becomes a backup: foreign content is moved aside (with
+        # its warning), and a torn tail is repaired, or the backup would stay torn for good.
+        if _head_kind(fd) == "foreign" or self._insertion_point(fd, size)[0] < 0:
+            self._repair_locked(fd)
+            state = self._open
+            assert state is not None
+            fd = state.fd
+            size = os.fstat(fd).st_size
+            if size == 0 or size + incoming <= self.max_bytes:
+                return fd
         for index in range(self.backups, 0, -1):
             older = _backup(self.path, index)
             if index == self.backups:
@@ -477,6 +606,10 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         _pwrite_all(fd, data, 0)
+    except BaseException:
+        with contextlib.suppress(OSError):  # no empty or partial copy left by a full disk
+            path.unlink()
+        raise
     finally:
         os.close(fd)
 
@@ -592,6 +725,7 @@ class _ForwardParser:
         self.damage: list[Damage] = []
         self.pending: list[Damage] = []
         self.torn: list[Damage] = []
+        self.after_comma = False  # a separator was read and no element after it yet
 
     def feed(self, offset: int, raw: bytes) -> Iterator[tuple[int, Any]]:
         """Feed one line; yield (end offset, value) for each element it completes."""
@@ -612,19 +746,33 @@ class _ForwardParser:
             skip = len(line) - len(stripped) + 1
             line = line[skip:]
             offset += skip
-        if self.closed:
-            if line.strip(_WS):
-                self.pending.append(Damage(offset, len(line), "data after the closing bracket"))
-            return
         body = line.rstrip(b"\r")
-        if self.depth == 1 and not self.parts and _is_entry_line(body):
+        if _is_entry_line(body):
             try:
                 value = _parse_entry_line(body)
             except orjson.JSONDecodeError:
-                self.pending.append(Damage(offset, len(line), "entry line is not valid JSON"))
+                pass  # damage, or several elements on one line ("[{..},{..},"): tokenize it
+            else:
+                if self.parts or self.depth != 1 or self.closed:
+                    # A whole entry line after damage that left the nesting wrong (an
+                    # unbalanced brace, a stray bracket): resynchronise, as the
+                    # newest-first reader does, instead of losing every later entry.
+                    if self.parts:
+                        length = len(b"".join(self.parts))
+                        self.pending.append(
+                            Damage(self.part_offset, length, "element is not valid JSON")
+                        )
+                    self.parts = []
+                    self.part_offset = -1
+                    self.depth = 1
+                    self.closed = False
+                self._accept()
+                self.after_comma = body[-1:] == b","
+                yield _entry_line_end(offset, line), value
                 return
-            self._accept()
-            yield _entry_line_end(offset, line), value
+        if self.closed:
+            if line.strip(_WS):
+                self.pending.append(Damage(offset, len(line), "data after the closing bracket"))
             return
         yield from self._tokenize(offset, line)
 
@@ -643,6 +791,7 @@ class _ForwardParser:
             part = stripped
             self.part_offset = offset
         self.parts.append(part)
+        self.after_comma = False
 
     def _finish(self) -> Iterator[tuple[int, Any]]:
         element = b"".join(self.parts)
@@ -682,6 +831,8 @@ class _ForwardParser:
                 self.depth -= 1
                 if self.depth == 0:
                     self._add_part(offset + start, line[start:index])
+                    if self.after_comma and not self.parts:  # "..},]": json.load rejects it
+                        self.pending.append(Damage(offset + index, 1, "comma before the bracket"))
                     yield from self._finish()
                     self.closed = True
                     rest = line[index + 1 :]
@@ -693,8 +844,15 @@ class _ForwardParser:
             elif self.depth == 1:  # the comma between two elements
                 self._add_part(offset + start, line[start:index])
                 yield from self._finish()
+                self.after_comma = True
                 start = index + 1
         self._add_part(offset + start, line[start:] + b"\n")
+
+    def flush(self) -> Iterator[tuple[int, Any]]:
+        """End of input: an element whose closing brace is in the file is complete, even
+        before its separator or the bracket arrived (an old writer killed right after it)."""
+        if self.parts and self.depth == 1 and not self.closed:
+            yield from self._finish()
 
     def finish(self) -> None:
         """End of input: an open element or pending damage is the torn tail."""
@@ -710,16 +868,25 @@ def _last_complete_element(fd: int, size: int) -> int:
     """Offset just after the last complete element, or just after ``[`` when there is none.
 
     Canonical files are scanned backwards line by line and stop at the first whole
-    entry line; other layouts are parsed forward (rare: only a torn legacy file).
+    entry line; other layouts are parsed forward (rare: only a torn legacy file). An entry
+    line right after ``]`` or a separator-less ``}`` lies after the array's end (lines added
+    to a complete file) and is not kept.
     """
     for offset, line in _lines_backward(fd, size):
         body = line.rstrip(b"\r")
+        if body[:1] == b"{" and _last_non_ws(fd, offset)[1] in _AFTER_END:
+            continue
         if _is_entry_line(body):
             try:
                 _parse_entry_line(body)
             except orjson.JSONDecodeError:
-                continue
-            return _entry_line_end(offset, line)
+                pass
+            else:
+                return _entry_line_end(offset, line)
+        if body[:1] == b"{":
+            found, _ = _parse_line_alone(offset, line)
+            if found:
+                return found[-1][0]
     parser = _ForwardParser()
     last_end = -1
     bracket = -1
@@ -728,6 +895,8 @@ def _last_complete_element(fd: int, size: int) -> int:
             bracket = offset + line.index(b"[") + 1
         for end, _ in parser.feed(offset, line):
             last_end = end
+    for end, _ in parser.flush():
+        last_end = end
     return last_end if last_end >= 0 else max(bracket, 0)
 
 
@@ -769,8 +938,9 @@ def _warn_damage(path: Path) -> Callable[[Damage], None]:
 
 
 def _iter_forward(
-    fd: int, end: int, on_damage: Callable[[Damage], None]
+    fd: int, end: int, on_damage: Callable[[Damage], None], *, followed: bool = False
 ) -> Iterator[dict[str, Any]]:
+    """Oldest first; with followed, entries come after end, so an open element is damage."""
     parser = _ForwardParser()
     for offset, line in _lines_forward(fd, 0, end):
         for _, value in parser.feed(offset, line):
@@ -779,9 +949,31 @@ def _iter_forward(
             parser.damage.clear()
             if isinstance(value, dict):
                 yield value
+    for _, value in parser.flush():
+        if isinstance(value, dict):
+            yield value
     parser.finish()
     for item in parser.damage:
         on_damage(item)
+    if followed:
+        for item in parser.torn:
+            if item.offset >= 0:
+                on_damage(item)
+
+
+def _parse_line_alone(offset: int, raw: bytes) -> tuple[list[tuple[int, Any]], list[Damage]]:
+    """Parse one line of elements by itself: ((end, value) of whole elements, damaged regions).
+
+    For a line starting with ``{`` that is not one whole entry: damage, lines merged by a
+    lost newline, or an entry glued to a torn write (``{..},]`` when a writer died one
+    byte into its append). The forward reader keeps the whole elements such a line holds.
+    """
+    parser = _ForwardParser()
+    parser.started = True
+    parser.depth = 1
+    found = list(parser.feed(offset, raw))
+    parser.finish()
+    return found, [*parser.damage, *(item for item in parser.torn if item.offset >= 0)]
 
 
 def _iter_backward(
@@ -794,6 +986,7 @@ def _iter_backward(
     another layout (the old tools' indent=2), parsed forward and yielded reversed.
     """
     seen = False
+    entries = False
     pending: list[Damage] = []
     legacy_end = -1
     for offset, raw in _lines_backward(fd, size):
@@ -801,27 +994,43 @@ def _iter_backward(
         stripped = line.strip(_WS)
         if not stripped:
             continue
-        if _is_entry_line(line):
-            try:
-                value = _parse_entry_line(line)
-            except orjson.JSONDecodeError:
-                if seen:
-                    pending.append(Damage(offset, len(raw), "entry line is not valid JSON"))
-                continue
-            for item in pending:
-                on_damage(item)
-            pending = []
-            seen = True
-            if isinstance(value, dict):
-                yield value
+        if line[:1] == b"{":
+            if _is_entry_line(line):
+                try:
+                    value = _parse_entry_line(line)
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    for item in pending:
+                        on_damage(item)
+                    pending = []
+                    seen = entries = True
+                    if isinstance(value, dict):
+                        yield value
+                    continue
+            found, problems = _parse_line_alone(offset, raw)
+            if seen:  # before the closing bracket or a first entry, problems are a torn tail
+                pending.extend(problems)
+            if found:
+                for item in pending:
+                    on_damage(item)
+                pending = []
+                seen = entries = True
+                for _, value in reversed(found):
+                    if isinstance(value, dict):
+                        yield value
             continue
         if stripped in (b"[", _BOM + b"["):
+            if not seen:  # a torn file in another layout (e.g. an old writer killed mid-dump)
+                legacy_end = size
             break
         if stripped == b"]" and not seen:
             seen = True
             continue
         if seen:
-            legacy_end = offset + len(raw)
+            # Entry lines after this region start with ",\n", so it ends at this line; with
+            # none, the region runs to the closing bracket, which ends its last element.
+            legacy_end = offset + len(raw) if entries else size
             break
     else:
         if not seen:
@@ -830,7 +1039,7 @@ def _iter_backward(
     for item in pending:
         on_damage(item)
     if legacy_end >= 0:
-        yield from reversed(list(_iter_forward(fd, legacy_end, on_damage)))
+        yield from reversed(list(_iter_forward(fd, legacy_end, on_damage, followed=entries)))
 
 
 def iter_entries(
@@ -882,6 +1091,7 @@ def check_file(path: str | os.PathLike[str] | None = None) -> FileReport:
         for offset, line in _lines_forward(fd, 0, os.fstat(fd).st_size):
             for _ in parser.feed(offset, line):
                 report.entries += 1
+        report.entries += sum(1 for _ in parser.flush())
         parser.finish()
         report.damage = list(parser.damage)
         report.torn_tail = bool(parser.torn)

@@ -1,0 +1,194 @@
+"""Cost of appending to and reading the telemetry file, at realistic and large sizes.
+
+Prints, in one run (about a minute):
+
+- µs per append (single-entry batches, a ~300-byte entry) at 1,000 and at 1,000,000
+  existing entries, and their ratio. Target: <= 1.2 (appends are O(1) in the size).
+- the original Betty writer (flock, json.load, append, json.dump indent=2) at 1,000 and
+  10,000 entries, for comparison: it rewrites the whole file every time.
+- reading all 1,000,000 entries newest first (entries/s, seconds), and the newest 10.
+
+The large file is written directly in the canonical layout with orjson, so building it
+takes seconds. Medians over several rounds; compare ratios, not absolute times.
+
+    .venv/bin/python benchmarks/bench_store.py
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from betty_otel._store import TelemetryStore, iter_entries
+
+APPENDS = 2_000
+ROUNDS = 5
+BIG = 1_000_000
+SMALL = 1_000
+
+
+def entry(number: int) -> dict[str, Any]:
+    """A realistic entry of about 300 bytes in the documented schema."""
+    return {
+        "timestamp": f"2025-10-24T14:{number // 60 % 60:02d}:{number % 60:02d}.123456+00:00",
+        "skill": f"workflow.step{number % 50}",
+        "status": "success" if number % 10 else "failure",
+        "duration_ms": 12.345 + number % 1000,
+        "caller": "workflow.compose",
+        "inputs": {"path": f"skills/s{number % 97}.yaml"},
+        "error_message": None if number % 10 else "Validation failed: missing field 'name'",
+        "metadata": {},
+        "trace_id": f"{number:032x}",
+        "span_id": f"{number:016x}",
+        "parent_span_id": None,
+    }
+
+
+def build_canonical(path: Path, count: int) -> None:
+    """Write count entries in the canonical layout, in chunks (no store involved).
+
+    Flushed to disk before returning, so its write-back does not run during the timings.
+    """
+    with path.open("wb") as handle:
+        handle.write(b"[\n")
+        chunk = 50_000
+        for start in range(0, count, chunk):
+            lines = [orjson.dumps(entry(n)) for n in range(start, min(count, start + chunk))]
+            if start:
+                handle.write(b",\n")
+            handle.write(b",\n".join(lines))
+        handle.write(b"\n]\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def legacy_append(path: Path, item: dict[str, Any]) -> None:
+    """The original Betty writer: lock, load the whole array, append, rewrite with indent=2."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            text = handle.read()
+            data = json.loads(text) if text.strip() else []
+            data.append(item)
+            handle.seek(0)
+            handle.truncate()
+            json.dump(data, handle, indent=2)
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def median_us(run_round: Callable[[int], float], rounds: int = ROUNDS) -> float:
+    """Median over rounds of the µs per operation that run_round(round) returns."""
+    return statistics.median(run_round(r) for r in range(rounds))
+
+
+def store_append_us(paths: list[Path]) -> list[float]:
+    """µs per single-entry append through one open store per file (the exporter's steady
+    state); rounds alternate between the files so that machine noise hits them alike."""
+    stores = [TelemetryStore(path) for path in paths]
+    line = entry(7)
+    samples: list[list[float]] = [[] for _ in paths]
+    try:
+        for store in stores:
+            store.append([line])  # open the file and check its head once, outside the timing
+        for _ in range(ROUNDS):
+            for store, times in zip(stores, samples, strict=True):
+                started = time.perf_counter()
+                for _i in range(APPENDS):
+                    store.append([line])
+                times.append((time.perf_counter() - started) / APPENDS * 1e6)
+    finally:
+        for store in stores:
+            store.close()
+    return [statistics.median(times) for times in samples]
+
+
+def legacy_append_us(path: Path, appends: int) -> float:
+    def one_round(_: int) -> float:
+        started = time.perf_counter()
+        for i in range(appends):
+            legacy_append(path, entry(i))
+        return (time.perf_counter() - started) / appends * 1e6
+
+    return median_us(one_round, rounds=3)
+
+
+def main() -> int:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
+        base = Path(folder)
+        print(
+            f"entry size: {len(orjson.dumps(entry(1)))} bytes; {APPENDS} appends x {ROUNDS} rounds"
+        )
+
+        small = base / "small.json"
+        build_canonical(small, SMALL)
+        big = base / "big.json"
+        t0 = time.perf_counter()
+        build_canonical(big, BIG)
+        size_mb = big.stat().st_size / 1e6
+        print(f"built {BIG:,}-entry file ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
+
+        small_us, big_us = store_append_us([small, big])
+        ratio = big_us / small_us
+        print()
+        print("append (store, single-entry batches)")
+        print(f"  at {SMALL:>9,} entries: {small_us:8.1f} µs/append")
+        print(f"  at {BIG:>9,} entries: {big_us:8.1f} µs/append")
+        verdict = "OK" if ratio <= 1.2 else "ABOVE TARGET"
+        print(f"  ratio 1M / 1K:        {ratio:8.2f}x   (target <= 1.2: {verdict})")
+
+        print()
+        print("append (original Betty writer: json.load + json.dump indent=2 under flock)")
+        legacy_small = base / "legacy-small.json"
+        legacy_big = base / "legacy-big.json"
+        for path, count in ((legacy_small, SMALL), (legacy_big, 10_000)):
+            path.write_text(json.dumps([entry(n) for n in range(count)], indent=2))
+        legacy_small_us = legacy_append_us(legacy_small, 100)
+        legacy_big_us = legacy_append_us(legacy_big, 10)
+        print(
+            f"  at {SMALL:>9,} entries: {legacy_small_us:8.0f} µs/append"
+            f"   ({legacy_small_us / small_us:,.0f}x the store)"
+        )
+        print(
+            f"  at {10_000:>9,} entries: {legacy_big_us:8.0f} µs/append"
+            f"   ({legacy_big_us / small_us:,.0f}x the store)"
+        )
+        print(
+            f"  ratio 10K / 1K:       {legacy_big_us / legacy_small_us:8.2f}x   (grows with size)"
+        )
+
+        print()
+        print("read (newest first)")
+        t0 = time.perf_counter()
+        count = sum(1 for _ in iter_entries(big, newest_first=True))
+        elapsed = time.perf_counter() - t0
+        print(f"  all {count:,} entries: {elapsed:6.2f} s   ({count / elapsed:,.0f} entries/s)")
+
+        def newest_10(_: int) -> float:
+            t = time.perf_counter()
+            got = list(itertools.islice(iter_entries(big, newest_first=True), 10))
+            assert len(got) == 10
+            return (time.perf_counter() - t) * 1e6
+
+        newest_us = median_us(newest_10, rounds=21)
+        print(f"  newest 10 of {count:,}: {newest_us:8.0f} µs")
+    print()
+    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
