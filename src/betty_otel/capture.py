@@ -139,7 +139,12 @@ class TelemetryCapture:
         run.end(end_time=end)
         entry = span_to_entry(span)  # type: ignore[arg-type] # SDK tracers make SDK spans
         assert entry is not None
-        self._store.append([entry])
+        try:
+            self._store.append([entry])
+        finally:
+            # No descriptor outlives the call: programs create a TelemetryCapture per
+            # capture, and capture is not the hot path (the decorator's exporter is).
+            self._store.close()
         return entry
 
     def query(
