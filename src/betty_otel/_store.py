@@ -726,6 +726,10 @@ class _ForwardParser:
         self.pending: list[Damage] = []
         self.torn: list[Damage] = []
         self.after_comma = False  # a separator was read and no element after it yet
+        # The line that opens a top-level element in an indented layout ("  {" for the
+        # old tools' indent=2): learnt from the first element, it is where damage that
+        # unbalanced the nesting resynchronises.
+        self.element_start: bytes | None = None
 
     def feed(self, offset: int, raw: bytes) -> Iterator[tuple[int, Any]]:
         """Feed one line; yield (end offset, value) for each element it completes."""
@@ -770,10 +774,28 @@ class _ForwardParser:
                 self.after_comma = body[-1:] == b","
                 yield _entry_line_end(offset, line), value
                 return
+        if body == self.element_start and (self.parts or self.depth != 1 or self.closed):
+            # A damaged element left the nesting wrong; a new top-level element starts here.
+            if self.parts:
+                length = len(b"".join(self.parts))
+                self.pending.append(Damage(self.part_offset, length, "element is not valid JSON"))
+            self.parts = []
+            self.part_offset = -1
+            self.depth = 1
+            self.closed = False
         if self.closed:
             if line.strip(_WS):
                 self.pending.append(Damage(offset, len(line), "data after the closing bracket"))
             return
+        if (
+            self.element_start is None
+            and self.depth == 1
+            and not self.parts
+            and body[-1:] == b"{"
+            and body[:-1].strip(b" \t") == b""
+            and body[:-1]
+        ):
+            self.element_start = body
         yield from self._tokenize(offset, line)
 
     def _accept(self) -> None:
