@@ -524,20 +524,17 @@ class Sanitizer:
         plan = cached[1]
         if plan is None or len(args) > plan.positional:
             return None
-        names = plan.names
-        bound = dict(zip(names, args, strict=False))  # fewer args than names: defaults fill in
-        for key, value in kwargs.items():
-            if key in bound or key not in plan.accepted:
+        bound = dict(zip(plan.names, args, strict=False))  # fewer args: defaults fill in
+        if kwargs:
+            if not plan.accepted.issuperset(kwargs) or not bound.keys().isdisjoint(kwargs):
                 return None
-            bound[key] = value
-        if len(bound) == len(names) and not kwargs:
-            return bound
-        defaults = plan.defaults
-        return {
-            name: bound[name] if name in bound else defaults[name]
-            for name in names
-            if name in bound or name in defaults
-        }
+            bound.update(kwargs)
+        if len(bound) < len(plan.names):
+            # Defaults after the given arguments (key order differs from inspect's only
+            # when keywords skip a parameter; JSON objects are unordered).
+            for name, default in plan.defaults.items():
+                bound.setdefault(name, default)
+        return bound
 
     # -- text ----------------------------------------------------------------------------
 
