@@ -6,12 +6,13 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from betty_otel import _setup
+from betty_otel import query as log_query
 from betty_otel._entry import (
     ATTR_CALLER,
     ATTR_INPUTS,
@@ -24,9 +25,6 @@ from betty_otel._sanitize import default_sanitizer, to_json_text
 from betty_otel._store import TelemetryStore
 from betty_otel.exporter import written_directly
 from betty_otel.instrument import _Run
-
-if TYPE_CHECKING:
-    from betty_otel.query import GroupBy, GroupStats, TextFilter, TimeArg, TraceNode
 
 __all__ = ["TelemetryCapture"]
 
@@ -155,26 +153,22 @@ class TelemetryCapture:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Entries matching every given filter, newest first, at most limit of them."""
-        from betty_otel.query import query  # noqa: PLC0415 - query imports nothing of ours back
-
-        return query(self.path, skill=skill, status=status, caller=caller, limit=limit)
+        return log_query.query(self.path, skill=skill, status=status, caller=caller, limit=limit)
 
     def stats(
         self,
-        by: GroupBy = "skill",
+        by: log_query.GroupBy = "skill",
         *,
-        skill: TextFilter = None,
-        status: TextFilter = None,
-        caller: TextFilter = None,
-        since: TimeArg = None,
-        until: TimeArg = None,
-        trace_id: TextFilter = None,
+        skill: log_query.TextFilter = None,
+        status: log_query.TextFilter = None,
+        caller: log_query.TextFilter = None,
+        since: log_query.TimeArg = None,
+        until: log_query.TimeArg = None,
+        trace_id: log_query.TextFilter = None,
         min_duration_ms: float | None = None,
-    ) -> dict[str | None, GroupStats]:
+    ) -> dict[str | None, log_query.GroupStats]:
         """Per-group count, failure rate and duration percentiles; see `betty_otel.query.stats`."""
-        from betty_otel.query import stats  # noqa: PLC0415 - query imports nothing of ours back
-
-        return stats(
+        return log_query.stats(
             self.path,
             by=by,
             skill=skill,
@@ -186,8 +180,6 @@ class TelemetryCapture:
             min_duration_ms=min_duration_ms,
         )
 
-    def trace(self, trace_id: str) -> list[TraceNode]:
+    def trace(self, trace_id: str) -> list[log_query.TraceNode]:
         """The tree of executions of one trace; see `betty_otel.query.trace`."""
-        from betty_otel.query import trace  # noqa: PLC0415 - query imports nothing of ours back
-
-        return trace(trace_id, self.path)
+        return log_query.trace(trace_id, self.path)
