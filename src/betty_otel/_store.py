@@ -44,6 +44,7 @@ __all__ = [
     "check_file",
     "iter_entries",
     "log_files",
+    "open_log_files",
     "resolve_path",
 ]
 
@@ -147,36 +148,34 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += written
 
 
-def _head_kind(fd: int) -> str:
-    """Classify the file's start: 'empty' (only whitespace), 'array', or 'foreign'."""
+def _first_byte(fd: int) -> tuple[int, int]:
+    """Offset and value of the file's first byte after a BOM and whitespace; (-1, -1) if none."""
     offset = 0
     while True:
         chunk = os.pread(fd, 512, offset)
         if not chunk:
-            return "empty"
+            return -1, -1
         if offset == 0 and chunk.startswith(_BOM):
             chunk = chunk[len(_BOM) :]
             offset += len(_BOM)
         stripped = chunk.lstrip(_WS)
         if stripped:
-            return "array" if stripped[:1] == b"[" else "foreign"
+            return offset + len(chunk) - len(stripped), stripped[0]
         offset += len(chunk)
+
+
+def _head_kind(fd: int) -> str:
+    """Classify the file's start: 'empty' (only whitespace), 'array', or 'foreign'."""
+    offset, byte = _first_byte(fd)
+    if offset < 0:
+        return "empty"
+    return "array" if byte == ord("[") else "foreign"
 
 
 def _head_bracket(fd: int) -> int:
     """Offset of the array's opening bracket (first byte after a BOM and whitespace), or -1."""
-    offset = 0
-    while True:
-        chunk = os.pread(fd, 512, offset)
-        if not chunk:
-            return -1
-        if offset == 0 and chunk.startswith(_BOM):
-            chunk = chunk[len(_BOM) :]
-            offset += len(_BOM)
-        stripped = chunk.lstrip(_WS)
-        if stripped:
-            return offset + len(chunk) - len(stripped) if stripped[:1] == b"[" else -1
-        offset += len(chunk)
+    offset, byte = _first_byte(fd)
+    return offset if byte == ord("[") else -1
 
 
 def _line_ending_at(fd: int, end: int) -> bytes:
@@ -1079,8 +1078,28 @@ def iter_entries(
     backups follow as one log. A missing file is an empty log. Never writes.
     """
     base = resolve_path(path)
-    report = on_damage if on_damage is not None else _warn_damage(base)
-    files = log_files(base) if rotated else [base]
+    for fd, size, file in open_log_files(
+        base, rotated=rotated, newest_first=newest_first, on_damage=on_damage
+    ):
+        report = on_damage if on_damage is not None else _warn_damage(file)
+        reader = _iter_backward if newest_first else _iter_forward
+        yield from reader(fd, size, report)
+
+
+def open_log_files(
+    path: Path,
+    *,
+    rotated: bool = True,
+    newest_first: bool = True,
+    on_damage: Callable[[Damage], None] | None = None,
+) -> Iterator[tuple[int, int, Path]]:
+    """Each readable file of the log, open for reading: (descriptor, size, file).
+
+    With rotated, the rotated backups come too, in log order. A file that is not a
+    JSON array is reported to on_damage (default: a logged warning) and skipped; the
+    descriptor is closed when the caller moves on.
+    """
+    files = log_files(path) if rotated else [path]
     if not newest_first:
         files.reverse()
     for file in files:
@@ -1090,10 +1109,9 @@ def iter_entries(
         try:
             size = os.fstat(fd).st_size
             if _head_kind(fd) == "foreign":
-                report(Damage(0, size, "not a JSON array"))
+                (on_damage or _warn_damage(file))(Damage(0, size, "not a JSON array"))
                 continue
-            reader = _iter_backward if newest_first else _iter_forward
-            yield from reader(fd, size, report)
+            yield fd, size, file
         finally:
             os.close(fd)
 

@@ -43,11 +43,9 @@ from betty_otel._entry import ERROR_STATUSES
 from betty_otel._store import (
     Damage,
     _ForwardParser,
-    _head_kind,
-    _open_read,
     _warn_damage,
     iter_entries,
-    log_files,
+    open_log_files,
     resolve_path,
 )
 
@@ -561,19 +559,8 @@ def _scan_files(
     path: Path, on_file: Callable[[int, int, Path], None], rotated: bool = True
 ) -> None:
     """Call on_file(fd, size, file) for each readable log file, oldest first."""
-    files = log_files(path) if rotated else [path]
-    for file in reversed(files):
-        fd = _open_read(file)
-        if fd is None:
-            continue
-        try:
-            size = os.fstat(fd).st_size
-            if _head_kind(fd) == "foreign":
-                _warn_damage(file)(Damage(0, size, "not a JSON array"))
-                continue
-            on_file(fd, size, file)
-        finally:
-            os.close(fd)
+    for fd, size, file in open_log_files(path, rotated=rotated, newest_first=False):
+        on_file(fd, size, file)
 
 
 class _Inexact(Exception):  # noqa: N818 - internal signal, never escapes this module
