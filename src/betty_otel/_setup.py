@@ -43,11 +43,11 @@ class Pipeline:
     exporter: BettyFileExporter | None = None
     provider: TracerProvider | None = None
     owns_provider: bool = False
-    processors: list[_Switch] = field(default_factory=list)
+    processors: list[SpanProcessor] = field(default_factory=list)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write everything buffered (batch mode, OTLP); True when all finished in time."""
-        return all(switch.force_flush(timeout_millis) for switch in self.processors)
+        return all(processor.force_flush(timeout_millis) for processor in self.processors)
 
 
 class _Switch(SpanProcessor):
@@ -339,19 +339,22 @@ def configure(
             provider = TracerProvider(
                 sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False
             )
-        switches = [_Switch(file_processor)]
+        processors = [file_processor]
         if owns and (otlp if otlp is not None else _otlp_wanted()):
             otlp_processor = _otlp_processor(otlp_endpoint)
             if otlp_processor is not None:
-                switches.append(_Switch(otlp_processor))
-        for switch in switches:
-            provider.add_span_processor(switch)
+                processors.append(otlp_processor)
+        if not owns:
+            # Only a provider we do not own needs the switch: ours is shut down whole.
+            processors = [_Switch(processor) for processor in processors]
+        for processor in processors:
+            provider.add_span_processor(processor)
         new = Pipeline(
             tracer=provider.get_tracer(TRACER_NAME),
             exporter=exporter,
             provider=provider,
             owns_provider=owns,
-            processors=switches,
+            processors=processors,
         )
         _replace(new)
         if batch:
@@ -371,8 +374,8 @@ def _close(old: Pipeline) -> None:
     if old.owns_provider and old.provider is not None:
         old.provider.shutdown()
     else:
-        for switch in old.processors:
-            switch.shutdown()
+        for processor in old.processors:
+            processor.shutdown()
 
 
 def pipeline() -> Pipeline:
