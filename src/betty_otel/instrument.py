@@ -646,13 +646,7 @@ class TelemetryContext:
                 run.metadata = self._sanitizer.sanitize(self._metadata)
         except Exception:  # noqa: BLE001 - telemetry must never break the host program
             _internal_error("recording the outcome")
-        if exc is not None:
-            _finish(run, exc)
-        else:
-            try:
-                run.end()
-            except Exception:  # noqa: BLE001 - telemetry must never break the host program
-                _internal_error("ending a span")
+        _finish(run, exc)  # without an exception: a None result, which keeps the status
 
     async def __aenter__(self) -> TelemetryContext:
         return self.__enter__()
