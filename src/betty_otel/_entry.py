@@ -27,6 +27,7 @@ __all__ = [
     "format_timestamp",
     "span_to_entry",
     "validate_duration",
+    "validate_mapping",
     "validate_status",
 ]
 
@@ -74,6 +75,17 @@ def validate_duration(duration_ms: object) -> float:
 
 
 _stamp_cache: tuple[int, tzinfo | None, str, str] = (-1, None, "", "")
+
+
+def validate_mapping(name: str, value: object) -> None:
+    """Check that inputs or metadata is a mapping (or None).
+
+    Raises:
+        TypeError: ``<name> must be a dict or None, got <type>``.
+    """
+    if value is not None and not isinstance(value, Mapping):
+        msg = f"{name} must be a dict or None, got {type(value).__name__}"
+        raise TypeError(msg)
 
 
 def format_timestamp(time_ns: int, tz: tzinfo | None = None) -> str:

@@ -19,6 +19,7 @@ from betty_otel._entry import (
     ATTR_SKILL,
     span_to_entry,
     validate_duration,
+    validate_mapping,
     validate_status,
 )
 from betty_otel._sanitize import default_sanitizer, to_json_text
@@ -50,13 +51,6 @@ def _require_text(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         msg = f"{name} must be a non-empty string, got {value!r}"
         raise (ValueError if isinstance(value, str) else TypeError)(msg)
-    return value
-
-
-def _require_mapping(name: str, value: object) -> Mapping[str, Any] | None:
-    if value is not None and not isinstance(value, Mapping):
-        msg = f"{name} must be a dict or None, got {type(value).__name__}"
-        raise TypeError(msg)
     return value
 
 
@@ -110,8 +104,8 @@ class TelemetryCapture:
         _require_text("caller", caller)
         status = validate_status(status)
         duration = validate_duration(duration_ms)
-        _require_mapping("inputs", inputs)
-        _require_mapping("metadata", metadata)
+        validate_mapping("inputs", inputs)
+        validate_mapping("metadata", metadata)
         given: object = error_message  # callers without type checking pass anything
         if given is not None and not isinstance(given, str):
             msg = f"error_message must be a string or None, got {type(error_message).__name__}"

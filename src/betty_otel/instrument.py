@@ -35,6 +35,7 @@ from betty_otel._entry import (
     ATTR_STATUS,
     ERROR_STATUSES,
     STATUSES,
+    validate_mapping,
     validate_status,
 )
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
@@ -557,8 +558,8 @@ class TelemetryContext:
         if not isinstance(caller, str) or not caller:
             msg = f"caller must be a non-empty string, got {caller!r}"
             raise ValueError(msg)
-        _require_mapping("inputs", inputs)
-        _require_mapping("metadata", metadata)
+        validate_mapping("inputs", inputs)
+        validate_mapping("metadata", metadata)
         keys = tuple(sanitize_keys)
         self.skill = skill
         self.caller = caller
@@ -577,14 +578,14 @@ class TelemetryContext:
 
     def set_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Replace the recorded inputs (redacted before they reach the span)."""
-        _require_mapping("inputs", inputs)
+        validate_mapping("inputs", inputs)
         self._inputs = dict(inputs)
         if self._run is not None:
             self._put_inputs(self._run)
 
     def set_metadata(self, metadata: Mapping[str, Any]) -> None:
         """Merge keys into the recorded metadata (redacted at the end of the block)."""
-        _require_mapping("metadata", metadata)
+        validate_mapping("metadata", metadata)
         self._metadata.update(metadata)
 
     def set_status(self, status: str) -> None:
@@ -658,9 +659,3 @@ class TelemetryContext:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
-
-
-def _require_mapping(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, Mapping):
-        msg = f"{name} must be a dict (or None), got {type(value).__name__}"
-        raise TypeError(msg)
