@@ -8,9 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import betty_otel
 from collector import rotel_collector  # noqa: F401 - the real-collector fixture
+
+ENTRY_KEYS = (
+    "timestamp",
+    "skill",
+    "status",
+    "duration_ms",
+    "caller",
+    "inputs",
+    "error_message",
+    "metadata",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+)
+"""The entry's keys in the order ../shared/DESIGN.md fixes."""
 
 _ENV_TO_CLEAR = (
     "BETTY_TELEMETRY_DISABLED",
@@ -42,6 +60,18 @@ def telemetry_file(tmp_path: Path) -> Path:
     path = tmp_path / "telemetry.json"
     betty_otel.configure(path, otlp=False)
     return path
+
+
+@pytest.fixture
+def memory_spans(telemetry_file: Path) -> Iterator[InMemorySpanExporter]:
+    """Spans also go to an in-memory exporter on an SDK provider of the program's own."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    betty_otel.configure(telemetry_file, otlp=False, tracer_provider=provider)
+    yield memory
+    betty_otel.shutdown()
+    provider.shutdown()
 
 
 def read_entries(path: Path) -> list[dict[str, Any]]:

@@ -33,19 +33,6 @@ from betty_otel import _setup, capture_telemetry
 SKILL = "faults.write"
 CALLER = "faults"
 PAD_CHUNK = 4000  # under the sanitizer's per-string budget (4096 chars)
-ENTRY_KEYS = (
-    "timestamp",
-    "skill",
-    "status",
-    "duration_ms",
-    "caller",
-    "inputs",
-    "error_message",
-    "metadata",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-)
 
 EXIT_DROPPED = 4  # a writer's exporter dropped an entry (it would have acknowledged a loss)
 EXIT_WRONG_VALUE = 3  # the decorated call did not return its value

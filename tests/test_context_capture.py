@@ -9,7 +9,6 @@ import asyncio
 import contextvars
 import math
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import betty_otel
@@ -42,18 +39,6 @@ def no_entries(path: Path) -> bool:
 
 def span_hex(span: trace.Span) -> str:
     return format(span.get_span_context().span_id, "016x")
-
-
-@pytest.fixture
-def memory_spans(telemetry_file: Path) -> Iterator[InMemorySpanExporter]:
-    """Spans also go to an in-memory exporter on an SDK provider of the program's own."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    betty_otel.configure(telemetry_file, otlp=False, tracer_provider=provider)
-    yield memory
-    betty_otel.shutdown()
-    provider.shutdown()
 
 
 # ---------------------------------------------------------------------------

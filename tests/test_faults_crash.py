@@ -44,8 +44,8 @@ import pytest
 
 import betty_otel
 from betty_otel._store import Damage, LockTimeoutError, TelemetryStore, check_file, iter_entries
+from conftest import ENTRY_KEYS
 from fault_writer import (
-    ENTRY_KEYS,
     EXIT_DROPPED,
     EXIT_WRONG_VALUE,
     SKILL,
