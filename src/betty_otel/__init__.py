@@ -8,10 +8,11 @@ configured. `betty_otel.query` reads the log back.
 """
 
 from betty_otel._entry import STATUSES
+from betty_otel._errors import internal_errors
 from betty_otel._setup import configure, shutdown
 from betty_otel.capture import TelemetryCapture
 from betty_otel.exporter import BettyFileExporter
-from betty_otel.instrument import TelemetryContext, capture_telemetry, internal_errors
+from betty_otel.instrument import TelemetryContext, capture_telemetry
 
 __all__ = [
     "STATUSES",

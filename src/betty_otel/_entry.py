@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 from opentelemetry.sdk.trace import ReadableSpan
@@ -23,8 +23,12 @@ __all__ = [
     "ATTR_SKILL",
     "ATTR_STATUS",
     "ERROR_STATUSES",
+    "NUMBER_TYPES",
     "STATUSES",
+    "entry_time",
     "format_timestamp",
+    "is_number",
+    "parse_iso_time",
     "span_to_entry",
     "validate_duration",
     "validate_mapping",
@@ -102,6 +106,34 @@ def format_timestamp(time_ns: int, tz: tzinfo | None = None) -> str:
         head, offset = text[:19], text[19:]
         _stamp_cache = (seconds, tz, head, offset)
     return f"{head}.{nanos // 1000:06d}{offset}"
+
+
+def parse_iso_time(text: str) -> datetime | None:
+    """An ISO 8601 time (a trailing Z too, which Python 3.10 does not accept), or None."""
+    if text[-1:] in "zZ" and text:
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def entry_time(value: object) -> datetime | None:
+    """An entry's timestamp as an aware datetime; None when it is missing or unreadable."""
+    if not isinstance(value, str):
+        return None
+    moment = parse_iso_time(value)
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+NUMBER_TYPES: Final = (int, float)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An int or float that is not a bool: JSON's numbers as Python reads them."""
+    return isinstance(value, NUMBER_TYPES) and not isinstance(value, bool)
 
 
 def _json_attr(attributes: Mapping[str, Any], key: str) -> Any:

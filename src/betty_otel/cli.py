@@ -79,9 +79,9 @@ def _clip(text: str, width: int) -> str:
 def _time_cell(value: object) -> str:
     from datetime import timezone  # noqa: PLC0415
 
-    from betty_otel.query import _entry_time  # noqa: PLC0415 - one timestamp parser
+    from betty_otel._entry import entry_time  # noqa: PLC0415 - one timestamp parser
 
-    moment = _entry_time(value)
+    moment = entry_time(value)
     if moment is None:
         return _text(value)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -609,11 +609,12 @@ def _to_span(
         ATTR_SKILL,
         ATTR_STATUS,
         ERROR_STATUSES,
+        entry_time,
+        is_number,
     )
     from betty_otel._sanitize import default_sanitizer, to_json_text  # noqa: PLC0415
-    from betty_otel.query import _entry_time, _is_number  # noqa: PLC0415
 
-    moment = _entry_time(entry.get("timestamp"))
+    moment = entry_time(entry.get("timestamp"))
     if moment is None:
         return None
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -621,7 +622,7 @@ def _to_span(
     end = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
     duration = entry.get("duration_ms")
     start = end
-    if _is_number(duration) and duration >= 0:
+    if is_number(duration) and duration >= 0:
         # A duration longer than the time since 1970 (a bad entry) starts at 0.
         start = max(0, end - round(min(duration, end / 1_000_000) * 1_000_000))
     trace_id = _hex_id(entry.get("trace_id"), 32)

@@ -14,7 +14,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import threading
 import traceback
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping
 from types import TracebackType
@@ -38,9 +37,10 @@ from betty_otel._entry import (
     validate_mapping,
     validate_status,
 )
+from betty_otel._errors import internal_error
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
 
-__all__ = ["TelemetryContext", "capture_telemetry", "internal_errors"]
+__all__ = ["TelemetryContext", "capture_telemetry"]
 
 logger = logging.getLogger("betty_otel")
 
@@ -51,22 +51,6 @@ DEFAULT_CALLER: Final = "runtime"
 _STATUS_SET: Final = frozenset(STATUSES)
 # asyncio.TimeoutError is TimeoutError from 3.11 on, a separate class before.
 _TIMEOUTS: Final = (TimeoutError, asyncio.TimeoutError)
-
-_errors_lock = threading.Lock()
-_internal_errors = 0
-
-
-def internal_errors() -> int:
-    """How many times betty_otel failed internally (each is logged; user code went on)."""
-    return _internal_errors
-
-
-def _internal_error(what: str) -> None:
-    """Log and count a failure of ours; never raises. Called from except blocks only."""
-    global _internal_errors
-    with _errors_lock:
-        _internal_errors += 1
-    logger.exception("betty_otel: %s failed; your code still runs, with less telemetry", what)
 
 
 def _describe(exc: BaseException) -> str:
@@ -175,7 +159,7 @@ def _start(
             tracer.start_span(skill, attributes=attributes, start_time=start_time), sanitizer
         )
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
-        _internal_error("starting a span")
+        internal_error("starting a span")
         return None
 
 
@@ -193,11 +177,11 @@ def _finish(run: _Run, exc: BaseException | None = None, result: object = None) 
             if status != "success":
                 run.set_error(status, message)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
-        _internal_error("recording the outcome")
+        internal_error("recording the outcome")
     try:
         run.end()
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
-        _internal_error("ending a span")
+        internal_error("ending a span")
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +232,7 @@ class _Spec:
                     ATTR_INPUTS: to_json_text(self._inputs(instance, args, kwargs)),
                 }
             except Exception:  # noqa: BLE001 - telemetry must never break the host program
-                _internal_error("capturing inputs")
+                internal_error("capturing inputs")
         return _start(tracer, self.skill, attributes, self.sanitizer)
 
     def _inputs(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -608,7 +592,7 @@ class TelemetryContext:
                 ATTR_INPUTS, to_json_text(self._sanitizer.sanitize(self._inputs))
             )
         except Exception:  # noqa: BLE001 - telemetry must never break the host program
-            _internal_error("recording inputs")
+            internal_error("recording inputs")
 
     def __enter__(self) -> TelemetryContext:
         if self._run is not None:
@@ -646,7 +630,7 @@ class TelemetryContext:
             if self._metadata:
                 run.metadata = self._sanitizer.sanitize(self._metadata)
         except Exception:  # noqa: BLE001 - telemetry must never break the host program
-            _internal_error("recording the outcome")
+            internal_error("recording the outcome")
         _finish(run, exc)  # without an exception: a None result, which keeps the status
 
     async def __aenter__(self) -> TelemetryContext:

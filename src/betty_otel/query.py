@@ -35,11 +35,17 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
-from typing import Any, Final, Literal, TypeGuard
+from typing import Any, Final, Literal
 
 import orjson
 
-from betty_otel._entry import ERROR_STATUSES
+from betty_otel._entry import (
+    ERROR_STATUSES,
+    NUMBER_TYPES,
+    entry_time,
+    is_number,
+    parse_iso_time,
+)
 from betty_otel._store import (
     Damage,
     _ForwardParser,
@@ -107,7 +113,7 @@ def parse_time(value: datetime | str, *, now: datetime | None = None) -> datetim
             except (OverflowError, ValueError):
                 msg = f"Invalid time {value!r}: that is before the year 1"
                 raise ValueError(msg) from None
-        moment_or_none = _parse_iso(text)
+        moment_or_none = parse_iso_time(text)
         if moment_or_none is None:
             msg = f"Invalid time {value!r}: {_TIME_HELP}"
             raise ValueError(msg)
@@ -115,26 +121,6 @@ def parse_time(value: datetime | str, *, now: datetime | None = None) -> datetim
     else:
         msg = f"a time must be a datetime or a string, got {type(given).__name__}"
         raise TypeError(msg)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-def _parse_iso(text: str) -> datetime | None:
-    """An ISO 8601 time (a trailing Z too, which Python 3.10 does not accept), or None."""
-    if text[-1:] in "zZ" and text:
-        text = text[:-1] + "+00:00"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _entry_time(value: object) -> datetime | None:
-    """An entry's timestamp as an aware datetime; None when it is missing or unreadable."""
-    if not isinstance(value, str):
-        return None
-    moment = _parse_iso(value)
-    if moment is None:
-        return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
@@ -147,13 +133,6 @@ def _text_set(name: str, value: TextFilter) -> frozenset[str] | None:
             msg = f"{name} filter values must be strings, got {type(item).__name__}"
             raise TypeError(msg)
     return frozenset(item for item in items if isinstance(item, str))
-
-
-_NUMBER_TYPES: Final = (int, float)
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, _NUMBER_TYPES) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -196,7 +175,7 @@ class Filters:
         """The since / until filters; an unreadable timestamp never matches one."""
         if self.since is None and self.until is None:
             return True
-        moment = _entry_time(timestamp)
+        moment = entry_time(timestamp)
         if moment is None:
             return False
         if self.since is not None and moment < self.since:
@@ -207,7 +186,7 @@ class Filters:
         """The min_duration_ms filter: the duration must be a number >= it."""
         if self.min_duration_ms is None:
             return True
-        return _is_number(duration) and duration >= self.min_duration_ms
+        return is_number(duration) and duration >= self.min_duration_ms
 
 
 _NO_FILTERS: Final = Filters()
@@ -242,7 +221,7 @@ def make_filters(
         raise ValueError(msg)
     minimum: float | None = None
     if min_duration_ms is not None:
-        if not _is_number(min_duration_ms):
+        if not is_number(min_duration_ms):
             msg = f"min_duration_ms must be a number, got {type(min_duration_ms).__name__}"
             raise TypeError(msg)
         minimum = float(min_duration_ms)
@@ -641,7 +620,7 @@ class _Group:
 
 def _numbers(values: Iterable[Any]) -> list[Any]:
     """The values that are numbers; values parsed from JSON, so bool is the only trap."""
-    return [value for value in values if type(value) in _NUMBER_TYPES]
+    return [value for value in values if type(value) in NUMBER_TYPES]
 
 
 _NUMERIC_TEXT: Final = b"0123456789.eE+-,"
@@ -767,7 +746,7 @@ class _RawStats:
             stamps = _texts(columns[0]) if self.stamp else [None] * len(keys)
         for key, value, stamp in zip(keys, values, stamps, strict=True):
             if (stamp is None or filters.match_time(stamp)) and filters.match_duration(value):
-                if type(value) in _NUMBER_TYPES:
+                if type(value) in NUMBER_TYPES:
                     self.values[key].append(value)
                 else:
                     self.others[key] += 1
@@ -979,11 +958,11 @@ class TraceNode:
 
 def _start_key(index: int, entry: Mapping[str, Any]) -> tuple[int, float, int]:
     """Sort key: start time (end minus duration), unreadable times last, then recording order."""
-    moment = _entry_time(entry.get("timestamp"))
+    moment = entry_time(entry.get("timestamp"))
     if moment is None:
         return (1, 0.0, index)
     duration = entry.get("duration_ms")
-    start = moment.timestamp() - (float(duration) / 1000 if _is_number(duration) else 0.0)
+    start = moment.timestamp() - (float(duration) / 1000 if is_number(duration) else 0.0)
     return (0, start, index)
 
 

@@ -1,0 +1,40 @@
+"""The process-wide state of betty_otel, in one object.
+
+House rule: no module-level mutable state anywhere else. Each field names the
+module that owns it; nothing but that module writes it. A forked child resets the
+fields that must not be shared with its parent (see the owners' at-fork hooks).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from betty_otel._setup import Pipeline
+
+__all__ = ["STATE", "ProcessState"]
+
+
+@dataclass
+class ProcessState:
+    """Everything betty_otel keeps for the life of a process."""
+
+    setup_lock: threading.RLock = field(default_factory=threading.RLock)
+    """Serialises configure/shutdown (owner: _setup)."""
+    pipeline: Pipeline | None = None
+    """The configured pipeline; None until first use or after shutdown (owner: _setup)."""
+    recording_provider: TracerProvider | None = None
+    """A provider that records even when telemetry is disabled (owner: _setup)."""
+    errors_lock: threading.Lock = field(default_factory=threading.Lock)
+    internal_errors: int = 0
+    """Internal failures logged since start (owner: _errors)."""
+    path_locks_lock: threading.Lock = field(default_factory=threading.Lock)
+    path_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    """One in-process lock per log file, beside flock (owner: _store)."""
+
+
+STATE = ProcessState()
