@@ -16,31 +16,11 @@ from typing import Any
 
 import pytest
 
-from betty_otel._store import TelemetryStore
+from cli_helpers import CLI, LEGACY_FILE, run, write
 
-CLI = Path(sys.executable).parent / "betty-telemetry"
 STATUS_ERROR = (
     "Error: Invalid status: bogus. Must be one of: success, failure, timeout, error, pending"
 )
-
-
-def run(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run the console script; the result must never contain a traceback."""
-    result = subprocess.run(
-        [str(CLI), *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "Traceback" not in result.stdout, result.stdout
-    return result
 
 
 def entry(index: int, **overrides: Any) -> dict[str, Any]:
@@ -59,13 +39,6 @@ def entry(index: int, **overrides: Any) -> dict[str, Any]:
     }
     value.update(overrides)
     return value
-
-
-def write(path: Path, entries: list[dict[str, Any]]) -> Path:
-    store = TelemetryStore(path)
-    store.append(entries)
-    store.close()
-    return path
 
 
 @pytest.fixture
@@ -326,9 +299,8 @@ def test_query_errors(tmp_path: Path, log: Path) -> None:
 
 
 def test_legacy_file(tmp_path: Path) -> None:
-    fixture = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
     legacy = tmp_path / "legacy.json"
-    legacy.write_bytes((fixture / "betty-registry-telemetry.json").read_bytes())
+    legacy.write_bytes(LEGACY_FILE.read_bytes())
     result = run("query", "--file", str(legacy), "--status", "failed", "--limit", "all")
     found = json.loads(result.stdout)
     original = json.loads(legacy.read_text(encoding="utf-8"))

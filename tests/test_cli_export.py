@@ -9,8 +9,6 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -19,28 +17,12 @@ from typing import Any
 
 import pytest
 
-from betty_otel._store import TelemetryStore
+from cli_helpers import LEGACY_FILE, run, write
 from collector import ReceivedSpan, RotelCollector, free_port
 
 pytestmark = pytest.mark.collector
 
-CLI = Path(sys.executable).parent / "betty-telemetry"
-LEGACY = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-LEGACY_FILE = LEGACY / "betty-registry-telemetry.json"
 TRACE = "5b8efff798038103d269b633813fc60c"
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(CLI), *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=timeout,
-        check=False,
-    )
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 def end_ns(entry: dict[str, Any]) -> int:
@@ -106,9 +88,7 @@ def ours() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def ours_file(tmp_path: Path) -> Path:
-    path = tmp_path / "telemetry.json"
-    TelemetryStore(path).append(ours())
-    return path
+    return write(tmp_path / "telemetry.json", ours())
 
 
 def by_id(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:

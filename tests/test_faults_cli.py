@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from betty_otel._store import TelemetryStore
 from betty_otel.cli import main
+from cli_helpers import CLI, write
 from collector import RotelCollector
 
 pytestmark = pytest.mark.faults
 
-CLI = Path(sys.executable).parent / "betty-telemetry"
 TRACEBACK = "Traceback (most recent call last)"
 UNREACHABLE = "http://127.0.0.1:9"
 COMMANDS = ("capture", "query", "stats", "trace", "tail", "check", "repair", "export")
@@ -526,19 +524,14 @@ def test_an_entry_with_a_huge_but_valid_duration_does_not_break_export(
     """An entry with a huge duration (1e20 ms, written by another tool; `capture` itself
     rejects durations reaching back before 1970) must not make `export` fail for the whole
     file: every entry reaches the collector."""
-    path = tmp_path / "telemetry.json"
-    store = TelemetryStore(path)
-    store.append([make_entry(n) for n in range(3)])
-    store.append([{**make_entry(9), "skill": "huge.duration", "duration_ms": 1e20}])
-    store.close()
+    path = write(tmp_path / "telemetry.json", [make_entry(n) for n in range(3)])
+    write(path, [{**make_entry(9), "skill": "huge.duration", "duration_ms": 1e20}])
     capture = run_in_process(
         ["capture", "huge.duration", "success", "1e20", "CLI", "--file", str(path)]
     )
     assert capture.code == 1
     assert "duration_ms must not reach back before 1970" in capture.stderr
-    store = TelemetryStore(path)
-    store.append([make_entry(3)])
-    store.close()
+    write(path, [make_entry(3)])
     outcome = run_in_process(
         ["export", "--otlp", "--endpoint", rotel_collector.http_endpoint, "--file", str(path)]
     )

@@ -5,14 +5,23 @@ Every execution recorded with `capture_telemetry`, `TelemetryContext` or
 finished span as a Betty entry to ``registry/telemetry.json`` (or
 $BETTY_TELEMETRY_FILE), and the same spans go to an OTLP collector when one is
 configured. `betty_otel.query` reads the log back.
+
+The names below are imported on first use (PEP 562), so ``import betty_otel`` and
+the reading commands of the CLI never load the OpenTelemetry SDK or wrapt.
 """
 
-from betty_otel._entry import STATUSES
-from betty_otel._errors import internal_errors
-from betty_otel._setup import configure, shutdown
-from betty_otel.capture import TelemetryCapture
-from betty_otel.exporter import BettyFileExporter
-from betty_otel.instrument import TelemetryContext, capture_telemetry
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from betty_otel._entry import STATUSES
+    from betty_otel._errors import internal_errors
+    from betty_otel._setup import configure, shutdown
+    from betty_otel.capture import TelemetryCapture
+    from betty_otel.exporter import BettyFileExporter
+    from betty_otel.instrument import TelemetryContext, capture_telemetry
 
 __all__ = [
     "STATUSES",
@@ -26,3 +35,28 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_HOMES: Final = {
+    "STATUSES": "betty_otel._entry",
+    "BettyFileExporter": "betty_otel.exporter",
+    "TelemetryCapture": "betty_otel.capture",
+    "TelemetryContext": "betty_otel.instrument",
+    "capture_telemetry": "betty_otel.instrument",
+    "configure": "betty_otel._setup",
+    "internal_errors": "betty_otel._errors",
+    "shutdown": "betty_otel._setup",
+}
+"""The module each public name lives in (one entry per name of __all__)."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(home), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,122 @@
+"""``betty-telemetry export --otlp``: replay the log's entries to a collector as spans.
+
+Each entry becomes the span the live pipeline would have sent (`entry_to_span`),
+oldest first, in batches. This is the only command that loads the OTel SDK and the
+OTLP exporters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+import betty_otel
+from betty_otel._entry import entry_to_span
+from betty_otel._setup import TRACER_NAME, otlp_exporter
+from betty_otel._store import resolve_path
+from betty_otel.cli.parser import UsageError
+from betty_otel.cli.read import filters_from
+from betty_otel.cli.render import err, out
+from betty_otel.query import Filters, iter_query
+
+__all__ = ["cmd_export"]
+
+
+def _exporter(protocol: str, endpoint: str | None, timeout: float) -> SpanExporter:
+    """The OTLP span exporter for protocol; endpoint None means the OTEL_* variables."""
+    try:
+        return otlp_exporter(endpoint, protocol=protocol, timeout=timeout)
+    except ImportError as exc:
+        raise RuntimeError(str(exc)) from None
+
+
+class _LastMessage(logging.Handler):
+    """Keeps the last message the OTLP exporter logged, to explain a failed export."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.message = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.message = record.getMessage().splitlines()[0]
+        except Exception:  # noqa: BLE001 - a logging handler must never raise
+            self.message = str(record.msg)
+
+
+class _Replay:
+    """Sends the spans of a file's entries in batches; counts what went and what not."""
+
+    def __init__(self, exporter: SpanExporter, batch_size: int) -> None:
+        self.exporter = exporter
+        self.batch_size = batch_size
+        self.batch: list[ReadableSpan] = []
+        self.exported = 0
+        self.skipped = 0
+
+    def flush(self) -> bool:
+        """Send the batch; False when the collector rejected it or did not answer."""
+        if not self.batch:
+            return True
+        if self.exporter.export(self.batch) is not SpanExportResult.SUCCESS:
+            return False
+        self.exported += len(self.batch)
+        self.batch.clear()
+        return True
+
+    def run(self, path: Path, filters: Filters, resource: Resource) -> bool:
+        """Send every matching entry, oldest first; stop at the first failed batch.
+
+        The batch that failed is sent once more at the end, as the last batch is.
+        """
+        scope = InstrumentationScope(TRACER_NAME, betty_otel.__version__)
+        for entry in iter_query(path, filters=filters, newest_first=False):
+            span = entry_to_span(entry, resource, scope)
+            if span is None:
+                self.skipped += 1
+                continue
+            self.batch.append(span)
+            if len(self.batch) >= self.batch_size and not self.flush():
+                break
+        return self.flush()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if not args.otlp:
+        msg = "choose a destination: --otlp (the only one so far)"
+        raise UsageError(msg)
+    path = resolve_path(args.file)
+    filters = filters_from(args)
+    if not path.exists():
+        err(f"Error: {path} does not exist")
+        return 1
+    resource = Resource.create({"service.name": args.service_name} if args.service_name else {})
+    replay = _Replay(_exporter(args.protocol, args.endpoint, args.timeout), args.batch_size)
+    where = args.endpoint or "the endpoint of the OTEL_EXPORTER_OTLP_* variables"
+    quiet = _LastMessage()
+    otel_logger = logging.getLogger("opentelemetry")
+    otel_logger.addHandler(quiet)
+    otel_logger.propagate = False
+    try:
+        ok = replay.run(path, filters, resource)
+    finally:
+        replay.exporter.shutdown()
+        otel_logger.removeHandler(quiet)
+        otel_logger.propagate = True
+    exported, skipped = replay.exported, replay.skipped
+    note = f" ({skipped} entries without a readable timestamp skipped)" if skipped else ""
+    if not ok:
+        detail = f": {quiet.message}" if quiet.message else ""
+        err(
+            f"Error: the collector at {where} rejected the spans or did not answer{detail}; "
+            f"exported {exported} before that{note}"
+        )
+        return 1
+    out(f"Exported {exported} spans from {path} to {where} over OTLP ({args.protocol}){note}")
+    return 0

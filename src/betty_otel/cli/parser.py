@@ -1,0 +1,276 @@
+"""The command line of betty-telemetry: commands, options, argument types, examples.
+
+Only the standard library is imported here, so ``--help`` and usage errors are quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any, Final
+
+__all__ = [
+    "COMMANDS",
+    "FORMATS",
+    "PROG",
+    "UsageError",
+    "build_parser",
+]
+
+PROG: Final = "betty-telemetry"
+FORMATS: Final = ("table", "json", "jsonl")
+
+COMMANDS: Final = {
+    "capture": "capture",
+    "query": "read",
+    "stats": "read",
+    "trace": "read",
+    "tail": "read",
+    "check": "check",
+    "repair": "check",
+    "export": "export",
+}
+"""Command -> the module of betty_otel.cli that runs it (as its function cmd_<command>)."""
+
+
+class UsageError(Exception):
+    """A command line that parses but makes no sense: exit status 2."""
+
+
+# ---------------------------------------------------------------------------
+# Argument types and shared options
+# ---------------------------------------------------------------------------
+
+
+def _non_negative_int(text: str) -> int:
+    """A whole number >= 0 (capped at sys.maxsize: more than can exist means all)."""
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"expected a whole number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < 0:
+        msg = f"must be >= 0, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return min(value, sys.maxsize)  # more than can exist: all of them
+
+
+def _limit(text: str) -> int | None:
+    if text.strip().lower() in ("all", "none"):
+        return None
+    return _non_negative_int(text)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"expected a number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not math.isfinite(value):
+        msg = f"expected a finite number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _add_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--file",
+        metavar="PATH",
+        help="the telemetry file (default: $BETTY_TELEMETRY_FILE, else ./registry/telemetry.json)",
+    )
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (repeat an option to allow several values)")
+    group.add_argument("--skill", action="append", metavar="NAME", help="only this skill")
+    group.add_argument("--status", action="append", metavar="STATUS", help="only this status")
+    group.add_argument("--caller", action="append", metavar="NAME", help="only this caller")
+    group.add_argument("--trace-id", action="append", metavar="ID", help="only this trace")
+    group.add_argument(
+        "--since",
+        metavar="TIME",
+        help="at or after TIME: ISO 8601 (UTC if no offset) or relative: 30s, 15m, 2h, 7d, 1w",
+    )
+    group.add_argument("--until", metavar="TIME", help="before TIME (same forms as --since)")
+    group.add_argument(
+        "--min-duration",
+        type=_number,
+        metavar="MS",
+        help="only executions that took at least MS milliseconds",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Help texts
+# ---------------------------------------------------------------------------
+
+_EXAMPLES: Final = {
+    "main": f"""examples:
+  {PROG} capture api.validate success 412.5 CLI '{{"path": "skills/x"}}'
+  {PROG} query --status failure --limit 10
+  {PROG} stats --by caller --since 7d
+  {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d
+  {PROG} tail -f
+  {PROG} check || {PROG} repair
+  {PROG} export --otlp --endpoint http://localhost:4318
+
+Run '{PROG} COMMAND --help' for a command's options.
+Exit status: 0 success, 1 error, 2 usage error.""",
+    "capture": f"""examples:
+  {PROG} capture api.validate success 412.5 CLI
+  {PROG} capture api.validate failure 80 workflow.compose '{{"path": "x.yaml"}}' 'missing name'
+  {PROG} capture docs.build success 1200 CLI '{{}}' --metadata '{{"attempt": 2}}'
+
+STATUS is one of: success, failure, timeout, error, pending. Nothing is written
+when an argument is invalid.""",
+    "query": f"""examples:
+  {PROG} query                              # the 20 newest entries
+  {PROG} query --status failure --limit 10  # the 10 newest failures
+  {PROG} query --skill api.validate --since 2h --format jsonl
+  {PROG} query --status failure --status error --min-duration 1000 --limit all
+
+Newest first, in recording order. --format defaults to a table on a terminal
+and to JSON when the output is piped.""",
+    "stats": f"""examples:
+  {PROG} stats                       # per skill
+  {PROG} stats --by caller --since 1d
+  {PROG} stats --skill api.validate --by status --format json
+
+Per group: count, failures (failure + error + timeout), failure rate, and
+duration percentiles by linear interpolation between the nearest ranks.""",
+    "trace": f"""examples:
+  {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d
+  {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d --format json
+
+Prints the executions of one trace as a tree (parent -> children by
+parent_span_id), siblings in order of start time.""",
+    "tail": f"""examples:
+  {PROG} tail               # the 10 newest entries, oldest first
+  {PROG} tail -n 50 -f      # then follow new entries until Ctrl-C
+  {PROG} tail -f --format jsonl | jq .skill
+
+Following survives rotation and replacement of the file; Ctrl-C exits with 0.""",
+    "check": f"""examples:
+  {PROG} check
+  {PROG} check --file registry/telemetry.json
+
+Checks the file and its rotated backups: entry count, torn tail, damaged
+regions (with byte offsets), not a JSON array. Exit status 1 on any problem.""",
+    "repair": f"""examples:
+  {PROG} repair
+  {PROG} repair --file registry/telemetry.json
+
+Cuts a torn tail (an interrupted append) back to the last complete entry
+under the file lock, saving the removed bytes beside the file. Never removes
+a complete entry. Exit status 1 if problems remain.""",
+    "export": f"""examples:
+  {PROG} export --otlp --endpoint http://localhost:4318
+  {PROG} export --otlp --protocol grpc --endpoint http://localhost:4317 --since 7d
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 {PROG} export --otlp
+
+Replays entries (oldest first) as spans with their original times (end =
+timestamp, start = end - duration), ids and parent links (entries without ids
+get stable ids derived from their content), ERROR status for failure / error /
+timeout, and the betty.* attributes. Exit status 1 if the collector rejects
+the spans or cannot be reached.""",
+}
+
+
+# ---------------------------------------------------------------------------
+# The parser
+# ---------------------------------------------------------------------------
+
+
+def _subparser(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=_EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_file(parser)
+    return parser
+
+
+def _add_capture(commands: Any) -> None:
+    capture = _subparser(commands, "capture", "record one execution")
+    capture.add_argument("skill", metavar="SKILL")
+    capture.add_argument("status", metavar="STATUS")
+    capture.add_argument("duration_ms", metavar="DURATION_MS")
+    capture.add_argument("caller", metavar="CALLER")
+    capture.add_argument("inputs", nargs="?", metavar="INPUTS_JSON", help="a JSON object")
+    capture.add_argument("error_message", nargs="?", metavar="ERROR_MESSAGE")
+    capture.add_argument("--metadata", metavar="JSON", help="a JSON object of metadata")
+
+
+def _add_reads(commands: Any) -> None:
+    """query, stats and trace."""
+    query = _subparser(commands, "query", "list entries, newest first")
+    _add_filters(query)
+    query.add_argument(
+        "--limit",
+        type=_limit,
+        default=20,
+        metavar="N",
+        help="at most N entries (default 20; 'all': no limit)",
+    )
+    query.add_argument("--format", choices=FORMATS, help="table, json or jsonl")
+
+    stats = _subparser(commands, "stats", "counts, failure rates and duration percentiles")
+    stats.add_argument("--by", choices=("skill", "caller", "status"), default="skill")
+    _add_filters(stats)
+    stats.add_argument("--format", choices=("table", "json"), help="table or json")
+
+    trace = _subparser(commands, "trace", "the tree of executions of one trace")
+    trace.add_argument("trace_id", metavar="TRACE_ID")
+    trace.add_argument("--format", choices=("tree", "json"), default="tree")
+
+
+def _add_tail(commands: Any) -> None:
+    tail = _subparser(commands, "tail", "the newest entries, then (-f) new ones as they come")
+    tail.add_argument(
+        "-n", "--lines", type=_non_negative_int, default=10, metavar="N", help="default 10"
+    )
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
+    tail.add_argument(
+        "--interval", type=_number, default=0.5, metavar="SECONDS", help="poll interval"
+    )
+    tail.add_argument("--format", choices=("table", "jsonl"), help="table or jsonl")
+
+
+def _add_export(commands: Any) -> None:
+    export = _subparser(commands, "export", "replay entries to an OTLP collector as spans")
+    export.add_argument("--otlp", action="store_true", help="export over OTLP")
+    export.add_argument(
+        "--endpoint", metavar="URL", help="collector URL (default: OTEL_EXPORTER_OTLP_* settings)"
+    )
+    export.add_argument("--protocol", choices=("http/protobuf", "grpc"), default="http/protobuf")
+    export.add_argument("--service-name", metavar="NAME", help="resource service.name")
+    export.add_argument(
+        "--batch-size", type=_non_negative_int, default=512, metavar="N", help="spans per request"
+    )
+    export.add_argument(
+        "--timeout", type=_number, default=10.0, metavar="SECONDS", help="per request"
+    )
+    _add_filters(export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of betty-telemetry (every command, with examples)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Record, read, check and export the Betty telemetry log (telemetry.json).",
+        epilog=_EXAMPLES["main"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_capture(commands)
+    _add_reads(commands)
+    _add_tail(commands)
+    _subparser(commands, "check", "validate the file without changing it")
+    _subparser(commands, "repair", "fix a torn tail, keeping every complete entry")
+    _add_export(commands)
+    return parser

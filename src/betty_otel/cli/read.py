@@ -1,0 +1,242 @@
+"""The reading commands: ``query``, ``stats``, ``trace`` and ``tail``.
+
+They read the log through `betty_otel.query` and never write or lock it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any, Final
+
+from betty_otel._entry import entry_signature
+from betty_otel._store import resolve_path
+from betty_otel.cli.parser import PROG
+from betty_otel.cli.render import (
+    MAX_WIDTH,
+    clip,
+    default_format,
+    dumps,
+    entry_cells,
+    err,
+    number_cell,
+    out,
+    print_entries,
+    table,
+    text,
+)
+from betty_otel.query import (
+    Filters,
+    GroupStats,
+    TraceNode,
+    iter_query,
+    make_filters,
+    query,
+    stats,
+    trace,
+)
+
+__all__ = ["cmd_query", "cmd_stats", "cmd_tail", "cmd_trace", "filters_from"]
+
+
+def filters_from(args: argparse.Namespace) -> Filters:
+    """The Filters of the filter options (--skill, --status, ... --min-duration)."""
+    return make_filters(
+        skill=args.skill,
+        status=args.status,
+        caller=args.caller,
+        trace_id=args.trace_id,
+        since=args.since,
+        until=args.until,
+        min_duration_ms=args.min_duration,
+    )
+
+
+# ---------------------------------------------------------------------------
+# query, stats, trace
+# ---------------------------------------------------------------------------
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    fmt = default_format(args.format, "table", "json")
+    entries = iter_query(args.file, filters=filters_from(args))
+    found = list(entries if args.limit is None else islice(entries, args.limit))
+    print_entries(found, fmt)
+    return 0
+
+
+def _stats_rows(groups: Iterable[GroupStats]) -> list[list[str]]:
+    return [
+        [
+            clip(text(group.key), MAX_WIDTH["skill"]),
+            f"{group.count:,}",
+            f"{group.failures:,}",
+            f"{group.failure_rate * 100:.1f}%",
+            number_cell(group.p50),
+            number_cell(group.p95),
+            number_cell(group.p99),
+            number_cell(group.max),
+            number_cell(group.mean),
+            ", ".join(f"{name} {count:,}" for name, count in group.statuses.items()),
+        ]
+        for group in groups
+    ]
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    result = stats(args.file, by=args.by, filters=filters_from(args))
+    fmt = default_format(args.format, "table", "json")
+    if fmt == "json":
+        out(dumps([dataclasses.asdict(group) for group in result.values()], indent=True))
+        return 0
+    if not result:
+        out("No entries.")
+        return 0
+    headers = [args.by, "count", "failures", "fail rate", "p50 ms", "p95 ms", "p99 ms"]
+    headers += ["max ms", "mean ms", "statuses"]
+    out(table(headers, _stats_rows(result.values()), range(1, 9)))
+    total = sum(group.count for group in result.values())
+    out(f"\n{total:,} entries in {len(result):,} groups (percentiles: linear interpolation)")
+    return 0
+
+
+def _node_json(node: TraceNode) -> dict[str, Any]:
+    return {"entry": node.entry, "children": [_node_json(child) for child in node.children]}
+
+
+def _tree_lines(root: TraceNode) -> Iterator[str]:
+    """The root, then its descendants drawn as a tree (iteratively: chains can be long)."""
+    yield _node_text(root)
+    stack: list[tuple[str, TraceNode, bool]] = [
+        ("", child, index == len(root.children) - 1)
+        for index, child in reversed(list(enumerate(root.children)))
+    ]
+    while stack:
+        prefix, node, last = stack.pop()
+        yield f"{prefix}{'└── ' if last else '├── '}{_node_text(node)}"
+        inner = prefix + ("    " if last else "│   ")
+        stack.extend(
+            (inner, child, index == len(node.children) - 1)
+            for index, child in reversed(list(enumerate(node.children)))
+        )
+
+
+def _node_text(node: TraceNode) -> str:
+    entry = node.entry
+    parts = [
+        text(entry.get("skill")),
+        text(entry.get("status")),
+        f"{number_cell(entry.get('duration_ms'))} ms",
+        f"caller={text(entry.get('caller'))}",
+        f"span={text(entry.get('span_id'))}",
+    ]
+    error = entry.get("error_message")
+    if error is not None:
+        parts.append(f"error={clip(text(error), MAX_WIDTH['error'])}")
+    return "  ".join(parts)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    roots = trace(args.trace_id, args.file)
+    if not roots:
+        err(f"Error: no entries with trace id {args.trace_id} in {resolve_path(args.file)}")
+        return 1
+    if args.format == "json":
+        out(dumps([_node_json(root) for root in roots], indent=True))
+        return 0
+    for root in roots:
+        for line in _tree_lines(root):
+            out(line)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# tail
+# ---------------------------------------------------------------------------
+
+_TAIL_SCAN: Final = 100_000
+"""At most this many entries are read back per poll to find where we left off."""
+
+
+def _newer_than(path: Path, marker: bytes | None) -> tuple[list[dict[str, Any]], bool]:
+    """Entries recorded after marker, oldest first, and whether marker was found.
+
+    Reads back from the end (rotated backups included) until it meets the marker;
+    without one, every entry is new. At most _TAIL_SCAN entries are read.
+    """
+    found: list[dict[str, Any]] = []
+    for entry in iter_query(path):
+        if marker is not None and entry_signature(entry) == marker:
+            found.reverse()
+            return found, True
+        found.append(entry)
+        if len(found) >= _TAIL_SCAN:
+            break
+    found.reverse()
+    return found, marker is None
+
+
+def _file_state(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _tail_row(entry: dict[str, Any]) -> str:
+    """An entry as one table row of fixed widths (a stream has no table to align to)."""
+    cells = entry_cells(entry)
+    widths = (19, 28, 8, 12, 18)
+    row = "  ".join(
+        cell.rjust(width) if index == 3 else cell.ljust(width)
+        for index, (cell, width) in enumerate(zip(cells, widths, strict=False))
+    )
+    return f"{row}  {cells[5]}".rstrip()
+
+
+def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]], None]) -> None:
+    """Print the newest entries, then (-f) new ones as they come, until Ctrl-C."""
+    state = _file_state(path)
+    newest = query(path, limit=max(args.lines, 1))
+    for entry in reversed(newest[: args.lines]):
+        show(entry)
+    sys.stdout.flush()
+    marker = entry_signature(newest[0]) if newest else None
+    if args.follow:
+        err(f"{PROG}: following {path} (Ctrl-C to stop)")
+    while args.follow:
+        time.sleep(args.interval)
+        current = _file_state(path)
+        if current == state:
+            continue
+        state = current
+        entries, found = _newer_than(path, marker)
+        if not found:
+            err(f"{PROG}: {path} was replaced; showing its newest entries")
+            entries = entries[-args.lines :] if args.lines else []
+        for entry in entries:
+            show(entry)
+        if entries:
+            marker = entry_signature(entries[-1])
+        sys.stdout.flush()
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    path = resolve_path(args.file)
+    fmt = default_format(args.format, "table", "jsonl")
+
+    def show(entry: dict[str, Any]) -> None:
+        out(_tail_row(entry) if fmt == "table" else dumps(entry))
+
+    try:
+        _follow(args, path, show)
+    except KeyboardInterrupt:
+        # Ctrl-C is how one stops following: a clean exit, not an error.
+        sys.stdout.flush()
+    return 0

@@ -1,0 +1,121 @@
+"""What the commands print: aligned tables of short cells, JSON and JSON lines."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import timezone
+from typing import Any, Final
+
+import orjson
+
+from betty_otel._entry import entry_time, value_text
+
+__all__ = [
+    "MAX_WIDTH",
+    "clip",
+    "default_format",
+    "dumps",
+    "entry_cells",
+    "err",
+    "number_cell",
+    "out",
+    "print_entries",
+    "table",
+    "text",
+]
+
+MAX_WIDTH: Final = {"skill": 40, "caller": 28, "error": 60, "status": 12}
+"""The widest a table cell of these columns gets before it is clipped."""
+
+_ENTRY_HEADERS: Final = ["time (UTC)", "skill", "status", "duration_ms", "caller", "error"]
+_ENTRY_RIGHT: Final = frozenset({3})
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+def err(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+def dumps(value: Any, *, indent: bool = False) -> str:
+    """JSON text of what a command prints (non-string keys and odd values as text)."""
+    option = orjson.OPT_INDENT_2 if indent else 0
+    return orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
+def text(value: object) -> str:
+    """A cell: strings as they are, missing as ``-``, anything else as JSON."""
+    return "-" if value is None else value_text(value)
+
+
+def clip(cell: str, width: int) -> str:
+    """One line (whitespace runs joined) of at most width characters."""
+    cell = " ".join(cell.split()) if ("\n" in cell or "\t" in cell) else cell
+    return cell if len(cell) <= width else cell[: width - 1] + "…"
+
+
+def _time_cell(value: object) -> str:
+    moment = entry_time(value)
+    if moment is None:
+        return text(value)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def number_cell(value: object, digits: int = 1) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:,.{digits}f}"
+    return text(value)
+
+
+def entry_cells(entry: dict[str, Any]) -> list[str]:
+    """An entry's table row: time, skill, status, duration, caller, error."""
+    error = entry.get("error_message")
+    return [
+        _time_cell(entry.get("timestamp")),
+        clip(text(entry.get("skill")), MAX_WIDTH["skill"]),
+        clip(text(entry.get("status")), MAX_WIDTH["status"]),
+        number_cell(entry.get("duration_ms")),
+        clip(text(entry.get("caller")), MAX_WIDTH["caller"]),
+        "" if error is None else clip(text(error), MAX_WIDTH["error"]),
+    ]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Iterable[int]) -> str:
+    """Aligned columns, two spaces apart; columns in right are right-aligned."""
+    aligned = set(right)
+    widths = [len(header) for header in headers]
+    for row in rows:
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(width) if index in aligned else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = ["-" * width for width in widths]
+    return "\n".join([line(headers), line(rule), *(line(row) for row in rows)])
+
+
+def default_format(given: str | None, tty_default: str, pipe_default: str) -> str:
+    """The format asked for, else one for a terminal or one for a pipe."""
+    if given:
+        return given
+    return tty_default if sys.stdout.isatty() else pipe_default
+
+
+def print_entries(entries: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        out(dumps(entries, indent=True))
+    elif fmt == "jsonl":
+        for entry in entries:
+            out(dumps(entry))
+    elif entries:
+        rows = [entry_cells(entry) for entry in entries]
+        out(table(_ENTRY_HEADERS, rows, _ENTRY_RIGHT))
+    else:
+        out("No entries.")

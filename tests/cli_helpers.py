@@ -1,0 +1,48 @@
+"""What the CLI tests share: the installed console script, running it, writing a log."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from betty_otel._store import TelemetryStore
+
+CLI = Path(sys.executable).parent / "betty-telemetry"
+"""The console script installed beside the interpreter running the tests."""
+
+LEGACY_FILE = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "fixtures"
+    / "betty-registry-telemetry.json"
+)
+"""A real registry/telemetry.json of the old Betty tools (225 entries, indent=2)."""
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script; the result must never contain a traceback."""
+    result = subprocess.run(
+        [str(CLI), *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout, result.stdout
+    return result
+
+
+def write(path: Path, entries: list[dict[str, Any]]) -> Path:
+    """Append entries to the log at path (created if need be) and return path."""
+    store = TelemetryStore(path)
+    store.append(entries)
+    store.close()
+    return path
