@@ -39,7 +39,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 import betty_otel
@@ -63,14 +62,22 @@ from fault_writer import (
     record,
 )
 from legacy_writer import legacy_append
+from store_helpers import (
+    BOM,
+    Entry,
+    append_entries,
+    betty_errors,
+    canonical,
+    read_backward,
+    read_forward,
+    repair_file,
+    strict_entries,
+)
 
 pytestmark = pytest.mark.faults
 
 # Python 3.12+ warns when a process with threads forks; these tests fork such processes.
 FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
-BOM = b"\xef\xbb\xbf"
-
-Entry = dict[str, Any]
 
 
 # ---------------------------------------------------------------------------
@@ -78,52 +85,16 @@ Entry = dict[str, Any]
 # ---------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise AssertionError(f"the telemetry file holds the non-standard JSON constant {name}")
-
-
-def strict(path: Path) -> list[Entry]:
-    """The whole file parsed strictly (json.loads, no NaN/Infinity): a list of objects."""
-    data = json.loads(path.read_bytes(), parse_constant=_reject_constant)
-    assert isinstance(data, list)
-    assert all(isinstance(entry, dict) for entry in data)
-    return data
-
-
 def ids_of(entries: list[Entry]) -> list[str]:
     return [call_id_of(entry) for entry in entries]
-
-
-def repair(path: Path) -> int:
-    """One locked open: TelemetryStore(path).repair()."""
-    store = TelemetryStore(path)
-    try:
-        return store.repair()
-    finally:
-        store.close()
-
-
-def append(path: Path, *entries: Entry) -> None:
-    store = TelemetryStore(path)
-    try:
-        store.append(list(entries))
-    finally:
-        store.close()
 
 
 def read_both(path: Path) -> tuple[list[Entry], list[Entry], list[Damage]]:
     """(oldest first, newest first, damage reported by either reader)."""
     damage: list[Damage] = []
-    forward = list(iter_entries(path, newest_first=False, rotated=False, on_damage=damage.append))
-    backward = list(iter_entries(path, newest_first=True, rotated=False, on_damage=damage.append))
+    forward = read_forward(path, rotated=False, on_damage=damage.append)
+    backward = read_backward(path, rotated=False, on_damage=damage.append)
     return forward, backward, damage
-
-
-def canonical(entries: list[Entry]) -> bytes:
-    """The store's own layout: one compact entry per line."""
-    if not entries:
-        return b"[\n]\n"
-    return b"[\n" + b",\n".join(orjson.dumps(entry) for entry in entries) + b"\n]\n"
 
 
 def legacy(folder: Path, entries: list[Entry]) -> bytes:
@@ -207,8 +178,8 @@ def test_sigkilled_writer_processes_lose_no_acknowledged_call_and_duplicate_none
             code = children.kill(pids[writer])
             assert code == -signal.SIGKILL, f"writer {names[writer]} ended by itself with {code}"
 
-    repair(path)
-    ids = ids_of(strict(path))
+    repair_file(path)
+    ids = ids_of(strict_entries(path))
     counts = Counter(ids)
     assert [call_id for call_id, n in counts.items() if n > 1] == []
     acked = [line for ack in sorted(acks.iterdir()) for line in read_lines(ack)]
@@ -301,7 +272,7 @@ def test_crash_at_every_file_operation_of_an_append_leaves_old_or_old_plus_new(
             pid = children.fork(functools.partial(_append_crashing_at, path, n, chunk, new))
             code = children.wait(pid, timeout=30)
             if code == 0:  # completed without reaching operation n
-                assert strict(path) == [*old, new]
+                assert strict_entries(path) == [*old, new]
                 break
             assert code == CRASHED, f"child failed before operation {n}: exit {code}"
             crashed = path.read_bytes()
@@ -311,10 +282,10 @@ def test_crash_at_every_file_operation_of_an_append_leaves_old_or_old_plus_new(
             assert backward == forward[::-1], f"crash at operation {n}"
             assert damage == [], f"crash at operation {n}"
             assert path.read_bytes() == crashed, "a reader wrote to the file"
-            repair(path)
-            assert strict(path) == forward, f"crash at operation {n}: repair disagrees"
-            append(path, after)
-            assert strict(path) == [*forward, after], f"crash at operation {n}"
+            repair_file(path)
+            assert strict_entries(path) == forward, f"crash at operation {n}: repair disagrees"
+            append_entries(path, [after])
+            assert strict_entries(path) == [*forward, after], f"crash at operation {n}"
     assert len(outcomes) >= 3  # at least: folder fsync, the write, the file fsync
     assert outcomes[0] == 0  # crashing before anything was written keeps just the old ones
 
@@ -373,10 +344,10 @@ def test_truncation_at_every_byte_of_the_last_entry_reads_complete_entries_and_r
         assert backward == forward[::-1], f"cut at {cut} of {len(full)}"
         assert damage == [], f"cut at {cut} of {len(full)}"
         assert path.read_bytes() == full[:cut], "a reader wrote to the file"
-        repair(path)
-        assert strict(path) == forward, f"cut at {cut} of {len(full)}"
-        append(path, new)
-        assert strict(path) == [*forward, new], f"cut at {cut} of {len(full)}"
+        repair_file(path)
+        assert strict_entries(path) == forward, f"cut at {cut} of {len(full)}"
+        append_entries(path, [new])
+        assert strict_entries(path) == [*forward, new], f"cut at {cut} of {len(full)}"
         for saved in tmp_path.glob("telemetry.json.torn-*"):
             saved.unlink()
 
@@ -403,10 +374,10 @@ def test_garbage_after_the_end_is_removed_by_repair_and_no_entry_is_lost(
     forward, backward, _ = read_both(path)
     assert forward == entries
     assert backward == entries[::-1]
-    repair(path)
-    assert strict(path) == entries
-    append(path, raw_entry("next"))
-    assert strict(path) == [*entries, raw_entry("next")]
+    repair_file(path)
+    assert strict_entries(path) == entries
+    append_entries(path, [raw_entry("next")])
+    assert strict_entries(path) == [*entries, raw_entry("next")]
     assert check_file(path).ok
 
 
@@ -452,7 +423,7 @@ def test_8_processes_x_4_threads_of_decorated_calls_write_exact_counts(
             if process.is_alive():
                 process.kill()
                 process.join()
-    counts = Counter(ids_of(strict(path)))
+    counts = Counter(ids_of(strict_entries(path)))
     expected = {"parent-0"} | {
         f"{method}{n}-{t}-{i}"
         for n in range(PROCESSES)
@@ -577,7 +548,7 @@ def test_a_child_forked_while_a_thread_holds_the_lock_appends_and_never_releases
         holder.join(60)
         os.close(read_fd)
     assert returned == ["parent-held"]
-    counts = Counter(ids_of(strict(path)))
+    counts = Counter(ids_of(strict_entries(path)))
     assert counts == Counter(["parent-before", "parent-held", "child-decorated", "child-store"])
     assert exporter.dropped == 0
     assert not locked_by_someone(path)
@@ -600,7 +571,7 @@ def _hold_lock(path: Path, how: str, ready_fd: int, go_fd: int) -> None:
         os.read(go_fd, 1)
 
     if how == "holding-the-lock":
-        with store._locked():
+        with store.locked():
             wait_for_go()
     else:
         real = os.pwrite
@@ -621,14 +592,6 @@ def _hold_lock(path: Path, how: str, ready_fd: int, go_fd: int) -> None:
     store.close()
 
 
-def _betty_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [
-        record
-        for record in caplog.records
-        if record.name == "betty_otel" and record.levelno >= logging.ERROR
-    ]
-
-
 @pytest.mark.filterwarnings(FORK_WARNING)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("how", ["holding-the-lock", "mid-append"])
@@ -643,7 +606,7 @@ def test_a_sigstopped_lock_holder_makes_others_give_up_in_bounded_time_then_all_
     (its entry whole) and later appends, decorated or direct, succeed."""
     caplog.set_level(logging.DEBUG, logger="betty_otel")
     path = tmp_path / "telemetry.json"
-    append(path, raw_entry("seed"))
+    append_entries(path, [raw_entry("seed")])
     ready_read, ready_write = os.pipe()
     go_read, go_write = os.pipe()
     try:
@@ -698,7 +661,7 @@ def test_a_sigstopped_lock_holder_makes_others_give_up_in_bounded_time_then_all_
 
             assert children.call(other_process, timeout=30) < BOUND
 
-            errors = _betty_errors(caplog)
+            errors = betty_errors(caplog.records)
             assert len(errors) == 1, [r.getMessage() for r in errors]
             assert "could not write" in errors[0].getMessage()
             assert str(path) in errors[0].getMessage()
@@ -715,7 +678,7 @@ def test_a_sigstopped_lock_holder_makes_others_give_up_in_bounded_time_then_all_
     store.close()
     assert (exporter.dropped, exporter.exported) == (5, 1)
     expected = ["seed", *(["holder"] if how == "mid-append" else [])]
-    assert ids_of(strict(path)) == [*expected, "decorated-after", "store-after"]
+    assert ids_of(strict_entries(path)) == [*expected, "decorated-after", "store-after"]
     assert check_file(path).ok
 
 
@@ -813,7 +776,7 @@ def test_writers_follow_a_replaced_or_removed_file_and_later_calls_land_in_the_n
     files = [tmp_path / f"inode-{k}.json" for k in range(STEPS)] + [path]
     where: dict[str, list[int]] = {}
     for index, file in enumerate(files):
-        for call_id in ids_of(strict(file)):
+        for call_id in ids_of(strict_entries(file)):
             where.setdefault(call_id, []).append(index)
     assert {call_id: found for call_id, found in where.items() if len(found) > 1} == {}
     rows = _generations(acks)
@@ -828,7 +791,7 @@ def test_writers_follow_a_replaced_or_removed_file_and_later_calls_land_in_the_n
             )
     last = [call_id for acked in rows.values() for call_id, g in acked if g == STEPS]
     assert last
-    final = set(ids_of(strict(path)))
+    final = set(ids_of(strict_entries(path)))
     assert [call_id for call_id in last if call_id not in final] == []
 
 

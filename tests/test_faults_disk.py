@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -38,10 +37,9 @@ import betty_otel
 from betty_otel import capture_telemetry
 from betty_otel._store import TelemetryStore, check_file
 from fault_writer import Children, call_id_of, padding, raw_entry, record
+from store_helpers import Entry, append_entries, betty_errors, canonical, strict_entries
 
 pytestmark = pytest.mark.faults
-
-Entry = dict[str, Any]
 
 
 # ---------------------------------------------------------------------------
@@ -49,24 +47,14 @@ Entry = dict[str, Any]
 # ---------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise AssertionError(f"the telemetry file holds the non-standard JSON constant {name}")
-
-
 def strict_ids(path: Path) -> list[str]:
     """The call ids of the file's entries, parsed strictly (json.loads, no NaN)."""
-    data = json.loads(path.read_bytes(), parse_constant=_reject_constant)
-    assert isinstance(data, list)
-    return [call_id_of(entry) for entry in data]
+    return [call_id_of(entry) for entry in strict_entries(path)]
 
 
 def seed(path: Path, count: int = 3) -> bytes:
     """A file with count entries (seed-0...); its bytes."""
-    store = TelemetryStore(path)
-    try:
-        store.append([raw_entry(f"seed-{i}") for i in range(count)])
-    finally:
-        store.close()
+    append_entries(path, [raw_entry(f"seed-{i}") for i in range(count)])
     return path.read_bytes()
 
 
@@ -75,10 +63,6 @@ def big_entry(call_id: str) -> Entry:
     entry = raw_entry(call_id)
     entry["metadata"] = {"pad": "x" * 3000}
     return entry
-
-
-def betty_errors(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
-    return [r for r in records if r.name == "betty_otel" and r.levelno >= logging.ERROR]
 
 
 class ListHandler(logging.Handler):
@@ -288,7 +272,7 @@ def test_a_full_disk_fails_the_append_restores_the_file_and_the_program_goes_on(
 
 def canonical_seeds() -> bytes:
     """What seed() writes: the seeds in the store's canonical layout."""
-    return b"[\n" + b",\n".join(orjson.dumps(entry) for entry in SEEDS) + b"\n]\n"
+    return canonical(SEEDS)
 
 
 def test_a_full_disk_on_the_first_append_leaves_no_file_json_load_rejects(

@@ -25,9 +25,8 @@ import re
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +35,27 @@ import pytest
 
 import betty_otel
 from betty_otel import TelemetryCapture, capture_telemetry
-from betty_otel import _store as store_module
 from betty_otel._store import Damage, StoreError, TelemetryStore, check_file, iter_entries
 from betty_otel.query import query, stats
+from store_helpers import (
+    BOM,
+    INVALID_NAME,
+    Entry,
+    betty_errors,
+    canonical,
+    indent2,
+    is_betty_record,
+    load_strict,
+    make_entry,
+    stop_the_clock,
+    umask_zero,  # noqa: F401 - a fixture, used by name
+)
 
 pytestmark = pytest.mark.faults
 
 CLI = Path(sys.executable).parent / "betty-telemetry"
-BOM = b"\xef\xbb\xbf"
-INVALID_NAME = re.compile(r"^telemetry\.json\.invalid-\d{8}T\d{6}\.\d{6}Z$")
 TRACEBACK = "Traceback (most recent call last)"
 HUGE = 20 * 1024 * 1024
-
-Entry = dict[str, Any]
 
 
 # ---------------------------------------------------------------------------
@@ -56,40 +63,7 @@ Entry = dict[str, Any]
 # ---------------------------------------------------------------------------
 
 
-def make_entry(number: int) -> Entry:
-    """A realistic entry in the documented schema (key order kept)."""
-    return {
-        "timestamp": f"2025-10-24T14:{number // 60 % 60:02d}:{number % 60:02d}.123456+00:00",
-        "skill": f"workflow.step{number % 7}",
-        "status": "failure" if number % 5 == 0 else "success",
-        "duration_ms": 12.5 + number,
-        "caller": "CLI",
-        "inputs": {"n": number, "args": ["--flag", f"value-{number}"], "opts": {"deep": [1]}},
-        "error_message": "boom" if number % 5 == 0 else None,
-        "metadata": {},
-        "trace_id": f"{number + 1:032x}",
-        "span_id": f"{number + 1:016x}",
-        "parent_span_id": None,
-    }
-
-
 NEW = make_entry(999_999)
-
-
-def canonical(entries: list[Entry]) -> bytes:
-    if not entries:
-        return b"[\n]\n"
-    return b"[\n" + b",\n".join(orjson.dumps(e) for e in entries) + b"\n]\n"
-
-
-def indent2(entries: list[Entry]) -> bytes:
-    """What the old Betty tools write: json.dump(indent=2), no final newline."""
-    return json.dumps(entries, indent=2).encode()
-
-
-def load_strict(path: Path) -> Any:
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def side_files(path: Path) -> list[Path]:
@@ -117,19 +91,6 @@ def run_cli(*args: str, timeout: float = 300, **kwargs: Any) -> subprocess.Compl
 @capture_telemetry(skill_name="faults.hostile", caller="faults", capture_inputs=True)
 def decorated(number: int) -> int:
     return number * 2
-
-
-def betty_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "betty_otel" and r.levelno >= logging.ERROR
-    ]
-
-
-# ---------------------------------------------------------------------------
-# Case 15: hostile files
-# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -240,7 +201,7 @@ def assert_appended(
         assert len(moved) == 1, side_files(path)
         assert INVALID_NAME.match(moved[0].name), moved[0].name
         assert moved[0].read_bytes() == original  # byte for byte
-        messages = [r.getMessage() for r in caplog.records if r.name == "betty_otel"]
+        messages = [r.getMessage() for r in caplog.records if is_betty_record(r)]
         assert any(moved[0].name in m and "not a JSON array" in m for m in messages), messages
         assert len(data) == count
         return list(data)
@@ -298,7 +259,7 @@ def test_hostile_file_through_the_decorator_is_handled_and_never_destroyed(
     assert decorated(1) == 2
     assert decorated(2) == 4
     assert exporter.dropped == 0
-    assert betty_errors(caplog) == []
+    assert betty_errors(caplog.records) == []
     new = assert_appended(kind, path, original, caplog, count=2)
     assert [(e["skill"], e["status"], e["inputs"]) for e in new] == [
         ("faults.hostile", "success", {"number": 1}),
@@ -364,21 +325,13 @@ def test_hostile_file_through_the_cli_check_and_query(
     assert side_files(path) == []
 
 
-class _StoppedClock(datetime):
-    """A wall clock that stands still (a VM restored from a snapshot, a stepped-back clock)."""
-
-    @classmethod
-    def now(cls, tz: Any = None) -> _StoppedClock:
-        return cls(2025, 10, 24, 14, 30, 45, 123456, tzinfo=tz or timezone.utc)
-
-
 @pytest.mark.parametrize("damage", ["foreign", "torn"])
 def test_files_moved_or_saved_aside_are_never_overwritten_even_when_the_clock_stands_still(
     damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two foreign files (or two torn tails) set aside at the same clock reading: both are
     kept, byte for byte, and every append succeeds."""
-    monkeypatch.setattr(store_module, "datetime", _StoppedClock)
+    stop_the_clock(monkeypatch)
     path = tmp_path / "telemetry.json"
     originals = [b'{"first": "foreign"}\n', b'{"second": "foreign"}\n']
     torn_tails = [b',\n{"first": "torn', b',\n{"second": "torn']
@@ -562,7 +515,7 @@ def test_appends_after_a_flipped_bit_continue_and_keep_every_other_entry(
     ]
     assert len(oldest) in (len(FLIP_OTHERS) + 2, len(FLIP_OTHERS) + 3)
     assert query(path) == oldest[::-1]
-    assert betty_errors(caplog) == []
+    assert betty_errors(caplog.records) == []
 
 
 @pytest.mark.parametrize("name", sorted(CLI_FLIPS))
@@ -666,7 +619,7 @@ def test_symlink_at_the_path_is_never_written_through_by_the_decorator(
         kind_written = kind
     assert [decorated(n) for n in range(3)] == [0, 2, 4]
     assert exporter.dropped == 3
-    errors = betty_errors(caplog)
+    errors = [r.getMessage() for r in betty_errors(caplog.records)]
     assert errors, "the drop was not logged"
     assert any(str(path) in message and "symbolic link" in message for message in errors)
     assert_not_written_through(kind_written, path, target)
@@ -694,15 +647,6 @@ def test_symlink_at_the_path_is_never_written_through_by_the_cli(kind: str, tmp_
 # ---------------------------------------------------------------------------
 # Case 18: umask 000
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def umask_zero() -> Iterator[None]:
-    previous = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def assert_private(path: Path, created: list[Path]) -> None:

@@ -14,9 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-import betty_otel.query as query_module
 from betty_otel import TelemetryCapture
-from betty_otel._store import TelemetryStore, check_file, iter_entries
+from betty_otel._store import ForwardParser, TelemetryStore, check_file, iter_entries
 from betty_otel.query import (
     GroupStats,
     TraceNode,
@@ -123,7 +122,7 @@ def test_limit_stops_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         parsed += 1
         return real(data)
 
-    monkeypatch.setattr("betty_otel._store.orjson.loads", counting)
+    monkeypatch.setattr("orjson.loads", counting)  # the store parses entry lines with it
     found = query(path, limit=3)
     assert [item["duration_ms"] for item in found] == [2999.0, 2998.0, 2997.0]
     assert parsed < 20
@@ -488,13 +487,13 @@ def test_stats_equal_the_plain_computation(tmp_path: Path, layout: str, by: str)
 def count_fed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the lines the scanner hands to the store's parser."""
     fed = [0]
-    real = query_module._feed
+    real = ForwardParser.feed
 
-    def counting(*args: Any) -> None:
+    def counting(self: ForwardParser, offset: int, raw: bytes) -> Iterator[tuple[int, Any]]:
         fed[0] += 1
-        real(*args)
+        return real(self, offset, raw)
 
-    monkeypatch.setattr(query_module, "_feed", counting)
+    monkeypatch.setattr(ForwardParser, "feed", counting)
     return fed
 
 

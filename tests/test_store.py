@@ -23,7 +23,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from betty_otel import _store as store_module
 from betty_otel._store import (
     DEFAULT_PATH,
     ENV_FILE,
@@ -37,36 +36,28 @@ from betty_otel._store import (
     log_files,
     resolve_path,
 )
+from store_helpers import (
+    BOM,
+    INVALID_NAME,
+    Entry,
+    append_entries,
+    canonical,
+    indent2,
+    is_betty_record,
+    load_strict,
+    make_entry,
+    read_backward,
+    read_forward,
+    stop_the_clock,
+    umask_zero,  # noqa: F401 - a fixture, used by name
+)
 
-BOM = b"\xef\xbb\xbf"
-INVALID_NAME = re.compile(r"^telemetry\.json\.invalid-\d{8}T\d{6}\.\d{6}Z$")
 TORN_NAME = re.compile(r"^telemetry\.json\.torn-\d{8}T\d{6}\.\d{6}Z$")
-
-Entry = dict[str, Any]
 
 
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-
-def make_entry(number: int, **extra: Any) -> Entry:
-    """A realistic entry in the documented schema (key order kept)."""
-    entry: Entry = {
-        "timestamp": f"2025-10-24T14:30:{number % 60:02d}.123456+00:00",
-        "skill": f"workflow.step{number % 7}",
-        "status": "failure" if number % 5 == 0 else "success",
-        "duration_ms": 12.5 + number,
-        "caller": "CLI",
-        "inputs": {"n": number, "args": ["--flag", f"value-{number}"]},
-        "error_message": "boom" if number % 5 == 0 else None,
-        "metadata": {},
-        "trace_id": f"{number:032x}",
-        "span_id": f"{number:016x}",
-        "parent_span_id": None,
-    }
-    entry.update(extra)
-    return entry
 
 
 def tricky_entries() -> list[Entry]:
@@ -78,18 +69,6 @@ def tricky_entries() -> list[Entry]:
         {"empty": [], "zero": 0, "null": None, "false": False, "big": 2**62},
         {"args": [1, 2, ["deep", {"k": "]"}]]},
     ]
-
-
-def canonical(entries: list[Entry]) -> bytes:
-    """The documented canonical layout: one compact entry per line."""
-    if not entries:
-        return b"[\n]\n"
-    return b"[\n" + b",\n".join(orjson.dumps(e) for e in entries) + b"\n]\n"
-
-
-def indent2(entries: list[Entry]) -> bytes:
-    """What the old Betty tools write: json.dump(indent=2), no final newline."""
-    return json.dumps(entries, indent=2).encode()
 
 
 LAYOUTS: dict[str, Callable[[list[Entry]], bytes]] = {
@@ -121,20 +100,6 @@ EMPTY_LAYOUTS: dict[str, bytes] = {
 }
 
 
-def load_strict(path: Path) -> Any:
-    """Read the file the way every Betty tool does: json.load on a UTF-8 text file."""
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def forward(path: Path, **kwargs: Any) -> list[Entry]:
-    return list(iter_entries(path, newest_first=False, **kwargs))
-
-
-def backward(path: Path, **kwargs: Any) -> list[Entry]:
-    return list(iter_entries(path, newest_first=True, **kwargs))
-
-
 def collect_damage() -> tuple[list[Damage], Callable[[Damage], None]]:
     found: list[Damage] = []
     return found, found.append
@@ -143,17 +108,9 @@ def collect_damage() -> tuple[list[Damage], Callable[[Damage], None]]:
 def assert_readers_agree(path: Path, expected: list[Entry]) -> None:
     """Both readers return expected (oldest first / newest first) and report no damage."""
     damage, report = collect_damage()
-    assert forward(path, on_damage=report) == expected
-    assert backward(path, on_damage=report) == expected[::-1]
+    assert read_forward(path, on_damage=report) == expected
+    assert read_backward(path, on_damage=report) == expected[::-1]
     assert damage == []
-
-
-def append_and_close(path: Path, entries: list[Entry], **kwargs: Any) -> None:
-    store = TelemetryStore(path, **kwargs)
-    try:
-        store.append(entries)
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -200,8 +157,8 @@ def test_encode_entry_is_one_compact_line() -> None:
 
 def test_missing_file_is_an_empty_log(log_path: Path) -> None:
     """A missing file reads as an empty log, checks as ok, and reading does not create it."""
-    assert forward(log_path) == []
-    assert backward(log_path) == []
+    assert read_forward(log_path) == []
+    assert read_backward(log_path) == []
     report = check_file(log_path)
     assert not report.exists
     assert report.ok
@@ -256,11 +213,11 @@ def test_append_keeps_every_old_entry_in_any_layout(log_path: Path, layout: str)
     entries = tricky_entries()
     log_path.write_bytes(LAYOUTS[layout](entries))
     new = [make_entry(10), make_entry(11)]
-    append_and_close(log_path, new)
+    append_entries(log_path, new)
     assert load_strict(log_path) == entries + new
     assert_readers_agree(log_path, entries + new)
     # A second writer (a fresh descriptor) appends after the first one's entries.
-    append_and_close(log_path, [make_entry(12)])
+    append_entries(log_path, [make_entry(12)])
     assert load_strict(log_path) == [*entries, *new, make_entry(12)]
     assert_readers_agree(log_path, [*entries, *new, make_entry(12)])
     report = check_file(log_path)
@@ -273,7 +230,7 @@ def test_append_never_rewrites_existing_entries(log_path: Path, layout: str) -> 
     """The bytes of every existing entry stay in place: only the closing bracket is replaced."""
     original = LAYOUTS[layout](tricky_entries())
     log_path.write_bytes(original)
-    append_and_close(log_path, [make_entry(10)])
+    append_entries(log_path, [make_entry(10)])
     after = log_path.read_bytes()
     last_brace = original.rstrip(b" \t\r\n")[:-1].rstrip(b" \t\r\n")
     if original.startswith(BOM):  # the BOM is replaced by spaces so that json.load works
@@ -290,10 +247,10 @@ def test_empty_files_read_empty_and_accept_appends(log_path: Path, layout: str) 
     assert_readers_agree(log_path, [])
     assert check_file(log_path).ok
     new = [make_entry(1), make_entry(2)]
-    append_and_close(log_path, new)
+    append_entries(log_path, new)
     assert load_strict(log_path) == new
     assert_readers_agree(log_path, new)
-    append_and_close(log_path, [make_entry(3)])
+    append_entries(log_path, [make_entry(3)])
     assert load_strict(log_path) == [*new, make_entry(3)]
 
 
@@ -303,7 +260,7 @@ def test_bom_is_overwritten_with_spaces(log_path: Path) -> None:
     log_path.write_bytes(BOM + indent2(entries))
     with pytest.raises(json.JSONDecodeError):
         load_strict(log_path)  # the reason for overwriting it
-    append_and_close(log_path, [make_entry(2)])
+    append_entries(log_path, [make_entry(2)])
     data = log_path.read_bytes()
     assert data.startswith(b"   [")
     assert load_strict(log_path) == [make_entry(1), make_entry(2)]
@@ -374,16 +331,14 @@ def test_foreign_content_is_moved_aside_not_overwritten(
     original = FOREIGN[kind]
     log_path.write_bytes(original)
     with caplog.at_level(logging.WARNING, logger="betty_otel"):
-        append_and_close(log_path, [make_entry(1)])
+        append_entries(log_path, [make_entry(1)])
     moved = [p for p in log_path.parent.iterdir() if p.name.startswith("telemetry.json.invalid-")]
     assert len(moved) == 1
     assert INVALID_NAME.match(moved[0].name), moved[0].name
     assert moved[0].read_bytes() == original
     assert load_strict(log_path) == [make_entry(1)]
     assert log_path.read_bytes() == canonical([make_entry(1)])
-    warnings = [
-        r for r in caplog.records if r.name == "betty_otel" and r.levelno == logging.WARNING
-    ]
+    warnings = [r for r in caplog.records if is_betty_record(r) and r.levelno == logging.WARNING]
     assert any("not a JSON array" in r.getMessage() for r in warnings)
     assert any(moved[0].name in r.getMessage() for r in warnings)
 
@@ -395,8 +350,8 @@ def test_readers_and_check_report_foreign_content_without_writing(
     """Readers yield nothing from a non-array file, report it as damage, and leave it untouched."""
     log_path.write_bytes(FOREIGN[kind])
     damage, report = collect_damage()
-    assert forward(log_path, on_damage=report) == []
-    assert backward(log_path, on_damage=report) == []
+    assert read_forward(log_path, on_damage=report) == []
+    assert read_backward(log_path, on_damage=report) == []
     assert [d.reason for d in damage] == ["not a JSON array"] * 2
     result = check_file(log_path)
     assert result.not_array
@@ -422,20 +377,11 @@ def test_file_replaced_by_foreign_content_later_is_moved_aside(log_path: Path) -
     assert [p.read_bytes() for p in moved] == [b'{"jsonl": 1}\n{"jsonl": 2}\n']
 
 
-@pytest.fixture
-def umask_zero() -> Iterator[None]:
-    previous = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
 @pytest.mark.usefixtures("umask_zero")
 def test_files_are_0600_and_folders_0700_even_under_umask_zero(tmp_path: Path) -> None:
     """The log, its torn-tail copies and every folder created for it are private to the owner."""
     path = tmp_path / "a" / "b" / "c" / "telemetry.json"
-    append_and_close(path, [make_entry(1)])
+    append_entries(path, [make_entry(1)])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     for folder in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
@@ -456,7 +402,7 @@ def test_existing_folder_permissions_are_left_alone(tmp_path: Path) -> None:
     """The store only sets the mode of folders it creates."""
     folder = tmp_path / "shared"
     folder.mkdir(mode=0o755)
-    append_and_close(folder / "telemetry.json", [make_entry(1)])
+    append_entries(folder / "telemetry.json", [make_entry(1)])
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
     assert stat.S_IMODE((folder / "telemetry.json").stat().st_mode) == 0o600
 
@@ -483,7 +429,7 @@ def test_dangling_symlink_is_refused_and_target_not_created(log_path: Path, tmp_
     target.parent.mkdir()
     log_path.symlink_to(target)
     with pytest.raises(StoreError):
-        append_and_close(log_path, [make_entry(1)])
+        append_entries(log_path, [make_entry(1)])
     assert not target.exists()
     assert log_path.is_symlink()
 
@@ -509,7 +455,7 @@ def test_directory_at_the_path_raises(log_path: Path) -> None:
     """A directory where the file should be raises OSError and is left as it is."""
     log_path.mkdir()
     with pytest.raises(OSError, match=r"[Ii]s a directory|not a regular file"):
-        append_and_close(log_path, [make_entry(1)])
+        append_entries(log_path, [make_entry(1)])
     assert log_path.is_dir()
     assert list(log_path.iterdir()) == []
 
@@ -519,7 +465,7 @@ def test_fifo_at_the_path_is_refused(log_path: Path) -> None:
     os.mkfifo(log_path)
     # O_RDWR on a FIFO does not block on Linux; the store then refuses the non-regular file.
     with pytest.raises(StoreError, match="not a regular file"):
-        append_and_close(log_path, [make_entry(1)])
+        append_entries(log_path, [make_entry(1)])
 
 
 # ---------------------------------------------------------------------------
@@ -581,7 +527,7 @@ def test_short_write_then_error_leaves_the_file_byte_identical(
 
     monkeypatch.setattr(os, "pwrite", short_then_fail)
     with pytest.raises(OSError, match=re.escape(os.strerror(code))) as info:
-        append_and_close(log_path, [make_entry(10), make_entry(11)])
+        append_entries(log_path, [make_entry(10), make_entry(11)])
     assert info.value.errno == code
     assert len(calls) == 3  # partial write, failure, restore
     monkeypatch.undo()
@@ -606,7 +552,7 @@ def test_interrupt_during_write_restores_the_file(
 
     monkeypatch.setattr(os, "pwrite", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        append_and_close(log_path, [make_entry(2)])
+        append_entries(log_path, [make_entry(2)])
     monkeypatch.undo()
     assert log_path.read_bytes() == before
 
@@ -622,14 +568,14 @@ def test_failed_first_append_leaves_no_empty_file(
 
     monkeypatch.setattr(os, "pwrite", full)
     with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
-        append_and_close(log_path, [make_entry(1)])
+        append_entries(log_path, [make_entry(1)])
     assert not log_path.exists()
     log_path.write_bytes(b"")
     with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
-        append_and_close(log_path, [make_entry(1)])
+        append_entries(log_path, [make_entry(1)])
     assert log_path.read_bytes() == b""
     monkeypatch.undo()
-    append_and_close(log_path, [make_entry(1)])
+    append_entries(log_path, [make_entry(1)])
     assert load_strict(log_path) == [make_entry(1)]
 
 
@@ -647,7 +593,7 @@ def test_full_disk_while_saving_a_torn_tail_leaves_no_empty_copy(
     monkeypatch.setattr(os, "pwrite", full)
     for _ in range(3):
         with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
-            append_and_close(log_path, [make_entry(2)])
+            append_entries(log_path, [make_entry(2)])
     monkeypatch.undo()
     assert log_path.read_bytes() == before
     assert [p.name for p in log_path.parent.iterdir()] == ["telemetry.json"]
@@ -668,7 +614,7 @@ def test_folder_fsync_error_leaks_no_descriptor(
     before = sum(1 for _ in Path("/proc/self/fd").iterdir())
     for _ in range(20):
         with pytest.raises(OSError, match="Input/output error"):
-            append_and_close(log_path, [make_entry(1)], fsync=True)
+            append_entries(log_path, [make_entry(1)], fsync=True)
     assert sum(1 for _ in Path("/proc/self/fd").iterdir()) <= before
 
 
@@ -677,7 +623,7 @@ def test_files_set_aside_are_never_overwritten_when_the_clock_repeats(
     log_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """Two foreign files (or torn tails) set aside at the same clock reading both survive."""
-    monkeypatch.setattr(store_module, "_utc_stamp", lambda: "20251024T143045.123456Z")
+    stop_the_clock(monkeypatch)  # 2025-10-24 14:30:45.123456 UTC
     saved: list[bytes] = []
     for index in range(3):
         if kind == "invalid":
@@ -687,7 +633,7 @@ def test_files_set_aside_are_never_overwritten_when_the_clock_repeats(
             content = b',\n{"torn": %d' % index
             log_path.write_bytes(canonical([make_entry(index)])[: -len(b"\n]\n")] + content)
         saved.append(content)
-        append_and_close(log_path, [make_entry(10 + index)])
+        append_entries(log_path, [make_entry(10 + index)])
         assert load_strict(log_path)[-1] == make_entry(10 + index)
     aside = sorted(p for p in log_path.parent.iterdir() if p.name != "telemetry.json")
     assert [p.name for p in aside] == [
@@ -703,7 +649,7 @@ def test_unserialisable_entry_writes_nothing(log_path: Path) -> None:
     log_path.write_bytes(canonical([make_entry(1)]))
     before = log_path.read_bytes()
     with pytest.raises(TypeError):
-        append_and_close(log_path, [make_entry(2), {"bad": object()}])
+        append_entries(log_path, [make_entry(2), {"bad": object()}])
     assert log_path.read_bytes() == before
 
 
@@ -728,7 +674,7 @@ def test_fsync_option_fsyncs_the_file(log_path: Path, monkeypatch: pytest.Monkey
     finally:
         store.close()
     synced.clear()
-    append_and_close(log_path, [make_entry(3)])  # fsync=False: no flush
+    append_entries(log_path, [make_entry(3)])  # fsync=False: no flush
     assert synced == []
 
 
@@ -747,7 +693,7 @@ def test_fsync_error_raises_and_restores_the_file(
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="Input/output error") as info:
-        append_and_close(log_path, [make_entry(2)], fsync=True)
+        append_entries(log_path, [make_entry(2)], fsync=True)
     assert info.value.errno == errno.EIO
     monkeypatch.undo()
     assert log_path.read_bytes() == before
@@ -826,7 +772,7 @@ def test_bad_settings_raise_value_error(
 
 def test_backups_do_not_matter_without_rotation(log_path: Path) -> None:
     """backups=0 is fine when max_bytes=0 (rotation off)."""
-    append_and_close(log_path, [make_entry(1)], backups=0)
+    append_entries(log_path, [make_entry(1)], backups=0)
     assert load_strict(log_path) == [make_entry(1)]
 
 
@@ -849,8 +795,8 @@ def test_rotation_keeps_backups_and_readers_see_all_newest_first(log_path: Path)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # Oldest first across the files = the appended sequence, exactly once.
     assert [e for chunk in reversed(per_file) for e in chunk] == entries
-    assert backward(log_path) == entries[::-1]
-    assert forward(log_path) == entries
+    assert read_backward(log_path) == entries[::-1]
+    assert read_forward(log_path) == entries
     assert list(iter_entries(log_path, rotated=False, newest_first=False)) == per_file[0]
 
 
@@ -858,14 +804,14 @@ def test_rotation_deletes_the_oldest_beyond_backups(log_path: Path) -> None:
     """Only `backups` rotated files are kept; the newest entries survive, in order."""
     entries = [make_entry(n) for n in range(60)]
     for entry in entries:
-        append_and_close(log_path, [entry], max_bytes=1200, backups=2)
+        append_entries(log_path, [entry], max_bytes=1200, backups=2)
     files = log_files(log_path)
     assert [p.name for p in files] == ["telemetry.json", "telemetry.json.1", "telemetry.json.2"]
     assert not log_path.with_name("telemetry.json.3").exists()
-    kept = backward(log_path)
+    kept = read_backward(log_path)
     assert 0 < len(kept) < len(entries)
     assert kept == entries[::-1][: len(kept)]
-    assert forward(log_path) == kept[::-1]
+    assert read_forward(log_path) == kept[::-1]
 
 
 def test_a_batch_bigger_than_max_bytes_is_written_whole(log_path: Path) -> None:
@@ -880,14 +826,14 @@ def test_a_batch_bigger_than_max_bytes_is_written_whole(log_path: Path) -> None:
         store.close()
     assert load_strict(log_path) == [make_entry(101)]
     assert load_strict(log_path.with_name("telemetry.json.1")) == batch
-    assert forward(log_path) == [make_entry(100), *batch, make_entry(101)]
+    assert read_forward(log_path) == [make_entry(100), *batch, make_entry(101)]
 
 
 def test_a_torn_file_is_repaired_before_it_is_rotated(log_path: Path) -> None:
     """Rotation never turns a torn tail into a permanently torn backup: it repairs first."""
     entries = [make_entry(n) for n in range(5)]
     log_path.write_bytes(canonical(entries)[: -len(b"\n]\n")] + b',\n{"torn": ')
-    append_and_close(log_path, [make_entry(9)], max_bytes=1000, backups=2)
+    append_entries(log_path, [make_entry(9)], max_bytes=1000, backups=2)
     backup = log_path.with_name("telemetry.json.1")
     assert load_strict(backup) == entries
     assert check_file(backup).ok
@@ -902,7 +848,7 @@ def test_foreign_content_is_moved_aside_not_rotated(
     original = b'{"jsonl": 1}\n' * 200
     log_path.write_bytes(original)
     with caplog.at_level(logging.WARNING, logger="betty_otel"):
-        append_and_close(log_path, [make_entry(1)], max_bytes=1000, backups=2)
+        append_entries(log_path, [make_entry(1)], max_bytes=1000, backups=2)
     assert not log_path.with_name("telemetry.json.1").exists()
     moved = [p for p in log_path.parent.iterdir() if INVALID_NAME.match(p.name)]
     assert [p.read_bytes() for p in moved] == [original]
@@ -983,17 +929,17 @@ def test_any_single_bit_flip_in_a_line_loses_only_that_line(tmp_path: Path) -> N
             data[start + index] ^= mask
             path.write_bytes(bytes(data))
             damage, report = collect_damage()
-            oldest = forward(path, on_damage=report)
-            assert backward(path, on_damage=report) == oldest[::-1], (index, mask)
+            oldest = read_forward(path, on_damage=report)
+            assert read_backward(path, on_damage=report) == oldest[::-1], (index, mask)
             if index < len(lines[3]):
                 assert [e for e in oldest if e in others] == others, (index, mask)
                 assert len(oldest) == 5 or damage, (index, mask)
             # Appends still work and are read back.
-            append_and_close(path, [{"new": index}])
-            after = forward(path, on_damage=report)
+            append_entries(path, [{"new": index}])
+            after = read_forward(path, on_damage=report)
             assert after[-1] == {"new": index}
             assert after[:-1] == oldest
-            assert backward(path, on_damage=report) == after[::-1]
+            assert read_backward(path, on_damage=report) == after[::-1]
             for extra in tmp_path.iterdir():
                 if extra != path:
                     extra.unlink()
@@ -1002,7 +948,7 @@ def test_any_single_bit_flip_in_a_line_loses_only_that_line(tmp_path: Path) -> N
 def test_damage_in_a_string_value_changes_only_that_value(log_path: Path) -> None:
     """A bit flip that keeps the JSON valid (a digit) is not damage; the entry just differs."""
     others, _, _ = damaged_file(log_path, "digit")
-    got = forward(log_path)
+    got = read_forward(log_path)
     assert len(got) == 5
     assert [got[0], got[1], got[3], got[4]] == others
     assert check_file(log_path).ok
@@ -1014,8 +960,8 @@ def test_default_damage_report_is_a_logged_warning(
     """Without on_damage, readers log a warning on the betty_otel logger for each damaged region."""
     damaged_file(log_path, "colon")
     with caplog.at_level(logging.WARNING, logger="betty_otel"):
-        assert len(forward(log_path)) == 4
-    assert any("damaged" in r.getMessage() for r in caplog.records if r.name == "betty_otel")
+        assert len(read_forward(log_path)) == 4
+    assert any("damaged" in r.getMessage() for r in caplog.records if is_betty_record(r))
 
 
 @pytest.mark.parametrize("position", DAMAGE_POSITIONS)
@@ -1025,13 +971,13 @@ def test_append_after_damage_works_and_keeps_the_damaged_region(
     """Appends go after the damage without rewriting it; the damaged bytes stay for forensics."""
     others, _, _ = damaged_file(log_path, position)
     before = log_path.read_bytes()
-    append_and_close(log_path, [make_entry(10)])
+    append_entries(log_path, [make_entry(10)])
     after = log_path.read_bytes()
     assert after.startswith(before[: -len(b"\n]\n")])
     assert after == before[: -len(b"\n]\n")] + b",\n" + orjson.dumps(make_entry(10)) + b"\n]\n"
     damage, report = collect_damage()
-    assert forward(log_path, on_damage=report) == [*others, make_entry(10)]
-    assert backward(log_path, on_damage=report) == [make_entry(10), *others[::-1]]
+    assert read_forward(log_path, on_damage=report) == [*others, make_entry(10)]
+    assert read_backward(log_path, on_damage=report) == [make_entry(10), *others[::-1]]
     assert damage
     assert not list(log_path.parent.glob("*.torn-*"))
 
@@ -1097,7 +1043,7 @@ def test_append_repairs_a_torn_tail_first(log_path: Path, tail: bytes) -> None:
     """The next append repairs a torn tail under the lock and then appends normally."""
     entries = [make_entry(n) for n in range(3)]
     log_path.write_bytes(canonical(entries)[: -len(b"\n]\n")] + tail)
-    append_and_close(log_path, [make_entry(9)])
+    append_entries(log_path, [make_entry(9)])
     data = load_strict(log_path)
     assert data[:3] == entries
     assert data[-1] == make_entry(9)
@@ -1159,7 +1105,7 @@ def test_data_after_the_closing_bracket_is_removed_by_repair(log_path: Path) -> 
     for junk in (b"]", b"\n]\n", b"}\n]", b"\n  1]", b"x", b"\x00\x00", b"\n{"):
         log_path.write_bytes(canonical(entries) + junk)
         assert_readers_agree(log_path, entries)
-        append_and_close(log_path, [make_entry(3)])
+        append_entries(log_path, [make_entry(3)])
         assert load_strict(log_path) == [*entries, make_entry(3)], junk
 
 
@@ -1173,7 +1119,7 @@ def test_entry_lines_after_the_end_are_removed_not_kept_as_entries(
     mistaken for its tail: repair and the next append leave strict JSON with the real entries."""
     entries = [make_entry(1), make_entry(2)]
     log_path.write_bytes(canonical(entries) + junk)
-    append_and_close(log_path, [make_entry(3)])
+    append_entries(log_path, [make_entry(3)])
     assert load_strict(log_path) == [*entries, make_entry(3)]
     saved = [p.read_bytes() for p in log_path.parent.glob("telemetry.json.torn-*")]
     assert saved == [b"\n]\n" + junk]
@@ -1232,7 +1178,7 @@ def test_truncation_anywhere_reads_a_prefix_and_repairs_to_it(
             path.write_bytes(LAYOUTS[start](initial))
             appended.extend(initial)
         for batch in batches:
-            append_and_close(path, batch)
+            append_entries(path, batch)
             appended.extend(batch)
         full = path.read_bytes()
         assert json.loads(full) == appended
@@ -1240,8 +1186,8 @@ def test_truncation_anywhere_reads_a_prefix_and_repairs_to_it(
         path.write_bytes(full[:cut])
 
         damage, report = collect_damage()
-        oldest_first = forward(path, on_damage=report)
-        newest_first = backward(path, on_damage=report)
+        oldest_first = read_forward(path, on_damage=report)
+        newest_first = read_backward(path, on_damage=report)
         assert damage == []
         assert _is_prefix(oldest_first, appended)
         assert newest_first == oldest_first[::-1]
@@ -1286,10 +1232,10 @@ def test_crash_inside_an_append_keeps_every_acknowledged_entry(
             path.write_bytes(LAYOUTS[start](initial))
             acknowledged.extend(initial)
         for batch in batches:
-            append_and_close(path, batch)
+            append_entries(path, batch)
             acknowledged.extend(batch)
         old = path.read_bytes()
-        append_and_close(path, last)
+        append_entries(path, last)
         new = path.read_bytes()
         pos = next(
             (i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
@@ -1300,8 +1246,8 @@ def test_crash_inside_an_append_keeps_every_acknowledged_entry(
         path.write_bytes(crashed)
 
         damage, report = collect_damage()
-        oldest_first = forward(path, on_damage=report)
-        assert backward(path, on_damage=report) == oldest_first[::-1]
+        oldest_first = read_forward(path, on_damage=report)
+        assert read_backward(path, on_damage=report) == oldest_first[::-1]
         assert damage == []
         assert oldest_first[: len(acknowledged)] == acknowledged
         assert _is_prefix(oldest_first, acknowledged + last)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import random
 import shutil
@@ -33,6 +32,7 @@ from betty_otel._store import (
     log_files,
 )
 from legacy_writer import legacy_append
+from store_helpers import load_strict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC = REPO_ROOT / "src"
@@ -171,11 +171,6 @@ def finish(processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> Non
                 other.kill()
             raise
         assert process.returncode == 0, err.decode(errors="replace")
-
-
-def load_strict(path: Path) -> Any:
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def ids_in(entries: list[dict[str, Any]]) -> list[str]:
@@ -487,7 +482,7 @@ def test_fork_while_a_thread_holds_the_lock(tmp_path: Path) -> None:
     release = threading.Event()
 
     def hold() -> None:
-        with store._locked():
+        with store.locked():
             holding.set()
             release.wait(30)
 

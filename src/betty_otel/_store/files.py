@@ -1,0 +1,91 @@
+"""File operations of the writer: whole writes, private copies, names set aside, flock.
+
+Nothing is ever overwritten: a file moved or saved aside gets a new name that
+says why, and a failed private copy leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from betty_otel._store.errors import StoreError
+
+__all__ = [
+    "aside_path",
+    "backup_path",
+    "fcntl_flock",
+    "fsync_dir",
+    "pwrite_all",
+    "write_private",
+]
+
+
+def aside_path(path: Path, kind: str) -> Path:
+    """A new name beside path saying why (``.invalid-<UTC>``, ``.torn-<UTC>``), never one in use.
+
+    The clock can repeat a reading (a stepped-back clock, a restored VM): a counter keeps
+    an earlier file from being overwritten. Called under the lock, so no writer of ours races.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    candidate = path.with_name(f"{path.name}.{kind}-{stamp}")
+    count = 1
+    while os.path.lexists(candidate):
+        candidate = path.with_name(f"{path.name}.{kind}-{stamp}-{count}")
+        count += 1
+    return candidate
+
+
+def backup_path(path: Path, index: int) -> Path:
+    """The name of the index-th rotated backup (``telemetry.json.1`` is the newest)."""
+    return path.with_name(f"{path.name}.{index}")
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of data at offset, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:  # pragma: no cover - pwrite raises rather than returning 0 on Linux
+            raise StoreError(errno.EIO, "short write made no progress")
+        view = view[written:]
+        offset += written
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create path (mode 0600, never an existing name or a symlink) holding data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        pwrite_all(fd, data, 0)
+    except BaseException:
+        with contextlib.suppress(OSError):  # no empty or partial copy left by a full disk
+            path.unlink()
+        raise
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a created or renamed file) to disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fcntl_flock(fd: int, *, unlock: bool) -> bool:
+    """Try LOCK_EX without blocking (True when held), or release the lock."""
+    import fcntl  # noqa: PLC0415 - POSIX only; imported where used to keep the module importable
+
+    if unlock:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -1,0 +1,250 @@
+"""Reading the log: entries oldest or newest first, the files of a rotated log, checks.
+
+Streaming, memory bounded by a block plus one element; readers never write and
+never lock. A torn tail (a write in progress, or a crashed writer) is skipped
+silently; damage in the middle is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from betty_otel._store.files import backup_path
+from betty_otel._store.format import BOM, WHITESPACE, is_entry_line, parse_entry_line
+from betty_otel._store.lines import head_kind, lines_backward, lines_forward
+from betty_otel._store.location import resolve_path
+from betty_otel._store.parser import Damage, ForwardParser, parse_line_alone
+
+__all__ = [
+    "FileReport",
+    "check_file",
+    "iter_entries",
+    "log_files",
+    "open_log_files",
+    "warn_damage",
+]
+
+logger = logging.getLogger(__name__)
+
+_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def log_files(path: Path) -> list[Path]:
+    """The current file and its rotated backups, newest first."""
+    files = [path]
+    index = 1
+    while backup_path(path, index).exists():
+        files.append(backup_path(path, index))
+        index += 1
+    return files
+
+
+@dataclass
+class FileReport:
+    """What check_file found: counts and problems, no changes made."""
+
+    path: Path
+    exists: bool
+    entries: int = 0
+    not_array: bool = False
+    torn_tail: bool = False
+    damage: list[Damage] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the file is a valid, complete JSON array (or absent/empty)."""
+        return not (self.not_array or self.torn_tail or self.damage)
+
+
+def _open_read(path: Path) -> int | None:
+    try:
+        return os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+
+
+def warn_damage(path: Path) -> Callable[[Damage], None]:
+    """The default damage report for path: a logged warning per damaged region."""
+
+    def report(item: Damage) -> None:
+        logger.warning(
+            "%s: skipped %d damaged bytes at offset %d (%s)",
+            path,
+            item.length,
+            item.offset,
+            item.reason,
+        )
+
+    return report
+
+
+def _iter_forward(
+    fd: int, end: int, on_damage: Callable[[Damage], None], *, followed: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Oldest first; with followed, entries come after end, so an open element is damage."""
+    parser = ForwardParser()
+    for offset, line in lines_forward(fd, 0, end):
+        for _, value in parser.feed(offset, line):
+            for item in parser.take_damage():
+                on_damage(item)
+            if isinstance(value, dict):
+                yield value
+    for _, value in parser.flush():
+        if isinstance(value, dict):
+            yield value
+    torn = parser.finish()
+    for item in parser.take_damage():
+        on_damage(item)
+    if followed:
+        for item in torn:
+            if item.offset >= 0:
+                on_damage(item)
+
+
+def _brace_line(offset: int, raw: bytes, line: bytes) -> tuple[list[Any], list[Damage]]:
+    """A line starting with ``{``: (its whole elements, newest first; its damaged regions).
+
+    One canonical entry line parses directly; any other such line is parsed alone.
+    """
+    if is_entry_line(line):
+        try:
+            return [parse_entry_line(line)], []
+        except orjson.JSONDecodeError:
+            pass
+    found, problems = parse_line_alone(offset, raw)
+    return [value for _, value in reversed(found)], problems
+
+
+def _iter_backward(
+    fd: int, size: int, on_damage: Callable[[Damage], None]
+) -> Iterator[dict[str, Any]]:
+    """Newest first: canonical lines from the end; a legacy-layout prefix is parsed forward.
+
+    Before the closing bracket or a first entry line, other lines are a torn tail and
+    are skipped. After them, a line that is not an entry line starts a region in
+    another layout (the old tools' indent=2), parsed forward and yielded reversed.
+    """
+    seen = False
+    entries = False
+    pending: list[Damage] = []
+    legacy_end = -1
+    for offset, raw in lines_backward(fd, size):
+        line = raw.rstrip(b"\r")
+        stripped = line.strip(WHITESPACE)
+        if not stripped:
+            continue
+        if line[:1] == b"{":
+            values, problems = _brace_line(offset, raw, line)
+            if seen:  # before the closing bracket or a first entry, problems are a torn tail
+                pending.extend(problems)
+            if values:
+                for item in pending:
+                    on_damage(item)
+                pending = []
+                seen = entries = True
+                yield from (value for value in values if isinstance(value, dict))
+            continue
+        if stripped in (b"[", BOM + b"["):
+            if not seen:  # a torn file in another layout (e.g. an old writer killed mid-dump)
+                legacy_end = size
+            break
+        if stripped == b"]" and not seen:
+            seen = True
+            continue
+        if seen:
+            # Entry lines after this region start with ",\n", so it ends at this line; with
+            # none, the region runs to the closing bracket, which ends its last element.
+            legacy_end = offset + len(raw) if entries else size
+            break
+    else:
+        if not seen:
+            # No closing bracket and no entry line: a torn file in another layout.
+            legacy_end = size
+    for item in pending:
+        on_damage(item)
+    if legacy_end >= 0:
+        yield from reversed(list(_iter_forward(fd, legacy_end, on_damage, followed=entries)))
+
+
+def iter_entries(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    newest_first: bool = True,
+    rotated: bool = True,
+    on_damage: Callable[[Damage], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Stream the log's entries (JSON objects), newest first by default.
+
+    Each file is read as it was when reading it started; a torn tail (a write in
+    progress, or a crashed writer) is skipped silently, and damage in the middle is
+    passed to on_damage (default: a logged warning). With rotated, the rotated
+    backups follow as one log. A missing file is an empty log. Never writes.
+    """
+    base = resolve_path(path)
+    for fd, size, file in open_log_files(
+        base, rotated=rotated, newest_first=newest_first, on_damage=on_damage
+    ):
+        report = on_damage if on_damage is not None else warn_damage(file)
+        reader = _iter_backward if newest_first else _iter_forward
+        yield from reader(fd, size, report)
+
+
+def open_log_files(
+    path: Path,
+    *,
+    rotated: bool = True,
+    newest_first: bool = True,
+    on_damage: Callable[[Damage], None] | None = None,
+) -> Iterator[tuple[int, int, Path]]:
+    """Each readable file of the log, open for reading: (descriptor, size, file).
+
+    With rotated, the rotated backups come too, in log order. A file that is not a
+    JSON array is reported to on_damage (default: a logged warning) and skipped; the
+    descriptor is closed when the caller moves on.
+    """
+    files = log_files(path) if rotated else [path]
+    if not newest_first:
+        files.reverse()
+    for file in files:
+        fd = _open_read(file)
+        if fd is None:
+            continue
+        try:
+            size = os.fstat(fd).st_size
+            if head_kind(fd) == "foreign":
+                (on_damage or warn_damage(file))(Damage(0, size, "not a JSON array"))
+                continue
+            yield fd, size, file
+        finally:
+            os.close(fd)
+
+
+def check_file(path: str | os.PathLike[str] | None = None) -> FileReport:
+    """Validate one file without changing it: entry count, torn tail, damaged regions."""
+    base = resolve_path(path)
+    fd = _open_read(base)
+    if fd is None:
+        return FileReport(base, exists=False)
+    report = FileReport(base, exists=True)
+    try:
+        if head_kind(fd) == "foreign":
+            report.not_array = True
+            return report
+        parser = ForwardParser()
+        for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
+            for _ in parser.feed(offset, line):
+                report.entries += 1
+        report.entries += sum(1 for _ in parser.flush())
+        torn = parser.finish()
+        report.damage = parser.take_damage()
+        report.torn_tail = bool(torn)
+        return report
+    finally:
+        os.close(fd)

@@ -1,0 +1,45 @@
+"""Reading the log back: filters, newest-first queries, per-group stats and trace trees.
+
+Everything here reads; nothing writes or locks. Entries are returned exactly as
+they are in the file: entries of other tools (missing keys, extra keys, statuses
+such as ``"failed"``) are never dropped or rejected, and a filter on a key an
+entry lacks simply does not match it.
+
+- `query` / `iter_query` stream from the end of the file (newest first) and stop
+  at the limit (`betty_otel.query.scan`).
+- `stats` reads every entry, canonical lines by regex in C (`betty_otel.query.stats`).
+- `trace` builds the tree of one trace's executions (`betty_otel.query.trace`).
+
+All three share one `Filters` value, built by `make_filters`, so the CLI's
+``query``, ``stats`` and ``export`` select entries identically.
+"""
+
+from betty_otel.query.filters import (
+    Filters,
+    PathArg,
+    TextFilter,
+    TimeArg,
+    make_filters,
+    parse_time,
+)
+from betty_otel.query.scan import iter_query, query
+from betty_otel.query.stats import GROUP_KEYS, MISSING, GroupBy, GroupStats, stats
+from betty_otel.query.trace import TraceNode, trace
+
+__all__ = [
+    "GROUP_KEYS",
+    "MISSING",
+    "Filters",
+    "GroupBy",
+    "GroupStats",
+    "PathArg",
+    "TextFilter",
+    "TimeArg",
+    "TraceNode",
+    "iter_query",
+    "make_filters",
+    "parse_time",
+    "query",
+    "stats",
+    "trace",
+]

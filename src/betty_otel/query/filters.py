@@ -1,0 +1,201 @@
+"""Which entries to select: one definition shared by query, stats, trace and the CLI.
+
+`make_filters` checks and normalises the arguments once (times, text values,
+durations) into a `Filters`, so the CLI's ``query``, ``stats`` and ``export``
+select entries identically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+from betty_otel._entry import entry_time, is_number, parse_iso_time
+
+__all__ = [
+    "Filters",
+    "PathArg",
+    "TextFilter",
+    "TimeArg",
+    "check_limit",
+    "make_filters",
+    "parse_time",
+]
+
+PathArg = str | os.PathLike[str] | None
+TextFilter = str | Iterable[str] | None
+TimeArg = datetime | str | None
+
+_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_RELATIVE: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
+_TIME_HELP: Final = (
+    "expected a datetime, an ISO 8601 time such as 2025-10-24T14:30:00+00:00, "
+    "or a relative time such as 30s, 15m, 2h, 7d, 1w"
+)
+
+
+def parse_time(value: datetime | str, *, now: datetime | None = None) -> datetime:
+    """Turn a datetime, an ISO 8601 string or a relative time (``15m``) into an aware datetime.
+
+    Relative times count back from now: ``30s``, ``15m``, ``2h``, ``7d``, ``1w``.
+    A datetime or ISO string without an offset is taken as UTC, the file's default.
+
+    Raises:
+        ValueError: the text is none of those (the message says what is accepted).
+        TypeError: value is neither a datetime nor a string.
+    """
+    given: object = value  # checked at run time: callers may pass anything
+    if isinstance(given, datetime):
+        moment = given
+    elif isinstance(given, str):
+        text = given.strip()
+        relative = _RELATIVE.fullmatch(text)
+        if relative:
+            seconds = float(relative.group(1)) * _UNITS[relative.group(2).lower()]
+            try:
+                return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+            except (OverflowError, ValueError):
+                msg = f"Invalid time {value!r}: that is before the year 1"
+                raise ValueError(msg) from None
+        moment_or_none = parse_iso_time(text)
+        if moment_or_none is None:
+            msg = f"Invalid time {value!r}: {_TIME_HELP}"
+            raise ValueError(msg)
+        moment = moment_or_none
+    else:
+        msg = f"a time must be a datetime or a string, got {type(given).__name__}"
+        raise TypeError(msg)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _text_set(name: str, value: TextFilter) -> frozenset[str] | None:
+    if value is None:
+        return None
+    items: tuple[object, ...] = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            msg = f"{name} filter values must be strings, got {type(item).__name__}"
+            raise TypeError(msg)
+    return frozenset(item for item in items if isinstance(item, str))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which entries to select; None means "any". Build with `make_filters`.
+
+    Text filters match when the entry's value is a string in the set (so an
+    empty set matches nothing). Times select ``since <= timestamp < until``; an
+    entry whose timestamp is missing or unreadable matches no time filter.
+    ``min_duration_ms`` selects entries whose duration is a number >= it.
+    """
+
+    skill: frozenset[str] | None = None
+    status: frozenset[str] | None = None
+    caller: frozenset[str] | None = None
+    trace_id: frozenset[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    min_duration_ms: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when every entry matches."""
+        return self == _NO_FILTERS
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        """True when the entry passes every filter (a missing key never matches)."""
+        return (
+            self.match_keys(entry.get("skill"), entry.get("status"), entry.get("caller"))
+            and _in(self.trace_id, entry.get("trace_id"))
+            and self.match_time(entry.get("timestamp"))
+            and self.match_duration(entry.get("duration_ms"))
+        )
+
+    def match_keys(self, skill: object, status: object, caller: object) -> bool:
+        """The skill, status and caller filters."""
+        return _in(self.skill, skill) and _in(self.status, status) and _in(self.caller, caller)
+
+    def match_time(self, timestamp: object) -> bool:
+        """The since / until filters; an unreadable timestamp never matches one."""
+        if self.since is None and self.until is None:
+            return True
+        moment = entry_time(timestamp)
+        if moment is None:
+            return False
+        if self.since is not None and moment < self.since:
+            return False
+        return self.until is None or moment < self.until
+
+    def match_duration(self, duration: object) -> bool:
+        """The min_duration_ms filter: the duration must be a number >= it."""
+        if self.min_duration_ms is None:
+            return True
+        return is_number(duration) and duration >= self.min_duration_ms
+
+
+_NO_FILTERS: Final = Filters()
+
+
+def _in(allowed: frozenset[str] | None, value: object) -> bool:
+    return allowed is None or (isinstance(value, str) and value in allowed)
+
+
+def make_filters(
+    *,
+    skill: TextFilter = None,
+    status: TextFilter = None,
+    caller: TextFilter = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    trace_id: TextFilter = None,
+    min_duration_ms: float | None = None,
+    now: datetime | None = None,
+) -> Filters:
+    """Check and normalise filter arguments (see `query`) into a `Filters`.
+
+    Raises:
+        ValueError: an unreadable time, since after until, a non-finite duration.
+        TypeError: a filter of the wrong type.
+    """
+    moment = now or datetime.now(timezone.utc)
+    start = parse_time(since, now=moment) if since is not None else None
+    end = parse_time(until, now=moment) if until is not None else None
+    if start is not None and end is not None and start > end:
+        msg = f"since ({start.isoformat()}) is after until ({end.isoformat()})"
+        raise ValueError(msg)
+    minimum: float | None = None
+    if min_duration_ms is not None:
+        if not is_number(min_duration_ms):
+            msg = f"min_duration_ms must be a number, got {type(min_duration_ms).__name__}"
+            raise TypeError(msg)
+        minimum = float(min_duration_ms)
+        if not math.isfinite(minimum):
+            msg = f"min_duration_ms must be finite, got {min_duration_ms!r}"
+            raise ValueError(msg)
+    return Filters(
+        skill=_text_set("skill", skill),
+        status=_text_set("status", status),
+        caller=_text_set("caller", caller),
+        trace_id=_text_set("trace_id", trace_id),
+        since=start,
+        until=end,
+        min_duration_ms=minimum,
+    )
+
+
+def check_limit(limit: int | None) -> int | None:
+    """Check a result limit: None (no limit) or an int >= 0."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        msg = f"limit must be an int or None, got {type(limit).__name__}"
+        raise TypeError(msg)
+    if limit < 0:
+        msg = f"limit must be >= 0, got {limit}"
+        raise ValueError(msg)
+    return limit

@@ -1,0 +1,387 @@
+"""Scanning the log: newest-first queries, and a forward block scanner for whole-log reads.
+
+- `query` / `iter_query` stream from the end of the file (newest first, in
+  recording order) and stop at the limit, so "the 10 newest failures" reads a few
+  blocks however large the log is.
+- `scan_fd` reads a file forward a block at a time: canonical lines (keys in the
+  store's order) are matched by one compiled regex that extracts the few fields
+  stats needs in C; every other line (the old tools' ``indent=2``, a torn tail,
+  damage) goes through the store's tolerant parser.
+- `scan_entries` finds the entries of given trace ids, parsing only the canonical
+  lines that contain one (or an escape).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import islice
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from betty_otel._store import (
+    Damage,
+    ForwardParser,
+    iter_entries,
+    open_log_files,
+    parse_entry_line,
+    resolve_path,
+    warn_damage,
+)
+from betty_otel.query.filters import (
+    Filters,
+    PathArg,
+    TextFilter,
+    TimeArg,
+    check_limit,
+    make_filters,
+)
+
+__all__ = [
+    "Block",
+    "LinePattern",
+    "iter_query",
+    "line_pattern",
+    "query",
+    "scan_entries",
+    "scan_fd",
+    "scan_files",
+]
+
+_SCAN_BLOCK: Final = 1 << 20
+
+
+def iter_query(
+    path: PathArg = None,
+    *,
+    skill: TextFilter = None,
+    status: TextFilter = None,
+    caller: TextFilter = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    trace_id: TextFilter = None,
+    min_duration_ms: float | None = None,
+    filters: Filters | None = None,
+    newest_first: bool = True,
+    rotated: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Stream the entries that pass the filters, newest first (recording order).
+
+    Lazy: the file is read from the end block by block as the caller iterates,
+    so stopping early reads only the end of the file. ``filters`` (from
+    `make_filters`) replaces the individual filter arguments. With rotated, the
+    rotated backups follow the current file. A torn tail (an append in progress)
+    is never yielded. The arguments are checked when this is called.
+    """
+    chosen = filters or make_filters(
+        skill=skill,
+        status=status,
+        caller=caller,
+        since=since,
+        until=until,
+        trace_id=trace_id,
+        min_duration_ms=min_duration_ms,
+    )
+    return _iter_query(resolve_path(path), chosen, newest_first=newest_first, rotated=rotated)
+
+
+def _iter_query(
+    path: Path, filters: Filters, *, newest_first: bool, rotated: bool
+) -> Iterator[dict[str, Any]]:
+    entries = iter_entries(path, newest_first=newest_first, rotated=rotated)
+    if filters.empty:
+        yield from entries
+        return
+    matches = filters.matches
+    for entry in entries:
+        if matches(entry):
+            yield entry
+
+
+def query(
+    path: PathArg = None,
+    *,
+    skill: TextFilter = None,
+    status: TextFilter = None,
+    caller: TextFilter = None,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    trace_id: TextFilter = None,
+    min_duration_ms: float | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Entries that pass every given filter, newest first, at most limit of them.
+
+    Args:
+        path: the telemetry file; None means $BETTY_TELEMETRY_FILE or the default.
+        skill, status, caller, trace_id: a value or a collection of values.
+        since, until: ``since <= timestamp < until``; each a datetime, an ISO 8601
+            string or a relative time such as ``15m``, ``2h``, ``7d`` (before now).
+        min_duration_ms: only entries that took at least this long.
+        limit: at most this many (None: all). Reading stops once it is reached.
+
+    Raises:
+        ValueError / TypeError: an invalid filter or limit (before reading anything).
+    """
+    count = check_limit(limit)
+    entries = iter_query(
+        path,
+        skill=skill,
+        status=status,
+        caller=caller,
+        since=since,
+        until=until,
+        trace_id=trace_id,
+        min_duration_ms=min_duration_ms,
+    )
+    if count == 0:
+        return []
+    return list(entries if count is None else islice(entries, count))
+
+
+@dataclass(frozen=True)
+class LinePattern:
+    """A canonical entry line, as the store writes it: one compact entry per line.
+
+    ``block`` matches one whole line (after its newline) that starts with the keys
+    timestamp, skill, status, duration_ms in this order and ends with ``}`` or
+    ``},``. `re.split` of a block by it leaves nothing between two such lines, so
+    one C call both extracts the captures of every line and proves that every
+    line was one. Captured strings are raw JSON text (still escaped): ``[^"]*``
+    stops at the first quote, which in valid JSON followed by ``","key":`` is the
+    string's real end. A duration is captured only when it is a scalar other than
+    a string (a number, null, true, false), so each capture is a whole JSON value;
+    a line whose captures are not valid JSON is caught when decoded
+    (`betty_otel.query.stats`).
+    """
+
+    block: re.Pattern[bytes]
+    groups: int
+    stamp: bool
+    """The timestamp is captured (first)."""
+    caller: bool
+    """The caller is captured (last)."""
+
+
+@lru_cache(maxsize=16)
+def line_pattern(*, stamp: bool = False, caller: bool = False, bare: bool = False) -> LinePattern:
+    """Capture, in line order: [timestamp], skill+status, duration, [caller]; or nothing.
+
+    skill and status are captured as one span (``SKILL","status":"STATUS``), so
+    grouping needs no tuple per line. The caller key is only required when it is
+    captured: every pattern left out makes the scan faster.
+    """
+
+    def cap(value: bytes, wanted: bool = True) -> bytes:
+        return value if wanted and not bare else value.replace(b"(", b"(?:")
+
+    body = (
+        rb'\{"timestamp":'
+        + cap(rb'"([^"]*)"', stamp)
+        + cap(rb',"skill":"([^"]*","status":"[^"]*)"')
+        + cap(rb',"duration_ms":([^,"\[{]*),')
+        + (cap(rb'"caller":"([^"]*)",') if caller and not bare else b"")
+        + rb"[^\n]*\},?"
+    )
+    block = re.compile(b"\n" + body + rb"\r?(?=\n)")
+    return LinePattern(block, block.groups, stamp and not bare, caller and not bare)
+
+
+@dataclass
+class Block:
+    """What the scanner found in one block of data.
+
+    columns: the captures of its canonical lines, one list per capture group;
+    lines: (start, end) of its canonical lines' text in data, or of runs of them;
+    entries: its other entries, parsed.
+    """
+
+    data: bytes
+    columns: list[list[bytes]]
+    lines: list[tuple[int, int]]
+    entries: list[dict[str, Any]]
+
+
+def scan_fd(
+    fd: int, size: int, pattern: LinePattern, *, fast: bool = True
+) -> Iterator[Block | Damage]:
+    """Read one file forward; yield what each block holds, then the damage found.
+
+    A block whose lines are all canonical, read while the parser is between
+    elements, is taken from the regex captures alone; the parser then skips one
+    entry line (with the comma of the block's last line), so its state moves on
+    exactly as if it had read the block. Every other line (other
+    layouts, damage, the first and last lines of the array, a last line without a
+    newline) is read by the store's tolerant parser, entry by entry; every line
+    is when not fast.
+    """
+    parser = ForwardParser()
+    offset = 0
+    carry = b""
+    carry_offset = 0
+    while offset < size:
+        data = os.pread(fd, min(_SCAN_BLOCK, size - offset), offset)
+        if not data:
+            break
+        base = offset
+        offset += len(data)
+        first = data.find(b"\n")
+        if first < 0:
+            carry += data
+            continue
+        found = Block(data, [[] for _ in range(pattern.groups)], [], [])
+        _feed(parser, carry_offset, carry + data[:first], found)
+        last = data.rfind(b"\n")
+        if first < last:
+            if fast:
+                _read_region(parser, pattern, data, base, first, last, found)
+            else:
+                _feed_lines(parser, data, base, first, last, found)
+        carry = data[last + 1 :]
+        carry_offset = base + last + 1
+        yield found
+    if carry:
+        found = Block(carry, [], [], [])
+        _feed(parser, carry_offset, carry, found)
+        yield found
+    parser.finish()
+    yield from parser.take_damage()
+
+
+def _read_region(
+    parser: ForwardParser,
+    pattern: LinePattern,
+    data: bytes,
+    base: int,
+    first: int,
+    last: int,
+    found: Block,
+) -> None:
+    """Read the lines between the newlines at first and last of data (at offset base).
+
+    When every line is canonical, one `re.split` takes them all. Otherwise the
+    canonical lines are still taken by regex, and the others are fed to the parser
+    in between, in order.
+    """
+    stride = pattern.groups + 1
+    if parser.between_elements:
+        parts = pattern.block.split(memoryview(data)[first : last + 1])
+        gaps = parts[::stride]
+        if len(gaps) > 1 and gaps[-1] == b"\n" and gaps.count(b"") == len(gaps) - 1:
+            for index, column in enumerate(found.columns, 1):
+                column.extend(parts[index::stride])
+            found.lines.append((first + 1, last))
+            parser.skip_entry_line(comma=_ends_with_comma(data, last))
+            return
+    position = first  # the newline that ends the last line read
+    skipped: bool | None = None  # the comma of the last line taken by regex, not yet skipped
+    for match in pattern.block.finditer(data, first, last + 1):
+        start, end = match.span()
+        if start > position or not parser.between_elements:
+            if skipped is not None:
+                parser.skip_entry_line(comma=skipped)
+                skipped = None
+            _feed_lines(parser, data, base, position, start, found)
+        if parser.between_elements:
+            for column, value in zip(found.columns, match.groups(), strict=True):
+                column.append(value)
+            found.lines.append((start + 1, end))
+            skipped = _ends_with_comma(data, end)
+        else:
+            _feed(parser, base + start + 1, data[start + 1 : end], found)
+        position = end
+    if skipped is not None:
+        parser.skip_entry_line(comma=skipped)
+    _feed_lines(parser, data, base, position, last, found)
+
+
+def _ends_with_comma(data: bytes, end: int) -> bool:
+    """True when the canonical line that ends at end (a newline) ends with a separator comma."""
+    return data[max(0, end - 2) : end].rstrip(b"\r").endswith(b",")
+
+
+def _feed_lines(
+    parser: ForwardParser, data: bytes, base: int, start: int, end: int, found: Block
+) -> None:
+    """Feed the lines after the newline at start, up to end (a newline or a match)."""
+    position = start + 1
+    while position <= end:
+        newline = data.find(b"\n", position, end)
+        stop = end if newline < 0 else newline
+        _feed(parser, base + position, data[position:stop], found)
+        position = stop + 1
+
+
+def _feed(parser: ForwardParser, offset: int, line: bytes, found: Block) -> None:
+    """Read one line with the store's parser; keep the objects it completes."""
+    for _, value in parser.feed(offset, line):
+        if isinstance(value, dict):
+            found.entries.append(value)
+
+
+def scan_files(path: Path, on_file: Callable[[int, int, Path], None], rotated: bool = True) -> None:
+    """Call on_file(fd, size, file) for each readable log file, oldest first."""
+    for fd, size, file in open_log_files(path, rotated=rotated, newest_first=False):
+        on_file(fd, size, file)
+
+
+def scan_entries(path: Path, filters: Filters) -> list[dict[str, Any]]:
+    """Every entry passing filters (which must select trace ids), oldest first.
+
+    Canonical lines are searched for the wanted ids as orjson writes them, in C,
+    and only the lines that contain one, or a backslash (an escape could spell an
+    id differently), are parsed.
+    """
+    assert filters.trace_id is not None
+    pattern = line_pattern(bare=True)
+    needles = [orjson.dumps(value)[1:-1] for value in filters.trace_id]
+    needles.append(b"\\")
+    found_entries: list[dict[str, Any]] = []
+
+    def on_file(fd: int, size: int, file: Path) -> None:
+        report = warn_damage(file)
+        for found in scan_fd(fd, size, pattern):
+            if isinstance(found, Damage):
+                report(found)
+                continue
+            for start, end in found.lines:
+                for line in _lines_with(found.data, start, end, needles):
+                    try:
+                        value = parse_entry_line(line)
+                    except orjson.JSONDecodeError:
+                        report(Damage(-1, len(line), "entry line is not valid JSON"))
+                        continue
+                    if isinstance(value, dict) and filters.matches(value):
+                        found_entries.append(value)
+            found_entries.extend(entry for entry in found.entries if filters.matches(entry))
+
+    scan_files(path, on_file)
+    return found_entries
+
+
+def _lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:
+    """The lines of data[start:end] that contain one of needles, each once, in order."""
+    positions = [(data.find(needle, start, end), needle) for needle in needles]
+    heap = [(position, needle) for position, needle in positions if position >= 0]
+    heapq.heapify(heap)
+    while heap:
+        position, needle = heapq.heappop(heap)
+        if position < start:  # inside a line already yielded
+            position = data.find(needle, start, end)
+            if position >= 0:
+                heapq.heappush(heap, (position, needle))
+            continue
+        line_start = data.rfind(b"\n", start, position) + 1 or start
+        line_end = data.find(b"\n", position, end)
+        line_end = end if line_end < 0 else line_end
+        yield data[line_start:line_end].rstrip(b"\r")
+        start = line_end + 1
+        position = data.find(needle, start, end)
+        if position >= 0:
+            heapq.heappush(heap, (position, needle))
