@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import inspect
+
     from opentelemetry.sdk.trace import TracerProvider
 
+    from betty_otel._inputs import BindPlan
     from betty_otel._setup import Pipeline
 
 __all__ = ["STATE", "ProcessState"]
@@ -35,6 +38,8 @@ class ProcessState:
     path_locks_lock: threading.Lock = field(default_factory=threading.Lock)
     path_locks: dict[str, threading.Lock] = field(default_factory=dict)
     """One in-process lock per log file, beside flock (owner: _store)."""
+    bind_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = field(default_factory=dict)
+    """Each plain signature's bind plan, by id (owner: _inputs); bounded, pins its signatures."""
 
 
 STATE = ProcessState()

@@ -38,6 +38,7 @@ from betty_otel._entry import (
     validate_status,
 )
 from betty_otel._errors import internal_error
+from betty_otel._inputs import bind_inputs
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
 
 __all__ = ["TelemetryContext", "capture_telemetry"]
@@ -243,10 +244,12 @@ class _Spec:
         first = next(iter(signature.parameters), None)
         if instance is not None and first is not None:
             # A bound call (method or classmethod): wrapt passes self/cls apart from args.
-            return self.sanitizer.bind_inputs(signature, (instance, *args), kwargs, skip_first=True)
+            return bind_inputs(
+                self.sanitizer, signature, (instance, *args), kwargs, skip_first=True
+            )
         # Called through the class (Class.method(obj, ...)): leave self/cls out too.
         skip = first in ("self", "cls") and bool(args)
-        return self.sanitizer.bind_inputs(signature, args, kwargs, skip_first=skip)
+        return bind_inputs(self.sanitizer, signature, args, kwargs, skip_first=skip)
 
 
 class _FunctionWrapper(wrapt.FunctionWrapper[Any, Any]):
