@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
-from betty_otel import capture as capture_module
+from betty_otel._state import STATE
 from conftest import read_entries
 
 REDACTED = "***REDACTED***"
@@ -608,7 +608,7 @@ def test_capture_still_writes_when_instrumentation_is_disabled(
 ) -> None:
     """capture() is an explicit request to write an entry (capture.py documents this)."""
     monkeypatch.setenv(variable, value)
-    monkeypatch.setattr(capture_module, "_private_provider", None)  # no earlier provider
+    monkeypatch.setattr(STATE, "recording_tracer", None)  # no earlier recording tracer
     betty_otel.shutdown()
     path = tmp_path / "t.json"
     entry = TelemetryCapture(path).capture("explicit", "success", 2, "API")

@@ -78,7 +78,7 @@ def big_entry(call_id: str) -> Entry:
 
 
 def betty_errors(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
-    return [r for r in records if r.name == "betty_otel" and r.levelno >= logging.ERROR]
+    return [r for r in records if r.name.startswith("betty_otel") and r.levelno >= logging.ERROR]
 
 
 class ListHandler(logging.Handler):
