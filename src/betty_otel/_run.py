@@ -138,11 +138,12 @@ def start_run(
 
 
 def finish_run(run: Run, exc: BaseException | None = None, result: object = None) -> None:
-    """Record the outcome and end the span; never raises.
+    """Make the span no longer current, record the outcome and end the span; never raises.
 
     If recording the outcome fails, the span still ends (with what it has), so the
     execution is not missing from the file.
     """
+    run.detach()
     with handle_internal_errors("recording the outcome"):
         if exc is not None:
             run.record_exception(exc)

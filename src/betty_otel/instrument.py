@@ -145,10 +145,8 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            run.detach()
             finish_run(run, exc)
             raise
-        run.detach()
         finish_run(run, result=result)
         return result
 
@@ -171,10 +169,8 @@ def _coroutine_wrapper(spec: _Spec) -> Callable[..., Any]:
             try:
                 result = await wrapped(*args, **kwargs)
             except BaseException as exc:
-                run.detach()
                 finish_run(run, exc)
                 raise
-            run.detach()
             finish_run(run, result=result)
             return result
 
@@ -463,7 +459,6 @@ class TelemetryContext:
         run, self._run = self._run, None
         if run is None:
             return
-        run.detach()
         with handle_internal_errors("recording the outcome"):
             if self._status is not None:
                 run.set_error(self._status, self._error)
