@@ -163,35 +163,46 @@ def configure(
         file_processor: SpanProcessor = (
             BatchFileProcessor(exporter) if batch else FileProcessor(exporter)
         )
-        provider = _user_provider(tracer_provider)
-        owns = provider is None
-        if provider is None:
-            # ALWAYS_ON: the file is an audit log of every execution, whatever
-            # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
-            provider = TracerProvider(
-                sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False
-            )
-        processors = [file_processor]
-        if owns and (otlp if otlp is not None else otlp_wanted()):
-            to_collector = otlp_processor(otlp_endpoint)
-            if to_collector is not None:
-                processors.append(to_collector)
-        if not owns:
-            # Only a provider we do not own needs the switch: ours is shut down whole.
-            processors = [Switch(processor) for processor in processors]
-        for processor in processors:
-            provider.add_span_processor(processor)
-        new = Pipeline(
-            tracer=provider.get_tracer(TRACER_NAME),
-            exporter=exporter,
-            provider=provider,
-            owns_provider=owns,
-            processors=processors,
-        )
+        new = _pipeline_with(file_processor, exporter, tracer_provider, otlp, otlp_endpoint)
         _replace(new)
         if batch:
             _flush_in_multiprocessing_children(new)
         return exporter
+
+
+def _pipeline_with(
+    file_processor: SpanProcessor,
+    exporter: BettyFileExporter,
+    tracer_provider: trace.TracerProvider | None,
+    otlp: bool | None,
+    otlp_endpoint: str | None,
+) -> Pipeline:
+    """The file processor (and OTLP) on the program's SDK provider, or on one of ours."""
+    provider = _user_provider(tracer_provider)
+    owns = provider is None
+    if provider is None:
+        # ALWAYS_ON: the file is an audit log of every execution, whatever
+        # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
+        provider = TracerProvider(
+            sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False
+        )
+    processors = [file_processor]
+    if owns and (otlp if otlp is not None else otlp_wanted()):
+        to_collector = otlp_processor(otlp_endpoint)
+        if to_collector is not None:
+            processors.append(to_collector)
+    if not owns:
+        # Only a provider we do not own needs the switch: ours is shut down whole.
+        processors = [Switch(processor) for processor in processors]
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return Pipeline(
+        tracer=provider.get_tracer(TRACER_NAME),
+        exporter=exporter,
+        provider=provider,
+        owns_provider=owns,
+        processors=processors,
+    )
 
 
 def _replace(new: Pipeline) -> None:
