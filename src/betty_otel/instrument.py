@@ -26,7 +26,7 @@ from betty_otel._entry import (
     validate_status,
     validate_text,
 )
-from betty_otel._errors import handle_internal_errors
+from betty_otel._errors import handle_internal_errors, internal_error
 from betty_otel._run import Run, finish_run, start_run
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
 from betty_otel._setup import pipeline
@@ -81,11 +81,13 @@ class _Spec:
     ) -> Run | None:
         attributes = self.attributes
         if self.capture_inputs:
-            with handle_internal_errors("capturing inputs"):
+            try:  # not handle_internal_errors: this is on every call (see start_run)
                 attributes = {
                     **attributes,
                     ATTR_INPUTS: to_json_text(self._inputs(instance, args, kwargs)),
                 }
+            except Exception:  # noqa: BLE001 - telemetry must never break the host program
+                internal_error("capturing inputs")
         return start_run(tracer, self.skill, attributes, self.sanitizer)
 
     def _inputs(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
