@@ -29,6 +29,7 @@ from typing import Any
 
 import betty_otel
 from betty_otel import _setup, capture_telemetry
+from betty_otel._state import STATE
 
 SKILL = "faults.write"
 CALLER = "faults"
@@ -84,7 +85,7 @@ def raw_entry(call_id: str) -> dict[str, Any]:
 
 def current_exporter() -> betty_otel.BettyFileExporter:
     """The file exporter of this process's pipeline (configured or inherited by fork)."""
-    current = _setup._current
+    current = STATE.pipeline
     assert current is not None
     assert current.exporter is not None
     return current.exporter

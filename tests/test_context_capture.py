@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
-from betty_otel import capture as capture_module
+from betty_otel._state import STATE
 from conftest import read_entries
 
 REDACTED = "***REDACTED***"
@@ -599,6 +599,24 @@ def test_capture_with_a_batch_pipeline_on_the_same_file_writes_exactly_once(
     assert read_entries(path) == [entry]
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["sync", "batch"])
+def test_capture_to_another_file_writes_only_there_exactly_once(
+    batch: bool, tmp_path: Path
+) -> None:
+    """The pipeline's file processors leave capture's span to capture: one writer path."""
+    pipeline_file = tmp_path / "pipeline.json"
+    betty_otel.configure(pipeline_file, batch=batch, otlp=False)
+    with TelemetryContext("before"):
+        pass
+    path = tmp_path / "captured.json"
+    entry = TelemetryCapture(path).capture("elsewhere", "success", 1, "API")
+    with TelemetryContext("after"):
+        pass
+    betty_otel.shutdown()
+    assert read_entries(path) == [entry]
+    assert [e["skill"] for e in read_entries(pipeline_file)] == ["before", "after"]
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("BETTY_TELEMETRY_DISABLED", "1"), ("OTEL_SDK_DISABLED", "true")],
@@ -608,7 +626,7 @@ def test_capture_still_writes_when_instrumentation_is_disabled(
 ) -> None:
     """capture() is an explicit request to write an entry (capture.py documents this)."""
     monkeypatch.setenv(variable, value)
-    monkeypatch.setattr(capture_module, "_private_provider", None)  # no earlier provider
+    monkeypatch.setattr(STATE, "recording_tracer", None)  # no earlier recording tracer
     betty_otel.shutdown()
     path = tmp_path / "t.json"
     entry = TelemetryCapture(path).capture("explicit", "success", 2, "API")

@@ -11,7 +11,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import StatusCode
 
-from betty_otel._entry import STATUSES, entry_to_span, span_status, span_to_entry
+from betty_otel._entry import STATUSES, entry_to_span, span_status_for, span_to_entry
 from betty_otel._sanitize import default_sanitizer
 from conftest import ENTRY_KEYS
 
@@ -70,11 +70,14 @@ def test_entry_to_span_is_the_inverse_of_span_to_entry(entry: dict[str, Any]) ->
 
 def test_error_statuses_give_an_error_span_with_the_message_as_description() -> None:
     for status in ("failure", "error", "timeout"):
-        assert span_status(status, "boom") == (StatusCode.ERROR, "boom")
-        assert span_status(status, None) == (StatusCode.ERROR, None)
+        with_message = span_status_for(status, "boom")
+        assert (with_message.status_code, with_message.description) == (StatusCode.ERROR, "boom")
+        without = span_status_for(status, None)
+        assert (without.status_code, without.description) == (StatusCode.ERROR, None)
     others: tuple[object, ...] = ("success", "pending", "failed", None)
     for other in others:
-        assert span_status(other, "boom") == (StatusCode.UNSET, None)
+        unset = span_status_for(other, "boom")
+        assert (unset.status_code, unset.description) == (StatusCode.UNSET, None)
 
 
 def test_an_entry_without_a_readable_time_has_no_span() -> None:

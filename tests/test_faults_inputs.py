@@ -1081,7 +1081,7 @@ def _errors_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         record
         for record in caplog.records
-        if record.name == "betty_otel" and record.levelno >= logging.ERROR
+        if record.name.startswith("betty_otel") and record.levelno >= logging.ERROR
     ]
 
 

@@ -8,6 +8,7 @@ needs none of it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Mapping
@@ -37,12 +38,14 @@ __all__ = [
     "entry_to_span",
     "format_timestamp",
     "is_number",
+    "is_status",
     "parse_iso_time",
-    "span_status",
+    "span_status_for",
     "span_to_entry",
     "validate_duration",
     "validate_mapping",
     "validate_status",
+    "validate_text",
     "value_text",
 ]
 
@@ -58,6 +61,19 @@ ATTR_METADATA: Final = "betty.metadata"
 ATTR_ERROR: Final = "betty.error_message"
 
 _STATUS_SET: Final = frozenset(STATUSES)
+_UNSET: Final = Status(StatusCode.UNSET)
+
+
+def is_status(value: object) -> TypeGuard[str]:
+    """One of the five STATUSES."""
+    return isinstance(value, str) and value in _STATUS_SET
+
+
+def span_status_for(status: object, message: str | None) -> Status:
+    """The span status of an outcome: ERROR with the message for an error status, else UNSET."""
+    if isinstance(status, str) and status in ERROR_STATUSES:
+        return Status(StatusCode.ERROR, message)
+    return _UNSET
 
 
 def validate_status(status: object) -> str:
@@ -66,30 +82,57 @@ def validate_status(status: object) -> str:
     Raises:
         ValueError: ``Invalid status: X. Must be one of: success, failure, ...``.
     """
-    if isinstance(status, str) and status in _STATUS_SET:
+    if is_status(status):
         return status
     msg = f"Invalid status: {status}. Must be one of: {', '.join(STATUSES)}"
     raise ValueError(msg)
 
 
-def validate_duration(duration_ms: object) -> float:
-    """Return duration_ms as a float if it is a finite number >= 0.
+def validate_text(name: str, value: object, *, strict: bool = False) -> str:
+    """Return value if it is a non-empty string: the rule for a skill and a caller.
+
+    strict is the original Betty skill's rule, kept by TelemetryCapture.capture and the
+    CLI: a whitespace-only string is empty too, and a non-string is a TypeError.
 
     Raises:
-        TypeError: not a number (bool is not a number here).
-        ValueError: negative, NaN or infinite.
+        ValueError: ``<name> must be a non-empty string, got <value!r>``.
+        TypeError: (strict) the same message, for a value that is not a string.
     """
-    if isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, float)):
+    if isinstance(value, str) and (value.strip() if strict else value):
+        return value
+    msg = f"{name} must be a non-empty string, got {value!r}"
+    raise (TypeError if strict and not isinstance(value, str) else ValueError)(msg)
+
+
+def validate_duration(duration_ms: object, *, text: bool = False) -> float:
+    """Return duration_ms as a float if it is a finite number >= 0.
+
+    text: duration_ms is command-line text, read with float(); the messages then quote
+    it as the CLI reports them (``Invalid duration_ms: '-1' must be a finite number >= 0``).
+
+    Raises:
+        TypeError: not a number (bool is not a number here); never with text.
+        ValueError: negative, NaN or infinite; with text also not a number.
+    """
+    if text:
+        try:
+            value = float(str(duration_ms))
+        except ValueError:
+            msg = f"Invalid duration_ms: {duration_ms!r} is not a number"
+            raise ValueError(msg) from None
+    elif is_number(duration_ms):
+        value = float(duration_ms)
+    else:
         msg = f"duration_ms must be a number, got {type(duration_ms).__name__}"
         raise TypeError(msg)
-    value = float(duration_ms)
     if not math.isfinite(value) or value < 0:
-        msg = f"duration_ms must be a finite number >= 0, got {duration_ms!r}"
+        msg = (
+            f"Invalid duration_ms: {duration_ms!r} must be a finite number >= 0"
+            if text
+            else f"duration_ms must be a finite number >= 0, got {duration_ms!r}"
+        )
         raise ValueError(msg)
     return value
-
-
-_stamp_cache: tuple[int, tzinfo | None, str, str] = (-1, None, "", "")
 
 
 def validate_mapping(name: str, value: object) -> None:
@@ -104,19 +147,18 @@ def validate_mapping(name: str, value: object) -> None:
 
 
 def format_timestamp(time_ns: int, tz: tzinfo | None = None) -> str:
-    """ISO 8601 with microseconds and offset, e.g. ``2025-10-24T14:30:45.123456+00:00``.
-
-    The date, time and offset of the last second seen are cached: on the hot path
-    consecutive entries almost always share them.
-    """
-    global _stamp_cache  # a one-entry cache; a race only costs a recompute
+    """ISO 8601 with microseconds and offset, e.g. ``2025-10-24T14:30:45.123456+00:00``."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    cached_seconds, cached_tz, head, offset = _stamp_cache
-    if cached_seconds != seconds or cached_tz is not tz:
-        text = datetime.fromtimestamp(seconds, tz or timezone.utc).isoformat()
-        head, offset = text[:19], text[19:]
-        _stamp_cache = (seconds, tz, head, offset)
+    head, offset = _second_stamp(seconds, tz)
     return f"{head}.{nanos // 1000:06d}{offset}"
+
+
+@functools.lru_cache(maxsize=16)
+def _second_stamp(seconds: int, tz: tzinfo | None) -> tuple[str, str]:
+    """Date and time, and offset, of one second: cached, since consecutive entries
+    almost always share them."""
+    text = datetime.fromtimestamp(seconds, tz or timezone.utc).isoformat()
+    return text[:19], text[19:]
 
 
 def parse_iso_time(text: str) -> datetime | None:
@@ -210,14 +252,6 @@ def span_to_entry(
 def _plain(value: object) -> Any:
     """OTel attribute values are scalars or tuples of scalars: make tuples lists."""
     return list(value) if isinstance(value, tuple) else value
-
-
-def span_status(status: object, message: str | None) -> tuple[StatusCode, str | None]:
-    """The span status of an execution: ERROR with the error message as description for
-    the statuses in ERROR_STATUSES, else UNSET (no description)."""
-    if status in ERROR_STATUSES:
-        return StatusCode.ERROR, message
-    return StatusCode.UNSET, None
 
 
 def value_text(value: object) -> str:
@@ -323,7 +357,6 @@ def entry_to_span(
     start, end = times
     context, parent = _span_contexts(entry)
     attributes = _span_attributes(entry)
-    code, description = span_status(entry.get("status"), attributes.get(ATTR_ERROR))
     skill = entry.get("skill")
     return ReadableSpan(
         name=value_text(skill) if skill is not None else "unknown",
@@ -332,7 +365,7 @@ def entry_to_span(
         resource=resource,
         attributes=attributes,
         kind=SpanKind.INTERNAL,
-        status=Status(code, description),
+        status=span_status_for(entry.get("status"), attributes.get(ATTR_ERROR)),
         start_time=start,
         end_time=end,
         instrumentation_scope=scope,

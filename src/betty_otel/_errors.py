@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
+from types import TracebackType
 
 from betty_otel._state import STATE
 
@@ -25,13 +24,33 @@ def internal_error(what: str) -> None:
     logger.exception("betty_otel: %s failed; your code still runs, with less telemetry", what)
 
 
-@contextlib.contextmanager
-def handle_internal_errors(what: str) -> Iterator[None]:
+class _Guard:
+    """The context manager of handle_internal_errors: a class, since it runs on every
+    instrumented call and a generator-based one costs several times more."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if kind is None or not issubclass(kind, Exception):
+            return False
+        internal_error(self.what)  # the exception is still the one being handled here
+        return True
+
+
+def handle_internal_errors(what: str) -> _Guard:
     """Run a block of betty_otel's own work; an Exception in it is logged and counted.
 
     Only ``Exception`` is caught: KeyboardInterrupt and SystemExit belong to the user.
     """
-    try:
-        yield
-    except Exception:  # noqa: BLE001 - the block is ours; the user's code must go on
-        internal_error(what)
+    return _Guard(what)

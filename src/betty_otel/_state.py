@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import inspect
 
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import Tracer
 
     from betty_otel._inputs import BindPlan
     from betty_otel._setup import Pipeline
@@ -30,8 +30,8 @@ class ProcessState:
     """Serialises configure/shutdown (owner: _setup)."""
     pipeline: Pipeline | None = None
     """The configured pipeline; None until first use or after shutdown (owner: _setup)."""
-    recording_provider: TracerProvider | None = None
-    """A provider that records even when telemetry is disabled (owner: _setup)."""
+    recording_tracer: Tracer | None = None
+    """A tracer that records even when telemetry is disabled (owner: _setup)."""
     errors_lock: threading.Lock = field(default_factory=threading.Lock)
     internal_errors: int = 0
     """Internal failures logged since start (owner: _errors)."""

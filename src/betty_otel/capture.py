@@ -8,50 +8,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-
-from betty_otel import _setup
 from betty_otel import query as log_query
 from betty_otel._entry import (
     ATTR_CALLER,
     ATTR_INPUTS,
     ATTR_SKILL,
-    span_to_entry,
     validate_duration,
     validate_mapping,
     validate_status,
+    validate_text,
 )
+from betty_otel._run import Run
 from betty_otel._sanitize import default_sanitizer, to_json_text
+from betty_otel._setup import creator_writes, pipeline, shared_recording_tracer
 from betty_otel._store import TelemetryStore
-from betty_otel.exporter import written_directly
-from betty_otel.instrument import _Run
+from betty_otel.exporter import write_spans
 
 __all__ = ["TelemetryCapture"]
-
-_private_provider: TracerProvider | None = None
-
-
-def _recording_tracer() -> tuple[trace.Tracer, bool]:
-    """The pipeline's tracer, or a processor-less one when telemetry is disabled.
-
-    capture() is an explicit request to write an entry, so it records even then.
-    The flag says whether a BettyFileExporter will see the span (and must skip it).
-    """
-    global _private_provider
-    current = _setup.pipeline()
-    if current.tracer is not None:
-        return current.tracer, current.exporter is not None
-    if _private_provider is None:
-        _private_provider = _setup.recording_provider()
-    return _private_provider.get_tracer(_setup.TRACER_NAME), False
-
-
-def _require_text(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        msg = f"{name} must be a non-empty string, got {value!r}"
-        raise (ValueError if isinstance(value, str) else TypeError)(msg)
-    return value
 
 
 class TelemetryCapture:
@@ -100,8 +73,8 @@ class TelemetryCapture:
                 metadata not a dict, error_message not a string).
             OSError: the file could not be written (nothing was written).
         """
-        _require_text("skill", skill)
-        _require_text("caller", caller)
+        validate_text("skill", skill, strict=True)
+        validate_text("caller", caller, strict=True)
         status = validate_status(status)
         duration = validate_duration(duration_ms)
         validate_mapping("inputs", inputs)
@@ -119,20 +92,21 @@ class TelemetryCapture:
             msg = f"duration_ms must not reach back before 1970, got {duration_ms!r}"
             raise ValueError(msg)
         start = end - round(duration * 1_000_000)
-        tracer, exported = _recording_tracer()
+        # capture() is an explicit request to write an entry: it records even when
+        # telemetry is disabled (then through a tracer without processors).
+        tracer = pipeline().tracer
+        if tracer is None:
+            tracer = shared_recording_tracer()
         span = tracer.start_span(skill, attributes=attributes, start_time=start)
-        run = _Run(span, sanitizer)
+        run = Run(span, sanitizer)
         run.set_error(status, error_message)
         if metadata:
             run.metadata = sanitizer.sanitize(dict(metadata))
-        context = span.get_span_context()
-        if exported:
-            written_directly(context.trace_id, context.span_id)
-        run.end(end_time=end)
-        entry = span_to_entry(span)  # type: ignore[arg-type] # SDK tracers make SDK spans
-        assert entry is not None
+        with creator_writes():  # the pipeline's file processors leave this span to us
+            run.end(end_time=end)
         try:
-            self._store.append([entry])
+            # SDK tracers make SDK spans, which are ReadableSpans.
+            (entry,) = write_spans(self._store, [span])  # type: ignore[list-item]
         finally:
             # No descriptor outlives the call: programs create a TelemetryCapture per
             # capture, and capture is not the hot path (the decorator's exporter is).

@@ -8,25 +8,41 @@ import threading
 from collections.abc import Sequence
 from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from betty_otel._entry import span_to_entry
-from betty_otel._store import TelemetryStore, encode_entry
+from betty_otel._store import TelemetryStore
 
-__all__ = ["BettyFileExporter", "written_directly"]
+__all__ = ["BettyFileExporter", "write_spans"]
 
-logger = logging.getLogger("betty_otel")
-
-# Spans whose entry TelemetryCapture.capture() appends itself (so it can report a
-# failed write to its caller): the exporter must not write them a second time.
-_direct: set[tuple[int, int]] = set()
+logger = logging.getLogger(__name__)
 
 
-def written_directly(trace_id: int, span_id: int) -> None:
-    """Mark a span whose entry was appended by its creator; exporters skip it once."""
-    _direct.add((trace_id, span_id))
+def write_spans(
+    store: TelemetryStore,
+    spans: Sequence[ReadableSpan],
+    *,
+    tz: tzinfo | None = None,
+    all_spans: bool = False,
+) -> list[dict[str, Any]]:
+    """Append the Betty entries of finished spans to store as one write; return them.
+
+    The one path from spans to a telemetry file: BettyFileExporter.export writes
+    through it, and so does TelemetryCapture.capture, which must report a failure.
+
+    Raises:
+        OSError: what TelemetryStore.append raises; nothing was written then.
+    """
+    entries = [
+        entry
+        for span in spans
+        if (entry := span_to_entry(span, tz=tz, all_spans=all_spans)) is not None
+    ]
+    store.append(entries)
+    return entries
 
 
 class BettyFileExporter(SpanExporter):
@@ -72,7 +88,7 @@ class BettyFileExporter(SpanExporter):
         self.exported = 0
         """Entries written since construction."""
         self.dropped = 0
-        """Entries that could not be written (each failure is also logged)."""
+        """Spans whose entries could not be written (each failure is also logged)."""
 
     @property
     def path(self) -> Path:
@@ -86,25 +102,13 @@ class BettyFileExporter(SpanExporter):
                 self.dropped += len(spans)
             logger.debug("BettyFileExporter: %d spans ended after shutdown, dropped", len(spans))
             return SpanExportResult.FAILURE
-        lines: list[bytes] = []
         try:
-            for span in spans:
-                context = span.get_span_context()
-                if _direct and context is not None:
-                    key = (context.trace_id, context.span_id)
-                    if key in _direct:
-                        _direct.discard(key)
-                        continue
-                entry = span_to_entry(span, tz=self._tz, all_spans=self._all_spans)
-                if entry is not None:
-                    lines.append(encode_entry(entry))
-            if lines:
-                self._store.append_encoded(lines)
+            entries = write_spans(self._store, spans, tz=self._tz, all_spans=self._all_spans)
         except Exception as exc:  # noqa: BLE001 - an exporter must never raise into the SDK
-            self._failed(exc, max(len(lines), 1))
+            self._failed(exc, len(spans))
             return SpanExportResult.FAILURE
         with self._lock:
-            self.exported += len(lines)
+            self.exported += len(entries)
             self._last_failure = None
         return SpanExportResult.SUCCESS
 

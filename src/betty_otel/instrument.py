@@ -1,188 +1,43 @@
 """capture_telemetry (wrapt) and TelemetryContext: each execution becomes an OTel span.
 
-Both share `_Run`, the one place where an outcome (a return value, a status, an
-exception) becomes the span's betty.* attributes and status. Redaction happens
-here, before anything is put on the span, so the file and any collector receive
-only redacted data. Telemetry never changes what the user's code returns or
-raises: an internal failure is logged (logger ``betty_otel``), counted in
-``internal_errors``, and the call goes on.
+Both record through `betty_otel._run.Run`, the one place where an outcome becomes
+the span's betty.* attributes and status. Telemetry never changes what the user's
+code returns or raises: an internal failure is logged (logger ``betty_otel``),
+counted in ``internal_errors``, and the call goes on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import logging
-import traceback
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 import wrapt
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
-from betty_otel import _setup
 from betty_otel._entry import (
     ATTR_CALLER,
-    ATTR_ERROR,
     ATTR_INPUTS,
-    ATTR_METADATA,
     ATTR_SKILL,
-    ATTR_STATUS,
-    ERROR_STATUSES,
-    STATUSES,
     validate_mapping,
     validate_status,
+    validate_text,
 )
-from betty_otel._errors import internal_error
+from betty_otel._errors import handle_internal_errors, internal_error
 from betty_otel._inputs import bind_inputs
+from betty_otel._run import Run, finish_run, start_run
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
+from betty_otel._setup import pipeline
 
 __all__ = ["TelemetryContext", "capture_telemetry"]
-
-logger = logging.getLogger("betty_otel")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_CALLER: Final = "runtime"
-_STATUS_SET: Final = frozenset(STATUSES)
-# asyncio.TimeoutError is TimeoutError from 3.11 on, a separate class before.
-_TIMEOUTS: Final = (TimeoutError, asyncio.TimeoutError)
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` (just ``Type`` when the message is empty or cannot be made)."""
-    name = type(exc).__name__
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001 - a user's __str__ may raise anything
-        text = ""
-    return f"{name}: {text}" if text else name
-
-
-def outcome_of_exception(exc: BaseException) -> tuple[str, str | None]:
-    """The Betty status and raw error message for an exception that ended an execution."""
-    if isinstance(exc, SystemExit):
-        if exc.code is None or exc.code == 0:
-            return "success", None
-        return "failure", f"Exited with code {exc.code}"
-    if isinstance(exc, _TIMEOUTS):
-        return "timeout", _describe(exc)
-    if isinstance(exc, Exception):
-        return "failure", _describe(exc)
-    return "error", _describe(exc)  # KeyboardInterrupt, CancelledError, GeneratorExit, ...
-
-
-def outcome_of_result(result: object) -> tuple[str, str | None]:
-    """Success, unless a Betty-style ``{"status": ...}`` result says otherwise."""
-    if isinstance(result, dict):
-        status = result.get("status")
-        if isinstance(status, str) and status in _STATUS_SET:
-            error = result.get("error_message", result.get("error"))
-            return status, error if isinstance(error, str) and error else None
-    return "success", None
-
-
-class _Run:
-    """One execution being recorded: its span and the Betty outcome of it."""
-
-    __slots__ = ("error", "metadata", "sanitizer", "span", "status", "token")
-
-    def __init__(self, span: Span, sanitizer: Sanitizer) -> None:
-        self.span = span
-        self.sanitizer = sanitizer
-        self.status = "success"
-        self.error: str | None = None
-        self.metadata: dict[str, Any] | None = None
-        self.token: object | None = None
-
-    def attach(self) -> None:
-        """Make the span current, so nested executions become its children."""
-        self.token = otel_context.attach(trace.set_span_in_context(self.span))
-
-    def detach(self) -> None:
-        token, self.token = self.token, None
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
-
-    def set_error(self, status: str, message: str | None) -> None:
-        self.status = status
-        self.error = None if message is None else self.sanitizer.sanitize(message)
-
-    def record_exception(self, exc: BaseException) -> None:
-        """Status and message from the exception, and a redacted exception event."""
-        status, message = outcome_of_exception(exc)
-        self.set_error(status, message)
-        if status not in ERROR_STATUSES:
-            return
-        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        kind = type(exc)
-        self.span.add_event(
-            "exception",
-            {
-                "exception.type": f"{kind.__module__}.{kind.__qualname__}"
-                if kind.__module__ != "builtins"
-                else kind.__qualname__,
-                "exception.message": self.error or "",
-                "exception.stacktrace": self.sanitizer.sanitize(stack),
-                "exception.escaped": True,
-            },
-        )
-
-    def end(self, end_time: int | None = None) -> None:
-        """Put the outcome on the span and end it (this exports it)."""
-        attributes: dict[str, Any] = {ATTR_STATUS: self.status}
-        if self.error is not None:
-            attributes[ATTR_ERROR] = self.error
-        if self.metadata:
-            attributes[ATTR_METADATA] = to_json_text(self.metadata)
-        span = self.span
-        span.set_attributes(attributes)
-        if self.status in ERROR_STATUSES:
-            span.set_status(Status(StatusCode.ERROR, self.error))
-        span.end(end_time=end_time)
-
-
-def _start(
-    tracer: trace.Tracer,
-    skill: str,
-    attributes: dict[str, Any],
-    sanitizer: Sanitizer,
-    start_time: int | None = None,
-) -> _Run | None:
-    """Start a run; None (logged, counted) if that fails, so the call goes on untraced."""
-    try:
-        return _Run(
-            tracer.start_span(skill, attributes=attributes, start_time=start_time), sanitizer
-        )
-    except Exception:  # noqa: BLE001 - telemetry must never break the host program
-        internal_error("starting a span")
-        return None
-
-
-def _finish(run: _Run, exc: BaseException | None = None, result: object = None) -> None:
-    """Record the outcome and end the span; never raises.
-
-    If recording the outcome fails, the span still ends (with what it has), so the
-    execution is not missing from the file.
-    """
-    try:
-        if exc is not None:
-            run.record_exception(exc)
-        else:
-            status, message = outcome_of_result(result)
-            if status != "success":
-                run.set_error(status, message)
-    except Exception:  # noqa: BLE001 - telemetry must never break the host program
-        internal_error("recording the outcome")
-    try:
-        run.end()
-    except Exception:  # noqa: BLE001 - telemetry must never break the host program
-        internal_error("ending a span")
 
 
 # ---------------------------------------------------------------------------
@@ -224,17 +79,17 @@ class _Spec:
         instance: object,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> _Run | None:
+    ) -> Run | None:
         attributes = self.attributes
         if self.capture_inputs:
-            try:
+            try:  # not handle_internal_errors: this is on every call (see start_run)
                 attributes = {
                     **attributes,
                     ATTR_INPUTS: to_json_text(self._inputs(instance, args, kwargs)),
                 }
             except Exception:  # noqa: BLE001 - telemetry must never break the host program
                 internal_error("capturing inputs")
-        return _start(tracer, self.skill, attributes, self.sanitizer)
+        return start_run(tracer, self.skill, attributes, self.sanitizer)
 
     def _inputs(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Arguments by parameter name, defaults applied, self/cls left out, redacted."""
@@ -285,14 +140,9 @@ def _make_wrapper(spec: _Spec, function: Callable[..., Any]) -> Callable[..., An
     return _sync_wrapper(spec)
 
 
-def _tracer() -> trace.Tracer | None:
-    current = _setup._current
-    return (current if current is not None else _setup.pipeline()).tracer
-
-
 def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
-        tracer = _tracer()
+        tracer = pipeline().tracer
         run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
         if run is None:
             return wrapped(*args, **kwargs)
@@ -300,11 +150,9 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            run.detach()
-            _finish(run, exc)
+            finish_run(run, exc)
             raise
-        run.detach()
-        _finish(run, result=result)
+        finish_run(run, result=result)
         return result
 
     return wrapper
@@ -318,7 +166,7 @@ def _coroutine_wrapper(spec: _Spec) -> Callable[..., Any]:
         kwargs: Any,
     ) -> Coroutine[Any, Any, Any]:
         async def traced() -> Any:
-            tracer = _tracer()
+            tracer = pipeline().tracer
             run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
             if run is None:
                 return await wrapped(*args, **kwargs)
@@ -326,11 +174,9 @@ def _coroutine_wrapper(spec: _Spec) -> Callable[..., Any]:
             try:
                 result = await wrapped(*args, **kwargs)
             except BaseException as exc:
-                run.detach()
-                _finish(run, exc)
+                finish_run(run, exc)
                 raise
-            run.detach()
-            _finish(run, result=result)
+            finish_run(run, result=result)
             return result
 
         return traced()
@@ -347,7 +193,7 @@ def _iteration_wrapper(spec: _Spec, traced: Callable[..., Any]) -> Callable[...,
 
     def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
         generator = wrapped(*args, **kwargs)
-        tracer = _tracer()
+        tracer = pipeline().tracer
         if tracer is None:
             return generator
         return traced(generator, spec, tracer, instance, args, kwargs)
@@ -388,13 +234,13 @@ def _traced_generator(
             except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: pass it on
                 to_throw = exc
     except StopIteration as stop:
-        _finish(run, result=None)
+        finish_run(run, result=None)
         return stop.value
     except GeneratorExit:
-        _finish(run, result=None)  # closed by the consumer: a normal end
+        finish_run(run, result=None)  # closed by the consumer: a normal end
         raise
     except BaseException as exc:
-        _finish(run, exc)
+        finish_run(run, exc)
         raise
 
 
@@ -433,12 +279,12 @@ async def _traced_asyncgen(
             except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: pass it on
                 to_throw = exc
     except StopAsyncIteration:
-        _finish(run, result=None)
+        finish_run(run, result=None)
     except GeneratorExit:
-        _finish(run, result=None)
+        finish_run(run, result=None)
         raise
     except BaseException as exc:
-        _finish(run, exc)
+        finish_run(run, exc)
         raise
 
 
@@ -493,13 +339,11 @@ def capture_telemetry(
             sanitize_keys=sanitize_keys,
         )
     function = _underlying(wrapped)
-    skill = skill_name if skill_name is not None else getattr(function, "__qualname__", None)
-    if not isinstance(skill, str) or not skill:
-        msg = f"skill_name must be a non-empty string, got {skill_name!r}"
-        raise ValueError(msg)
-    if not isinstance(caller, str) or not caller:
-        msg = f"caller must be a non-empty string, got {caller!r}"
-        raise ValueError(msg)
+    skill = validate_text(
+        "skill_name",
+        skill_name if skill_name is not None else getattr(function, "__qualname__", None),
+    )
+    validate_text("caller", caller)
     keys = tuple(sanitize_keys)
     spec = _Spec(function, skill, caller, Sanitizer(keys) if keys else default_sanitizer())
     if capture_inputs:
@@ -539,12 +383,8 @@ class TelemetryContext:
         *,
         sanitize_keys: Iterable[str] = (),
     ) -> None:
-        if not isinstance(skill, str) or not skill:
-            msg = f"skill must be a non-empty string, got {skill!r}"
-            raise ValueError(msg)
-        if not isinstance(caller, str) or not caller:
-            msg = f"caller must be a non-empty string, got {caller!r}"
-            raise ValueError(msg)
+        validate_text("skill", skill)
+        validate_text("caller", caller)
         validate_mapping("inputs", inputs)
         validate_mapping("metadata", metadata)
         keys = tuple(sanitize_keys)
@@ -553,7 +393,7 @@ class TelemetryContext:
         self._sanitizer = Sanitizer(keys) if keys else default_sanitizer()
         self._inputs = dict(inputs) if inputs else {}
         self._metadata = dict(metadata) if metadata else {}
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._status: str | None = None
         self._error: str | None = None
 
@@ -589,22 +429,20 @@ class TelemetryContext:
         if self._status not in ("error", "timeout"):
             self._status = "failure"
 
-    def _put_inputs(self, run: _Run) -> None:
-        try:
+    def _put_inputs(self, run: Run) -> None:
+        with handle_internal_errors("recording inputs"):
             run.span.set_attribute(
                 ATTR_INPUTS, to_json_text(self._sanitizer.sanitize(self._inputs))
             )
-        except Exception:  # noqa: BLE001 - telemetry must never break the host program
-            internal_error("recording inputs")
 
     def __enter__(self) -> TelemetryContext:
         if self._run is not None:
             msg = f"TelemetryContext({self.skill!r}) is already running; create one per block"
             raise RuntimeError(msg)
-        tracer = _tracer()
+        tracer = pipeline().tracer
         if tracer is None:
             return self
-        run = _start(
+        run = start_run(
             tracer,
             self.skill,
             {ATTR_SKILL: self.skill, ATTR_CALLER: self.caller},
@@ -626,15 +464,12 @@ class TelemetryContext:
         run, self._run = self._run, None
         if run is None:
             return
-        run.detach()
-        try:
+        with handle_internal_errors("recording the outcome"):
             if self._status is not None:
                 run.set_error(self._status, self._error)
             if self._metadata:
                 run.metadata = self._sanitizer.sanitize(self._metadata)
-        except Exception:  # noqa: BLE001 - telemetry must never break the host program
-            internal_error("recording the outcome")
-        _finish(run, exc)  # without an exception: a None result, which keeps the status
+        finish_run(run, exc)  # without an exception: a None result, which keeps the status
 
     async def __aenter__(self) -> TelemetryContext:
         return self.__enter__()

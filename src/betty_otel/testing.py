@@ -20,8 +20,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from betty_otel import _setup
 from betty_otel._entry import span_to_entry
+from betty_otel._setup import Pipeline, recording_tracer, swap
 
 __all__ = ["CapturedEntries", "betty_entries", "capture_entries"]
 
@@ -54,14 +54,13 @@ def capture_entries() -> Iterator[CapturedEntries]:
     from the environment on the next instrumented call).
     """
     entries = CapturedEntries()
-    provider = _setup.recording_provider()
-    provider.add_span_processor(SimpleSpanProcessor(_MemoryExporter(entries)))
-    previous = _setup.swap(_setup.Pipeline(tracer=provider.get_tracer(_setup.TRACER_NAME)))
+    processor = SimpleSpanProcessor(_MemoryExporter(entries))
+    previous = swap(Pipeline(tracer=recording_tracer(processor)))
     try:
         yield entries
     finally:
-        _setup.swap(previous)
-        provider.shutdown()
+        swap(previous)
+        processor.shutdown()
 
 
 def _fixture() -> Iterator[CapturedEntries]:

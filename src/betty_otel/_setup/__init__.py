@@ -1,0 +1,29 @@
+"""Where spans go: the pipeline (configure, shutdown), the span processors, OTLP."""
+
+from betty_otel._setup.otlp import otlp_exporter
+from betty_otel._setup.pipeline import (
+    TRACER_NAME,
+    Pipeline,
+    configure,
+    disabled_by_env,
+    pipeline,
+    recording_tracer,
+    shared_recording_tracer,
+    shutdown,
+    swap,
+)
+from betty_otel._setup.processors import creator_writes
+
+__all__ = [
+    "TRACER_NAME",
+    "Pipeline",
+    "configure",
+    "creator_writes",
+    "disabled_by_env",
+    "otlp_exporter",
+    "pipeline",
+    "recording_tracer",
+    "shared_recording_tracer",
+    "shutdown",
+    "swap",
+]
