@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -35,6 +34,7 @@ from hypothesis import strategies as st
 from betty_otel.cli import main
 from cli_helpers import CLI, write
 from collector import RotelCollector
+from helpers import canonical, indent2, make_entry
 
 pytestmark = pytest.mark.faults
 
@@ -56,24 +56,23 @@ UNCLEAR = re.compile(
 # ---------------------------------------------------------------------------
 
 
-def make_entry(number: int) -> dict[str, Any]:
-    return {
-        "timestamp": f"2025-10-24T14:30:{number % 60:02d}.123456+00:00",
-        "skill": f"skill.{number % 3}",
-        "status": ("success", "failure", "timeout")[number % 3],
-        "duration_ms": 10.0 + number,
-        "caller": "CLI",
-        "inputs": {"n": number},
-        "error_message": None if number % 3 == 0 else "boom",
-        "metadata": {},
-        "trace_id": f"{number // 2 + 1:032x}",
-        "span_id": f"{number + 1:016x}",
-        "parent_span_id": None if number % 2 == 0 else f"{number:016x}",
-    }
+def cli_entry(number: int) -> dict[str, Any]:
+    """An entry whose status, skill and parent vary with number (pairs share a trace)."""
+    return make_entry(
+        number,
+        timestamp=f"2025-10-24T14:30:{number % 60:02d}.123456+00:00",
+        skill=f"skill.{number % 3}",
+        status=("success", "failure", "timeout")[number % 3],
+        duration_ms=10.0 + number,
+        inputs={"n": number},
+        error_message=None if number % 3 == 0 else "boom",
+        trace_id=f"{number // 2 + 1:032x}",
+        parent_span_id=None if number % 2 == 0 else f"{number:016x}",
+    )
 
 
-VALID = b"[\n" + b",\n".join(orjson.dumps(make_entry(n)) for n in range(4)) + b"\n]\n"
-LEGACY = json.dumps([make_entry(n) for n in range(3)], indent=2).encode()
+VALID = canonical([cli_entry(n) for n in range(4)])
+LEGACY = indent2([cli_entry(n) for n in range(3)])
 TORN = VALID[: -len(b"\n]\n")] + b',\n{"skill": "torn", "inp'
 DAMAGED = VALID.replace(b'{"timestamp":"2025-10-24T14:30:01', b'{"timestamp";"2025-10-24T14:30:01')
 FOREIGN = b'{"not": "an array"}\n'
@@ -524,14 +523,14 @@ def test_an_entry_with_a_huge_but_valid_duration_does_not_break_export(
     """An entry with a huge duration (1e20 ms, written by another tool; `capture` itself
     rejects durations reaching back before 1970) must not make `export` fail for the whole
     file: every entry reaches the collector."""
-    path = write(tmp_path / "telemetry.json", [make_entry(n) for n in range(3)])
-    write(path, [{**make_entry(9), "skill": "huge.duration", "duration_ms": 1e20}])
+    path = write(tmp_path / "telemetry.json", [cli_entry(n) for n in range(3)])
+    write(path, [{**cli_entry(9), "skill": "huge.duration", "duration_ms": 1e20}])
     capture = run_in_process(
         ["capture", "huge.duration", "success", "1e20", "CLI", "--file", str(path)]
     )
     assert capture.code == 1
     assert "duration_ms must not reach back before 1970" in capture.stderr
-    write(path, [make_entry(3)])
+    write(path, [cli_entry(3)])
     outcome = run_in_process(
         ["export", "--otlp", "--endpoint", rotel_collector.http_endpoint, "--file", str(path)]
     )

@@ -61,8 +61,7 @@ from fault_writer import (
     read_lines,
     record,
 )
-from legacy_writer import legacy_append
-from store_helpers import (
+from helpers import (
     BOM,
     Entry,
     append_entries,
@@ -73,6 +72,7 @@ from store_helpers import (
     repair_file,
     strict_entries,
 )
+from legacy_writer import legacy_append
 
 pytestmark = pytest.mark.faults
 

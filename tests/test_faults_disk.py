@@ -37,7 +37,7 @@ import betty_otel
 from betty_otel import capture_telemetry
 from betty_otel._store import TelemetryStore, check_file
 from fault_writer import Children, call_id_of, padding, raw_entry, record
-from store_helpers import Entry, append_entries, betty_errors, canonical, strict_entries
+from helpers import Entry, append_entries, betty_errors, canonical, strict_entries
 
 pytestmark = pytest.mark.faults
 

@@ -37,7 +37,7 @@ import betty_otel
 from betty_otel import TelemetryCapture, capture_telemetry
 from betty_otel._store import Damage, StoreError, TelemetryStore, check_file, iter_entries
 from betty_otel.query import query, stats
-from store_helpers import (
+from helpers import (
     BOM,
     INVALID_NAME,
     Entry,

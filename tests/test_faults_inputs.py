@@ -19,7 +19,6 @@ value and raises exactly its exception; the failure is counted and logged.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +34,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import betty_otel
+import helpers
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry, instrument
 from betty_otel._sanitize import Sanitizer
 from betty_otel._store import TelemetryStore
@@ -52,17 +52,11 @@ LINE_BUDGET = 100_000
 # ---------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise AssertionError(f"the telemetry file holds the non-standard JSON constant {name}")
-
-
 def strict_entries(path: Path) -> list[dict[str, Any]]:
     """The file as strict JSON: valid UTF-8, no NaN/Infinity, every line within budget."""
     raw = path.read_bytes()
-    text = raw.decode("utf-8")  # strict: a lone surrogate cannot be valid UTF-8
-    data = json.loads(text, parse_constant=_reject_constant)
-    assert isinstance(data, list)
-    assert all(isinstance(entry, dict) for entry in data)
+    raw.decode("utf-8")  # strict: a lone surrogate cannot be valid UTF-8
+    data = helpers.strict_entries(path)
     sizes = [len(line) for line in raw.split(b"\n")]
     assert max(sizes) < LINE_BUDGET, f"an entry line takes {max(sizes):,} bytes"
     return data

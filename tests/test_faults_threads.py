@@ -11,7 +11,6 @@ entry was lost and none was written twice.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import threading
@@ -23,6 +22,7 @@ import pytest
 
 import betty_otel
 from betty_otel import capture_telemetry
+from helpers import strict_entries
 
 pytestmark = pytest.mark.faults
 
@@ -32,18 +32,6 @@ CALLS_PER_THREAD = 1_000
 # Python 3.12+ warns when a process with threads (the batch processor's worker) forks;
 # forking such a process is exactly what these tests are about.
 _FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
-
-
-def _reject_constant(name: str) -> Any:
-    raise AssertionError(f"the telemetry file holds the non-standard JSON constant {name}")
-
-
-def strict_entries(path: Path) -> list[dict[str, Any]]:
-    """The file parsed as strict JSON (no NaN/Infinity), as a list of entry objects."""
-    data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    assert isinstance(data, list)
-    assert all(isinstance(entry, dict) for entry in data)
-    return data
 
 
 def call_ids(entries: list[dict[str, Any]]) -> Counter[str]:

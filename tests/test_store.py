@@ -36,7 +36,7 @@ from betty_otel._store import (
     log_files,
     resolve_path,
 )
-from store_helpers import (
+from helpers import (
     BOM,
     INVALID_NAME,
     Entry,

@@ -31,8 +31,8 @@ from betty_otel._store import (
     iter_entries,
     log_files,
 )
+from helpers import load_strict
 from legacy_writer import legacy_append
-from store_helpers import load_strict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC = REPO_ROOT / "src"
