@@ -33,7 +33,11 @@ __all__ = [
     "ERROR_STATUSES",
     "NUMBER_TYPES",
     "STATUSES",
+    "STATUS_SYNONYMS",
+    "canonical_status",
+    "entry_error",
     "entry_signature",
+    "entry_status",
     "entry_time",
     "entry_to_span",
     "format_timestamp",
@@ -370,3 +374,42 @@ def entry_to_span(
         end_time=end,
         instrumentation_scope=scope,
     )
+
+
+# Words other Betty tools write for the five statuses (compared case-insensitively, with
+# "-" and spaces read as "_"). Readers give them Betty's meaning; writers never use them.
+STATUS_SYNONYMS: Final[Mapping[str, str]] = {
+    **dict.fromkeys(("success", "succeeded", "successful", "ok", "passed", "pass"), "success"),
+    **dict.fromkeys(("completed", "complete", "done"), "success"),
+    **dict.fromkeys(("failure", "failed", "fail", "failing"), "failure"),
+    **dict.fromkeys(("error", "errored", "erred"), "error"),
+    **dict.fromkeys(("timeout", "timed_out", "timedout", "time_out"), "timeout"),
+    **dict.fromkeys(("pending", "running", "started", "in_progress", "queued"), "pending"),
+}
+"""Every word a real log holds for a status, mapped to the canonical status."""
+
+
+@functools.lru_cache(maxsize=1024)
+def canonical_status(word: str) -> str:
+    """The canonical status a log's word means (``"Failed"`` -> ``"failure"``).
+
+    An unknown word is returned as it is: it stays its own status, never success.
+    """
+    if word in _STATUS_SET:
+        return word
+    return STATUS_SYNONYMS.get(word.strip().lower().replace("-", "_").replace(" ", "_"), word)
+
+
+def entry_status(entry: Mapping[str, Any]) -> object:
+    """An entry's canonical status; a status that is not text is returned as it is."""
+    status = entry.get("status")
+    return canonical_status(status) if isinstance(status, str) else status
+
+
+def entry_error(entry: Mapping[str, Any]) -> str | None:
+    """An entry's error text: ``error_message``, else the old tools' ``error`` key."""
+    for key in ("error_message", "error"):
+        value = entry.get(key)
+        if value is not None and value != "":
+            return value_text(value)
+    return None
