@@ -128,7 +128,10 @@ def subprocess_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return result
 
 
-def _all_text(env: Mapping[Any, Any]) -> bool:
+def _all_text(env: object) -> bool:
+    """A mapping of str to str: an environment subprocess_env can extend as it is."""
+    if not isinstance(env, Mapping):
+        return False
     return all(isinstance(key, str) and isinstance(value, str) for key, value in env.items())
 
 
