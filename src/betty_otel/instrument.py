@@ -71,6 +71,14 @@ class _Spec:
             self.signature = None  # a builtin without a signature: inputs as args/kwargs
         self.capture_inputs = True
 
+    def begin(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run | None:
+        """Start a run in the current pipeline; None when telemetry is off or starting failed."""
+        current = pipeline()
+        tracer = current.tracer
+        if tracer is None:
+            return None
+        return self.start(tracer, current.remote_parent, instance, args, kwargs)
+
     def start(
         self,
         tracer: trace.Tracer,
@@ -151,13 +159,7 @@ def _make_wrapper(spec: _Spec, function: Callable[..., Any]) -> Callable[..., An
 
 def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
-        current = pipeline()
-        tracer = current.tracer
-        run = (
-            spec.start(tracer, current.remote_parent, instance, args, kwargs)
-            if tracer is not None
-            else None
-        )
+        run = spec.begin(instance, args, kwargs)
         if run is None:
             return wrapped(*args, **kwargs)
         run.attach()
@@ -180,13 +182,7 @@ def _coroutine_wrapper(spec: _Spec) -> Callable[..., Any]:
         kwargs: Any,
     ) -> Coroutine[Any, Any, Any]:
         async def traced() -> Any:
-            current = pipeline()
-            tracer = current.tracer
-            run = (
-                spec.start(tracer, current.remote_parent, instance, args, kwargs)
-                if tracer is not None
-                else None
-            )
+            run = spec.begin(instance, args, kwargs)
             if run is None:
                 return await wrapped(*args, **kwargs)
             run.attach()
