@@ -282,8 +282,35 @@ def test_dict_result_failure_with_error_text_becomes_the_error_message(
 
 @pytest.mark.parametrize("kind", RESULT_KINDS)
 @pytest.mark.parametrize(
+    ("word", "status"),
+    [
+        ("failed", "failure"),
+        ("FAILURE", "failure"),
+        ("Fail", "failure"),
+        ("errored", "error"),
+        ("timed_out", "timeout"),
+        ("Timed Out", "timeout"),
+        ("succeeded", "success"),
+        ("OK", "success"),
+        ("running", "pending"),
+    ],
+)
+def test_dict_result_with_a_legacy_status_word_records_its_canonical_status(
+    kind: str, word: str, status: str, telemetry_file: Path
+) -> None:
+    """Betty's utilities return {"status": "failed"}: the file holds the canonical status
+    (writers use only the five), with the result's error text; the result is unchanged."""
+    result = {"status": word, "error": "step 3 failed"}
+    assert run(kind, make(kind, lambda: result)) is result
+    entry = only_entry(telemetry_file)
+    assert entry["status"] == status
+    assert entry["error_message"] == (None if status == "success" else "step 3 failed")
+
+
+@pytest.mark.parametrize("kind", RESULT_KINDS)
+@pytest.mark.parametrize(
     "result",
-    [{"status": "failed"}, {"status": "FAILURE"}, {"status": 3}, {"ok": False}, "failed", None],
+    [{"status": "weird"}, {"status": 3}, {"status": None}, {"ok": False}, "failed", None],
 )
 def test_other_results_are_success(kind: str, result: object, telemetry_file: Path) -> None:
     assert run(kind, make(kind, lambda: result)) == result

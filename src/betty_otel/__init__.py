@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from betty_otel._errors import internal_errors
     from betty_otel._setup import configure, shutdown
     from betty_otel.capture import TelemetryCapture
+    from betty_otel.context import TelemetryContext
     from betty_otel.exporter import BettyFileExporter
-    from betty_otel.instrument import TelemetryContext, capture_telemetry
+    from betty_otel.instrument import capture_telemetry
+    from betty_otel.propagation import subprocess_env
 
 __all__ = [
     "STATUSES",
@@ -32,6 +34,7 @@ __all__ = [
     "configure",
     "internal_errors",
     "shutdown",
+    "subprocess_env",
 ]
 
 __version__ = "0.1.0"
@@ -40,11 +43,12 @@ _HOMES: Final = {
     "STATUSES": "betty_otel._entry",
     "BettyFileExporter": "betty_otel.exporter",
     "TelemetryCapture": "betty_otel.capture",
-    "TelemetryContext": "betty_otel.instrument",
+    "TelemetryContext": "betty_otel.context",
     "capture_telemetry": "betty_otel.instrument",
     "configure": "betty_otel._setup",
     "internal_errors": "betty_otel._errors",
     "shutdown": "betty_otel._setup",
+    "subprocess_env": "betty_otel.propagation",
 }
 """The module each public name lives in (one entry per name of __all__)."""
 

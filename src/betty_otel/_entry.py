@@ -13,7 +13,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, Final, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, TypeGuard, cast
 
 import orjson
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -34,6 +34,7 @@ __all__ = [
     "NUMBER_TYPES",
     "STATUSES",
     "STATUS_SYNONYMS",
+    "UNREADABLE",
     "canonical_status",
     "entry_error",
     "entry_signature",
@@ -63,6 +64,8 @@ ATTR_CALLER: Final = "betty.caller"
 ATTR_INPUTS: Final = "betty.inputs"
 ATTR_METADATA: Final = "betty.metadata"
 ATTR_ERROR: Final = "betty.error_message"
+UNREADABLE: Final = "<unreadable>"
+"""The key of the marker recorded for inputs or metadata that could not be read."""
 
 _STATUS_SET: Final = frozenset(STATUSES)
 _UNSET: Final = Status(StatusCode.UNSET)
@@ -125,7 +128,11 @@ def validate_duration(duration_ms: object, *, text: bool = False) -> float:
             msg = f"Invalid duration_ms: {duration_ms!r} is not a number"
             raise ValueError(msg) from None
     elif is_number(duration_ms):
-        value = float(duration_ms)
+        try:
+            value = float(duration_ms)
+        except OverflowError:  # an int beyond float's range, whose repr may be unmakeable
+            msg = "duration_ms must be a finite number >= 0, got an int too large for a float"
+            raise ValueError(msg) from None
     else:
         msg = f"duration_ms must be a number, got {type(duration_ms).__name__}"
         raise TypeError(msg)
@@ -139,15 +146,36 @@ def validate_duration(duration_ms: object, *, text: bool = False) -> float:
     return value
 
 
-def validate_mapping(name: str, value: object) -> None:
-    """Check that inputs or metadata is a mapping (or None).
+def validate_mapping(name: str, value: object) -> dict[Any, Any]:
+    """Check that inputs or metadata is a mapping (or None); return a dict copy of it.
+
+    A user's Mapping may raise from len, iter or items: one that cannot be read
+    becomes ``{"<unreadable>": "<unrepresentable T>"}``, so the entry says what
+    happened and the user's exception never comes out of betty_otel.
 
     Raises:
         TypeError: ``<name> must be a dict or None, got <type>``.
     """
-    if value is not None and not isinstance(value, Mapping):
-        msg = f"{name} must be a dict or None, got {type(value).__name__}"
+    if value is None:
+        return {}
+    try:
+        is_mapping = isinstance(value, Mapping)
+    except Exception:  # noqa: BLE001 - a hostile __class__: it is not a mapping we can use
+        is_mapping = False
+    if not is_mapping:
+        msg = f"{name} must be a dict or None, got {_type_name(value)}"
         raise TypeError(msg)
+    try:
+        return dict(cast("Mapping[Any, Any]", value))
+    except Exception:  # noqa: BLE001 - the user's own mapping raised
+        return {UNREADABLE: f"<unrepresentable {_type_name(value)}>"}
+
+
+def _type_name(value: object) -> str:
+    # Only when a value is rejected or unreadable: reading the log never loads _redact.
+    from betty_otel._redact import type_name  # noqa: PLC0415
+
+    return type_name(value)
 
 
 def format_timestamp(time_ns: int, tz: tzinfo | None = None) -> str:

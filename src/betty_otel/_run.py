@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from betty_otel._entry import (
@@ -21,21 +22,55 @@ from betty_otel._entry import (
     ATTR_METADATA,
     ATTR_STATUS,
     ERROR_STATUSES,
+    canonical_status,
+    entry_error,
     is_status,
     span_status_for,
 )
 from betty_otel._errors import internal_error
+from betty_otel._redact import type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
+from betty_otel.propagation import root_parent
 
-__all__ = ["Run", "finish_run", "outcome_of_exception", "outcome_of_result", "start_run"]
+__all__ = [
+    "DEFAULT_CALLER",
+    "Run",
+    "finish_run",
+    "outcome_of_exception",
+    "outcome_of_result",
+    "start_run",
+    "text_of",
+]
+
+DEFAULT_CALLER: Final = "runtime"
 
 # asyncio.TimeoutError is TimeoutError from 3.11 on, a separate class before.
 _TIMEOUTS: Final = (TimeoutError, asyncio.TimeoutError)
+_UNNAMED: Final = "<unreadable type>"
+
+
+def text_of(value: object) -> str:
+    """``str(value)``; a marker when the user's ``__str__`` raises."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a user's __str__ may raise anything
+        return f"<unrepresentable {type_name(value)}>"
+
+
+def _type_text(kind: type, *, qualified: bool = False) -> str:
+    """A class's name (``module.Name`` when qualified and not a builtin), or a marker
+    when a hostile metaclass will not say."""
+    try:
+        name = kind.__qualname__
+        module = kind.__module__ if qualified else "builtins"
+    except Exception:  # noqa: BLE001 - a metaclass may raise from any attribute
+        return _UNNAMED
+    return name if module == "builtins" else f"{module}.{name}"
 
 
 def _describe(exc: BaseException) -> str:
     """``Type: message`` (just ``Type`` when the message is empty or cannot be made)."""
-    name = type(exc).__name__
+    name = _type_text(type(exc))
     try:
         text = str(exc)
     except Exception:  # noqa: BLE001 - a user's __str__ may raise anything
@@ -43,26 +78,53 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-def outcome_of_exception(exc: BaseException) -> tuple[str, str | None]:
-    """The Betty status and raw error message for an exception that ended an execution."""
-    if isinstance(exc, SystemExit):
-        if exc.code is None or exc.code == 0:
+def _exit_outcome(exc: SystemExit) -> tuple[str, str | None]:
+    """SystemExit: success for code None or 0; failure otherwise, and when the code
+    cannot be read or compared (a user's ``__eq__`` may raise)."""
+    try:
+        code = exc.code
+        if code is None or code == 0:
             return "success", None
-        return "failure", f"Exited with code {exc.code}"
-    if isinstance(exc, _TIMEOUTS):
+    except Exception:  # noqa: BLE001 - never let an odd exit code read as success
+        return "failure", "Exited with an unreadable code"
+    return "failure", f"Exited with code {text_of(code)}"
+
+
+def outcome_of_exception(exc: BaseException) -> tuple[str, str | None]:
+    """The Betty status and raw error message for an exception that ended an execution.
+
+    Never raises: the class decides the status (`issubclass` on the real class runs
+    no user code), so a call that raised is never recorded as success because its
+    exception could not be described.
+    """
+    kind = type(exc)
+    if issubclass(kind, SystemExit):
+        return _exit_outcome(exc)  # type: ignore[arg-type] # a SystemExit by the check
+    if issubclass(kind, _TIMEOUTS):
         return "timeout", _describe(exc)
-    if isinstance(exc, Exception):
+    if issubclass(kind, Exception):
         return "failure", _describe(exc)
     return "error", _describe(exc)  # KeyboardInterrupt, CancelledError, GeneratorExit, ...
 
 
 def outcome_of_result(result: object) -> tuple[str, str | None]:
-    """Success, unless a Betty-style ``{"status": ...}`` result says otherwise."""
+    """Success, unless a Betty-style ``{"status": ...}`` result says otherwise.
+
+    The status may be any word old Betty tools use (``"failed"``, ``"Timed out"``):
+    it maps to its canonical status; a word that is no status means success. The
+    message is the result's ``error_message``, else its ``error``.
+    """
     if isinstance(result, dict):
         status = result.get("status")
+        if not is_status(status) and isinstance(status, str):
+            status = canonical_status(status)
         if is_status(status):
-            error = result.get("error_message", result.get("error"))
-            return status, error if isinstance(error, str) and error else None
+            if status == "success":
+                return status, None
+            try:
+                return status, entry_error(result)
+            except Exception:  # noqa: BLE001 - an odd error value must not lose the status
+                return status, None
     return "success", None
 
 
@@ -93,20 +155,30 @@ class Run:
         self.error = None if message is None else self.sanitizer.sanitize(message)
 
     def record_exception(self, exc: BaseException) -> None:
-        """Status and message from the exception, and a redacted exception event."""
+        """Status and message from the exception, and a redacted exception event.
+
+        An error status the code set before it raised (TelemetryContext.set_error or
+        set_status) is kept, with its message if it gave one: the code knows best
+        what went wrong. The exception still becomes the span's exception event.
+        """
         status, message = outcome_of_exception(exc)
-        self.set_error(status, message)
+        kept = self.status in ERROR_STATUSES
+        if not kept:
+            self.status = status  # before anything that can fail: never a false success
+        described = None if message is None else self.sanitizer.sanitize(message)
+        if not kept or self.error is None:
+            self.error = described
         if status not in ERROR_STATUSES:
             return
-        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        kind = type(exc)
+        try:
+            stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        except Exception:  # noqa: BLE001 - traceback reads the class's name, which may raise
+            stack = message or ""
         self.span.add_event(
             "exception",
             {
-                "exception.type": f"{kind.__module__}.{kind.__qualname__}"
-                if kind.__module__ != "builtins"
-                else kind.__qualname__,
-                "exception.message": self.error or "",
+                "exception.type": _type_text(type(exc), qualified=True),
+                "exception.message": described or "",
                 "exception.stacktrace": self.sanitizer.sanitize(stack),
                 "exception.escaped": True,
             },
@@ -132,12 +204,18 @@ def start_run(
     skill: str,
     attributes: dict[str, Any],
     sanitizer: Sanitizer,
+    remote_parent: Context | None = None,
 ) -> Run | None:
-    """Start a run; None (logged, counted) if that fails, so the call goes on untraced."""
+    """Start a run; None (logged, counted) if that fails, so the call goes on untraced.
+
+    A root execution (no span current) is a child of remote_parent when given (the
+    pipeline's $TRACEPARENT).
+    """
     # try/except, not handle_internal_errors, here and in finish_run: they run on
     # every instrumented call, and the context manager costs ten times more.
     try:
-        return Run(tracer.start_span(skill, attributes=attributes), sanitizer)
+        context = root_parent(remote_parent)
+        return Run(tracer.start_span(skill, context, attributes=attributes), sanitizer)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("starting a span")
         return None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import inspect
+    from collections.abc import Callable
 
     from opentelemetry.sdk.trace import Tracer
 
@@ -40,6 +41,10 @@ class ProcessState:
     """One in-process lock per log file, beside flock (owner: _store)."""
     bind_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = field(default_factory=dict)
     """Each plain signature's bind plan, by id (owner: _inputs); bounded, pins its signatures."""
+    propagate_to_subprocesses: bool = False
+    """Subprocesses get the current trace context in their environment (owner: propagation)."""
+    popen_init: Callable[..., None] | None = None
+    """The Popen.__init__ our hook wraps, while the hook is installed (owner: propagation)."""
 
 
 STATE = ProcessState()

@@ -23,6 +23,7 @@ from betty_otel._sanitize import default_sanitizer, to_json_text
 from betty_otel._setup import creator_writes, pipeline, shared_recording_tracer
 from betty_otel._store import TelemetryStore
 from betty_otel.exporter import write_spans
+from betty_otel.propagation import root_parent
 
 __all__ = ["TelemetryCapture"]
 
@@ -77,16 +78,16 @@ class TelemetryCapture:
         validate_text("caller", caller, strict=True)
         status = validate_status(status)
         duration = validate_duration(duration_ms)
-        validate_mapping("inputs", inputs)
-        validate_mapping("metadata", metadata)
+        inputs_copy = validate_mapping("inputs", inputs)
+        metadata_copy = validate_mapping("metadata", metadata)
         given: object = error_message  # callers without type checking pass anything
         if given is not None and not isinstance(given, str):
             msg = f"error_message must be a string or None, got {type(error_message).__name__}"
             raise TypeError(msg)
         sanitizer = default_sanitizer()
         attributes: dict[str, Any] = {ATTR_SKILL: skill, ATTR_CALLER: caller}
-        if inputs:
-            attributes[ATTR_INPUTS] = to_json_text(sanitizer.sanitize(dict(inputs)))
+        if inputs_copy:
+            attributes[ATTR_INPUTS] = to_json_text(sanitizer.sanitize(inputs_copy))
         end = time.time_ns()
         if duration * 1_000_000 > end:
             msg = f"duration_ms must not reach back before 1970, got {duration_ms!r}"
@@ -94,14 +95,16 @@ class TelemetryCapture:
         start = end - round(duration * 1_000_000)
         # capture() is an explicit request to write an entry: it records even when
         # telemetry is disabled (then through a tracer without processors).
-        tracer = pipeline().tracer
+        current = pipeline()
+        tracer = current.tracer
         if tracer is None:
             tracer = shared_recording_tracer()
-        span = tracer.start_span(skill, attributes=attributes, start_time=start)
+        context = root_parent(current.remote_parent)
+        span = tracer.start_span(skill, context, attributes=attributes, start_time=start)
         run = Run(span, sanitizer)
         run.set_error(status, error_message)
-        if metadata:
-            run.metadata = sanitizer.sanitize(dict(metadata))
+        if metadata_copy:
+            run.metadata = sanitizer.sanitize(metadata_copy)
         with creator_writes():  # the pipeline's file processors leave this span to us
             run.end(end_time=end)
         try:

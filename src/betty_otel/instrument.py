@@ -1,60 +1,58 @@
-"""capture_telemetry (wrapt) and TelemetryContext: each execution becomes an OTel span.
+"""capture_telemetry (wrapt): each call of a decorated function becomes an OTel span.
 
-Both record through `betty_otel._run.Run`, the one place where an outcome becomes
-the span's betty.* attributes and status. Telemetry never changes what the user's
-code returns or raises: an internal failure is logged (logger ``betty_otel``),
-counted in ``internal_errors``, and the call goes on.
+It records through `betty_otel._run.Run`, the one place where an outcome becomes
+the span's betty.* attributes and status (as `TelemetryContext`, re-exported here
+from `betty_otel.context`, does). Telemetry never changes what the user's code
+returns or raises: an internal failure is logged (logger ``betty_otel``), counted
+in ``internal_errors``, and the call goes on.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar, overload
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterable
+from typing import Any, ParamSpec, TypeVar, overload
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry.context import Context
 
-from betty_otel._entry import (
-    ATTR_CALLER,
-    ATTR_INPUTS,
-    ATTR_SKILL,
-    validate_mapping,
-    validate_status,
-    validate_text,
-)
-from betty_otel._errors import handle_internal_errors, internal_error
+from betty_otel._entry import ATTR_CALLER, ATTR_INPUTS, ATTR_SKILL, validate_text
+from betty_otel._errors import internal_error
 from betty_otel._inputs import bind_inputs
-from betty_otel._run import Run, finish_run, start_run
+from betty_otel._run import DEFAULT_CALLER, Run, finish_run, start_run
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
 from betty_otel._setup import pipeline
+from betty_otel.context import TelemetryContext
+from betty_otel.propagation import detect_caller
 
-__all__ = ["TelemetryContext", "capture_telemetry"]
+__all__ = ["DEFAULT_CALLER", "TelemetryContext", "capture_telemetry"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-DEFAULT_CALLER: Final = "runtime"
-
-
-# ---------------------------------------------------------------------------
-# The decorator
-# ---------------------------------------------------------------------------
 
 
 class _Spec:
     """What one decorated function records, computed once at decoration time."""
 
-    __slots__ = ("attributes", "capture_inputs", "sanitizer", "signature", "skill")
+    __slots__ = (
+        "attributes",
+        "caller",
+        "capture_inputs",
+        "detect_caller",
+        "sanitizer",
+        "signature",
+        "skill",
+    )
 
     def __init__(
         self, function: Callable[..., Any], skill: str, caller: str, sanitizer: Sanitizer
     ) -> None:
         self.skill = skill
+        self.caller = caller
         self.sanitizer = sanitizer
+        self.detect_caller = False
         self.attributes: dict[str, Any] = {ATTR_SKILL: skill, ATTR_CALLER: caller}
         module = getattr(function, "__module__", None)
         qualname = getattr(function, "__qualname__", skill)
@@ -73,14 +71,30 @@ class _Spec:
             self.signature = None  # a builtin without a signature: inputs as args/kwargs
         self.capture_inputs = True
 
+    def begin(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run | None:
+        """Start a run in the current pipeline; None when telemetry is off or starting failed."""
+        current = pipeline()
+        tracer = current.tracer
+        if tracer is None:
+            return None
+        return self.start(tracer, current.remote_parent, instance, args, kwargs)
+
     def start(
         self,
         tracer: trace.Tracer,
+        remote_parent: Context | None,
         instance: object,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Run | None:
         attributes = self.attributes
+        metadata: dict[str, str] = {}
+        if self.detect_caller:
+            try:  # not handle_internal_errors: this is on every call (see start_run)
+                caller, metadata = detect_caller(self.caller)
+                attributes = {**attributes, ATTR_CALLER: caller}
+            except Exception:  # noqa: BLE001 - telemetry must never break the host program
+                internal_error("detecting the caller")
         if self.capture_inputs:
             try:  # not handle_internal_errors: this is on every call (see start_run)
                 attributes = {
@@ -89,7 +103,10 @@ class _Spec:
                 }
             except Exception:  # noqa: BLE001 - telemetry must never break the host program
                 internal_error("capturing inputs")
-        return start_run(tracer, self.skill, attributes, self.sanitizer)
+        run = start_run(tracer, self.skill, attributes, self.sanitizer, remote_parent)
+        if run is not None and metadata:
+            run.metadata = self.sanitizer.sanitize(metadata)
+        return run
 
     def _inputs(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Arguments by parameter name, defaults applied, self/cls left out, redacted."""
@@ -142,8 +159,7 @@ def _make_wrapper(spec: _Spec, function: Callable[..., Any]) -> Callable[..., An
 
 def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
-        tracer = pipeline().tracer
-        run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
+        run = spec.begin(instance, args, kwargs)
         if run is None:
             return wrapped(*args, **kwargs)
         run.attach()
@@ -166,8 +182,7 @@ def _coroutine_wrapper(spec: _Spec) -> Callable[..., Any]:
         kwargs: Any,
     ) -> Coroutine[Any, Any, Any]:
         async def traced() -> Any:
-            tracer = pipeline().tracer
-            run = spec.start(tracer, instance, args, kwargs) if tracer is not None else None
+            run = spec.begin(instance, args, kwargs)
             if run is None:
                 return await wrapped(*args, **kwargs)
             run.attach()
@@ -193,10 +208,11 @@ def _iteration_wrapper(spec: _Spec, traced: Callable[..., Any]) -> Callable[...,
 
     def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
         generator = wrapped(*args, **kwargs)
-        tracer = pipeline().tracer
+        current = pipeline()
+        tracer = current.tracer
         if tracer is None:
             return generator
-        return traced(generator, spec, tracer, instance, args, kwargs)
+        return traced(generator, spec, tracer, current.remote_parent, instance, args, kwargs)
 
     return wrapper
 
@@ -205,12 +221,13 @@ def _traced_generator(
     generator: Generator[Any, Any, Any],
     spec: _Spec,
     tracer: trace.Tracer,
+    remote_parent: Context | None,
     instance: object,
     args: Any,
     kwargs: Any,
 ) -> Generator[Any, Any, Any]:
     """Runs only once iterated: a generator that is never started records nothing."""
-    run = spec.start(tracer, instance, args, kwargs)
+    run = spec.start(tracer, remote_parent, instance, args, kwargs)
     if run is None:  # starting the span failed (logged): iterate untraced
         return (yield from generator)
     to_send: Any = None
@@ -248,12 +265,13 @@ async def _traced_asyncgen(
     generator: AsyncGenerator[Any, Any],
     spec: _Spec,
     tracer: trace.Tracer,
+    remote_parent: Context | None,
     instance: object,
     args: Any,
     kwargs: Any,
 ) -> AsyncGenerator[Any, Any]:
     """Runs only once iterated: an async generator never started records nothing."""
-    run = spec.start(tracer, instance, args, kwargs)
+    run = spec.start(tracer, remote_parent, instance, args, kwargs)
     if run is None:  # starting the span failed (logged): iterate untraced
         async for item in generator:
             yield item
@@ -301,6 +319,7 @@ def capture_telemetry(
     caller: str = DEFAULT_CALLER,
     capture_inputs: bool = False,
     sanitize_keys: Iterable[str] = (),
+    detect_caller: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -312,6 +331,7 @@ def capture_telemetry(
     caller: str = DEFAULT_CALLER,
     capture_inputs: bool = False,
     sanitize_keys: Iterable[str] = (),
+    detect_caller: bool = False,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Record every call of the decorated function as a span and a Betty entry.
 
@@ -326,6 +346,9 @@ def capture_telemetry(
         capture_inputs: record the arguments by parameter name (self/cls left out),
             secrets redacted. Off by default: inputs may hold personal data.
         sanitize_keys: extra argument/key names to redact, on top of the defaults.
+        detect_caller: at each call, the caller is $BETTY_CALLER, else the enclosing
+            execution's skill, else caller; $BETTY_WORKFLOW, $BETTY_AGENT and
+            $BETTY_EXECUTION_ID go into the metadata (as workflow, agent, execution_id).
 
     Raises:
         ValueError: skill_name or caller is empty (at decoration time).
@@ -337,6 +360,7 @@ def capture_telemetry(
             caller=caller,
             capture_inputs=capture_inputs,
             sanitize_keys=sanitize_keys,
+            detect_caller=detect_caller,
         )
     function = _underlying(wrapped)
     skill = validate_text(
@@ -346,138 +370,7 @@ def capture_telemetry(
     validate_text("caller", caller)
     keys = tuple(sanitize_keys)
     spec = _Spec(function, skill, caller, Sanitizer(keys) if keys else default_sanitizer())
+    spec.detect_caller = detect_caller
     if capture_inputs:
         spec.enable_inputs(function)
     return _FunctionWrapper(wrapped, _make_wrapper(spec, function))
-
-
-# ---------------------------------------------------------------------------
-# The context manager
-# ---------------------------------------------------------------------------
-
-
-class TelemetryContext:
-    """Record a block of code as one execution: ``with`` or ``async with``.
-
-    An exception inside is recorded (status failure, timeout or error, with its
-    message) and re-raised. Nested contexts and decorated calls become children.
-
-    Args:
-        skill: the entry's skill.
-        caller: who runs it.
-        inputs: inputs to record (redacted); more can be set with set_inputs().
-        metadata: extra facts to record (redacted); more with set_metadata().
-        sanitize_keys: extra key names to redact, on top of the defaults.
-
-    Raises:
-        ValueError: skill or caller is empty.
-        TypeError: inputs or metadata is not a mapping.
-    """
-
-    def __init__(
-        self,
-        skill: str,
-        caller: str = DEFAULT_CALLER,
-        inputs: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        sanitize_keys: Iterable[str] = (),
-    ) -> None:
-        validate_text("skill", skill)
-        validate_text("caller", caller)
-        validate_mapping("inputs", inputs)
-        validate_mapping("metadata", metadata)
-        keys = tuple(sanitize_keys)
-        self.skill = skill
-        self.caller = caller
-        self._sanitizer = Sanitizer(keys) if keys else default_sanitizer()
-        self._inputs = dict(inputs) if inputs else {}
-        self._metadata = dict(metadata) if metadata else {}
-        self._run: Run | None = None
-        self._status: str | None = None
-        self._error: str | None = None
-
-    @property
-    def span(self) -> Span:
-        """The OTel span of the running block (a non-recording span outside it)."""
-        run = self._run
-        return run.span if run is not None else trace.INVALID_SPAN
-
-    def set_inputs(self, inputs: Mapping[str, Any]) -> None:
-        """Replace the recorded inputs (redacted before they reach the span)."""
-        validate_mapping("inputs", inputs)
-        self._inputs = dict(inputs)
-        if self._run is not None:
-            self._put_inputs(self._run)
-
-    def set_metadata(self, metadata: Mapping[str, Any]) -> None:
-        """Merge keys into the recorded metadata (redacted at the end of the block)."""
-        validate_mapping("metadata", metadata)
-        self._metadata.update(metadata)
-
-    def set_status(self, status: str) -> None:
-        """Set the outcome explicitly; one of success, failure, timeout, error, pending.
-
-        Raises:
-            ValueError: not one of the five statuses.
-        """
-        self._status = validate_status(status)
-
-    def set_error(self, message: str) -> None:
-        """Record an error message; the status becomes failure unless it is error or timeout."""
-        self._error = str(message)
-        if self._status not in ("error", "timeout"):
-            self._status = "failure"
-
-    def _put_inputs(self, run: Run) -> None:
-        with handle_internal_errors("recording inputs"):
-            run.span.set_attribute(
-                ATTR_INPUTS, to_json_text(self._sanitizer.sanitize(self._inputs))
-            )
-
-    def __enter__(self) -> TelemetryContext:
-        if self._run is not None:
-            msg = f"TelemetryContext({self.skill!r}) is already running; create one per block"
-            raise RuntimeError(msg)
-        tracer = pipeline().tracer
-        if tracer is None:
-            return self
-        run = start_run(
-            tracer,
-            self.skill,
-            {ATTR_SKILL: self.skill, ATTR_CALLER: self.caller},
-            self._sanitizer,
-        )
-        if run is not None:
-            if self._inputs:
-                self._put_inputs(run)
-            run.attach()
-            self._run = run
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        run, self._run = self._run, None
-        if run is None:
-            return
-        with handle_internal_errors("recording the outcome"):
-            if self._status is not None:
-                run.set_error(self._status, self._error)
-            if self._metadata:
-                run.metadata = self._sanitizer.sanitize(self._metadata)
-        finish_run(run, exc)  # without an exception: a None result, which keeps the status
-
-    async def __aenter__(self) -> TelemetryContext:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)

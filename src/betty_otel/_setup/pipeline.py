@@ -18,6 +18,7 @@ from datetime import tzinfo
 from typing import Final
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
     SpanLimits,
@@ -34,6 +35,8 @@ from betty_otel._setup.otlp import otlp_processor, otlp_wanted
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
 from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
+from betty_otel.propagation import environment_context
+from betty_otel.propagation import propagate_to_subprocesses as subprocess_hook
 
 __all__ = [
     "TRACER_NAME",
@@ -62,6 +65,8 @@ class Pipeline:
     provider: TracerProvider | None = None
     owns_provider: bool = False
     processors: list[SpanProcessor] = field(default_factory=list)
+    remote_parent: Context | None = None
+    """The parent of root executions: $TRACEPARENT when betty_otel was configured."""
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write everything buffered (batch mode, OTLP); True when all finished in time."""
@@ -126,6 +131,7 @@ def configure(
     lock_timeout: float = 10.0,
     max_bytes: int = 0,
     backups: int = 5,
+    propagate_to_subprocesses: bool = False,
 ) -> BettyFileExporter | None:
     """Set up (or redo) where betty_otel's spans go; returns the file exporter.
 
@@ -140,6 +146,9 @@ def configure(
             global one if it is an SDK provider, else a private provider of ours.
         timezone: timestamps in this zone instead of UTC.
         fsync, lock_timeout, max_bytes, backups: file options, see BettyFileExporter.
+        propagate_to_subprocesses: every ``subprocess`` started inside a recorded
+            execution gets its trace context and skill in its environment (see
+            `betty_otel.subprocess_env`), so its executions join this trace.
 
     Returns None (and instruments nothing) when OTEL_SDK_DISABLED=true or
     BETTY_TELEMETRY_DISABLED=1.
@@ -164,7 +173,9 @@ def configure(
             BatchFileProcessor(exporter) if batch else FileProcessor(exporter)
         )
         new = _pipeline_with(file_processor, exporter, tracer_provider, otlp, otlp_endpoint)
+        new.remote_parent = environment_context()
         _replace(new)
+        subprocess_hook(propagate_to_subprocesses)
         if batch:
             _flush_in_multiprocessing_children(new)
         return exporter
@@ -206,6 +217,7 @@ def _pipeline_with(
 
 
 def _replace(new: Pipeline) -> None:
+    subprocess_hook(False)  # configure turns it on again when asked
     old, STATE.pipeline = STATE.pipeline, new
     if old is not None:
         _close(old)
@@ -251,6 +263,7 @@ def shutdown() -> None:
     """Flush and close the pipeline; the next instrumented call configures a new one."""
     with STATE.setup_lock:
         old, STATE.pipeline = STATE.pipeline, None
+        subprocess_hook(False)
         if old is not None:
             _close(old)
 
