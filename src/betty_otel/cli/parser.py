@@ -14,6 +14,7 @@ __all__ = [
     "COMMANDS",
     "FORMATS",
     "PROG",
+    "CommandError",
     "UsageError",
     "build_parser",
 ]
@@ -36,6 +37,10 @@ COMMANDS: Final = {
 
 class UsageError(Exception):
     """A command line that parses but makes no sense: exit status 2."""
+
+
+class CommandError(Exception):
+    """A command that cannot do its work (the file is a directory, ...): exit status 1."""
 
 
 # ---------------------------------------------------------------------------
@@ -70,6 +75,18 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(msg) from None
     if not math.isfinite(value):
         msg = f"expected a finite number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+_MAX_SECONDS: Final = 86_400.0
+
+
+def _seconds(text: str) -> float:
+    """A time in seconds: finite, > 0 and at most a day (a poll interval, a timeout)."""
+    value = _number(text)
+    if not 0 < value <= _MAX_SECONDS:
+        msg = f"expected seconds > 0 and <= {_MAX_SECONDS:,.0f}, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -236,7 +253,7 @@ def _add_tail(commands: Any) -> None:
     )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
     tail.add_argument(
-        "--interval", type=_number, default=0.5, metavar="SECONDS", help="poll interval"
+        "--interval", type=_seconds, default=0.5, metavar="SECONDS", help="poll interval"
     )
     tail.add_argument("--format", choices=("table", "jsonl"), help="table or jsonl")
 
@@ -253,7 +270,7 @@ def _add_export(commands: Any) -> None:
         "--batch-size", type=_non_negative_int, default=512, metavar="N", help="spans per request"
     )
     export.add_argument(
-        "--timeout", type=_number, default=10.0, metavar="SECONDS", help="per request"
+        "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per request"
     )
     _add_filters(export)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel._entry import entry_signature
-from betty_otel._store import resolve_path
+from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import PROG
 from betty_otel.cli.render import (
     MAX_WIDTH,
@@ -23,13 +23,12 @@ from betty_otel.cli.render import (
     default_format,
     dumps,
     entry_cells,
-    err,
     number_cell,
-    out,
     print_entries,
     table,
     text,
 )
+from betty_otel.cli.terminal import err, out
 from betty_otel.query import (
     Filters,
     GroupStats,
@@ -64,7 +63,7 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 def cmd_query(args: argparse.Namespace) -> int:
     fmt = default_format(args.format, "table", "json")
-    entries = iter_query(args.file, filters=filters_from(args))
+    entries = iter_query(log_file(args.file), filters=filters_from(args))
     found = list(entries if args.limit is None else islice(entries, args.limit))
     print_entries(found, fmt)
     return 0
@@ -89,7 +88,7 @@ def _stats_rows(groups: Iterable[GroupStats]) -> list[list[str]]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    result = stats(args.file, by=args.by, filters=filters_from(args))
+    result = stats(log_file(args.file), by=args.by, filters=filters_from(args))
     fmt = default_format(args.format, "table", "json")
     if fmt == "json":
         out(dumps([dataclasses.asdict(group) for group in result.values()], indent=True))
@@ -142,9 +141,10 @@ def _node_text(node: TraceNode) -> str:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    roots = trace(args.trace_id, args.file)
+    path = log_file(args.file)
+    roots = trace(args.trace_id, path)
     if not roots:
-        err(f"Error: no entries with trace id {args.trace_id} in {resolve_path(args.file)}")
+        err(f"Error: no entries with trace id {args.trace_id} in {path}")
         return 1
     if args.format == "json":
         out(dumps([_node_json(root) for root in roots], indent=True))
@@ -228,7 +228,7 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    path = resolve_path(args.file)
+    path = log_file(args.file)
     fmt = default_format(args.format, "table", "jsonl")
 
     def show(entry: dict[str, Any]) -> None:

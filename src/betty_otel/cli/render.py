@@ -1,4 +1,8 @@
-"""What the commands print: aligned tables of short cells, JSON and JSON lines."""
+"""What the commands print: aligned tables of short cells, JSON and JSON lines.
+
+Cells are single lines with their control characters escaped (`text`); everything
+is printed through `betty_otel.cli.terminal`, which escapes what is left.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any, Final
 import orjson
 
 from betty_otel._entry import entry_time, value_text
+from betty_otel.cli.terminal import escape_controls, out
 
 __all__ = [
     "MAX_WIDTH",
@@ -17,27 +22,17 @@ __all__ = [
     "default_format",
     "dumps",
     "entry_cells",
-    "err",
     "number_cell",
-    "out",
     "print_entries",
     "table",
     "text",
 ]
 
-MAX_WIDTH: Final = {"skill": 40, "caller": 28, "error": 60, "status": 12}
+MAX_WIDTH: Final = {"skill": 40, "caller": 28, "error": 60, "status": 20}
 """The widest a table cell of these columns gets before it is clipped."""
 
 _ENTRY_HEADERS: Final = ["time (UTC)", "skill", "status", "duration_ms", "caller", "error"]
 _ENTRY_RIGHT: Final = frozenset({3})
-
-
-def out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-
-
-def err(line: str) -> None:
-    sys.stderr.write(line + "\n")
 
 
 def dumps(value: Any, *, indent: bool = False) -> str:
@@ -47,13 +42,20 @@ def dumps(value: Any, *, indent: bool = False) -> str:
 
 
 def text(value: object) -> str:
-    """A cell: strings as they are, missing as ``-``, anything else as JSON."""
-    return "-" if value is None else value_text(value)
+    """A cell: one line, missing as ``-``, a non-string as JSON.
+
+    Line breaks and tabs become single spaces (readable); other controls are escaped.
+    """
+    if value is None:
+        return "-"
+    cell = value_text(value)
+    if "\n" in cell or "\r" in cell or "\t" in cell:
+        cell = " ".join(cell.split())
+    return escape_controls(cell)
 
 
 def clip(cell: str, width: int) -> str:
-    """One line (whitespace runs joined) of at most width characters."""
-    cell = " ".join(cell.split()) if ("\n" in cell or "\t" in cell) else cell
+    """cell cut to at most width characters."""
     return cell if len(cell) <= width else cell[: width - 1] + "…"
 
 
