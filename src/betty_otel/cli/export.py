@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 import betty_otel
-from betty_otel._entry import entry_to_span
+from betty_otel._replay import entry_to_span
 from betty_otel._setup import TRACER_NAME, otlp_exporter
 from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import UsageError

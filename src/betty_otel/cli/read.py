@@ -23,8 +23,10 @@ from betty_otel.cli.render import (
     default_format,
     dumps,
     entry_cells,
+    error_cell,
     number_cell,
     print_entries,
+    status_cell,
     table,
     text,
 )
@@ -69,10 +71,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stats_rows(groups: Iterable[GroupStats]) -> list[list[str]]:
+def _stats_rows(groups: Iterable[GroupStats], by: str) -> list[list[str]]:
+    key_cell = status_cell if by == "status" else text
     return [
         [
-            clip(text(group.key), MAX_WIDTH["skill"]),
+            clip(key_cell(group.key), MAX_WIDTH["skill"]),
             f"{group.count:,}",
             f"{group.failures:,}",
             f"{group.failure_rate * 100:.1f}%",
@@ -81,7 +84,7 @@ def _stats_rows(groups: Iterable[GroupStats]) -> list[list[str]]:
             number_cell(group.p99),
             number_cell(group.max),
             number_cell(group.mean),
-            ", ".join(f"{name} {count:,}" for name, count in group.statuses.items()),
+            ", ".join(f"{status_cell(name)} {count:,}" for name, count in group.statuses.items()),
         ]
         for group in groups
     ]
@@ -98,7 +101,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     headers = [args.by, "count", "failures", "fail rate", "p50 ms", "p95 ms", "p99 ms"]
     headers += ["max ms", "mean ms", "statuses"]
-    out(table(headers, _stats_rows(result.values()), range(1, 9)))
+    out(table(headers, _stats_rows(result.values(), args.by), range(1, 9)))
     total = sum(group.count for group in result.values())
     out(f"\n{total:,} entries in {len(result):,} groups (percentiles: linear interpolation)")
     return 0
@@ -129,14 +132,16 @@ def _node_text(node: TraceNode) -> str:
     entry = node.entry
     parts = [
         text(entry.get("skill")),
-        text(entry.get("status")),
+        status_cell(entry.get("status")),
         f"{number_cell(entry.get('duration_ms'))} ms",
         f"caller={text(entry.get('caller'))}",
         f"span={text(entry.get('span_id'))}",
     ]
-    error = entry.get("error_message")
-    if error is not None:
-        parts.append(f"error={clip(text(error), MAX_WIDTH['error'])}")
+    if entry.get("execution_id") is not None:
+        parts.append(f"execution={text(entry.get('execution_id'))}")
+    error = error_cell(entry)
+    if error:
+        parts.append(f"error={clip(error, MAX_WIDTH['error'])}")
     return "  ".join(parts)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import entry_time, value_text
+from betty_otel._entry import canonical_status, entry_error, entry_time, value_text
 from betty_otel.cli.terminal import escape_controls, out
 
 __all__ = [
@@ -22,8 +22,10 @@ __all__ = [
     "default_format",
     "dumps",
     "entry_cells",
+    "error_cell",
     "number_cell",
     "print_entries",
+    "status_cell",
     "table",
     "text",
 ]
@@ -72,16 +74,31 @@ def number_cell(value: object, digits: int = 1) -> str:
     return text(value)
 
 
+def status_cell(value: object) -> str:
+    """The canonical status, and the word the file holds where it differs: ``failure (failed)``."""
+    if isinstance(value, str) and canonical_status(value) != value:
+        return text(f"{canonical_status(value)} ({value})")
+    return text(value)
+
+
+def error_cell(entry: dict[str, Any]) -> str:
+    """The error text (old tools' ``error`` too), else a non-zero ``exit_code``; or empty."""
+    error = entry_error(entry)
+    if error is None:
+        code = entry.get("exit_code")
+        error = None if code in (None, 0) else f"exit code {value_text(code)}"
+    return "" if error is None else text(error)
+
+
 def entry_cells(entry: dict[str, Any]) -> list[str]:
     """An entry's table row: time, skill, status, duration, caller, error."""
-    error = entry.get("error_message")
     return [
         _time_cell(entry.get("timestamp")),
         clip(text(entry.get("skill")), MAX_WIDTH["skill"]),
-        clip(text(entry.get("status")), MAX_WIDTH["status"]),
+        clip(status_cell(entry.get("status")), MAX_WIDTH["status"]),
         number_cell(entry.get("duration_ms")),
         clip(text(entry.get("caller")), MAX_WIDTH["caller"]),
-        "" if error is None else clip(text(error), MAX_WIDTH["error"]),
+        clip(error_cell(entry), MAX_WIDTH["error"]),
     ]
 
 
