@@ -88,6 +88,26 @@ def test_stats_table_names_the_old_word_beside_the_canonical_status(legacy: Path
     assert "failure (failed) 12" in compose
 
 
+def test_stats_json_counts_every_old_failure_as_a_failure(legacy: Path) -> None:
+    result = run("stats", "--format", "json", "--file", str(legacy))
+    assert result.returncode == 0, result.stderr
+    groups = json.loads(result.stdout)
+    assert sum(group["failures"] for group in groups) == FAILURES
+    (compose,) = [group for group in groups if group["key"] == "workflow.compose"]
+    assert compose["failures"] == 12
+    assert compose["failure_rate"] > 0
+
+
+def test_query_status_failure_finds_every_old_failure(legacy: Path) -> None:
+    result = run(
+        "query", "--status", "failure", "--limit", "all", "--format", "json", "--file", str(legacy)
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert len(found) == FAILURES
+    assert Counter(entry["status"] for entry in found) == Counter({"failed": 22, "failure": 3})
+
+
 def _old_tool_trace(path: Path) -> Path:
     """A workflow and its step as Betty's other telemetry module writes them, with ids."""
     common = {"trace_id": TRACE, "inputs": {}, "caller": "cli"}
