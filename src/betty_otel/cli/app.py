@@ -48,7 +48,8 @@ def _setup_logging() -> None:
 def _run(args: argparse.Namespace) -> int:
     """Import the module of args.command and run its cmd_<command>(args)."""
     module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")
-    command: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{args.command}")
+    name = f"cmd_{args.command.replace('-', '_')}"
+    command: Callable[[argparse.Namespace], int] = getattr(module, name)
     return command(args)
 
 
