@@ -11,7 +11,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import StatusCode
 
-from betty_otel._entry import STATUSES, entry_to_span, span_status_for, span_to_entry
+from betty_otel._entry import STATUSES, span_status_for, span_to_entry
+from betty_otel._replay import entry_to_span
 from betty_otel._sanitize import default_sanitizer
 from conftest import ENTRY_KEYS
 

@@ -1,27 +1,23 @@
-"""The entry schema: statuses, validation, the timestamp format, span -> entry and back.
+"""The entry schema: statuses, validation, the timestamp format, span -> entry.
 
-`span_to_entry` and `entry_to_span` are the only places the mapping lives, in both
-directions, so the file and any OTel backend always describe an execution the same
-way. The OpenTelemetry SDK is imported only inside `entry_to_span`: reading the log
-needs none of it.
+`span_to_entry` is the only place a span becomes an entry, and `betty_otel._replay`
+the only place an entry becomes a span again, so the file and any OTel backend
+always describe an execution the same way. Reading the log needs no OTel SDK.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Final, TypeGuard, cast
 
 import orjson
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Status, StatusCode
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 __all__ = [
     "ATTR_CALLER",
@@ -30,6 +26,7 @@ __all__ = [
     "ATTR_METADATA",
     "ATTR_SKILL",
     "ATTR_STATUS",
+    "ENTRY_KEYS",
     "ERROR_STATUSES",
     "NUMBER_TYPES",
     "STATUSES",
@@ -40,7 +37,6 @@ __all__ = [
     "entry_signature",
     "entry_status",
     "entry_time",
-    "entry_to_span",
     "format_timestamp",
     "is_number",
     "is_status",
@@ -53,6 +49,12 @@ __all__ = [
     "validate_text",
     "value_text",
 ]
+
+ENTRY_KEYS: Final = (
+    *("timestamp", "skill", "status", "duration_ms", "caller", "inputs", "error_message"),
+    *("metadata", "trace_id", "span_id", "parent_span_id"),
+)
+"""The keys of an entry, in the order betty_otel writes them."""
 
 STATUSES: Final = ("success", "failure", "timeout", "error", "pending")
 ERROR_STATUSES: Final = frozenset({"failure", "timeout", "error"})
@@ -296,112 +298,6 @@ def value_text(value: object) -> str:
 def entry_signature(entry: Mapping[str, Any]) -> bytes:
     """The entry as compact JSON with sorted keys: equal entries, equal bytes."""
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
-
-
-_HEX: Final = frozenset("0123456789abcdef")
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _hex_id(value: object, digits: int) -> int | None:
-    """A non-zero id from its lowercase hex text of exactly digits digits, else None."""
-    if not isinstance(value, str) or len(value) != digits or not set(value) <= _HEX:
-        return None
-    number = int(value, 16)
-    return number or None
-
-
-def _derived_ids(entry: Mapping[str, Any]) -> tuple[int, int]:
-    """Stable ids for an entry without its own: the same entry always gets the same ids."""
-    digest = hashlib.blake2b(entry_signature(entry), digest_size=24).digest()
-    return int.from_bytes(digest[:16], "big") or 1, int.from_bytes(digest[16:], "big") or 1
-
-
-def _span_times(entry: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(start, end) in ns since the epoch: end = timestamp, start = end - duration."""
-    moment = entry_time(entry.get("timestamp"))
-    if moment is None:
-        return None
-    delta = moment - _EPOCH
-    end = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-    duration = entry.get("duration_ms")
-    start = end
-    if is_number(duration) and duration >= 0:
-        # A duration longer than the time since 1970 (a bad entry) starts at 0.
-        start = max(0, end - round(min(duration, end / 1_000_000) * 1_000_000))
-    return start, end
-
-
-def _span_contexts(entry: Mapping[str, Any]) -> tuple[SpanContext, SpanContext | None]:
-    """The span's context and its parent's, from the entry's ids (derived when missing)."""
-    trace_id = _hex_id(entry.get("trace_id"), 32)
-    span_id = _hex_id(entry.get("span_id"), 16)
-    parent_id = _hex_id(entry.get("parent_span_id"), 16)
-    if trace_id is None or span_id is None:
-        derived_trace, derived_span = _derived_ids(entry)
-        if trace_id is None:
-            trace_id, parent_id = derived_trace, None
-        span_id = span_id or derived_span
-    flags = TraceFlags(TraceFlags.SAMPLED)
-    context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags)
-    parent = (
-        SpanContext(trace_id, parent_id, is_remote=False, trace_flags=flags)
-        if parent_id is not None
-        else None
-    )
-    return context, parent
-
-
-def _span_attributes(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The betty.* attributes of an entry (inputs, metadata and error sanitized again)."""
-    # Only the way back to spans sanitizes: reading the log does not load the sanitizer.
-    from betty_otel._sanitize import default_sanitizer, to_json_text  # noqa: PLC0415
-
-    sanitizer = default_sanitizer()
-    attributes: dict[str, Any] = {}
-    for key, name in (("skill", ATTR_SKILL), ("status", ATTR_STATUS), ("caller", ATTR_CALLER)):
-        if entry.get(key) is not None:
-            attributes[name] = value_text(entry.get(key))
-    for key, name in (("inputs", ATTR_INPUTS), ("metadata", ATTR_METADATA)):
-        value = entry.get(key)
-        if value not in (None, {}):
-            attributes[name] = to_json_text(sanitizer.sanitize(value))
-    error = entry.get("error_message")
-    if error is not None:
-        attributes[ATTR_ERROR] = value_text(sanitizer.sanitize(error))
-    return attributes
-
-
-def entry_to_span(
-    entry: Mapping[str, Any], resource: Resource, scope: InstrumentationScope
-) -> ReadableSpan | None:
-    """The span of one entry, as the live pipeline would have sent it; None without a time.
-
-    The inverse of `span_to_entry` for betty_otel's own entries. Entries of other
-    tools work too: ids missing or unreadable are derived from the entry's content
-    (stable), a missing or negative duration gives a zero-length span.
-    """
-    # The SDK only where spans are built: readers of the log never load it.
-    from opentelemetry.sdk.trace import ReadableSpan  # noqa: PLC0415
-
-    times = _span_times(entry)
-    if times is None:
-        return None
-    start, end = times
-    context, parent = _span_contexts(entry)
-    attributes = _span_attributes(entry)
-    skill = entry.get("skill")
-    return ReadableSpan(
-        name=value_text(skill) if skill is not None else "unknown",
-        context=context,
-        parent=parent,
-        resource=resource,
-        attributes=attributes,
-        kind=SpanKind.INTERNAL,
-        status=span_status_for(entry.get("status"), attributes.get(ATTR_ERROR)),
-        start_time=start,
-        end_time=end,
-        instrumentation_scope=scope,
-    )
 
 
 # Words other Betty tools write for the five statuses (compared case-insensitively, with

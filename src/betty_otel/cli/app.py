@@ -7,6 +7,7 @@ usage error load nothing but argparse, and each command loads only what it needs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import logging
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from betty_otel.cli.parser import COMMANDS, PROG, UsageError, build_parser
+from betty_otel.cli.terminal import err, escape_controls
 
 __all__ = ["main"]
 
@@ -23,13 +25,20 @@ logger = logging.getLogger(__name__)
 _PACKAGE_LOGGER = "betty_otel"
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines as plain text: a message quoting log or user text cannot steer the terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record), lines=True)
+
+
 def _setup_logging() -> None:
     """Library warnings (damaged regions, files moved aside) go to stderr, plainly."""
     package = logging.getLogger(_PACKAGE_LOGGER)
     if any(getattr(handler, "_betty_cli", False) for handler in package.handlers):
         return  # main() called again in the same process
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.setFormatter(_SafeFormatter(f"{PROG}: %(levelname)s: %(message)s"))
     handler._betty_cli = True  # type: ignore[attr-defined]
     package.addHandler(handler)
     package.setLevel(logging.WARNING)
@@ -39,15 +48,35 @@ def _setup_logging() -> None:
 def _run(args: argparse.Namespace) -> int:
     """Import the module of args.command and run its cmd_<command>(args)."""
     module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")
-    command: Callable[[argparse.Namespace], int] = getattr(module, f"cmd_{args.command}")
+    name = f"cmd_{args.command.replace('-', '_')}"
+    command: Callable[[argparse.Namespace], int] = getattr(module, name)
     return command(args)
+
+
+def _error_text(exc: Exception) -> str:
+    """What went wrong, plainly: an OSError as ``<file>: <reason>``, without errno codes."""
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror[:1].lower() + exc.strerror[1:]
+        return reason if exc.filename is None else f"{exc.filename}: {reason}"
+    return str(exc) or type(exc).__name__
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed arguments; a usage error's message (it quotes arguments) printed escaped."""
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):
+            return parser.parse_args(argv)
+    finally:
+        if usage.getvalue():
+            sys.stderr.write(escape_controls(usage.getvalue(), lines=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     _setup_logging()
@@ -58,10 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except UsageError as exc:
         parser.print_usage(sys.stderr)
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        err(f"{PROG}: error: {exc}")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("Interrupted\n")
+        err("Interrupted")
         return 130
     except BrokenPipeError:
         # The reader went away (| head): not an error. Keep Python from complaining at exit.
@@ -70,7 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:  # a CLI reports errors; it does not dump tracebacks
         logger.debug("%s failed", args.command, exc_info=True)
-        message = str(exc) or type(exc).__name__
-        sys.stderr.write(f"Error: {message}\n")
+        err(f"Error: {_error_text(exc)}")
         return 1
     return code

@@ -8,48 +8,37 @@ from typing import Any
 
 from betty_otel._entry import validate_duration, validate_status
 from betty_otel.capture import TelemetryCapture
-from betty_otel.cli.render import out
+from betty_otel.cli.terminal import out
 
-__all__ = ["cmd_capture"]
+__all__ = ["cmd_capture", "json_object"]
 
 
-def _json_object(name: str, text: str | None) -> dict[str, Any] | None:
+def json_object(name: str, text: str | None) -> dict[str, Any] | None:
+    """text parsed as a JSON object. Errors give the parser's reason and position, never the
+    text itself: it may hold a secret (the original skill's message form is kept)."""
     if text is None:
         return None
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        msg = f"Invalid JSON for {name}: {exc}"
-        raise ValueError(msg) from None
     except RecursionError:
-        msg = f"Invalid JSON for {name}: nested too deeply"
-        raise ValueError(msg) from None
-    if not isinstance(value, dict):
-        msg = f"{name} must be a JSON object, got {type(value).__name__}: {text}"
+        reason = "nested too deeply"
+    except ValueError as exc:  # JSONDecodeError, or an integer with too many digits
+        reason = str(exc)
+    else:
+        if isinstance(value, dict):
+            return value
+        msg = f"{name} must be a JSON object, got {type(value).__name__}"
         raise ValueError(msg)
-    return value
-
-
-def _duration(text: str) -> float:
-    """DURATION_MS as a number, checked by the schema's rule; the messages name the text."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"Invalid duration_ms: {text!r} is not a number"
-        raise ValueError(msg) from None
-    try:
-        return validate_duration(value)
-    except ValueError:
-        msg = f"Invalid duration_ms: {text!r} must be a finite number >= 0"
-        raise ValueError(msg) from None
+    msg = f"Invalid JSON for {name}: {reason}"
+    raise ValueError(msg)
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
     # Everything is checked before anything is written.
     status = validate_status(args.status)
-    duration = _duration(args.duration_ms)
-    inputs = _json_object("inputs", args.inputs)
-    metadata = _json_object("metadata", args.metadata)
+    duration = validate_duration(args.duration_ms, text=True)
+    inputs = json_object("inputs", args.inputs)
+    metadata = json_object("metadata", args.metadata)
     capture = TelemetryCapture(args.file)
     entry = capture.capture(
         args.skill,

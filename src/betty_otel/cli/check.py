@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from betty_otel._store import FileReport, TelemetryStore, check_file, log_files, resolve_path
+from betty_otel._store import FileReport, TelemetryStore, check_file, log_files
+from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import PROG
-from betty_otel.cli.render import err, out
+from betty_otel.cli.terminal import out
 
 __all__ = ["cmd_check", "cmd_repair"]
 
@@ -25,10 +26,7 @@ def _report_lines(report: FileReport) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    path = resolve_path(args.file)
-    if not path.exists():
-        err(f"Error: {path} does not exist")
-        return 1
+    path = log_file(args.file, must_exist=True)
     failed = False
     for file in log_files(path):
         report = check_file(file)
@@ -44,10 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    path = resolve_path(args.file)
-    if not path.exists():
-        err(f"Error: {path} does not exist")
-        return 1
+    path = log_file(args.file, must_exist=True)
     before = check_file(path)
     store = TelemetryStore(path)
     try:

@@ -17,12 +17,12 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 import betty_otel
-from betty_otel._entry import entry_to_span
+from betty_otel._replay import entry_to_span
 from betty_otel._setup import TRACER_NAME, otlp_exporter
-from betty_otel._store import resolve_path
+from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import UsageError
 from betty_otel.cli.read import filters_from
-from betty_otel.cli.render import err, out
+from betty_otel.cli.terminal import err, out
 from betty_otel.query import Filters, iter_query
 
 __all__ = ["cmd_export"]
@@ -91,11 +91,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.otlp:
         msg = "choose a destination: --otlp (the only one so far)"
         raise UsageError(msg)
-    path = resolve_path(args.file)
     filters = filters_from(args)
-    if not path.exists():
-        err(f"Error: {path} does not exist")
-        return 1
+    path = log_file(args.file, must_exist=True)
     resource = Resource.create({"service.name": args.service_name} if args.service_name else {})
     replay = _Replay(_exporter(args.protocol, args.endpoint, args.timeout), args.batch_size)
     where = args.endpoint or "the endpoint of the OTEL_EXPORTER_OTLP_* variables"

@@ -14,6 +14,7 @@ __all__ = [
     "COMMANDS",
     "FORMATS",
     "PROG",
+    "CommandError",
     "UsageError",
     "build_parser",
 ]
@@ -30,12 +31,17 @@ COMMANDS: Final = {
     "check": "check",
     "repair": "check",
     "export": "export",
+    "install-skill": "install",
 }
 """Command -> the module of betty_otel.cli that runs it (as its function cmd_<command>)."""
 
 
 class UsageError(Exception):
     """A command line that parses but makes no sense: exit status 2."""
+
+
+class CommandError(Exception):
+    """A command that cannot do its work (the file is a directory, ...): exit status 1."""
 
 
 # ---------------------------------------------------------------------------
@@ -70,6 +76,18 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(msg) from None
     if not math.isfinite(value):
         msg = f"expected a finite number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+_MAX_SECONDS: Final = 86_400.0
+
+
+def _seconds(text: str) -> float:
+    """A time in seconds: finite, > 0 and at most a day (a poll interval, a timeout)."""
+    value = _number(text)
+    if not 0 < value <= _MAX_SECONDS:
+        msg = f"expected seconds > 0 and <= {_MAX_SECONDS:,.0f}, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -115,6 +133,7 @@ _EXAMPLES: Final = {
   {PROG} tail -f
   {PROG} check || {PROG} repair
   {PROG} export --otlp --endpoint http://localhost:4318
+  {PROG} install-skill ~/betty
 
 Run '{PROG} COMMAND --help' for a command's options.
 Exit status: 0 success, 1 error, 2 usage error.""",
@@ -175,6 +194,18 @@ timestamp, start = end - duration), ids and parent links (entries without ids
 get stable ids derived from their content), ERROR status for failure / error /
 timeout, and the betty.* attributes. Exit status 1 if the collector rejects
 the spans or cannot be reached.""",
+    "install-skill": f"""examples:
+  {PROG} install-skill              # the Betty repository holding the working directory
+  {PROG} install-skill ~/betty      # or BETTY_HOME, when set
+
+Writes skills/telemetry.capture/telemetry_capture.py and telemetry_utils.py,
+thin shims over betty_otel: skills that import the original telemetry.capture
+skill (from telemetry_utils import capture_telemetry, TelemetryContext; from
+telemetry_capture import TelemetryCapture) or run its script from a shell now
+write through betty_otel, unchanged. Files already there are renamed to
+<name>.orig-<UTC time> first, never overwritten. Without BETTY_REPO: $BETTY_HOME,
+else the nearest folder up from here holding registry/ and skills/, agents/ or
+workflows/.""",
 }
 
 
@@ -183,7 +214,9 @@ the spans or cannot be reached.""",
 # ---------------------------------------------------------------------------
 
 
-def _subparser(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+def _subparser(
+    commands: Any, name: str, help_text: str, *, file: bool = True
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=help_text,
@@ -191,7 +224,8 @@ def _subparser(commands: Any, name: str, help_text: str) -> argparse.ArgumentPar
         epilog=_EXAMPLES[name],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_file(parser)
+    if file:
+        _add_file(parser)
     return parser
 
 
@@ -236,7 +270,7 @@ def _add_tail(commands: Any) -> None:
     )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
     tail.add_argument(
-        "--interval", type=_number, default=0.5, metavar="SECONDS", help="poll interval"
+        "--interval", type=_seconds, default=0.5, metavar="SECONDS", help="poll interval"
     )
     tail.add_argument("--format", choices=("table", "jsonl"), help="table or jsonl")
 
@@ -253,7 +287,7 @@ def _add_export(commands: Any) -> None:
         "--batch-size", type=_non_negative_int, default=512, metavar="N", help="spans per request"
     )
     export.add_argument(
-        "--timeout", type=_number, default=10.0, metavar="SECONDS", help="per request"
+        "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per request"
     )
     _add_filters(export)
 
@@ -273,4 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     _subparser(commands, "check", "validate the file without changing it")
     _subparser(commands, "repair", "fix a torn tail, keeping every complete entry")
     _add_export(commands)
+    install = _subparser(
+        commands, "install-skill", "make an existing Betty repository use betty_otel", file=False
+    )
+    install.add_argument(
+        "repo", nargs="?", metavar="BETTY_REPO", help="the repository (default: the one found)"
+    )
     return parser

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel._entry import entry_signature
-from betty_otel._store import resolve_path
+from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import PROG
 from betty_otel.cli.render import (
     MAX_WIDTH,
@@ -23,13 +23,14 @@ from betty_otel.cli.render import (
     default_format,
     dumps,
     entry_cells,
-    err,
+    error_cell,
     number_cell,
-    out,
     print_entries,
+    status_cell,
     table,
     text,
 )
+from betty_otel.cli.terminal import err, out
 from betty_otel.query import (
     Filters,
     GroupStats,
@@ -64,16 +65,17 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 def cmd_query(args: argparse.Namespace) -> int:
     fmt = default_format(args.format, "table", "json")
-    entries = iter_query(args.file, filters=filters_from(args))
+    entries = iter_query(log_file(args.file), filters=filters_from(args))
     found = list(entries if args.limit is None else islice(entries, args.limit))
     print_entries(found, fmt)
     return 0
 
 
-def _stats_rows(groups: Iterable[GroupStats]) -> list[list[str]]:
+def _stats_rows(groups: Iterable[GroupStats], by: str) -> list[list[str]]:
+    key_cell = status_cell if by == "status" else text
     return [
         [
-            clip(text(group.key), MAX_WIDTH["skill"]),
+            clip(key_cell(group.key), MAX_WIDTH["skill"]),
             f"{group.count:,}",
             f"{group.failures:,}",
             f"{group.failure_rate * 100:.1f}%",
@@ -82,14 +84,14 @@ def _stats_rows(groups: Iterable[GroupStats]) -> list[list[str]]:
             number_cell(group.p99),
             number_cell(group.max),
             number_cell(group.mean),
-            ", ".join(f"{name} {count:,}" for name, count in group.statuses.items()),
+            ", ".join(f"{status_cell(name)} {count:,}" for name, count in group.statuses.items()),
         ]
         for group in groups
     ]
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    result = stats(args.file, by=args.by, filters=filters_from(args))
+    result = stats(log_file(args.file), by=args.by, filters=filters_from(args))
     fmt = default_format(args.format, "table", "json")
     if fmt == "json":
         out(dumps([dataclasses.asdict(group) for group in result.values()], indent=True))
@@ -99,7 +101,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     headers = [args.by, "count", "failures", "fail rate", "p50 ms", "p95 ms", "p99 ms"]
     headers += ["max ms", "mean ms", "statuses"]
-    out(table(headers, _stats_rows(result.values()), range(1, 9)))
+    out(table(headers, _stats_rows(result.values(), args.by), range(1, 9)))
     total = sum(group.count for group in result.values())
     out(f"\n{total:,} entries in {len(result):,} groups (percentiles: linear interpolation)")
     return 0
@@ -130,21 +132,24 @@ def _node_text(node: TraceNode) -> str:
     entry = node.entry
     parts = [
         text(entry.get("skill")),
-        text(entry.get("status")),
+        status_cell(entry.get("status")),
         f"{number_cell(entry.get('duration_ms'))} ms",
         f"caller={text(entry.get('caller'))}",
         f"span={text(entry.get('span_id'))}",
     ]
-    error = entry.get("error_message")
-    if error is not None:
-        parts.append(f"error={clip(text(error), MAX_WIDTH['error'])}")
+    if entry.get("execution_id") is not None:
+        parts.append(f"execution={text(entry.get('execution_id'))}")
+    error = error_cell(entry)
+    if error:
+        parts.append(f"error={clip(error, MAX_WIDTH['error'])}")
     return "  ".join(parts)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    roots = trace(args.trace_id, args.file)
+    path = log_file(args.file)
+    roots = trace(args.trace_id, path)
     if not roots:
-        err(f"Error: no entries with trace id {args.trace_id} in {resolve_path(args.file)}")
+        err(f"Error: no entries with trace id {args.trace_id} in {path}")
         return 1
     if args.format == "json":
         out(dumps([_node_json(root) for root in roots], indent=True))
@@ -228,7 +233,7 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    path = resolve_path(args.file)
+    path = log_file(args.file)
     fmt = default_format(args.format, "table", "jsonl")
 
     def show(entry: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""What the commands print: aligned tables of short cells, JSON and JSON lines."""
+"""What the commands print: aligned tables of short cells, JSON and JSON lines.
+
+Cells are single lines with their control characters escaped (`text`); everything
+is printed through `betty_otel.cli.terminal`, which escapes what is left.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import entry_time, value_text
+from betty_otel._entry import canonical_status, entry_error, entry_time, value_text
+from betty_otel.cli.terminal import escape_controls, out
 
 __all__ = [
     "MAX_WIDTH",
@@ -17,27 +22,19 @@ __all__ = [
     "default_format",
     "dumps",
     "entry_cells",
-    "err",
+    "error_cell",
     "number_cell",
-    "out",
     "print_entries",
+    "status_cell",
     "table",
     "text",
 ]
 
-MAX_WIDTH: Final = {"skill": 40, "caller": 28, "error": 60, "status": 12}
+MAX_WIDTH: Final = {"skill": 40, "caller": 28, "error": 60, "status": 20}
 """The widest a table cell of these columns gets before it is clipped."""
 
 _ENTRY_HEADERS: Final = ["time (UTC)", "skill", "status", "duration_ms", "caller", "error"]
 _ENTRY_RIGHT: Final = frozenset({3})
-
-
-def out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-
-
-def err(line: str) -> None:
-    sys.stderr.write(line + "\n")
 
 
 def dumps(value: Any, *, indent: bool = False) -> str:
@@ -47,13 +44,20 @@ def dumps(value: Any, *, indent: bool = False) -> str:
 
 
 def text(value: object) -> str:
-    """A cell: strings as they are, missing as ``-``, anything else as JSON."""
-    return "-" if value is None else value_text(value)
+    """A cell: one line, missing as ``-``, a non-string as JSON.
+
+    Line breaks and tabs become single spaces (readable); other controls are escaped.
+    """
+    if value is None:
+        return "-"
+    cell = value_text(value)
+    if "\n" in cell or "\r" in cell or "\t" in cell:
+        cell = " ".join(cell.split())
+    return escape_controls(cell)
 
 
 def clip(cell: str, width: int) -> str:
-    """One line (whitespace runs joined) of at most width characters."""
-    cell = " ".join(cell.split()) if ("\n" in cell or "\t" in cell) else cell
+    """cell cut to at most width characters."""
     return cell if len(cell) <= width else cell[: width - 1] + "…"
 
 
@@ -70,16 +74,31 @@ def number_cell(value: object, digits: int = 1) -> str:
     return text(value)
 
 
+def status_cell(value: object) -> str:
+    """The canonical status, and the word the file holds where it differs: ``failure (failed)``."""
+    if isinstance(value, str) and canonical_status(value) != value:
+        return text(f"{canonical_status(value)} ({value})")
+    return text(value)
+
+
+def error_cell(entry: dict[str, Any]) -> str:
+    """The error text (old tools' ``error`` too), else a non-zero ``exit_code``; or empty."""
+    error = entry_error(entry)
+    if error is None:
+        code = entry.get("exit_code")
+        error = None if code in (None, 0) else f"exit code {value_text(code)}"
+    return "" if error is None else text(error)
+
+
 def entry_cells(entry: dict[str, Any]) -> list[str]:
     """An entry's table row: time, skill, status, duration, caller, error."""
-    error = entry.get("error_message")
     return [
         _time_cell(entry.get("timestamp")),
         clip(text(entry.get("skill")), MAX_WIDTH["skill"]),
-        clip(text(entry.get("status")), MAX_WIDTH["status"]),
+        clip(status_cell(entry.get("status")), MAX_WIDTH["status"]),
         number_cell(entry.get("duration_ms")),
         clip(text(entry.get("caller")), MAX_WIDTH["caller"]),
-        "" if error is None else clip(text(error), MAX_WIDTH["error"]),
+        clip(error_cell(entry), MAX_WIDTH["error"]),
     ]
 
 
