@@ -25,6 +25,7 @@ from betty_otel._entry import (
     span_status_for,
 )
 from betty_otel._errors import internal_error
+from betty_otel._redact import hide_secret_args
 from betty_otel._sanitize import Sanitizer, to_json_text
 
 __all__ = ["Run", "finish_run", "outcome_of_exception", "outcome_of_result", "start_run"]
@@ -95,10 +96,12 @@ class Run:
     def record_exception(self, exc: BaseException) -> None:
         """Status and message from the exception, and a redacted exception event."""
         status, message = outcome_of_exception(exc)
-        self.set_error(status, message)
+        redactor = self.sanitizer.redactor
+        self.set_error(status, message and hide_secret_args(exc, redactor, message))
         if status not in ERROR_STATUSES:
             return
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        stack = hide_secret_args(exc, redactor, stack)
         kind = type(exc)
         self.span.add_event(
             "exception",

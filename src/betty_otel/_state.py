@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Tracer
 
     from betty_otel._inputs import BindPlan
+    from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline
 
 __all__ = ["STATE", "ProcessState"]
@@ -40,6 +41,8 @@ class ProcessState:
     """One in-process lock per log file, beside flock (owner: _store)."""
     bind_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = field(default_factory=dict)
     """Each plain signature's bind plan, by id (owner: _inputs); bounded, pins its signatures."""
+    redaction_rules: RedactionRules | None = None
+    """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
 
 
 STATE = ProcessState()
