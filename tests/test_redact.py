@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from betty_otel._redact import REDACTED, Redactor
-from betty_otel.redaction import NOT_SECRET_ENDINGS, SECRET_ENDINGS, SECRET_NAMES
 from betty_otel._sanitize import Sanitizer, to_json_text
+from betty_otel.redaction import NOT_SECRET_ENDINGS, SECRET_ENDINGS, SECRET_NAMES
 from hostile import HOSTILE
 
 S = Sanitizer()

@@ -395,13 +395,16 @@ def hide_secret_args(exc: BaseException, redactor: Redactor, text: str) -> str:
 def _shown_args(exc: BaseException, redactor: Redactor) -> tuple[str, str] | None:
     """``str(exc)`` and the same with secret args replaced; None when nothing is secret."""
     args = exc.args
-    if len(args) < 2 or type(exc).__str__ is not BaseException.__str__:
+    if len(args) < 2:
         return None
     secret = secret_positions(args, redactor.is_secret_key) | _secret_parameters(exc, redactor)
     if not secret:
         return None
+    text = str(exc)
+    if text != str(args):  # a __str__ of its own: only value redaction applies
+        return None
     shown = [REDACTED if i in secret else safe_repr(arg) for i, arg in enumerate(args)]
-    return str(exc), "(" + ", ".join(shown) + ")"
+    return text, "(" + ", ".join(shown) + ")"
 
 
 def _secret_parameters(exc: BaseException, redactor: Redactor) -> set[int]:
