@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from betty_otel._secret_keys import default_secret_key, normalise_key
-from betty_otel._secret_values import REDACTED, VALUE_RULES
+from betty_otel._secret_values import CONTEXT_RULES, REDACTED, SHORTEST_TOKEN, TOKEN_RULES
 
 __all__ = [
     "REDACTED",
@@ -66,14 +66,19 @@ class RedactionRules:
     """More value detectors: every match is replaced whole."""
 
 
-# The table as the pass loop reads it: one entry per trigger, in table order (a tuple per
-# rule and an inner loop over its triggers would double the cost of a pass).
+# The tables as the pass loop reads them: one entry per trigger, in table order (a tuple
+# per rule and an inner loop over its triggers would double the cost of a pass). Token
+# rules run only on text holding a long enough word (one C-level search).
 _GATES: Final = tuple(
     (trigger, rule.fold_case, rule.pattern, rule.replacement)
-    for rule in VALUE_RULES
+    for rule in CONTEXT_RULES
     for trigger in rule.triggers
 )
-_SHORTEST_TOKEN: Final = 20  # no vendor-token or JWT rule matches shorter text
+_TOKEN_GATES: Final = tuple(
+    (trigger, rule.pattern, rule.replacement) for rule in TOKEN_RULES for trigger in rule.triggers
+)
+# Every token is a run of SHORTEST_TOKEN word characters: prose and paths rarely hold one.
+_LONG_WORD: Final = re.compile(rf"[A-Za-z0-9_.\-]{{{SHORTEST_TOKEN}}}")
 
 # "key: value" pairs are found from their separator: the pattern runs over the reversed
 # text (separator, then the key backwards), so only ":" and "=" positions are tried.
@@ -243,16 +248,19 @@ class Redactor:
         # replacement creates a trigger word.
         lowered = text.lower()
         ran = None  # a rule with several triggers runs once
-        long_enough = len(text) >= _SHORTEST_TOKEN
         for trigger, fold_case, pattern, replacement in _GATES:
             if pattern is not ran and trigger in (lowered if fold_case else text):
-                if fold_case or long_enough or trigger == "://":
-                    text = pattern.sub(replacement, text)
+                text = pattern.sub(replacement, text)
                 ran = pattern
+        if len(text) >= SHORTEST_TOKEN and _LONG_WORD.search(text) is not None:
+            for trigger, pattern, replacement in _TOKEN_GATES:
+                if trigger in text:
+                    text = pattern.sub(replacement, text)
         if "</" in text:
             text = _XML_ELEMENT.sub(self._xml_repl, text)
-        if "-" in text:
+        if "'-" in text or '"-' in text:
             text = _ARGV_REPR.sub(self._argv_repl, text)
+        if "--" in text:
             text = _ARGV_TEXT.sub(self._argv_repl, text)
         if "=" in text or ":" in text:
             text = self._redact_pairs(text)

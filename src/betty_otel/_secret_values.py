@@ -2,7 +2,8 @@
 
 Each detector is a ``ValueRule``: literals (``triggers``) of which every match holds one,
 so the pattern runs only when one is present, and the replacement. ``VALUE_RULES`` is
-applied in order by ``betty_otel._redact.Redactor`` before ``key=value`` pairs: whole
+applied in order (``CONTEXT_RULES``, then ``TOKEN_RULES``) by
+``betty_otel._redact.Redactor`` before ``key=value`` pairs: whole
 blocks and URL/scheme credentials first, as a pair would otherwise take ``Bearer`` as
 the value and leave the token. ``VENDOR_TOKENS`` lists the token formats (well-known
 prefixes, low false-positive bodies); each match is replaced whole.
@@ -18,7 +19,15 @@ import re
 from collections.abc import Callable
 from typing import Final, NamedTuple
 
-__all__ = ["REDACTED", "VALUE_RULES", "VENDOR_TOKENS", "ValueRule"]
+__all__ = [
+    "CONTEXT_RULES",
+    "REDACTED",
+    "SHORTEST_TOKEN",
+    "TOKEN_RULES",
+    "VALUE_RULES",
+    "VENDOR_TOKENS",
+    "ValueRule",
+]
 
 REDACTED: Final = "***REDACTED***"
 
@@ -126,12 +135,22 @@ def _auth_repl(match: re.Match[str]) -> str:
     return match.group(0)
 
 
-VALUE_RULES: Final[tuple[ValueRule, ...]] = (
+CONTEXT_RULES: Final[tuple[ValueRule, ...]] = (
     ValueRule("PEM private key blocks", ("-----BEGIN",), False, _PEM, REDACTED),
     ValueRule("URL passwords (user kept)", ("://",), False, _URL_CREDS, rf"\1{REDACTED}@"),
     ValueRule("Bearer/Basic credentials", ("bearer", "basic"), True, _AUTH_SCHEME, _auth_repl),
-    ValueRule("JWTs", ("eyJ",), False, _JWT, REDACTED),
     ValueRule("Slack webhook URLs", ("hooks.slack.com",), False, _SLACK_WEBHOOK, rf"\1{REDACTED}"),
+)
+"""Detectors of a secret by what surrounds it, in the order they run."""
+
+SHORTEST_TOKEN: Final = 20
+"""No rule of TOKEN_RULES matches text shorter than this."""
+
+TOKEN_RULES: Final[tuple[ValueRule, ...]] = (
+    ValueRule("JWTs", ("eyJ",), False, _JWT, REDACTED),
     *(_token_rule(*token) for token in VENDOR_TOKENS),
 )
-"""The key-free detectors, in the order they run."""
+"""Detectors of a secret by its own form (case-sensitive prefixes), after CONTEXT_RULES."""
+
+VALUE_RULES: Final = CONTEXT_RULES + TOKEN_RULES
+"""All key-free detectors, in the order they run."""
