@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from betty_otel._redact import DEFAULT_SECRET_KEYS, REDACTED, Redactor
+from betty_otel._redact import REDACTED, Redactor
 from betty_otel._sanitize import Sanitizer, to_json_text
+from betty_otel.redaction import NOT_SECRET_ENDINGS, SECRET_ENDINGS, SECRET_NAMES
 from hostile import HOSTILE
 
 S = Sanitizer()
@@ -51,12 +52,13 @@ def test_ordinary_keys_are_not_redacted(key: str) -> None:
     assert R.redact_text(f"{key}=visible") == f"{key}=visible"
 
 
-def test_default_secret_keys_are_in_normalised_form() -> None:
-    """DEFAULT_SECRET_KEYS holds lowercase names without separators, the documented ones too."""
-    for name in DEFAULT_SECRET_KEYS:
+def test_secret_name_tables_are_in_joined_lowercase_form() -> None:
+    """The tables hold lowercase words joined without separators, as the rule compares."""
+    for name in (*SECRET_NAMES, *SECRET_ENDINGS, *NOT_SECRET_ENDINGS):
         assert name == name.lower()
         assert not set(name) & set("-_. ")
-    assert {"password", "apikey", "auth", "authorization", "pin", "cvv"} <= DEFAULT_SECRET_KEYS
+    assert {"auth", "pin", "cvv"} <= SECRET_NAMES
+    assert {"password", "apikey", "authorization", "token"} <= set(SECRET_ENDINGS)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from betty_otel._entry import (
     span_status_for,
 )
 from betty_otel._errors import internal_error
-from betty_otel._redact import type_name
+from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
 from betty_otel.propagation import root_parent
 
@@ -165,7 +165,12 @@ class Run:
         kept = self.status in ERROR_STATUSES
         if not kept:
             self.status = status  # before anything that can fail: never a false success
-        described = None if message is None else self.sanitizer.sanitize(message)
+        redactor = self.sanitizer.redactor
+        described = (
+            None
+            if message is None
+            else self.sanitizer.sanitize(hide_secret_args(exc, redactor, message))
+        )
         if not kept or self.error is None:
             self.error = described
         if status not in ERROR_STATUSES:
@@ -174,6 +179,7 @@ class Run:
             stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         except Exception:  # noqa: BLE001 - traceback reads the class's name, which may raise
             stack = message or ""
+        stack = hide_secret_args(exc, redactor, stack)
         self.span.add_event(
             "exception",
             {

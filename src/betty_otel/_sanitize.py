@@ -45,7 +45,15 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._redact import REDACTED, SECRET_TRIGGER, Redactor, safe_repr, type_name
+from betty_otel._redact import (
+    REDACTED,
+    RedactionRules,
+    Redactor,
+    safe_repr,
+    secret_positions,
+    type_name,
+)
+from betty_otel._state import STATE
 
 __all__ = ["Sanitizer", "default_sanitizer", "to_json_text"]
 
@@ -153,15 +161,30 @@ class Sanitizer:
         Budgets are raised to small minimums (64 chars per value, 256 total, depth 1,
         2 items) so every marker fits and a second pass never cuts again.
         """
-        self._redactor = Redactor(extra_keys)
+        self._extra_keys = (extra_keys,) if isinstance(extra_keys, str) else tuple(extra_keys)
+        self._use_rules(STATE.redaction_rules)
         self._max_value_chars = max(int(max_value_chars), 64)
         self._max_total = max(int(max_total_chars), 256)
         self._max_depth = max(int(max_depth), 1)
         self._max_items = max(int(max_items), 2)
-        self._min_scan = self._redactor.min_scan
+
+    def _use_rules(self, rules: RedactionRules | None) -> None:
+        """Redact by these process-wide rules from now on (betty_otel.redaction changed)."""
+        redactor = Redactor(self._extra_keys, rules)
         # Sanitized text and secrecy of each short key seen: per instance (redaction depends
-        # on extra_keys), bounded by refusing new entries once full.
+        # on the keys and rules), bounded by refusing new entries once full.
         self._keys: dict[str, tuple[str, bool]] = {}
+        self._min_scan = redactor.min_scan
+        self._trigger = redactor.trigger
+        self._redactor = redactor
+        self._rules = rules
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redactor this sanitizer applies to text (its keys and the current rules)."""
+        if STATE.redaction_rules is not self._rules:
+            self._use_rules(STATE.redaction_rules)
+        return self._redactor
 
     def sanitize(self, value: object) -> Any:
         """Return a JSON-safe copy (dict/list/str/int/float/bool/None).
@@ -169,6 +192,8 @@ class Sanitizer:
         Secrets are redacted by key and by value, and every string is within budget.
         """
         try:
+            if STATE.redaction_rules is not self._rules:
+                self._use_rules(STATE.redaction_rules)
             if type(value) is dict:
                 flat = self._flat(value)
                 if flat is not None:
@@ -212,7 +237,7 @@ class Sanitizer:
                     and len(item) <= 256
                     and item.isascii()
                     and item.isprintable()
-                    and (len(item) < min_scan or SECRET_TRIGGER.search(item) is None)
+                    and (len(item) < min_scan or self._trigger.search(item) is None)
                 )
             ):
                 out[text] = item
@@ -271,7 +296,7 @@ class Sanitizer:
                 len(value) <= self._max_value_chars
                 and value.isascii()
                 and value.isprintable()
-                and (len(value) < self._min_scan or SECRET_TRIGGER.search(value) is None)
+                and (len(value) < self._min_scan or self._trigger.search(value) is None)
             ):
                 st.total += _json_size(value)
                 return value
@@ -334,6 +359,11 @@ class Sanitizer:
             if isinstance(data, Mapping):
                 return self._walk_mapping(value, data.items(), len(data), depth, st)
             return self._walk(data, depth + 1, st)
+        if callable(getattr(type(value), "items", None)) and hasattr(type(value), "keys"):
+            # Mapping-like but not a Mapping (HTTP header objects): pairs, names kept.
+            listed = list(islice(value.items(), self._max_items))  # type: ignore[attr-defined]
+            size = len(value) if isinstance(value, Collection) else len(listed)
+            return self._walk_mapping(value, listed, size, depth, st)
         if isinstance(value, (Iterator, AsyncIterator)):  # reading it would consume it
             return self._leaf(f"<{type_name(value)} not consumed>", st)
         if isinstance(value, Collection):
@@ -407,6 +437,7 @@ class Sanitizer:
         try:
             out: list[Any] = []
             cap = n if n <= self._max_items else self._max_items - 1
+            secret = self._secret_items(owner)
             for i, item in enumerate(items):
                 if st.total > self._max_total:
                     out.append(_BUDGET)
@@ -414,7 +445,9 @@ class Sanitizer:
                 if i >= cap:
                     break
                 kind = type(item)
-                if (kind is int and _I64_MIN <= item <= _I64_MAX) or kind is bool or item is None:
+                if secret and i in secret:
+                    out.append(self._leaf(REDACTED, st))
+                elif (kind is int and _I64_MIN <= item <= _I64_MAX) or kind is bool or item is None:
                     st.total += _SCALAR_COST
                     out.append(item)
                 elif (
@@ -433,6 +466,17 @@ class Sanitizer:
             return out
         finally:
             st.active.discard(id(owner))
+
+    def _secret_items(self, owner: object) -> set[int] | None:
+        """Items of a list or tuple that are secret by what precedes them (see _redact).
+
+        Only sequences that can hold a name (a str or bytes first item) are looked at.
+        """
+        if type(owner) is not list and type(owner) is not tuple:
+            return None
+        if len(owner) < 2 or not isinstance(owner[0], (str, bytes)):
+            return None
+        return secret_positions(owner, self._redactor.is_secret_key)
 
     def _walk_set(self, value: AbstractSet[Any], depth: int, st: _State) -> Any:
         """Sorted (only the kept smallest when large), else iteration order if unsortable."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Tracer
 
     from betty_otel._inputs import BindPlan
+    from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline
 
 __all__ = ["STATE", "ProcessState"]
@@ -45,6 +46,8 @@ class ProcessState:
     """Subprocesses get the current trace context in their environment (owner: propagation)."""
     popen_init: Callable[..., None] | None = None
     """The Popen.__init__ our hook wraps, while the hook is installed (owner: propagation)."""
+    redaction_rules: RedactionRules | None = None
+    """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
 
 
 STATE = ProcessState()
