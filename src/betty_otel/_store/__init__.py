@@ -26,7 +26,7 @@ from betty_otel._store.readers import (
     open_log_files,
     warn_damage,
 )
-from betty_otel._store.snapshot import log_files, open_for_reading
+from betty_otel._store.snapshot import log_files, open_for_reading, read_errors
 from betty_otel._store.writer import TelemetryStore
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "open_for_reading",
     "open_log_files",
     "parse_entry_line",
+    "read_errors",
     "resolve_path",
     "warn_damage",
 ]
