@@ -12,8 +12,9 @@ The rule (resolve_path), first match wins:
 
 A relative path is made absolute against the working directory once, when it is
 resolved (a store or pipeline resolves it when created), so a later ``os.chdir``
-never splits one program's log across folders. The default (3-4) is resolved once
-per process (again only if ``$BETTY_HOME`` changes): a later ``chdir`` does not move it.
+never splits one program's log across folders. Without an explicit path (2-4) the
+file is resolved once per process (again only if one of the two variables
+changes): a later ``chdir`` does not move it.
 """
 
 from __future__ import annotations
@@ -74,31 +75,35 @@ def _is_folder(path: Path) -> bool:
 
 
 def default_path() -> Path:
-    """``registry/telemetry.json`` under the Betty root, else under the working directory.
+    """The log when no path is given: $BETTY_TELEMETRY_FILE, else the Betty registry.
 
-    Resolved once per process (kept in STATE with the ``$BETTY_HOME`` it was
-    resolved for; only a change of that variable resolves it again), so a later
-    ``chdir`` does not move the log.
+    ``registry/telemetry.json`` under the Betty root, else under the working
+    directory. Resolved once per process (kept in STATE with the two variables it
+    was resolved for; only a change of one of them resolves it again), so a later
+    ``chdir`` does not move the log, even when the variable holds a relative path.
     """
-    key = os.environ.get(ENV_HOME, "")
+    key = (os.environ.get(ENV_FILE, ""), os.environ.get(ENV_HOME, ""))
     cached = STATE.default_path
     if cached is not None and cached[0] == key:
         return cached[1]
-    root = betty_root()
-    path = _absolute(DEFAULT_PATH if root is None else root / DEFAULT_PATH)
+    if key[0]:
+        path = _absolute(Path(key[0]))
+    else:
+        root = betty_root()
+        path = _absolute(DEFAULT_PATH if root is None else root / DEFAULT_PATH)
     STATE.default_path = (key, path)
     return path
 
 
 def resolve_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The telemetry file, absolute: the argument, else $BETTY_TELEMETRY_FILE, else default_path().
+    """The telemetry file, absolute: the argument, else default_path().
 
-    An empty argument or variable counts as not given.
+    An empty argument counts as not given; a relative one is taken against the
+    working directory now.
     """
     if path is not None and os.fspath(path) != "":
         return _absolute(Path(path))
-    env = os.environ.get(ENV_FILE, "")
-    return _absolute(Path(env)) if env else default_path()
+    return default_path()
 
 
 def _absolute(path: Path) -> Path:
