@@ -22,25 +22,18 @@ import pytest
 
 from betty_otel import TelemetryCapture
 from betty_otel.query import ORDER_WINDOW, iter_query, query, stats
+from cli_helpers import LEGACY_FILE
 
-LEGACY = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
-LEGACY = LEGACY / "betty-registry-telemetry.json"
 START = datetime(2025, 10, 24, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def legacy(tmp_path: Path) -> Path:
-    target = tmp_path / "telemetry.json"
-    shutil.copyfile(LEGACY, target)
-    return target
-
-
 def test_all_25_failures_of_the_real_registry_are_failures_in_stats_and_query(
-    legacy: Path,
+    tmp_path: Path,
 ) -> None:
     """stats counts "failed" as a failure (workflow.compose is no longer 0.0%), keeps the
     words in original_statuses; query(status="failure") returns all 25, unchanged."""
-    original = json.loads(LEGACY.read_text(encoding="utf-8"))
+    legacy = Path(shutil.copyfile(LEGACY_FILE, tmp_path / "telemetry.json"))
+    original = json.loads(LEGACY_FILE.read_text(encoding="utf-8"))
     by_skill = stats(legacy)
     assert sum(group.failures for group in by_skill.values()) == 25
     compose = by_skill["workflow.compose"]
