@@ -15,8 +15,10 @@ import orjson
 import pytest
 
 from betty_otel import TelemetryCapture
+from betty_otel._entry import canonical_status, entry_time
 from betty_otel._store import ForwardParser, TelemetryStore, check_file, iter_entries
 from betty_otel.query import (
+    ORDER_WINDOW,
     GroupStats,
     TraceNode,
     iter_query,
@@ -61,6 +63,18 @@ def write_store(path: Path, entries: list[dict[str, Any]]) -> Path:
     return path
 
 
+def by_time(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What query returns: newest first by timestamp; ties and unreadable times (last) keep
+    file order, the later written first."""
+
+    def seconds(item: dict[str, Any]) -> float:
+        moment = entry_time(item.get("timestamp"))
+        return float("-inf") if moment is None else moment.timestamp()
+
+    later_written_first = entries[::-1]  # a stable sort keeps this order for ties
+    return sorted(later_written_first, key=seconds, reverse=True)
+
+
 def write_json(path: Path, entries: list[Any], **options: Any) -> Path:
     """Write entries as the old tools do (json.dump, indent=2 by default)."""
     options.setdefault("indent", 2)
@@ -81,11 +95,16 @@ def legacy(tmp_path: Path) -> Path:
 # ---------------------------------------------------------------------------
 
 
-def test_newest_first_in_recording_order(tmp_path: Path) -> None:
-    """Order is the file's order reversed, even when timestamps are out of order."""
+def test_query_is_newest_first_by_timestamp_and_iter_query_by_recording_order(
+    tmp_path: Path,
+) -> None:
+    """query orders by timestamp (issue 10: the original skill sorted by time); iter_query
+    streams the file's order, reversed by default."""
     entries = [entry(i) for i in (5, 1, 9, 3)]
     path = write_store(tmp_path / "t.json", entries)
-    assert query(path) == entries[::-1]
+    assert query(path) == [entries[2], entries[0], entries[3], entries[1]]
+    assert query(path, limit=2) == [entries[2], entries[0]]
+    assert list(iter_query(path)) == entries[::-1]
     assert list(iter_query(path, newest_first=False)) == entries
 
 
@@ -111,7 +130,8 @@ def test_filters_take_a_value_or_a_collection(tmp_path: Path) -> None:
 
 
 def test_limit_stops_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The limit is applied while streaming: only the end of the file is parsed."""
+    """The limit is applied while streaming: only the end of the file is parsed (the limit,
+    then the entries of the last ORDER_WINDOW seconds: here one a second)."""
     path = tmp_path / "t.json"
     path.write_bytes(b"[\n" + b",\n".join(orjson.dumps(entry(i)) for i in range(3000)) + b"\n]\n")
     parsed = 0
@@ -125,7 +145,7 @@ def test_limit_stops_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr("orjson.loads", counting)  # the store parses entry lines with it
     found = query(path, limit=3)
     assert [item["duration_ms"] for item in found] == [2999.0, 2998.0, 2997.0]
-    assert parsed < 20
+    assert parsed < 3 + ORDER_WINDOW + 20
     assert query(path, limit=0) == []
     assert len(query(path, limit=None)) == 3000
 
@@ -214,7 +234,8 @@ def test_unreadable_timestamps_match_no_time_filter(
     path, entries = timed
     assert all(item["timestamp"] != "not a time" for item in query(path, since="100w"))
     everything = query(path)
-    assert everything == entries[::-1]  # without a time filter nothing is dropped
+    assert everything == by_time(entries)  # without a time filter nothing is dropped
+    assert everything[-3:] == entries[-1:-4:-1]  # unreadable times last, in file order
 
 
 @pytest.mark.parametrize("bad", ["yesterday", "15x", "", "-5m", "m", "2025-13-01"])
@@ -251,13 +272,18 @@ def test_parse_time() -> None:
 
 
 def test_legacy_fixture_is_returned_unchanged(legacy: Path) -> None:
+    """Every entry exactly as the file holds it; its 22 "failed" and 3 "failure" entries are
+    all failures to the status filter, whichever word is asked for."""
     original = json.loads(LEGACY.read_text(encoding="utf-8"))
     assert len(original) == 225
-    assert query(legacy) == original[::-1]
-    failed = [item for item in original if item.get("status") == "failed"]
-    assert failed, "the fixture has the old 'failed' status"
-    assert query(legacy, status="failed") == failed[::-1]
-    assert query(legacy, status="failed", limit=2) == failed[::-1][:2]
+    assert query(legacy) == by_time(original)
+    assert list(iter_query(legacy)) == original[::-1]
+    failures = [item for item in original if item.get("status") in ("failed", "failure")]
+    assert len(failures) == 25
+    for word in ("failure", "failed", "FAILED", "fail"):
+        assert query(legacy, status=word) == by_time(failures), word
+    assert query(legacy, status="failure", limit=2) == by_time(failures)[:2]
+    assert {item["status"] for item in query(legacy, status="failure")} == {"failed", "failure"}
     assert legacy.read_bytes() == LEGACY.read_bytes()  # reading never writes
 
 
@@ -265,11 +291,14 @@ def test_legacy_fixture_stats_and_appends(legacy: Path) -> None:
     original = json.loads(LEGACY.read_text(encoding="utf-8"))
     result = stats(legacy, by="status")
     assert sum(group.count for group in result.values()) == 225
-    assert result["failed"].failure_rate == 0.0  # "failed" is not one of ours
+    assert set(result) == {"success", "failure"}
+    assert result["failure"].count == 25
+    assert result["failure"].failure_rate == 1.0
+    assert result["failure"].original_statuses == {"failed": 22, "failure": 3}
     # The store appends canonical lines after the indent=2 ones: both are read.
     write_store(legacy, [entry(1, skill="new.skill")])
-    assert query(legacy, limit=1) == [entry(1, skill="new.skill")]
-    assert query(legacy) == [entry(1, skill="new.skill"), *original[::-1]]
+    assert list(iter_query(legacy)) == [entry(1, skill="new.skill"), *original[::-1]]
+    assert query(legacy) == by_time([*original, entry(1, skill="new.skill")])
     assert stats(legacy)["new.skill"].count == 1
     assert sum(group.count for group in stats(legacy).values()) == 226
 
@@ -327,9 +356,10 @@ def test_stats_hand_computed(tmp_path: Path) -> None:
     assert a == GroupStats(
         key="a",
         count=6,
-        statuses={"success": 3, "failed": 1, "failure": 1, "timeout": 1},
-        failures=2,
-        failure_rate=2 / 6,
+        statuses={"success": 3, "failure": 2, "timeout": 1},  # "failed" is a failure
+        original_statuses={"success": 3, "failed": 1, "failure": 1, "timeout": 1},
+        failures=3,
+        failure_rate=3 / 6,
         durations=5,
         p50=30.0,  # sorted 10 20 30 40 100: rank 4 * 0.50 = 2
         p95=a.p95,
@@ -370,6 +400,8 @@ def reference_stats(entries: list[dict[str, Any]], by: str) -> dict[Any, tuple[A
         key = item.get(by)
         if key is not None and not isinstance(key, str):
             key = orjson.dumps(key, option=orjson.OPT_SORT_KEYS).decode()
+        if by == "status" and key is not None:
+            key = canonical_status(key)  # a group per canonical status
         groups.setdefault(key, []).append(item)
     result = {}
     for key, members in groups.items():
@@ -390,12 +422,12 @@ def reference_stats(entries: list[dict[str, Any]], by: str) -> dict[Any, tuple[A
             name = (
                 "(none)"
                 if status is None
-                else status
+                else canonical_status(status)
                 if isinstance(status, str)
                 else (orjson.dumps(status).decode())
             )
             statuses[name] = statuses.get(name, 0) + 1
-        failures = sum(1 for m in members if m.get("status") in ("failure", "error", "timeout"))
+        failures = sum(statuses.get(name, 0) for name in ("failure", "error", "timeout"))
         result[key] = (len(members), statuses, failures, len(values), p50, p95, p99)
     return result
 

@@ -31,6 +31,7 @@ from betty_otel._store import (
     StoreError,
     TelemetryStore,
     check_file,
+    default_path,
     encode_entry,
     iter_entries,
     log_files,
@@ -133,10 +134,14 @@ def store(log_path: Path) -> Iterator[TelemetryStore]:
 def test_resolve_path_prefers_argument_then_env_then_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """resolve_path: the argument wins, then $BETTY_TELEMETRY_FILE, then registry/telemetry.json."""
+    """resolve_path: the argument wins, then $BETTY_TELEMETRY_FILE, then registry/telemetry.json
+    (under the Betty root, else the working directory: see test_trust_location.py)."""
     monkeypatch.delenv(ENV_FILE, raising=False)
-    assert resolve_path() == DEFAULT_PATH == Path("registry") / "telemetry.json"
-    assert resolve_path("") == DEFAULT_PATH
+    assert Path("registry") / "telemetry.json" == DEFAULT_PATH
+    assert resolve_path() == default_path()
+    assert resolve_path().is_absolute()
+    assert resolve_path().parts[-2:] == DEFAULT_PATH.parts
+    assert resolve_path("") == default_path()
     monkeypatch.setenv(ENV_FILE, str(tmp_path / "env.json"))
     assert resolve_path() == tmp_path / "env.json"
     assert resolve_path(tmp_path / "arg.json") == tmp_path / "arg.json"

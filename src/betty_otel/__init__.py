@@ -4,7 +4,9 @@ Every execution recorded with `capture_telemetry`, `TelemetryContext` or
 `TelemetryCapture.capture` becomes an OTel span; `BettyFileExporter` appends each
 finished span as a Betty entry to ``registry/telemetry.json`` (or
 $BETTY_TELEMETRY_FILE), and the same spans go to an OTLP collector when one is
-configured. `betty_otel.query` reads the log back.
+configured. `betty_otel.query` reads the log back. `StoreError` (an OSError) is
+what reading or appending to the file raises; `LockTimeoutError`, a StoreError,
+when the file's lock was not obtained in time.
 
 The names below are imported on first use (PEP 562), so ``import betty_otel`` and
 the reading commands of the CLI never load the OpenTelemetry SDK or wrapt.
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from betty_otel._entry import STATUSES
     from betty_otel._errors import internal_errors
     from betty_otel._setup import configure, shutdown
+    from betty_otel._store.errors import LockTimeoutError, StoreError
     from betty_otel.capture import TelemetryCapture
     from betty_otel.context import TelemetryContext
     from betty_otel.exporter import BettyFileExporter
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = [
     "STATUSES",
     "BettyFileExporter",
+    "LockTimeoutError",
+    "StoreError",
     "TelemetryCapture",
     "TelemetryContext",
     "capture_telemetry",
@@ -42,6 +47,8 @@ __version__ = "0.1.0"
 _HOMES: Final = {
     "STATUSES": "betty_otel._entry",
     "BettyFileExporter": "betty_otel.exporter",
+    "LockTimeoutError": "betty_otel._store.errors",
+    "StoreError": "betty_otel._store.errors",
     "TelemetryCapture": "betty_otel.capture",
     "TelemetryContext": "betty_otel.context",
     "capture_telemetry": "betty_otel.instrument",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import inspect
     from collections.abc import Callable
+    from pathlib import Path
 
     from opentelemetry.sdk.trace import Tracer
 
@@ -40,6 +41,9 @@ class ProcessState:
     path_locks_lock: threading.Lock = field(default_factory=threading.Lock)
     path_locks: dict[str, threading.Lock] = field(default_factory=dict)
     """One in-process lock per log file, beside flock (owner: _store)."""
+    default_path: tuple[tuple[str, str], Path] | None = None
+    """The log file when none is given, and the ($BETTY_TELEMETRY_FILE, $BETTY_HOME)
+    it was resolved for (owner: _store)."""
     bind_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = field(default_factory=dict)
     """Each plain signature's bind plan, by id (owner: _inputs); bounded, pins its signatures."""
     propagate_to_subprocesses: bool = False

@@ -1,4 +1,21 @@
-"""Where the telemetry file is: the argument, else the environment, else the default."""
+"""Where the telemetry file is: the argument, else the environment, else the Betty registry.
+
+The rule (resolve_path), first match wins:
+
+1. an explicit path (argument, ``--file``);
+2. ``$BETTY_TELEMETRY_FILE``;
+3. ``registry/telemetry.json`` under the Betty root (`betty_root`): ``$BETTY_HOME``
+   when set, else the nearest folder, from the working directory up to the
+   filesystem root, that holds a ``registry/`` folder and at least one of
+   ``skills/``, ``agents/`` or ``workflows/`` (what every Betty repository has);
+4. ``./registry/telemetry.json``.
+
+A relative path is made absolute against the working directory once, when it is
+resolved (a store or pipeline resolves it when created), so a later ``os.chdir``
+never splits one program's log across folders. Without an explicit path (2-4) the
+file is resolved once per process (again only if one of the two variables
+changes): a later ``chdir`` does not move it.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +23,92 @@ import os
 from pathlib import Path
 from typing import Final
 
-__all__ = ["DEFAULT_PATH", "ENV_FILE", "resolve_path"]
+from betty_otel._state import STATE
+
+__all__ = [
+    "BETTY_MARKERS",
+    "DEFAULT_PATH",
+    "ENV_FILE",
+    "ENV_HOME",
+    "betty_root",
+    "default_path",
+    "resolve_path",
+]
 
 ENV_FILE: Final = "BETTY_TELEMETRY_FILE"
+ENV_HOME: Final = "BETTY_HOME"
 DEFAULT_PATH: Final = Path("registry") / "telemetry.json"
-"""Relative to the working directory, where Betty keeps its registry."""
+"""Where Betty keeps its log, relative to the Betty root (or the working directory)."""
+BETTY_MARKERS: Final = ("skills", "agents", "workflows")
+"""Folders of which at least one sits beside ``registry/`` at a Betty repository's root."""
+
+
+def betty_root(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The Betty root: ``$BETTY_HOME`` when set, else the repository holding start.
+
+    The repository is the nearest folder from start (default: the working
+    directory) up to the filesystem root that holds a ``registry/`` folder and one
+    of BETTY_MARKERS (``skills/``, ``agents/``, ``workflows/``). None when there is
+    neither. The result is absolute; nothing is created.
+    """
+    home = os.environ.get(ENV_HOME, "")
+    if home:
+        return _absolute(Path(home))
+    try:
+        folder = (Path(start) if start is not None else Path.cwd()).absolute()
+    except OSError:  # the working directory was removed
+        return None
+    for candidate in (folder, *folder.parents):
+        if _is_folder(candidate / "registry") and any(
+            _is_folder(candidate / marker) for marker in BETTY_MARKERS
+        ):
+            return candidate
+    return None
+
+
+def _is_folder(path: Path) -> bool:
+    """path is a folder; an unreadable one on the way up is simply not a root."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def default_path() -> Path:
+    """The log when no path is given: $BETTY_TELEMETRY_FILE, else the Betty registry.
+
+    ``registry/telemetry.json`` under the Betty root, else under the working
+    directory. Resolved once per process (kept in STATE with the two variables it
+    was resolved for; only a change of one of them resolves it again), so a later
+    ``chdir`` does not move the log, even when the variable holds a relative path.
+    """
+    key = (os.environ.get(ENV_FILE, ""), os.environ.get(ENV_HOME, ""))
+    cached = STATE.default_path
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    if key[0]:
+        path = _absolute(Path(key[0]))
+    else:
+        root = betty_root()
+        path = _absolute(DEFAULT_PATH if root is None else root / DEFAULT_PATH)
+    STATE.default_path = (key, path)
+    return path
 
 
 def resolve_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """Return the telemetry file: the argument, else $BETTY_TELEMETRY_FILE, else the default."""
+    """The telemetry file, absolute: the argument, else default_path().
+
+    An empty argument counts as not given; a relative one is taken against the
+    working directory now.
+    """
     if path is not None and os.fspath(path) != "":
-        return Path(path)
-    env = os.environ.get(ENV_FILE, "")
-    return Path(env) if env else DEFAULT_PATH
+        return _absolute(Path(path))
+    return default_path()
+
+
+def _absolute(path: Path) -> Path:
+    """path made absolute against the working directory; as it is if that is gone."""
+    try:
+        return path.absolute()
+    except OSError:  # the working directory was removed: the relative path still works
+        return path

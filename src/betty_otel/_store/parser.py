@@ -24,10 +24,18 @@ from betty_otel._store.format import (
 )
 from betty_otel._store.lines import last_non_ws, lines_backward, lines_forward
 
-__all__ = ["Damage", "ForwardParser", "last_complete_element", "parse_line_alone"]
+__all__ = [
+    "TOKENS",
+    "Damage",
+    "ForwardParser",
+    "array_prefix",
+    "last_complete_element",
+    "parse_line_alone",
+]
 
-# Structural tokens of one line; JSON strings never contain a raw newline.
-_TOKENS: Final = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[\[\]{},]')
+TOKENS: Final = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[\[\]{},]')
+"""Structural tokens of one line (strings whole; a lone ``"`` starts an unterminated one).
+JSON strings never contain a raw newline."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,7 @@ class ForwardParser:
 
     def _tokenize(self, offset: int, line: bytes) -> Iterator[tuple[int, Any]]:
         start = 0
-        for match in _TOKENS.finditer(line):
+        for match in TOKENS.finditer(line):
             token = match.group()
             if len(token) > 1 or token == b'"':
                 if token == b'"':
@@ -262,7 +270,18 @@ def parse_line_alone(offset: int, raw: bytes) -> tuple[list[tuple[int, Any]], li
 
 
 def last_complete_element(fd: int, size: int) -> int:
-    """Offset just after the last complete element, or just after ``[`` when there is none.
+    """Offset just after the last complete element, or just after ``[`` when there is none."""
+    return array_prefix(fd, size, check=False)[0]
+
+
+def array_prefix(fd: int, size: int, *, check: bool = True) -> tuple[int, bool]:
+    """(end, entries): what a repair may keep of the first size bytes of the file.
+
+    end is the offset just after the last complete element, or just after ``[`` when
+    there is none. entries is True when the elements up to there are JSON objects:
+    all of them for a file parsed forward; the last and the first when a canonical
+    tail is found by reading backwards (every line between is then an entry line).
+    Without check, the first element is not read (entries is then about the last).
 
     Canonical files are scanned backwards line by line and stop at the first whole
     entry line; other layouts are parsed forward (rare: only a torn legacy file). An entry
@@ -279,19 +298,32 @@ def last_complete_element(fd: int, size: int) -> int:
             except orjson.JSONDecodeError:
                 pass
             else:
-                return entry_line_end(offset, line)
+                return entry_line_end(offset, line), not check or _first_is_object(fd, size)
         if body[:1] == b"{":
             found, _ = parse_line_alone(offset, line)
             if found:
-                return found[-1][0]
+                end, value = found[-1]
+                return end, isinstance(value, dict) and (not check or _first_is_object(fd, size))
     parser = ForwardParser()
     last_end = -1
     bracket = -1
+    objects = True
     for offset, line in lines_forward(fd, 0, size):
         if bracket < 0 and b"[" in line:
             bracket = offset + line.index(b"[") + 1
-        for end, _ in parser.feed(offset, line):
+        for end, value in parser.feed(offset, line):
             last_end = end
-    for end, _ in parser.flush():
+            objects = objects and isinstance(value, dict)
+    for end, value in parser.flush():
         last_end = end
-    return last_end if last_end >= 0 else max(bracket, 0)
+        objects = objects and isinstance(value, dict)
+    return (last_end if last_end >= 0 else max(bracket, 0)), objects
+
+
+def _first_is_object(fd: int, size: int) -> bool:
+    """True when the array's first complete element is a JSON object (reads only up to it)."""
+    parser = ForwardParser()
+    for offset, line in lines_forward(fd, 0, size):
+        for _, value in parser.feed(offset, line):
+            return isinstance(value, dict)
+    return any(isinstance(value, dict) for _, value in parser.flush())

@@ -1,8 +1,9 @@
 """Reading the log: entries oldest or newest first, the files of a rotated log, checks.
 
 Streaming, memory bounded by a block plus one element; readers never write and
-never lock. A torn tail (a write in progress, or a crashed writer) is skipped
-silently; damage in the middle is skipped and reported.
+never lock while reading (`betty_otel._store.snapshot` opens the files). A torn
+tail (a write in progress, or a crashed writer) is skipped silently; damage in the
+middle is skipped and reported. Errors are `StoreError`.
 """
 
 from __future__ import annotations
@@ -12,38 +13,25 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
-from betty_otel._store.files import backup_path
 from betty_otel._store.format import BOM, WHITESPACE, is_entry_line, parse_entry_line
 from betty_otel._store.lines import head_kind, lines_backward, lines_forward
 from betty_otel._store.location import resolve_path
 from betty_otel._store.parser import Damage, ForwardParser, parse_line_alone
+from betty_otel._store.snapshot import open_for_reading, open_log, read_errors
 
 __all__ = [
     "FileReport",
     "check_file",
     "iter_entries",
-    "log_files",
     "open_log_files",
     "warn_damage",
 ]
 
 logger = logging.getLogger(__name__)
-
-_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def log_files(path: Path) -> list[Path]:
-    """The current file and its rotated backups, newest first."""
-    files = [path]
-    index = 1
-    while backup_path(path, index).exists():
-        files.append(backup_path(path, index))
-        index += 1
-    return files
 
 
 @dataclass
@@ -61,13 +49,6 @@ class FileReport:
     def ok(self) -> bool:
         """True when the file is a valid, complete JSON array (or absent/empty)."""
         return not (self.not_array or self.torn_tail or self.damage)
-
-
-def _open_read(path: Path) -> int | None:
-    try:
-        return os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        return None
 
 
 def warn_damage(path: Path) -> Callable[[Damage], None]:
@@ -182,10 +163,15 @@ def iter_entries(
 ) -> Iterator[dict[str, Any]]:
     """Stream the log's entries (JSON objects), newest first by default.
 
-    Each file is read as it was when reading it started; a torn tail (a write in
-    progress, or a crashed writer) is skipped silently, and damage in the middle is
-    passed to on_damage (default: a logged warning). With rotated, the rotated
-    backups follow as one log. A missing file is an empty log. Never writes.
+    The log's files are opened together when reading starts (one view: a rotation
+    meanwhile repeats or loses nothing) and each is read up to its size then; a
+    torn tail (a write in progress, or a crashed writer) is skipped silently, and
+    damage in the middle is passed to on_damage (default: a logged warning). With
+    rotated, the rotated backups follow as one log. A missing file is an empty log;
+    a symbolic link is followed. Never writes.
+
+    Raises:
+        StoreError: a file of the log is not a regular file or cannot be read.
     """
     base = resolve_path(path)
     for fd, size, file in open_log_files(
@@ -193,7 +179,8 @@ def iter_entries(
     ):
         report = on_damage if on_damage is not None else warn_damage(file)
         reader = _iter_backward if newest_first else _iter_forward
-        yield from reader(fd, size, report)
+        with read_errors(file):
+            yield from reader(fd, size, report)
 
 
 def open_log_files(
@@ -205,46 +192,58 @@ def open_log_files(
 ) -> Iterator[tuple[int, int, Path]]:
     """Each readable file of the log, open for reading: (descriptor, size, file).
 
-    With rotated, the rotated backups come too, in log order. A file that is not a
-    JSON array is reported to on_damage (default: a logged warning) and skipped; the
-    descriptor is closed when the caller moves on.
+    With rotated, the rotated backups come too, in log order, all opened first as
+    one consistent view (see `betty_otel._store.snapshot`). A file that is not a
+    JSON array is reported to on_damage (default: a logged warning) and skipped.
+    Every descriptor is closed when the iteration ends.
+
+    Raises:
+        StoreError: a file of the log is not a regular file or cannot be read.
     """
-    files = log_files(path) if rotated else [path]
+    opened = open_log(path, rotated=rotated)
     if not newest_first:
-        files.reverse()
-    for file in files:
-        fd = _open_read(file)
-        if fd is None:
-            continue
-        try:
-            size = os.fstat(fd).st_size
-            if head_kind(fd) == "foreign":
+        opened.reverse()
+    try:
+        for fd, size, file in opened:
+            with read_errors(file):
+                foreign = head_kind(fd) == "foreign"
+            if foreign:
                 (on_damage or warn_damage(file))(Damage(0, size, "not a JSON array"))
                 continue
             yield fd, size, file
-        finally:
+    finally:
+        for fd, _, _ in opened:
             os.close(fd)
 
 
 def check_file(path: str | os.PathLike[str] | None = None) -> FileReport:
-    """Validate one file without changing it: entry count, torn tail, damaged regions."""
+    """Validate one file without changing it: entry count, torn tail, damaged regions.
+
+    Raises:
+        StoreError: the file is not a regular file or cannot be read.
+    """
     base = resolve_path(path)
-    fd = _open_read(base)
+    fd = open_for_reading(base)
     if fd is None:
         return FileReport(base, exists=False)
     report = FileReport(base, exists=True)
     try:
-        if head_kind(fd) == "foreign":
-            report.not_array = True
-            return report
-        parser = ForwardParser()
-        for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
-            for _ in parser.feed(offset, line):
-                report.entries += 1
-        report.entries += sum(1 for _ in parser.flush())
-        torn = parser.finish()
-        report.damage = parser.take_damage()
-        report.torn_tail = bool(torn)
+        with read_errors(base):
+            _check(fd, report)
         return report
     finally:
         os.close(fd)
+
+
+def _check(fd: int, report: FileReport) -> None:
+    if head_kind(fd) == "foreign":
+        report.not_array = True
+        return
+    parser = ForwardParser()
+    for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
+        for _ in parser.feed(offset, line):
+            report.entries += 1
+    report.entries += sum(1 for _ in parser.flush())
+    torn = parser.finish()
+    report.damage = parser.take_damage()
+    report.torn_tail = bool(torn)

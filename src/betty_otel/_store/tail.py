@@ -1,4 +1,5 @@
-"""Where the array ends: the insertion point of an append, or none for a torn tail.
+"""Where the array ends: the insertion point of an append, or none for a torn tail;
+and whether bytes after the last complete entry are a torn append (which may be cut).
 
 Pure reads on the locked descriptor; the writer decides what to do with the answer.
 """
@@ -6,6 +7,8 @@ Pure reads on the locked descriptor; the writer decides what to do with the answ
 from __future__ import annotations
 
 import os
+import re
+from typing import Final
 
 import orjson
 
@@ -19,9 +22,12 @@ from betty_otel._store.format import (
     parse_entry_line,
 )
 from betty_otel._store.lines import head_bracket, last_non_ws, line_ending_at
-from betty_otel._store.parser import last_complete_element
+from betty_otel._store.parser import TOKENS, last_complete_element
 
-__all__ = ["insertion_point"]
+__all__ = ["insertion_point", "is_torn_append"]
+
+# Bytes JSON text never holds raw (control characters other than whitespace).
+_NOT_JSON_TEXT: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def insertion_point(fd: int, size: int) -> tuple[int, bytes]:
@@ -79,3 +85,58 @@ def _closes_array(fd: int, before: int, last: int) -> bool:
             else:
                 return True
     return last_complete_element(fd, last + 1) == before + 1
+
+
+def is_torn_append(data: bytes) -> bool:
+    """True when data, the bytes after the last complete entry, can be a torn append.
+
+    That is: nothing but whitespace; the array's closing bracket (and anything after
+    it: bytes added to a complete file); a separator, then nothing or a bracket; or
+    (after a separator or not) the start of an entry cut short: ``{``, then a key,
+    valid UTF-8 JSON text (a last character cut in half allowed) in which the
+    object never closes. NUL bytes at the end (a crash that extended the file but
+    not its data) are allowed too. Anything else (``[1, 2``, ``[ini]``, binary after ``[``)
+    is not a torn append of ours: such a file is moved aside whole, never cut.
+    """
+    rest = data.lstrip(WHITESPACE)
+    if rest[:1] == b",":
+        rest = rest[1:].lstrip(WHITESPACE)
+    if rest[:1] == b"]":
+        return True
+    rest = rest.rstrip(b"\0")
+    if not rest:
+        return True
+    if rest[:1] != b"{" or rest[1:].lstrip(WHITESPACE)[:1] not in (b"", b'"'):
+        return False
+    if _NOT_JSON_TEXT.search(rest) or not _never_closes(rest):
+        return False
+    try:
+        rest.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return True
+
+
+def _never_closes(text: bytes) -> bool:
+    """True when the object that text starts never closes (and no string spans a line)."""
+    depth = 0
+    lines = text.split(b"\n")
+    for number, line in enumerate(lines):
+        position = 0
+        for match in TOKENS.finditer(line):
+            if b'"' in line[position : match.start()]:
+                break  # a string that does not end on its line: cut short
+            position = match.end()
+            token = match.group()
+            if token in (b"{", b"["):
+                depth += 1
+            elif token in (b"}", b"]"):
+                depth -= 1
+                if depth == 0:
+                    return False
+        else:
+            if b'"' not in line[position:]:
+                continue
+        # Only the very last string of the text may be cut short.
+        return number == len(lines) - 1
+    return True

@@ -37,8 +37,8 @@ from betty_otel._store.files import (
 from betty_otel._store.format import BOM, CLOSE, SEP, WHITESPACE, encode_entry
 from betty_otel._store.lines import head_kind
 from betty_otel._store.location import resolve_path
-from betty_otel._store.parser import last_complete_element
-from betty_otel._store.tail import insertion_point
+from betty_otel._store.parser import array_prefix
+from betty_otel._store.tail import insertion_point, is_torn_append
 
 __all__ = ["TelemetryStore"]
 
@@ -121,7 +121,7 @@ class TelemetryStore:
         self.lock_timeout = lock_timeout
         self.max_bytes = max_bytes
         self.backups = backups
-        self._key = str(self.path.absolute())
+        self._key = str(self.path)
         self._open: _Open | None = None
 
     # -- public -------------------------------------------------------------
@@ -322,24 +322,33 @@ class TelemetryStore:
             if os.pread(fd, len(BOM), 0) == BOM:
                 pwrite_all(fd, b" " * len(BOM), 0)
             return fd
+        return self._move_aside("is not a JSON array")
+
+    def _move_aside(self, why: str) -> int:
+        """Rename the whole file to ``.invalid-<UTC>`` (bytes intact) and lock a fresh one."""
         aside = aside_path(self.path, "invalid")
         self.path.rename(aside)
-        logger.warning(
-            "%s is not a JSON array; moved it aside to %s and started a new log", self.path, aside
-        )
+        logger.warning("%s %s; moved it aside to %s and started a new log", self.path, why, aside)
         self.close()
         return self._flock(time.monotonic() + self.lock_timeout)
 
     def _repair_locked(self, fd: int) -> int:
-        """Cut a torn tail back to the last complete element and close the array."""
+        """Cut a torn tail back to the last complete element and close the array.
+
+        Only a torn append after an array of entries is cut (see is_torn_append);
+        any other file that starts with ``[`` is moved aside whole, like a foreign one.
+        """
         if head_kind(fd) == "foreign":
             self._ensure_array(fd)
             return 0
         size = os.fstat(fd).st_size
         if insertion_point(fd, size)[0] >= 0:
             return 0
-        cut = last_complete_element(fd, size)
+        cut, entries = array_prefix(fd, size)
         removed = os.pread(fd, size - cut, cut)
+        if not (entries and is_torn_append(removed)):
+            self._move_aside("is not a JSON array of entries")
+            return 0
         if removed.strip(WHITESPACE):
             aside = aside_path(self.path, "torn")
             write_private(aside, removed)

@@ -3,10 +3,13 @@
 Everything here reads; nothing writes or locks. Entries are returned exactly as
 they are in the file: entries of other tools (missing keys, extra keys, statuses
 such as ``"failed"``) are never dropped or rejected, and a filter on a key an
-entry lacks simply does not match it.
+entry lacks simply does not match it. Statuses are compared and counted by their
+canonical status (``"failed"`` is a failure); the entries keep their own words.
+Errors reading the file are `betty_otel.StoreError`.
 
-- `query` / `iter_query` stream from the end of the file (newest first) and stop
-  at the limit (`betty_otel.query.scan`).
+- `query` returns the newest entries by timestamp, reading from the end of the
+  file and stopping just past the limit; `iter_query` streams newest first in
+  recording order (`betty_otel.query.scan`).
 - `stats` reads every entry, canonical lines by regex in C (`betty_otel.query.stats`).
 - `trace` builds the tree of one trace's executions (`betty_otel.query.trace`).
 
@@ -22,13 +25,14 @@ from betty_otel.query.filters import (
     make_filters,
     parse_time,
 )
-from betty_otel.query.scan import iter_query, query
+from betty_otel.query.scan import ORDER_WINDOW, iter_query, query
 from betty_otel.query.stats import GROUP_KEYS, MISSING, GroupBy, GroupStats, stats
 from betty_otel.query.trace import TraceNode, trace
 
 __all__ = [
     "GROUP_KEYS",
     "MISSING",
+    "ORDER_WINDOW",
     "Filters",
     "GroupBy",
     "GroupStats",

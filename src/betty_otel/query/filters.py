@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
-from betty_otel._entry import entry_time, is_number, parse_iso_time
+from betty_otel._entry import canonical_status, entry_time, is_number, parse_iso_time
 
 __all__ = [
     "Filters",
@@ -89,7 +89,10 @@ class Filters:
     """Which entries to select; None means "any". Build with `make_filters`.
 
     Text filters match when the entry's value is a string in the set (so an
-    empty set matches nothing). Times select ``since <= timestamp < until``; an
+    empty set matches nothing). Statuses compare by their canonical status
+    (`betty_otel._entry.canonical_status`): ``failure`` matches the ``"failed"`` of
+    older Betty tools and ``Failed`` matches ``failure``; an unknown word matches
+    only itself. Times select ``since <= timestamp < until``; an
     entry whose timestamp is missing or unreadable matches no time filter.
     ``min_duration_ms`` selects entries whose duration is a number >= it.
     """
@@ -118,7 +121,14 @@ class Filters:
 
     def match_keys(self, skill: object, status: object, caller: object) -> bool:
         """The skill, status and caller filters."""
-        return _in(self.skill, skill) and _in(self.status, status) and _in(self.caller, caller)
+        return (
+            _in(self.skill, skill)
+            and (
+                self.status is None
+                or (isinstance(status, str) and canonical_status(status) in self.status)
+            )
+            and _in(self.caller, caller)
+        )
 
     def match_time(self, timestamp: object) -> bool:
         """The since / until filters; an unreadable timestamp never matches one."""
@@ -177,9 +187,10 @@ def make_filters(
         if not math.isfinite(minimum):
             msg = f"min_duration_ms must be finite, got {min_duration_ms!r}"
             raise ValueError(msg)
+    statuses = _text_set("status", status)
     return Filters(
         skill=_text_set("skill", skill),
-        status=_text_set("status", status),
+        status=None if statuses is None else frozenset(map(canonical_status, statuses)),
         caller=_text_set("caller", caller),
         trace_id=_text_set("trace_id", trace_id),
         since=start,

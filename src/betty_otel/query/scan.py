@@ -1,8 +1,9 @@
 """Scanning the log: newest-first queries, and a forward block scanner for whole-log reads.
 
-- `query` / `iter_query` stream from the end of the file (newest first, in
-  recording order) and stop at the limit, so "the 10 newest failures" reads a few
-  blocks however large the log is.
+- `iter_query` streams from the end of the file (newest first, in recording
+  order); `query` returns the newest by timestamp and stops reading a few entries
+  past its limit, so "the 10 newest failures" reads a few blocks however large
+  the log is.
 - `scan_fd` reads a file forward a block at a time: canonical lines (keys in the
   store's order) are matched by one compiled regex that extracts the few fields
   stats needs in C; every other line (the old tools' ``indent=2``, a torn tail,
@@ -19,18 +20,19 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import islice
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
+from betty_otel._entry import entry_time
 from betty_otel._store import (
     Damage,
     ForwardParser,
     iter_entries,
     open_log_files,
     parse_entry_line,
+    read_errors,
     resolve_path,
     warn_damage,
 )
@@ -44,6 +46,7 @@ from betty_otel.query.filters import (
 )
 
 __all__ = [
+    "ORDER_WINDOW",
     "Block",
     "LinePattern",
     "iter_query",
@@ -71,7 +74,10 @@ def iter_query(
     newest_first: bool = True,
     rotated: bool = True,
 ) -> Iterator[dict[str, Any]]:
-    """Stream the entries that pass the filters, newest first (recording order).
+    """Stream the entries that pass the filters, newest first in recording order.
+
+    File order can differ from time order by a few seconds when processes batch
+    their writes; `query` orders by timestamp.
 
     Lazy: the file is read from the end block by block as the caller iterates,
     so stopping early reads only the end of the file. ``filters`` (from
@@ -104,6 +110,15 @@ def _iter_query(
             yield entry
 
 
+ORDER_WINDOW: Final = 30.0
+"""Seconds by which an entry's timestamp may trail the entries written before it.
+
+An entry's timestamp is when its execution ended; it reaches the file when its
+writer appends it (a batching process waits up to its delay, 1 s by default, and
+a writer may wait for the lock, 10 s by default). So file order and time order
+differ by at most this window, with a wide margin."""
+
+
 def query(
     path: PathArg = None,
     *,
@@ -116,22 +131,31 @@ def query(
     min_duration_ms: float | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Entries that pass every given filter, newest first, at most limit of them.
+    """Entries that pass every given filter, newest first by timestamp, at most limit of them.
+
+    Entries are ordered by their timestamp, newest first; equal timestamps, and
+    entries without a readable one (which come last), keep file order (the later
+    written first). The file is read from its end, and reading stops once limit
+    entries are found and an entry (any entry) is read whose timestamp is more
+    than ORDER_WINDOW seconds older than the oldest of them: every entry written
+    before that one ended before the limit's oldest, so none of them can belong.
+    In the usual case that is a few entries past the limit.
 
     Args:
         path: the telemetry file; None means $BETTY_TELEMETRY_FILE or the default.
-        skill, status, caller, trace_id: a value or a collection of values.
+        skill, status, caller, trace_id: a value or a collection of values. A status
+            matches by its canonical status (``failure`` matches ``failed``).
         since, until: ``since <= timestamp < until``; each a datetime, an ISO 8601
             string or a relative time such as ``15m``, ``2h``, ``7d`` (before now).
         min_duration_ms: only entries that took at least this long.
-        limit: at most this many (None: all). Reading stops once it is reached.
+        limit: at most this many (None: all).
 
     Raises:
         ValueError / TypeError: an invalid filter or limit (before reading anything).
+        StoreError: the file is not a regular file or cannot be read.
     """
     count = check_limit(limit)
-    entries = iter_query(
-        path,
+    filters = make_filters(
         skill=skill,
         status=status,
         caller=caller,
@@ -142,7 +166,41 @@ def query(
     )
     if count == 0:
         return []
-    return list(entries if count is None else islice(entries, count))
+    return _newest(resolve_path(path), filters, count)
+
+
+def _newest(path: Path, filters: Filters, count: int | None) -> list[dict[str, Any]]:
+    """The count newest matching entries by timestamp (all when count is None)."""
+    # (seconds, -position, entry): the largest is the newest; positions are unique,
+    # so entries are never compared. A heap of the count newest, oldest on top.
+    found: list[tuple[float, int, dict[str, Any]]] = []
+    for position, entry in enumerate(iter_entries(path)):
+        seconds = _seconds(entry.get("timestamp"))
+        if (
+            count is not None
+            and len(found) == count
+            and seconds != _NO_TIME
+            and seconds + ORDER_WINDOW < found[0][0]
+        ):
+            break  # written before an entry that ended before the oldest kept: none can belong
+        if not filters.matches(entry):
+            continue
+        item = (seconds, -position, entry)
+        if count is None or len(found) < count:
+            heapq.heappush(found, item)
+        elif item[:2] > found[0][:2]:
+            heapq.heapreplace(found, item)
+    found.sort(key=lambda item: item[:2], reverse=True)
+    return [entry for _, _, entry in found]
+
+
+_NO_TIME: Final = float("-inf")
+
+
+def _seconds(timestamp: object) -> float:
+    """A timestamp as seconds since the epoch; -inf when missing or unreadable."""
+    moment = entry_time(timestamp)
+    return _NO_TIME if moment is None else moment.timestamp()
 
 
 @dataclass(frozen=True)
@@ -326,9 +384,14 @@ def _feed(parser: ForwardParser, offset: int, line: bytes, found: Block) -> None
 
 
 def scan_files(path: Path, on_file: Callable[[int, int, Path], None], rotated: bool = True) -> None:
-    """Call on_file(fd, size, file) for each readable log file, oldest first."""
+    """Call on_file(fd, size, file) for each readable log file, oldest first.
+
+    Raises:
+        StoreError: a file of the log is not a regular file or cannot be read.
+    """
     for fd, size, file in open_log_files(path, rotated=rotated, newest_first=False):
-        on_file(fd, size, file)
+        with read_errors(file):
+            on_file(fd, size, file)
 
 
 def scan_entries(path: Path, filters: Filters) -> list[dict[str, Any]]:

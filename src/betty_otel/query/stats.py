@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from betty_otel._entry import ERROR_STATUSES, NUMBER_TYPES
+from betty_otel._entry import ERROR_STATUSES, NUMBER_TYPES, canonical_status
 from betty_otel._store import Damage, resolve_path, warn_damage
 from betty_otel.query.filters import Filters, PathArg, TextFilter, TimeArg, make_filters
 from betty_otel.query.scan import LinePattern, line_pattern, scan_entries, scan_fd, scan_files
@@ -54,6 +54,12 @@ class GroupStats:
     Durations that are not numbers are counted but left out of the duration
     figures, which are None when a group has no numeric duration. ``key`` is None
     for entries without the grouping key; a missing status counts as ``"(none)"``.
+
+    Statuses count by their canonical status (`betty_otel._entry.canonical_status`):
+    the ``"failed"`` of older Betty tools is a failure, in ``statuses``,
+    ``failures`` and, with ``by="status"``, in the group ``"failure"``. The words
+    as the file holds them are kept in ``original_statuses``. A word that is no
+    known status stays its own status, never counted as a success or a failure.
     """
 
     key: str | None
@@ -61,7 +67,10 @@ class GroupStats:
     count: int
     """Entries in the group."""
     statuses: dict[str, int]
-    """Entries per status, most frequent first."""
+    """Entries per canonical status, most frequent first."""
+    original_statuses: dict[str, int]
+    """Entries per status word as written in the file (``failed``, ``failure``...),
+    most frequent first; the same as statuses when the file holds only Betty's words."""
     failures: int
     """Entries with status failure, error or timeout."""
     failure_rate: float
@@ -95,11 +104,15 @@ class _Group:
 
     def finish(self, key: str | None) -> GroupStats:
         values = sorted(self.durations)
-        failures = sum(n for status, n in self.statuses.items() if status in ERROR_STATUSES)
+        canonical: Counter[str] = Counter()
+        for word, count in self.statuses.items():
+            canonical[canonical_status(word)] += count
+        failures = sum(n for status, n in canonical.items() if status in ERROR_STATUSES)
         return GroupStats(
             key=key,
             count=self.count,
-            statuses=dict(sorted(self.statuses.items(), key=lambda item: (-item[1], item[0]))),
+            statuses=_most_first(canonical),
+            original_statuses=_most_first(self.statuses),
             failures=failures,
             failure_rate=failures / self.count if self.count else 0.0,
             durations=len(values),
@@ -109,6 +122,10 @@ class _Group:
             max=float(values[-1]) if values else None,
             mean=sum(values) / len(values) if values else None,
         )
+
+
+def _most_first(counts: Mapping[str, int]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _numbers(values: Iterable[Any]) -> list[Any]:
@@ -169,6 +186,9 @@ class _Accumulator:
         group.add(MISSING if status is None else status, 1, [entry.get("duration_ms")])
 
     def group(self, key: str | None, status: str | None) -> _Group:
+        """The group of key and one status word (by status, key is that word: made canonical)."""
+        if self.by == "status" and key is not None:
+            key = canonical_status(key)
         found = self.groups.get((key, status))
         if found is None:
             found = self.groups[key, status] = _Group()
