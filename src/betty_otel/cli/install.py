@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 import betty_otel
+from betty_otel._store import betty_root
 from betty_otel._store.files import aside_path
 from betty_otel.cli.parser import CommandError
 from betty_otel.cli.terminal import out
 
-__all__ = ["SKILL_DIR", "Installed", "cmd_install_skill", "find_betty_root", "install_skill"]
+__all__ = ["SKILL_DIR", "Installed", "cmd_install_skill", "install_skill"]
 
 SKILL_DIR: Final = Path("skills") / "telemetry.capture"
 """Where a Betty repository keeps the telemetry.capture skill."""
-_MARKERS: Final = ("skills", "agents", "workflows")
 
 _HEADER: Final = '''#!{python}
 """Betty's telemetry.capture skill as a drop-in over betty_otel {version}.
@@ -75,22 +75,6 @@ class Installed(NamedTuple):
     written: bool
 
 
-def find_betty_root(start: Path | None = None) -> Path | None:
-    """The Betty repository: ``$BETTY_HOME`` when set, else the nearest folder from start
-    (default: the working directory) upwards that holds ``registry/`` and at least one of
-    ``skills/``, ``agents/`` or ``workflows/``; None when there is none."""
-    home = os.environ.get("BETTY_HOME", "")
-    if home:
-        return Path(home).absolute()
-    folder = (start or Path.cwd()).absolute()
-    for candidate in (folder, *folder.parents):
-        if (candidate / "registry").is_dir() and any(
-            (candidate / marker).is_dir() for marker in _MARKERS
-        ):
-            return candidate
-    return None
-
-
 def shim_text(name: str) -> str:
     """The text of one shim, for the interpreter running this."""
     names, body = SHIMS[name]
@@ -133,7 +117,7 @@ def cmd_install_skill(args: argparse.Namespace) -> int:
             msg = f"{repo} is not a folder"
             raise CommandError(msg)
     else:
-        found = find_betty_root()
+        found = betty_root()
         if found is None:
             msg = (
                 f"no Betty repository holds {Path.cwd()} (a folder with registry/ and skills/, "

@@ -96,7 +96,10 @@ def _add_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--file",
         metavar="PATH",
-        help="the telemetry file (default: $BETTY_TELEMETRY_FILE, else ./registry/telemetry.json)",
+        help=(
+            "the telemetry file (default: $BETTY_TELEMETRY_FILE, else registry/telemetry.json"
+            " under $BETTY_HOME or the enclosing Betty repository, else ./registry/telemetry.json)"
+        ),
     )
 
 

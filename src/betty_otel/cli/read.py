@@ -10,7 +10,6 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from pathlib import Path
 from typing import Any, Final
 
@@ -65,8 +64,7 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 def cmd_query(args: argparse.Namespace) -> int:
     fmt = default_format(args.format, "table", "json")
-    entries = iter_query(log_file(args.file), filters=filters_from(args))
-    found = list(entries if args.limit is None else islice(entries, args.limit))
+    found = query(log_file(args.file), filters=filters_from(args), limit=args.limit)
     print_entries(found, fmt)
     return 0
 
@@ -84,7 +82,9 @@ def _stats_rows(groups: Iterable[GroupStats], by: str) -> list[list[str]]:
             number_cell(group.p99),
             number_cell(group.max),
             number_cell(group.mean),
-            ", ".join(f"{status_cell(name)} {count:,}" for name, count in group.statuses.items()),
+            ", ".join(
+                f"{status_cell(name)} {count:,}" for name, count in group.original_statuses.items()
+            ),
         ]
         for group in groups
     ]

@@ -130,6 +130,7 @@ def query(
     trace_id: TextFilter = None,
     min_duration_ms: float | None = None,
     limit: int | None = None,
+    filters: Filters | None = None,
 ) -> list[dict[str, Any]]:
     """Entries that pass every given filter, newest first by timestamp, at most limit of them.
 
@@ -149,13 +150,14 @@ def query(
             string or a relative time such as ``15m``, ``2h``, ``7d`` (before now).
         min_duration_ms: only entries that took at least this long.
         limit: at most this many (None: all).
+        filters: from `make_filters`; replaces the individual filter arguments.
 
     Raises:
         ValueError / TypeError: an invalid filter or limit (before reading anything).
         StoreError: the file is not a regular file or cannot be read.
     """
     count = check_limit(limit)
-    filters = make_filters(
+    chosen = filters or make_filters(
         skill=skill,
         status=status,
         caller=caller,
@@ -166,7 +168,7 @@ def query(
     )
     if count == 0:
         return []
-    return _newest(resolve_path(path), filters, count)
+    return _newest(resolve_path(path), chosen, count)
 
 
 def _newest(path: Path, filters: Filters, count: int | None) -> list[dict[str, Any]]:
