@@ -220,7 +220,7 @@ def test_all_spans_writes_other_instrumentation_as_the_program_samples_it(tmp_pa
 class _BrokenSampler(Sampler):
     """A program's sampler that fails on every decision."""
 
-    def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+    def should_sample(self, *_args: object, **_kwargs: object) -> SamplingResult:
         raise RuntimeError("sampler is broken")
 
     def get_description(self) -> str:
