@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import betty_otel
-from betty_otel import BettyFileExporter, capture_telemetry
+from betty_otel import BettyFileExporter, TelemetryContext, capture_telemetry
 from betty_otel._setup import recording_tracer
 from betty_otel._setup.processors import BatchFileProcessor
 from collector import RotelCollector, free_port
@@ -163,6 +163,21 @@ def test_the_workers_of_a_with_pool_block_lose_nothing_in_batch_mode(
     betty_otel.shutdown()
     numbers = sorted(entry["inputs"]["number"] for entry in read_entries(path))
     assert numbers == list(range(2000))
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["sync", "batch"])
+def test_an_execution_ending_after_its_pipeline_closed_is_counted_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, batch: bool
+) -> None:
+    """What can still be lost is never silent: executions in flight across a reconfigure."""
+    exporter = betty_otel.configure(tmp_path / "first.json", otlp=False, batch=batch)
+    assert exporter is not None
+    with TelemetryContext("spanning.one", caller="test"), TelemetryContext("spanning.two"):
+        betty_otel.configure(tmp_path / "second.json", otlp=False, batch=batch)
+    assert exporter.dropped == 2
+    messages = [record.getMessage() for record in betty_errors(caplog.records)]
+    assert len(messages) == 1, messages
+    assert "shut down" in messages[0]
 
 
 @pytest.mark.filterwarnings(FORK_WARNING)

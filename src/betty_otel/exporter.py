@@ -102,10 +102,8 @@ class BettyFileExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Append the Betty entries of spans as one write; never raises."""
-        if self._shutdown:
-            with self._lock:
-                self.dropped += len(spans)
-            logger.debug("BettyFileExporter: %d spans ended after shutdown, dropped", len(spans))
+        if self._shutdown:  # e.g. an execution in flight across shutdown() or a reconfigure
+            self._count_drop("shutdown", len(spans), "it ended after this exporter was shut down")
             return SpanExportResult.FAILURE
         try:
             entries = write_spans(self._store, spans, tz=self._tz, all_spans=self._all_spans)
