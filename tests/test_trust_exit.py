@@ -150,16 +150,26 @@ def test_a_forked_child_ending_with_os_exit_loses_nothing_in_batch_mode(tmp_path
     assert sorted(entry["inputs"]["number"] for entry in read_entries(path)) == list(range(10))
 
 
+def _map_in_workers(kind: str, method: str, numbers: range) -> list[int]:
+    """pool_work over numbers in 2 workers of a ``with`` block, which ends them on exit."""
+    context = multiprocessing.get_context(method)
+    if kind == "Pool":
+        with context.Pool(2) as pool:
+            return pool.map(pool_work, numbers)
+    with ProcessPoolExecutor(2, mp_context=context) as executor:
+        return list(executor.map(pool_work, numbers))
+
+
 @pytest.mark.filterwarnings(FORK_WARNING)
 @pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("kind", ["Pool", "ProcessPoolExecutor"])
 def test_the_workers_of_a_with_pool_block_lose_nothing_in_batch_mode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, kind: str
 ) -> None:
     path = tmp_path / "telemetry.json"
     monkeypatch.setenv("BETTY_TELEMETRY_FILE", str(path))
     betty_otel.configure(path, otlp=False, batch=True)
-    with multiprocessing.get_context(method).Pool(2) as pool:
-        assert pool.map(pool_work, range(2000)) == list(range(2000))
+    assert _map_in_workers(kind, method, range(2000)) == list(range(2000))
     betty_otel.shutdown()
     numbers = sorted(entry["inputs"]["number"] for entry in read_entries(path))
     assert numbers == list(range(2000))
@@ -208,22 +218,6 @@ def test_a_forked_child_that_forks_again_loses_nothing_in_batch_mode(tmp_path: P
     betty_otel.shutdown()
     numbers = sorted(entry["inputs"]["number"] for entry in read_entries(path))
     assert numbers == list(range(-1, 10))
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_a_process_pool_executor_loses_nothing_in_batch_mode(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
-) -> None:
-    path = tmp_path / "telemetry.json"
-    monkeypatch.setenv("BETTY_TELEMETRY_FILE", str(path))
-    betty_otel.configure(path, otlp=False, batch=True)
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(2, mp_context=context) as pool:
-        assert list(pool.map(pool_work, range(500))) == list(range(500))
-    betty_otel.shutdown()
-    numbers = sorted(entry["inputs"]["number"] for entry in read_entries(path))
-    assert numbers == list(range(500))
 
 
 def configure_batch_then_os_exit(path: str) -> None:

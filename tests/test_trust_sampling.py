@@ -34,6 +34,9 @@ from helpers import betty_errors
 
 pytestmark = pytest.mark.faults
 
+Program = tuple[Path, TracerProvider, InMemorySpanExporter]
+"""The telemetry file, the program's provider, and what its own exporter received."""
+
 
 def _program_provider(sampler: object) -> tuple[TracerProvider, InMemorySpanExporter]:
     memory = InMemorySpanExporter()
@@ -56,17 +59,24 @@ def unsampled_parent() -> Iterator[None]:
     otel_context.detach(token)
 
 
+@pytest.fixture
+def unsampled_program(tmp_path: Path, unsampled_parent: None) -> Program:
+    """Configured on a program provider whose sampler drops all under the unsampled parent."""
+    path = tmp_path / "telemetry.json"
+    provider, memory = _program_provider(ParentBased(ALWAYS_OFF))
+    betty_otel.configure(path, otlp=False, tracer_provider=provider)
+    return path, provider, memory
+
+
 @capture_telemetry(skill_name="sampled.call", capture_inputs=True)
 def work(number: int) -> int:
     return number * 2
 
 
 def test_every_call_under_an_unsampled_parent_is_in_the_file_and_none_reach_the_program(
-    tmp_path: Path, unsampled_parent: None
+    unsampled_program: Program,
 ) -> None:
-    path = tmp_path / "telemetry.json"
-    provider, memory = _program_provider(ParentBased(ALWAYS_OFF))
-    betty_otel.configure(path, otlp=False, tracer_provider=provider)
+    path, _, memory = unsampled_program
     assert [work(n) for n in range(10)] == [n * 2 for n in range(10)]
     entries = read_entries(path)
     assert sorted(entry["inputs"]["number"] for entry in entries) == list(range(10))
@@ -111,11 +121,9 @@ def test_nested_executions_under_a_sampler_that_drops_everything_keep_their_call
 
 
 def test_capture_under_an_unsampled_parent_writes_its_entry_and_returns_it(
-    tmp_path: Path, unsampled_parent: None
+    unsampled_program: Program,
 ) -> None:
-    path = tmp_path / "telemetry.json"
-    provider, memory = _program_provider(ParentBased(ALWAYS_OFF))
-    betty_otel.configure(path, otlp=False, tracer_provider=provider)
+    path, _, memory = unsampled_program
     capture = TelemetryCapture(path)
     returned = [capture.capture("agent.run", "success", 5.0, "API") for _ in range(50)]
     on_disk = read_entries(path)
@@ -166,11 +174,11 @@ def test_reconfiguring_against_a_programs_provider_adds_nothing_per_call(tmp_pat
     provider.shutdown()
 
 
-def test_no_span_outlives_its_unsampled_execution(tmp_path: Path, unsampled_parent: None) -> None:
+def test_no_span_outlives_its_unsampled_execution(
+    unsampled_program: Program,
+) -> None:
     """Nothing grows per unsampled execution: no span is kept once it is written."""
-    path = tmp_path / "telemetry.json"
-    provider, _ = _program_provider(ParentBased(ALWAYS_OFF))
-    betty_otel.configure(path, otlp=False, tracer_provider=provider)
+    path, _, _ = unsampled_program
     capture = TelemetryCapture(path)
 
     def spans_alive() -> int:
@@ -186,13 +194,11 @@ def test_no_span_outlives_its_unsampled_execution(tmp_path: Path, unsampled_pare
 
 
 def test_the_programs_own_spans_and_propagation_keep_the_programs_decision(
-    tmp_path: Path, unsampled_parent: None
+    unsampled_program: Program,
 ) -> None:
     """Inside a recorded but unsampled execution, the program's tracer still drops its
     spans and a W3C traceparent handed on says "not sampled" (flags 00)."""
-    path = tmp_path / "telemetry.json"
-    provider, memory = _program_provider(ParentBased(ALWAYS_OFF))
-    betty_otel.configure(path, otlp=False, tracer_provider=provider)
+    path, provider, memory = unsampled_program
     seen: dict[str, object] = {}
 
     @capture_telemetry(skill_name="hands.on")
