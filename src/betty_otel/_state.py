@@ -8,6 +8,7 @@ fields that must not be shared with its parent (see the owners' at-fork hooks).
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,11 +17,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from opentelemetry.sdk.trace import Tracer
+    from opentelemetry.sdk.trace import Tracer, TracerProvider
 
     from betty_otel._inputs import BindPlan
     from betty_otel._redact import RedactionRules
-    from betty_otel._setup import Pipeline
+    from betty_otel._setup import Pipeline, Switch
 
 __all__ = ["STATE", "ProcessState"]
 
@@ -35,6 +36,12 @@ class ProcessState:
     """The configured pipeline; None until first use or after shutdown (owner: _setup)."""
     recording_tracer: Tracer | None = None
     """A tracer that records even when telemetry is disabled (owner: _setup)."""
+    switches: weakref.WeakKeyDictionary[TracerProvider, Switch] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
+    forked: bool = False
+    """This process was made by fork, so batching writes synchronously (owner: _setup)."""
     errors_lock: threading.Lock = field(default_factory=threading.Lock)
     internal_errors: int = 0
     """Internal failures logged since start (owner: _errors)."""

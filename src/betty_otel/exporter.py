@@ -84,7 +84,7 @@ class BettyFileExporter(SpanExporter):
         self._tz = timezone
         self._lock = threading.Lock()
         self._shutdown = False
-        self._last_failure: str | None = None
+        self._logged: set[str] = set()  # kinds of failure logged since the last write
         self.exported = 0
         """Entries written since construction."""
         self.dropped = 0
@@ -95,30 +95,37 @@ class BettyFileExporter(SpanExporter):
         """The telemetry file this exporter appends to."""
         return self._store.path
 
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds one write waits for the file lock (the longest a write blocks on it)."""
+        return self._store.lock_timeout
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Append the Betty entries of spans as one write; never raises."""
-        if self._shutdown:
-            with self._lock:
-                self.dropped += len(spans)
-            logger.debug("BettyFileExporter: %d spans ended after shutdown, dropped", len(spans))
+        if self._shutdown:  # e.g. an execution in flight across shutdown() or a reconfigure
+            self._count_drop("shutdown", len(spans), "it ended after this exporter was shut down")
             return SpanExportResult.FAILURE
         try:
             entries = write_spans(self._store, spans, tz=self._tz, all_spans=self._all_spans)
         except Exception as exc:  # noqa: BLE001 - an exporter must never raise into the SDK
-            self._failed(exc, len(spans))
+            self._count_drop(f"{type(exc).__name__}:{getattr(exc, 'errno', '')}", len(spans), exc)
             return SpanExportResult.FAILURE
         with self._lock:
             self.exported += len(entries)
-            self._last_failure = None
+            self._logged.clear()
         return SpanExportResult.SUCCESS
 
-    def _failed(self, exc: Exception, count: int) -> None:
-        """Count the drop; log it fully once per kind of failure, then at debug level."""
-        kind = f"{type(exc).__name__}:{getattr(exc, 'errno', '')}"
+    def drop(self, count: int, reason: str) -> None:
+        """Count spans that never reached export (a full batch queue), logged as a failure."""
+        self._count_drop(reason, count, reason)
+
+    def _count_drop(self, kind: str, count: int, why: object) -> None:
+        """Count the drop; log it fully once per kind of failure until a write succeeds,
+        then at debug level (a file that stays unwritable must not flood the log)."""
         with self._lock:
             self.dropped += count
-            repeated = kind == self._last_failure
-            self._last_failure = kind
+            repeated = kind in self._logged
+            self._logged.add(kind)
         log = logger.debug if repeated else logger.error
         log(
             "betty_otel could not write %d telemetry entr%s to %s: %s "
@@ -126,7 +133,7 @@ class BettyFileExporter(SpanExporter):
             count,
             "y" if count == 1 else "ies",
             self._store.path,
-            exc,
+            why,
         )
 
     def shutdown(self) -> None:

@@ -12,11 +12,12 @@ from betty_otel._setup.pipeline import (
     shutdown,
     swap,
 )
-from betty_otel._setup.processors import creator_writes
+from betty_otel._setup.processors import Switch, creator_writes
 
 __all__ = [
     "TRACER_NAME",
     "Pipeline",
+    "Switch",
     "configure",
     "creator_writes",
     "disabled_by_env",

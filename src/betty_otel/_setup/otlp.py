@@ -1,16 +1,40 @@
-"""OTLP export alongside the file, set up from the OTEL_* environment variables."""
+"""OTLP export alongside the file, set up from the OTEL_* environment variables.
+
+Spans reach the collector through the SDK's BatchSpanProcessor, off the program's
+threads. Closing a pipeline (at exit, on shutdown() or a reconfigure) gives the
+collector a small total budget (`exit_budget`, about 1 s): a collector that is down
+or never answers costs the program that much at most, and one concise warning.
+The file is flushed before, never within, that budget.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import threading
+from collections.abc import Sequence
+from typing import Final
 
-from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-__all__ = ["otlp_exporter", "otlp_processor", "otlp_wanted"]
+from betty_otel._errors import internal_error
+
+__all__ = [
+    "DEFAULT_EXIT_TIMEOUT",
+    "Collector",
+    "exit_budget",
+    "otlp_collector",
+    "otlp_exporter",
+    "otlp_wanted",
+]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_EXIT_TIMEOUT: Final = 1.0
+"""Seconds a closing pipeline waits for the collector, unless configured otherwise."""
+_TIMEOUT_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 
 
 def otlp_wanted() -> bool:
@@ -64,14 +88,142 @@ def otlp_exporter(
     return HttpExporter(endpoint=endpoint, timeout=timeout)
 
 
-def otlp_processor(endpoint: str | None) -> SpanProcessor | None:
-    """A batch processor to the collector, or None (logged) when it cannot be made.
+def exit_budget(exit_timeout: float | None = None) -> float:
+    """Seconds a closing pipeline gives the collector: exit_timeout if given, else
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT (seconds, as the
+    Python SDK reads them), else DEFAULT_EXIT_TIMEOUT.
+
+    Raises:
+        ValueError: exit_timeout is not a finite number >= 0.
+    """
+    if exit_timeout is not None:
+        given: object = exit_timeout
+        if (
+            isinstance(given, bool)
+            or not isinstance(given, (int, float))
+            or not (math.isfinite(given) and given >= 0)
+        ):
+            msg = f"exit_timeout must be a finite number of seconds >= 0, got {exit_timeout!r}"
+            raise ValueError(msg)
+        return float(given)
+    for name in _TIMEOUT_VARIABLES:
+        text = os.environ.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+        logger.warning("betty_otel: ignoring %s=%r (not a number of seconds >= 0)", name, text)
+    return DEFAULT_EXIT_TIMEOUT
+
+
+class _Hush(logging.Filter):
+    """Drops the log records of the threads that flush a closing pipeline's spans."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in self.threads
+
+
+class _ClosingAware(SpanExporter):
+    """The OTLP exporter, told when its pipeline closes.
+
+    From then on it counts what the collector did not take, and hushes the
+    exporter's own per-retry warnings: the closing pipeline says it once.
+    """
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+        self.closing = False
+        self.unsent = 0
+        self.hush = _Hush()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not self.closing:
+            return self.inner.export(spans)
+        self.hush.threads.add(threading.get_ident())
+        result = SpanExportResult.FAILURE
+        try:
+            result = self.inner.export(spans)
+        finally:
+            if result is not SpanExportResult.SUCCESS:
+                self.unsent += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class Collector:
+    """The OTLP half of a pipeline: a batch processor and the exporter behind it."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = _ClosingAware(exporter)
+        self.processor = BatchSpanProcessor(self._exporter)
+
+    def close(self, budget: float) -> None:
+        """Send what is queued and shut down, waiting at most budget seconds; never raises.
+
+        A collector that is down or silent is left behind (its daemon thread gives
+        up on its own), with one warning; nothing of the file depends on it.
+        """
+        exporter = self._exporter
+        exporter.closing = True
+        loggers = [logging.getLogger(kind.__module__) for kind in type(exporter.inner).__mro__]
+        for each in loggers:
+            each.addFilter(exporter.hush)
+
+        def send_and_shut_down() -> None:
+            exporter.hush.threads.add(threading.get_ident())
+            try:
+                self.processor.shutdown()  # type: ignore[no-untyped-call] # untyped in the SDK
+            except Exception:  # noqa: BLE001 - the SDK's shutdown must not reach the program
+                internal_error("shutting down OTLP export")
+            finally:
+                for each in loggers:
+                    each.removeFilter(exporter.hush)
+
+        worker = threading.Thread(
+            target=send_and_shut_down, name="betty_otel-collector-close", daemon=True
+        )
+        try:
+            worker.start()
+        except RuntimeError:  # no new threads this late in interpreter shutdown
+            finished = False
+        else:
+            worker.join(budget)
+            finished = not worker.is_alive()
+        if not finished:
+            logger.warning(
+                "betty_otel: the OTLP collector did not take the last spans within %g s; "
+                "they are not sent (the telemetry file has every entry)",
+                budget,
+            )
+        elif exporter.unsent:
+            logger.warning(
+                "betty_otel: the OTLP collector did not take %d span(s) at close; "
+                "they are not sent (the telemetry file has every entry)",
+                exporter.unsent,
+            )
+
+
+def otlp_collector(endpoint: str | None) -> Collector | None:
+    """The collector's half of a pipeline, or None (logged) when it cannot be made.
 
     OTLP settings come from the environment, where a bad value must cost the
     collector's copy, never the file or the program.
     """
     try:
-        return BatchSpanProcessor(otlp_exporter(endpoint))
+        return Collector(otlp_exporter(endpoint))
     except Exception:
         logger.exception("betty_otel: could not set up OTLP export; writing the file only")
         return None

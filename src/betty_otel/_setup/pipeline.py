@@ -3,9 +3,12 @@
 `configure()` sets up the pipeline; the instrumentation calls `pipeline()`, which
 configures lazily from the environment on first use. A TracerProvider the program
 already installed (an SDK one, set globally or passed in) gets our processor
-added; otherwise betty_otel creates a private provider (it does not replace the
-global one, so the program can still install its own). The current pipeline is
-`STATE.pipeline`, guarded by `STATE.setup_lock`.
+added, once (a Switch, re-pointed on reconfigure), and our tracer on it records
+what the program's sampler drops (see `sampling`); otherwise betty_otel creates a
+private ALWAYS_ON provider (it does not replace the global one, so the program can
+still install its own). The current pipeline is `STATE.pipeline`, guarded by
+`STATE.setup_lock`. Closing a pipeline flushes the file first, then gives the
+collector at most its exit budget (see `otlp`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Final
 
@@ -31,8 +34,15 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from betty_otel._setup.otlp import otlp_processor, otlp_wanted
+from betty_otel._setup.otlp import (
+    DEFAULT_EXIT_TIMEOUT,
+    Collector,
+    exit_budget,
+    otlp_collector,
+    otlp_wanted,
+)
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
+from betty_otel._setup.sampling import AuditSampler
 from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
 from betty_otel.propagation import environment_context
@@ -64,13 +74,21 @@ class Pipeline:
     exporter: BettyFileExporter | None = None
     provider: TracerProvider | None = None
     owns_provider: bool = False
-    processors: list[SpanProcessor] = field(default_factory=list)
     remote_parent: Context | None = None
     """The parent of root executions: $TRACEPARENT when betty_otel was configured."""
+    file_processor: SpanProcessor | None = None
+    collector: Collector | None = None
+    switch: Switch | None = None
+    """Our processor on a program's provider, pointing at file_processor."""
+    exit_timeout: float = DEFAULT_EXIT_TIMEOUT
+    """Seconds closing this pipeline waits for the collector (see exit_budget)."""
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write everything buffered (batch mode, OTLP); True when all finished in time."""
-        return all(processor.force_flush(timeout_millis) for processor in self.processors)
+        flushed = self.file_processor is None or self.file_processor.force_flush(timeout_millis)
+        if self.collector is not None:
+            flushed = self.collector.processor.force_flush(timeout_millis) and flushed
+        return flushed
 
 
 def recording_tracer(*processors: SpanProcessor) -> Tracer:
@@ -131,6 +149,7 @@ def configure(
     lock_timeout: float = 10.0,
     max_bytes: int = 0,
     backups: int = 5,
+    exit_timeout: float | None = None,
     propagate_to_subprocesses: bool = False,
 ) -> BettyFileExporter | None:
     """Set up (or redo) where betty_otel's spans go; returns the file exporter.
@@ -138,14 +157,20 @@ def configure(
     Args:
         telemetry_file: the file; None means $BETTY_TELEMETRY_FILE or ./registry/telemetry.json.
         batch: write the file from a background batch processor instead of
-            synchronously (faster calls; entries reach the disk within ~5 s and at exit).
+            synchronously (faster calls; entries reach the disk within ~1 s and at
+            exit). A per-process optimisation: forked and multiprocessing children
+            write synchronously, since they often end without running exit hooks.
         all_spans: also write spans of other instrumentation (without betty.skill).
         otlp: send spans over OTLP too; None (default) decides from the OTEL_* variables.
         otlp_endpoint: collector URL, instead of OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT.
         tracer_provider: an SDK TracerProvider to add our processor to; default is the
-            global one if it is an SDK provider, else a private provider of ours.
+            global one if it is an SDK provider, else a private provider of ours. Its
+            sampler decides what its own exporters get; the file gets every execution.
         timezone: timestamps in this zone instead of UTC.
         fsync, lock_timeout, max_bytes, backups: file options, see BettyFileExporter.
+        exit_timeout: seconds the collector may delay exit (and shutdown or a
+            reconfigure); default OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or
+            OTEL_EXPORTER_OTLP_TIMEOUT (seconds), else 1 s. The file never waits on it.
         propagate_to_subprocesses: every ``subprocess`` started inside a recorded
             execution gets its trace context and skill in its environment (see
             `betty_otel.subprocess_env`), so its executions join this trace.
@@ -156,6 +181,8 @@ def configure(
     Raises:
         ValueError: an option is out of range.
     """
+    if exit_timeout is not None:
+        exit_budget(exit_timeout)  # checked before anything changes
     with STATE.setup_lock:
         if disabled_by_env():
             _replace(Pipeline(tracer=None))
@@ -172,47 +199,68 @@ def configure(
         file_processor: SpanProcessor = (
             BatchFileProcessor(exporter) if batch else FileProcessor(exporter)
         )
-        new = _pipeline_with(file_processor, exporter, tracer_provider, otlp, otlp_endpoint)
+        provider = _user_provider(tracer_provider)
+        tracer = None if provider is None else provider.get_tracer(TRACER_NAME)
+        if provider is not None and isinstance(tracer, Tracer):
+            new = _on_program_provider(provider, tracer, file_processor, exporter)
+        else:  # no SDK provider, or one handing out no-op tracers: the file still records
+            wanted = otlp if otlp is not None else otlp_wanted()
+            collector = otlp_collector(otlp_endpoint) if wanted else None
+            new = _own_pipeline(file_processor, exporter, collector, exit_timeout)
         new.remote_parent = environment_context()
         _replace(new)
         subprocess_hook(propagate_to_subprocesses)
-        if batch:
-            _flush_in_multiprocessing_children(new)
         return exporter
 
 
-def _pipeline_with(
+def _on_program_provider(
+    provider: TracerProvider,
+    tracer: Tracer,
     file_processor: SpanProcessor,
     exporter: BettyFileExporter,
-    tracer_provider: trace.TracerProvider | None,
-    otlp: bool | None,
-    otlp_endpoint: str | None,
 ) -> Pipeline:
-    """The file processor (and OTLP) on the program's SDK provider, or on one of ours."""
-    provider = _user_provider(tracer_provider)
-    owns = provider is None
-    if provider is None:
-        # ALWAYS_ON: the file is an audit log of every execution, whatever
-        # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
-        provider = TracerProvider(
-            sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False
-        )
-    processors = [file_processor]
-    if owns and (otlp if otlp is not None else otlp_wanted()):
-        to_collector = otlp_processor(otlp_endpoint)
-        if to_collector is not None:
-            processors.append(to_collector)
-    if not owns:
-        # Only a provider we do not own needs the switch: ours is shut down whole.
-        processors = [Switch(processor) for processor in processors]
-    for processor in processors:
-        provider.add_span_processor(processor)
+    """The file processor on a program's SDK provider, behind that provider's one Switch.
+
+    Our tracer samples as the program's sampler does but records what it drops
+    (AuditSampler, set through the SDK Tracer's public ``sampler``): the program's
+    exporters keep its decision, and the file still gets every execution.
+    """
+    switch = STATE.switches.get(provider)
+    if switch is None:
+        switch = STATE.switches[provider] = Switch()
+        provider.add_span_processor(switch)
+    switch.inner = file_processor
+    tracer.sampler = AuditSampler(tracer.sampler)
+    return Pipeline(
+        tracer=tracer,
+        exporter=exporter,
+        provider=provider,
+        file_processor=file_processor,
+        switch=switch,
+    )
+
+
+def _own_pipeline(
+    file_processor: SpanProcessor,
+    exporter: BettyFileExporter,
+    collector: Collector | None,
+    exit_timeout: float | None,
+) -> Pipeline:
+    """The file processor (and the collector's) on a private provider of ours."""
+    # ALWAYS_ON: the file is an audit log of every execution, whatever
+    # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
+    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False)
+    provider.add_span_processor(file_processor)
+    if collector is not None:
+        provider.add_span_processor(collector.processor)
     return Pipeline(
         tracer=provider.get_tracer(TRACER_NAME),
         exporter=exporter,
         provider=provider,
-        owns_provider=owns,
-        processors=processors,
+        owns_provider=True,
+        file_processor=file_processor,
+        collector=collector,
+        exit_timeout=exit_budget(exit_timeout) if collector is not None else DEFAULT_EXIT_TIMEOUT,
     )
 
 
@@ -224,12 +272,17 @@ def _replace(new: Pipeline) -> None:
 
 
 def _close(old: Pipeline) -> None:
-    """Flush and detach a pipeline that is being replaced or shut down."""
-    if old.owns_provider and old.provider is not None:
-        old.provider.shutdown()
-    else:
-        for processor in old.processors:
-            processor.shutdown()
+    """Flush and detach a pipeline that is being replaced or shut down.
+
+    The file first, in full; then the collector, within its exit budget, so a
+    collector that is down costs at most that.
+    """
+    if old.file_processor is not None:
+        if old.switch is not None:
+            old.switch.detach(old.file_processor)
+        old.file_processor.shutdown()
+    if old.collector is not None:
+        old.collector.close(old.exit_timeout)
 
 
 def pipeline() -> Pipeline:
@@ -266,24 +319,6 @@ def shutdown() -> None:
         subprocess_hook(False)
         if old is not None:
             _close(old)
-
-
-def _flush_in_multiprocessing_children(current: Pipeline) -> None:
-    """A multiprocessing child ends with os._exit, skipping atexit: flush batches there.
-
-    multiprocessing runs its finalizers before that os._exit. A child clears the
-    finalizers it inherits, so children forked later register theirs in an
-    after-fork hook; a pipeline configured inside a child registers at once.
-    """
-    import multiprocessing  # noqa: PLC0415 - only needed in batch mode
-    import multiprocessing.util  # noqa: PLC0415
-
-    def in_child(pipe: Pipeline) -> None:
-        multiprocessing.util.Finalize(None, pipe.force_flush, exitpriority=100)
-
-    multiprocessing.util.register_after_fork(current, in_child)
-    if multiprocessing.parent_process() is not None:
-        in_child(current)
 
 
 atexit.register(shutdown)

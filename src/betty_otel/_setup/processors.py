@@ -1,27 +1,40 @@
-"""Span processors: the file processors (synchronous and batched) and the on/off switch.
+"""Span processors: the file processors (synchronous and batched) and the provider switch.
 
 A span whose creator writes its entry itself (TelemetryCapture.capture, which must
 report a failed write to its caller) is ended inside `creator_writes()`; the file
 processors leave it alone, so it is written exactly once, by the exporter path its
 creator called.
+
+The file processors write every recording span of an execution (``betty.skill``)
+whatever its sampled flag: on a program's provider the program's sampler decides
+what its own exporters see, never what the audit log holds (see `sampling`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
 from typing import Final
 
 from opentelemetry import context as otel_context
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from betty_otel._entry import ATTR_SKILL
+from betty_otel._errors import internal_error
+from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
 
-__all__ = ["BatchFileProcessor", "FileProcessor", "Switch", "creator_writes"]
+__all__ = [
+    "BatchFileProcessor",
+    "FileProcessor",
+    "Switch",
+    "creator_writes",
+    "in_a_child_process",
+]
 
 _CREATOR_WRITES: Final = otel_context.create_key("betty_otel.creator-writes")
 
@@ -41,26 +54,50 @@ def creator_writes() -> Iterator[None]:
 
 
 def _for_the_file(span: ReadableSpan) -> bool:
-    """A sampled span that no creator writes itself (see creator_writes)."""
+    """An execution's span (sampled or not) or any other sampled span (for all_spans),
+    unless its creator writes it itself (see creator_writes)."""
+    if otel_context.get_value(_CREATOR_WRITES) is not None:
+        return False
     context = span.context
-    return (
-        context is not None
-        and context.trace_flags.sampled
-        and otel_context.get_value(_CREATOR_WRITES) is None
-    )
+    if context is not None and context.trace_flags.sampled:
+        return True
+    attributes = span.attributes
+    return attributes is not None and ATTR_SKILL in attributes
+
+
+def _mark_forked() -> None:
+    STATE.forked = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
+
+
+def in_a_child_process() -> bool:
+    """True in a forked process, or in any process that multiprocessing started.
+
+    Such processes are often ended with os._exit (fork-based servers, multiprocessing
+    workers) or terminated (``with Pool(...)``), skipping every exit hook.
+    """
+    if STATE.forked:
+        return True
+    multiprocessing = sys.modules.get("multiprocessing")  # imported in all of its children
+    return multiprocessing is not None and multiprocessing.parent_process() is not None
 
 
 class Switch(SpanProcessor):
-    """Our processor inside a provider we do not own: can be switched off on reconfigure,
-    since the SDK has no way to remove a processor from a provider."""
+    """Our file processor inside a provider we do not own, which cannot remove one.
 
-    def __init__(self, inner: SpanProcessor) -> None:
-        self.inner: SpanProcessor | None = inner
+    One per provider (kept in STATE): a reconfigure points it at the new pipeline's
+    processor, a shutdown points it at nothing, so reconfiguring adds nothing.
+    """
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        inner = self.inner
-        if inner is not None:
-            inner.on_start(span, parent_context)
+    def __init__(self) -> None:
+        self.inner: SpanProcessor | None = None
+
+    def detach(self, inner: SpanProcessor) -> None:
+        """Point at nothing, unless a newer pipeline's processor took inner's place."""
+        if self.inner is inner:
+            self.inner = None
 
     def on_end(self, span: ReadableSpan) -> None:
         inner = self.inner
@@ -99,13 +136,20 @@ class FileProcessor(SpanProcessor):
 
 
 class BatchFileProcessor(SpanProcessor):
-    """Batched file export that never drops a span.
+    """Batched file export: no call waits long, no span is dropped silently.
 
     A background thread writes the queue every `delay` seconds, or as soon as
-    `max_batch` spans wait. Unlike the SDK's BatchSpanProcessor, a full queue is not
-    emptied by throwing spans away: the thread that ends a span past `max_queue`
-    writes the queue itself (backpressure, not loss). Writes are serialised, so the
-    file keeps recording order.
+    `max_batch` spans wait, as one locked append of everything queued (so the file
+    keeps recording order, and a held lock costs one lock timeout per round). A full
+    queue (`max_queue`) is backpressure, bounded: the ending thread waits at most one
+    lock timeout for the writer to take the queue; if the writer is still stuck,
+    spans are dropped, counted in the exporter's ``dropped`` and logged once, until
+    it takes the queue again, so no call waits twice.
+
+    Batching is a per-process optimisation: in a forked child (os.fork, fork-based
+    servers, multiprocessing) and in any multiprocessing child this writes
+    synchronously, since those often end with os._exit or are terminated, skipping
+    every exit hook, and a queue would die with them.
     """
 
     def __init__(
@@ -120,55 +164,91 @@ class BatchFileProcessor(SpanProcessor):
         self._delay = delay
         self._max_batch = max_batch
         self._max_queue = max_queue
+        self._synchronous = in_a_child_process()
         self._init_state()
-        # A forked child starts empty: the queued spans are the parent's to write.
-        reinit = weakref.WeakMethod(self._init_state)
+        reinit = weakref.WeakMethod(self._after_fork_in_child)
         os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
         self._queue: list[ReadableSpan] = []
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._overflowing = False
+
+    def _after_fork_in_child(self) -> None:
+        # The queued spans are the parent's to write; the child writes its own at once.
+        self._init_state()
+        self._synchronous = True
 
     def on_end(self, span: ReadableSpan) -> None:
         if not _for_the_file(span):
             return
-        with self._lock:
-            if self._stopped:
-                stopped = True
-            else:
-                stopped = False
-                self._queue.append(span)
-                waiting = len(self._queue)
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._run, name="betty_otel-file-writer", daemon=True
-                    )
-                    self._thread.start()
-        if stopped:  # a late span after shutdown: the exporter counts it as dropped
+        if self._synchronous:
             self._exporter.export((span,))
             return
-        if waiting >= self._max_batch:
-            self._wake.set()
-        if waiting >= self._max_queue:
-            self._drain()
+        with self._lock:
+            if self._stopped:
+                late = True
+            elif len(self._queue) >= self._max_queue and not self._room_made():
+                late = False
+            else:
+                self._queue.append(span)
+                if len(self._queue) >= self._max_batch:
+                    self._wake.set()
+                if self._thread is None:
+                    self._start_writer()
+                return
+        if late:  # a span after shutdown: the exporter counts it as dropped
+            self._exporter.export((span,))
+        else:
+            self._exporter.drop(1, "the batch queue is full and the file is not being written")
+
+    def _start_writer(self) -> None:
+        """Start the writer thread (the lock is held); write synchronously if none can start."""
+        thread = threading.Thread(target=self._run, name="betty_otel-file-writer", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no new threads at interpreter shutdown
+            self._synchronous = True
+            queued, self._queue = self._queue, []
+            self._exporter.export(queued)
+            return
+        self._thread = thread
+
+    def _room_made(self) -> bool:
+        """With the lock held: wait up to one lock timeout for the writer to take the queue."""
+        if self._overflowing:
+            return False
+        self._wake.set()
+        if self._room.wait_for(
+            lambda: len(self._queue) < self._max_queue, timeout=self._exporter.lock_timeout
+        ):
+            return True
+        self._overflowing = True
+        return False
 
     def _run(self) -> None:
         while not self._stopped:
             self._wake.wait(self._delay)
             self._wake.clear()
-            self._drain()
+            try:
+                self._drain()
+            except Exception:  # noqa: BLE001 - the writer must outlive any one failure
+                internal_error("writing the batch queue")
 
     def _drain(self) -> None:
-        """Write everything queued so far, in order, in batches of max_batch."""
+        """Write everything queued so far, in order, as one append."""
         with self._export_lock:
             with self._lock:
                 queued, self._queue = self._queue, []
-            for start in range(0, len(queued), self._max_batch):
-                self._exporter.export(queued[start : start + self._max_batch])
+                self._overflowing = False
+                self._room.notify_all()
+            if queued:
+                self._exporter.export(queued)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 - SDK signature
         self._drain()
@@ -180,6 +260,6 @@ class BatchFileProcessor(SpanProcessor):
             thread = self._thread
         self._wake.set()
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+            thread.join(timeout=self._exporter.lock_timeout + 1)
         self._drain()
         self._exporter.shutdown()
