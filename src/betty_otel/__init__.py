@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from betty_otel._entry import STATUSES
     from betty_otel._errors import internal_errors
+    from betty_otel._report import report
     from betty_otel._setup import configure, shutdown
     from betty_otel.capture import TelemetryCapture
     from betty_otel.exporter import BettyFileExporter
@@ -31,6 +32,7 @@ __all__ = [
     "capture_telemetry",
     "configure",
     "internal_errors",
+    "report",
     "shutdown",
 ]
 
@@ -44,6 +46,7 @@ _HOMES: Final = {
     "capture_telemetry": "betty_otel.instrument",
     "configure": "betty_otel._setup",
     "internal_errors": "betty_otel._errors",
+    "report": "betty_otel._report",
     "shutdown": "betty_otel._setup",
 }
 """The module each public name lives in (one entry per name of __all__)."""

@@ -30,6 +30,7 @@ COMMANDS: Final = {
     "check": "check",
     "repair": "check",
     "export": "export",
+    "report": "report",
 }
 """Command -> the module of betty_otel.cli that runs it (as its function cmd_<command>)."""
 
@@ -115,6 +116,7 @@ _EXAMPLES: Final = {
   {PROG} tail -f
   {PROG} check || {PROG} repair
   {PROG} export --otlp --endpoint http://localhost:4318
+  {PROG} report --since 7d -o report.html
 
 Run '{PROG} COMMAND --help' for a command's options.
 Exit status: 0 success, 1 error, 2 usage error.""",
@@ -175,6 +177,17 @@ timestamp, start = end - duration), ids and parent links (entries without ids
 get stable ids derived from their content), ERROR status for failure / error /
 timeout, and the betty.* attributes. Exit status 1 if the collector rejects
 the spans or cannot be reached.""",
+    "report": f"""examples:
+  {PROG} report                          # report.html of the whole log
+  {PROG} report --since 7d -o week.html
+  {PROG} report --skill api.validate --status failure
+  {PROG} report --trace-id 3a0809d08b85eb88aa2c0a7e32c9e85d -o trace.html
+
+One self-contained HTML page that opens offline: executions over time by
+status, per-skill counts, failure rates and p50/p95/p99 with their trends, the
+newest failures, the slowest executions, trace waterfalls (the slowest traces,
+or those of --trace-id) and the log's health. Needs the report extra:
+pip install 'betty-otel[report]'. Exit status 1 if it is missing.""",
 }
 
 
@@ -258,6 +271,14 @@ def _add_export(commands: Any) -> None:
     _add_filters(export)
 
 
+def _add_report(commands: Any) -> None:
+    report = _subparser(commands, "report", "write a self-contained HTML report of the log")
+    report.add_argument(
+        "-o", "--output", default="report.html", metavar="PATH", help="default: report.html"
+    )
+    _add_filters(report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of betty-telemetry (every command, with examples)."""
     parser = argparse.ArgumentParser(
@@ -273,4 +294,5 @@ def build_parser() -> argparse.ArgumentParser:
     _subparser(commands, "check", "validate the file without changing it")
     _subparser(commands, "repair", "fix a torn tail, keeping every complete entry")
     _add_export(commands)
+    _add_report(commands)
     return parser
