@@ -36,7 +36,7 @@ _PREFIX_FORMAT: Final = {
     7: "%Y-%m",
     4: "%Y",
 }
-RAW_LIMIT: Final = 800
+RAW_LIMIT: Final = 1500
 """Raw buckets a span may need before the prefix gets coarser (bounds memory)."""
 MAX_BUCKETS: Final = 120
 """The charts show at most about this many buckets."""
