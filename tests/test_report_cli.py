@@ -46,6 +46,13 @@ def health_cell(page: str, label: str) -> str:
     return re.sub(r"<[^>]+>", "", found.group(1))
 
 
+def python(code: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run code in a fresh interpreter (its own sys.modules); stdout and stderr as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=check
+    )
+
+
 def _entries(start: datetime, count: int, step: timedelta, **extra: Any) -> list[dict[str, Any]]:
     return [
         make_entry(
@@ -148,9 +155,7 @@ def test_missing_plotly_exits_1_and_says_how_to_install_it(tmp_path: Path) -> No
         "from betty_otel.cli import main\n"
         f"sys.exit(main(['report', '--file', {str(log)!r}, '-o', {str(tmp_path / 'r.html')!r}]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
+    result = python(code, check=False)
     assert result.returncode == 1
     assert "pip install 'betty-otel[report]'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -166,9 +171,7 @@ def test_missing_plotly_raises_import_error_in_python(tmp_path: Path) -> None:
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
+    result = python(code)
     assert "pip install 'betty-otel[report]'" in result.stdout
 
 
@@ -228,9 +231,7 @@ def test_report_command_loads_neither_the_sdk_nor_wrapt(tmp_path: Path) -> None:
         "print(json.dumps([m for m in sys.modules if m.split('.')[0] == 'wrapt'"
         " or m.startswith('opentelemetry.sdk')]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
+    result = python(code)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
