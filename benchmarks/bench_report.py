@@ -64,7 +64,9 @@ def main() -> None:
         log = args.file
         if log is None:
             log = Path(folder) / "telemetry.json"
-            subprocess.run([sys.executable, str(GENERATOR), str(log), str(args.entries)], check=True)
+            subprocess.run(
+                [sys.executable, str(GENERATOR), str(log), str(args.entries)], check=True
+            )
         out = Path(folder) / "report.html"
         size = log.stat().st_size
         print(f"log: {log} ({size / 1e6:,.0f} MB)")
