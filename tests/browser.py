@@ -54,9 +54,13 @@ class Opened:
         return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium, the system's."""
+    """Headless Chromium, the system's, for one test module.
+
+    Module scope, not session: Playwright's sync API keeps an asyncio loop running
+    in this thread while it is open, and other modules' tests call asyncio.run().
+    """
     executable = shutil.which("chromium")
     assert executable, "chromium is not installed (apt-get install chromium; .ci/run does it)"
     with sync_playwright() as playwright:
