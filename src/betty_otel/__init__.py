@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from betty_otel._entry import STATUSES
     from betty_otel._errors import internal_errors
+    from betty_otel._report import report
     from betty_otel._setup import configure, shutdown
     from betty_otel._store.errors import LockTimeoutError, StoreError
     from betty_otel.capture import TelemetryCapture
@@ -38,6 +39,7 @@ __all__ = [
     "capture_telemetry",
     "configure",
     "internal_errors",
+    "report",
     "shutdown",
     "subprocess_env",
 ]
@@ -54,6 +56,7 @@ _HOMES: Final = {
     "capture_telemetry": "betty_otel.instrument",
     "configure": "betty_otel._setup",
     "internal_errors": "betty_otel._errors",
+    "report": "betty_otel._report",
     "shutdown": "betty_otel._setup",
     "subprocess_env": "betty_otel.propagation",
 }

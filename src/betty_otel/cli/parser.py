@@ -32,6 +32,7 @@ COMMANDS: Final = {
     "repair": "check",
     "export": "export",
     "install-skill": "install",
+    "report": "report",
 }
 """Command -> the module of betty_otel.cli that runs it (as its function cmd_<command>)."""
 
@@ -137,6 +138,7 @@ _EXAMPLES: Final = {
   {PROG} check || {PROG} repair
   {PROG} export --otlp --endpoint http://localhost:4318
   {PROG} install-skill ~/betty
+  {PROG} report --since 7d -o report.html
 
 Run '{PROG} COMMAND --help' for a command's options.
 Exit status: 0 success, 1 error, 2 usage error.""",
@@ -209,6 +211,17 @@ write through betty_otel, unchanged. Files already there are renamed to
 <name>.orig-<UTC time> first, never overwritten. Without BETTY_REPO: $BETTY_HOME,
 else the nearest folder up from here holding registry/ and skills/, agents/ or
 workflows/.""",
+    "report": f"""examples:
+  {PROG} report                          # report.html of the whole log
+  {PROG} report --since 7d -o week.html
+  {PROG} report --skill api.validate --status failure
+  {PROG} report --trace-id 3a0809d08b85eb88aa2c0a7e32c9e85d -o trace.html
+
+One self-contained HTML page that opens offline: executions over time by
+status, per-skill counts, failure rates and p50/p95/p99 with their trends, the
+newest failures, the slowest executions, trace waterfalls (the slowest traces,
+or those of --trace-id) and the log's health. Needs the report extra:
+pip install 'betty-otel[report]'. Exit status 1 if it is missing.""",
 }
 
 
@@ -295,6 +308,14 @@ def _add_export(commands: Any) -> None:
     _add_filters(export)
 
 
+def _add_report(commands: Any) -> None:
+    report = _subparser(commands, "report", "write a self-contained HTML report of the log")
+    report.add_argument(
+        "-o", "--output", default="report.html", metavar="PATH", help="default: report.html"
+    )
+    _add_filters(report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of betty-telemetry (every command, with examples)."""
     parser = argparse.ArgumentParser(
@@ -316,4 +337,5 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument(
         "repo", nargs="?", metavar="BETTY_REPO", help="the repository (default: the one found)"
     )
+    _add_report(commands)
     return parser

@@ -1,0 +1,115 @@
+"""Time buckets: the raw ones counted while reading, and the one the charts show.
+
+While reading, entries are counted per UTC timestamp prefix (minute ``2025-01-06T14:05``,
+hour, day, month or year): a canonical timestamp's first bytes, so grouping costs
+no parsing. The prefix gets shorter (coarser) when the span read so far would need
+more than `RAW_LIMIT` of them. The charts then use the finest unit of `DISPLAY`
+that is no finer than the raw prefix and needs at most `MAX_BUCKETS` buckets.
+Every display unit is a whole number of raw buckets, so regrouping is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Final
+
+__all__ = [
+    "DISPLAY",
+    "MAX_BUCKETS",
+    "PREFIXES",
+    "RAW_LIMIT",
+    "DisplayUnit",
+    "choose_unit",
+    "coarser_prefix",
+    "prefix_start",
+    "utc_prefix",
+]
+
+PREFIXES: Final = (16, 13, 10, 7, 4)
+"""Raw bucket prefixes of an ISO timestamp: minute, hour, day, month, year."""
+_PREFIX_SECONDS: Final = {16: 60, 13: 3600, 10: 86_400, 7: 31 * 86_400, 4: 366 * 86_400}
+_PREFIX_FORMAT: Final = {
+    16: "%Y-%m-%dT%H:%M",
+    13: "%Y-%m-%dT%H",
+    10: "%Y-%m-%d",
+    7: "%Y-%m",
+    4: "%Y",
+}
+RAW_LIMIT: Final = 1500
+"""Raw buckets a span may need before the prefix gets coarser (bounds memory)."""
+MAX_BUCKETS: Final = 120
+"""The charts show at most about this many buckets."""
+_ORIGIN: Final = 345_600
+"""Fixed-size buckets count from Monday 1970-01-05 00:00 UTC: weeks start on Monday."""
+
+
+@dataclass(frozen=True)
+class DisplayUnit:
+    """A bucket size of the charts: fixed seconds, or calendar months or years (seconds 0)."""
+
+    name: str
+    prefix: int
+    """The longest raw prefix it can be built from."""
+    seconds: int
+
+    def start(self, moment: datetime) -> float:
+        """The start (epoch seconds) of the bucket that holds moment (UTC)."""
+        if self.seconds:
+            stamp = moment.timestamp()
+            return _ORIGIN + (stamp - _ORIGIN) // self.seconds * self.seconds
+        first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        if self.prefix == 4:
+            first = first.replace(month=1)
+        return first.timestamp()
+
+
+DISPLAY: Final = (
+    DisplayUnit("minute", 16, 60),
+    DisplayUnit("5 minutes", 16, 300),
+    DisplayUnit("15 minutes", 16, 900),
+    DisplayUnit("hour", 13, 3600),
+    DisplayUnit("6 hours", 13, 21_600),
+    DisplayUnit("day", 10, 86_400),
+    DisplayUnit("week", 10, 604_800),
+    DisplayUnit("month", 7, 0),
+    DisplayUnit("year", 4, 0),
+)
+
+
+def coarser_prefix(prefix: int, first: float, last: float) -> int:
+    """The raw prefix to count with so that first..last needs at most RAW_LIMIT buckets."""
+    index = PREFIXES.index(prefix)
+    while index < len(PREFIXES) - 1 and last - first > RAW_LIMIT * _PREFIX_SECONDS[prefix]:
+        index += 1
+        prefix = PREFIXES[index]
+    return prefix
+
+
+def choose_unit(prefix: int, first: float | None, last: float | None) -> DisplayUnit:
+    """The finest display unit built from raw buckets of prefix that fits first..last."""
+    span = 0.0 if first is None or last is None else last - first
+    for unit in DISPLAY:
+        if unit.prefix > prefix:
+            continue
+        size = unit.seconds or (31 * 86_400 if unit.prefix == 7 else 366 * 86_400)
+        if span / size <= MAX_BUCKETS:
+            return unit
+    return DISPLAY[-1]
+
+
+def utc_prefix(moment: datetime, prefix: int) -> bytes:
+    """The raw bucket of an aware moment: its UTC ISO text cut to prefix."""
+    text = moment.astimezone(timezone.utc).isoformat()
+    return text[:prefix].encode()
+
+
+def prefix_start(raw: bytes) -> datetime | None:
+    """The UTC start of a raw bucket; None when the bytes are no time (a garbled timestamp)."""
+    fmt = _PREFIX_FORMAT.get(len(raw))
+    if fmt is None:
+        return None
+    try:
+        return datetime.strptime(raw.decode("ascii"), fmt).replace(tzinfo=timezone.utc)
+    except (UnicodeDecodeError, ValueError):
+        return None

@@ -1,0 +1,262 @@
+"""Reading the log for the report: one forward pass over every file, in bounded memory.
+
+Canonical lines (the store's layout) come from the query layer's block scanner as
+columns of raw captures (timestamp, skill+status, duration, and caller when a
+filter needs it), which are selected and grouped a block at a time, mostly in C.
+A block whose captures are unusual (a timestamp not in UTC, an escape, a duration
+that is not a number) is parsed line by line instead, as is every entry in another
+layout (the old tools' indent=2). Damage is counted for the page and logged, as
+by every reader.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from itertools import compress
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from betty_otel._entry import NUMBER_TYPES, entry_time, format_timestamp, is_number
+from betty_otel._report.collect import Collector, raw_text
+from betty_otel._store import (
+    Damage,
+    iter_entries,
+    log_files,
+    open_log_files,
+    parse_entry_line,
+    warn_damage,
+)
+from betty_otel.query import Filters
+from betty_otel.query.scan import Block, line_pattern, scan_fd
+
+__all__ = ["Progress", "read_log"]
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes read, bytes in all files) after each block."""
+
+_STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
+_STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
+_NUMERIC_TEXT: Final = b"0123456789.eE+-,"
+
+
+def _utc_stamps(stamps: list[bytes]) -> bool:
+    """True when every timestamp has the store's UTC layout (``2025-01-06T14:05:09.123456+00:00``).
+
+    Then bytes order is time order and a prefix is a time bucket. Checked in C: a
+    digit that is not one only makes that entry's bucket unreadable (left out of
+    the charts over time, counted as untimed).
+    """
+    if set(map(len, stamps)) != {32}:
+        return False
+    joined = b"".join(stamps)
+    count = len(stamps)
+    return all(joined[at::32] == mark * count for at, mark in (*_STAMP_MARKS, *_STAMP_MARKS_UTC))
+
+
+def _stamp(moment: Any) -> bytes | None:
+    """A time filter bound in the store's timestamp format, for comparing raw bytes."""
+    if moment is None:
+        return None
+    return format_timestamp(int(moment.timestamp() * 1_000_000) * 1000).encode()
+
+
+class _Reader:
+    """Feeds every entry of the log to a Collector, selecting with filters."""
+
+    def __init__(self, collector: Collector, filters: Filters) -> None:
+        self.collector = collector
+        self.filters = filters
+        self.pattern = line_pattern(stamp=True, caller=filters.caller is not None)
+        self.since = _stamp(filters.since)
+        self.until = _stamp(filters.until)
+        self.wanted: dict[tuple[bytes, bytes | None], bool] = {}
+        """(span, raw caller) -> whether the skill, status and caller filters pass."""
+        self.needles = (
+            None
+            if filters.trace_id is None
+            else [orjson.dumps(value)[1:-1] for value in filters.trace_id]
+        )
+        self.file = Path()
+
+    def read(self, fd: int, size: int, file: Path, progress: Callable[[int], None]) -> None:
+        """Read one file of the log, oldest entry first."""
+        self.file = file
+        report = warn_damage(file)
+        for found in scan_fd(fd, size, self.pattern):
+            if isinstance(found, Damage):
+                self.collector.add_damage(file, found)
+                report(found)
+                continue
+            if found.columns and found.columns[0]:
+                self.block(found)
+            for entry in found.entries:
+                self.entry(entry)
+            progress(len(found.data))
+
+    def block(self, found: Block) -> None:
+        """The canonical lines of one block, from their captures."""
+        columns = found.columns
+        stamps, spans, raw = columns[0], columns[1], columns[2]
+        callers: list[bytes] | None = columns[3] if len(columns) > 3 else None
+        values = self._values(raw)
+        lines = _Lines(found)
+        try:
+            for span in set(spans):
+                self.collector.span_key(span)
+            mask = self._mask(stamps, spans, values or [], callers, lines)
+        except ValueError:
+            values = None
+        if values is None or not _utc_stamps(stamps):
+            for line in lines():
+                self.line(line)
+            return
+        self.collector.seen_columns(stamps, spans)
+        if mask is not None:
+            stamps = list(compress(stamps, mask))
+            spans = list(compress(spans, mask))
+            values = list(compress(values, mask))
+            lines = _Lines(found, mask)
+        if stamps:
+            self.collector.add_columns(stamps, spans, values, lines)
+
+    def _values(self, raw: list[bytes]) -> list[float | None] | None:
+        """The durations of a block (None each where not a number); None: parse the lines."""
+        joined = b",".join(raw)
+        try:
+            values = orjson.loads(b"[" + joined + b"]")
+        except orjson.JSONDecodeError:
+            return None
+        if len(values) != len(raw):  # a capture was part of a value
+            return None
+        if not joined.translate(None, _NUMERIC_TEXT):
+            return [float(value) for value in values]
+        return [float(value) if type(value) in NUMBER_TYPES else None for value in values]
+
+    def _mask(
+        self,
+        stamps: list[bytes],
+        spans: list[bytes],
+        values: list[float | None],
+        callers: list[bytes] | None,
+        lines: Callable[[], list[bytes]],
+    ) -> list[bool] | None:
+        """Which lines the filters select; None: all of them."""
+        filters = self.filters
+        if filters.empty:
+            return None
+        given: list[bytes | None] = list(callers) if callers is not None else [None] * len(spans)
+        mask = [self._keys_pass(span, caller) for span, caller in zip(spans, given, strict=True)]
+        since, until = self.since, self.until
+        if since is not None or until is not None:
+            low, high = since or b"", until or b"\xff"
+            mask = [ok and low <= stamp < high for ok, stamp in zip(mask, stamps, strict=True)]
+        minimum = filters.min_duration_ms
+        if minimum is not None:
+            mask = [
+                ok and value is not None and value >= minimum
+                for ok, value in zip(mask, values, strict=True)
+            ]
+        if self.needles is not None:
+            mask = [ok and self._in_trace(line) for ok, line in zip(mask, lines(), strict=True)]
+        return mask
+
+    def _keys_pass(self, span: bytes, raw_caller: bytes | None) -> bool:
+        """The skill, status and caller filters (raises ValueError on an undecodable capture)."""
+        found = self.wanted.get((span, raw_caller))
+        if found is None:
+            key = self.collector.span_key(span)
+            caller = None if raw_caller is None else raw_text(raw_caller)
+            found = self.filters.match_keys(key.skill, key.word, caller)
+            self.wanted[span, raw_caller] = found
+        return found
+
+    def _in_trace(self, line: bytes) -> bool:
+        """A line with a wanted trace id (parsed to be sure, since only few lines have one)."""
+        if not any(needle in line for needle in self.needles or ()):
+            return False
+        try:
+            entry = parse_entry_line(line)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(entry, dict) and self.filters.matches(entry)
+
+    def line(self, line: bytes) -> None:
+        """A canonical-looking line whose captures need a real parse."""
+        try:
+            value = parse_entry_line(line)
+        except orjson.JSONDecodeError:
+            damage = Damage(-1, len(line), "entry line is not valid JSON")
+            self.collector.add_damage(self.file, damage)
+            warn_damage(self.file)(damage)
+            return
+        if isinstance(value, dict):
+            self.entry(value)
+
+    def entry(self, entry: Mapping[str, Any]) -> None:
+        """One parsed entry: counted for the log's health, then added if selected."""
+        moment = self.collector.seen_entry(entry)
+        if not self.filters.matches(entry):
+            return
+        value = entry.get("duration_ms")
+        duration = float(value) if is_number(value) and math.isfinite(value) else None
+        self.collector.add_entry(entry, moment, duration)
+
+
+def _lines(found: Block) -> list[bytes]:
+    """The canonical lines of a block, in the order of its captures."""
+    data = found.data
+    return [line for start, end in found.lines for line in data[start:end].split(b"\n")]
+
+
+class _Lines:
+    """The canonical lines of a block (selected by mask), split only when asked for."""
+
+    def __init__(self, found: Block, mask: list[bool] | None = None) -> None:
+        self.found = found
+        self.mask = mask
+        self.cache: list[bytes] | None = None
+
+    def __call__(self) -> list[bytes]:
+        if self.cache is None:
+            lines = _lines(self.found)
+            self.cache = lines if self.mask is None else list(compress(lines, self.mask))
+        return self.cache
+
+
+def _ignore(_: Damage) -> None:
+    """Damage met while peeking at the ends of the log: the full read reports it."""
+
+
+def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> Collector:
+    """Read every file of the log once (oldest first) into a Collector."""
+    collector = Collector(path)
+    reader = _Reader(collector, filters)
+    total = 0
+    for file in log_files(path):
+        try:
+            total += file.stat().st_size
+        except OSError:
+            continue
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(min(done, total), total)
+
+    def on_damage(item: Damage) -> None:
+        collector.add_damage(path, item)
+        warn_damage(path)(item)
+
+    newest = next(iter_entries(path, on_damage=_ignore), None)
+    oldest = next(iter_entries(path, newest_first=False, on_damage=_ignore), None)
+    if newest is not None and oldest is not None:
+        collector.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
+    for fd, size, file in open_log_files(path, newest_first=False, on_damage=on_damage):
+        collector.health.files.append((file, size))
+        reader.read(fd, size, file, advance)
+    return collector
