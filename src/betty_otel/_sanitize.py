@@ -45,6 +45,14 @@ from typing import Any, Final
 
 import orjson
 
+from betty_otel._leaves import (
+    big_int_text,
+    bytes_text,
+    field_value,
+    json_size,
+    key_to_str,
+    truncation_suffix,
+)
 from betty_otel._redact import (
     REDACTED,
     RedactionRules,
@@ -63,7 +71,6 @@ _BUDGET: Final = "<truncated: size budget exceeded>"
 _TRUNC_KEY: Final = "<truncated>"
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
-_SMALL_BYTES: Final = 1024
 # An oversized string is only scanned this far past the cut: the rest is dropped unread,
 # and the patterns treat the end of the scanned window as "the secret goes on".
 _SCAN_MARGIN: Final = 16384
@@ -71,67 +78,6 @@ _KEY_CACHE_MAX_LEN: Final = 256  # longer keys are converted uncached (the cache
 _KEY_CACHE_SIZE: Final = 2048
 _SCALAR_COST: Final = 24  # JSON chars budgeted for any number, bool or null
 _CUT_ATTEMPTS: Final = 8
-
-
-def _truncation_suffix(dropped: int) -> str:
-    return f"...<truncated {dropped} chars>"
-
-
-def _key_to_str(key: object) -> str:
-    """Text for a non-string dict key, spelled as the json module would for scalars."""
-    if key is None:
-        return "null"
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if isinstance(key, str):
-        return str.__str__(key)
-    if isinstance(key, (bytes, bytearray)):  # b"password" must still name a secret
-        return bytes(key).decode("utf-8", "replace")
-    try:
-        return str(key.value if isinstance(key, enum.Enum) else key)
-    except Exception:  # noqa: BLE001 - a raising __str__, a 5000-digit int
-        return f"<unrepresentable key {type_name(key)}>"
-
-
-def _json_size(text: str) -> int:
-    """Bytes the string takes as JSON: the budget counts what reaches the disk.
-
-    Control characters take 6 bytes (\\u0000) and non-ASCII up to 4 in UTF-8, so
-    counting characters could let a line grow several times past the budget.
-    """
-    if text.isascii() and text.isprintable():
-        return len(text) + 2 + text.count('"') + text.count("\\")
-    try:
-        return len(orjson.dumps(text, option=orjson.OPT_PASSTHROUGH_SUBCLASS))
-    except TypeError:  # lone surrogates: an upper bound is enough for a budget
-        return len(text) * 6 + 2
-
-
-def _big_int_text(value: int) -> str:
-    try:
-        return str(value)
-    except ValueError:  # past sys.get_int_max_str_digits()
-        return f"<int with {value.bit_length()} bits>"
-
-
-def _bytes_text(value: bytes | bytearray | memoryview) -> str:
-    """Small valid UTF-8 is decoded (usually text read as bytes); anything else a size tag."""
-    try:
-        size = value.nbytes if isinstance(value, memoryview) else len(value)
-        if size <= _SMALL_BYTES:
-            return bytes(value).decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    except (ValueError, TypeError):  # a released memoryview
-        return f"<{type_name(value)}>"
-    return f"<{type_name(value)} len={size}>"
-
-
-def _field_value(obj: object, name: str) -> object:
-    try:
-        return getattr(obj, name)
-    except Exception:  # noqa: BLE001 - e.g. an init=False field never set
-        return "<unavailable>"
 
 
 class _State:
@@ -263,18 +209,18 @@ class Sanitizer:
         A cut can create a match (half a marker after "password=" reads as a new value),
         so each candidate is checked and the cut moves back until the result is stable.
         """
-        cut = min(self._max_value_chars - len(_truncation_suffix(total)), len(redacted))
+        cut = min(self._max_value_chars - len(truncation_suffix(total)), len(redacted))
         for _ in range(_CUT_ATTEMPTS):
-            candidate = redacted[:cut] + _truncation_suffix(total - cut)
+            candidate = redacted[:cut] + truncation_suffix(total - cut)
             if self._redactor.redact(candidate) == candidate:
                 return candidate
             space = redacted.rfind(" ", 0, cut - 1)
             cut = space if space > 0 else max(0, cut - 64)
-        return _truncation_suffix(total)
+        return truncation_suffix(total)
 
     def _key_info(self, key: object) -> tuple[str, bool]:
         """The sanitized key text and whether its value must be redacted."""
-        text = key if type(key) is str else _key_to_str(key)
+        text = key if type(key) is str else key_to_str(key)
         info = self._keys.get(text)
         if info is None:
             info = (self._text(text), self._redactor.is_secret_key(text))
@@ -286,7 +232,7 @@ class Sanitizer:
 
     def _leaf(self, text: str, st: _State) -> str:
         """Emit a string that has already been through ``_text`` (or is a marker)."""
-        st.total += _json_size(text)
+        st.total += json_size(text)
         return text
 
     def _walk(self, value: object, depth: int, st: _State) -> Any:
@@ -298,14 +244,14 @@ class Sanitizer:
                 and value.isprintable()
                 and (len(value) < self._min_scan or self._trigger.search(value) is None)
             ):
-                st.total += _json_size(value)
+                st.total += json_size(value)
                 return value
             return self._leaf(self._text(value), st)
         if type(value) is int:
             if _I64_MIN <= value <= _I64_MAX:
                 st.total += _SCALAR_COST
                 return value
-            return self._leaf(self._text(_big_int_text(value)), st)
+            return self._leaf(self._text(big_int_text(value)), st)
         if type(value) is float:
             st.total += _SCALAR_COST
             if value - value == 0.0:  # false only for NaN and +-inf
@@ -348,10 +294,10 @@ class Sanitizer:
         if isinstance(value, (uuid.UUID, Decimal, PurePath)):
             return self._leaf(self._text(str(value)), st)
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self._leaf(self._text(_bytes_text(value)), st)
+            return self._leaf(self._text(bytes_text(value)), st)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             fields = dataclasses.fields(value)
-            items = ((f.name, _field_value(value, f.name)) for f in fields)
+            items = ((f.name, field_value(value, f.name)) for f in fields)
             return self._walk_mapping(value, items, len(fields), depth, st)
         dump = getattr(type(value), "model_dump", None)  # on the type: mocks answer anything
         if callable(dump):
