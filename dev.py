@@ -3,6 +3,7 @@
 
     python3 dev.py demo   record telemetry with the quickstart example and show it
     python3 dev.py test   lint, type-check and run the whole test suite
+    python3 dev.py bench  run every benchmark in benchmarks/ and print one table of ratios
 
 Both create (or reuse) a virtual environment in `.venv` and install the package
 with its test and OTLP extras into it; the install is redone only when
@@ -12,7 +13,9 @@ with its test and OTLP extras into it; the install is redone only when
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
 import subprocess
 import sys
 import venv
@@ -61,14 +64,71 @@ def test(extra: list[str]) -> None:
     _run(PY, "-m", "pytest", *extra, env=env)
 
 
+def bench(names: list[str]) -> None:
+    """Run the benchmark scripts (all, or those named) and print one table of their targets.
+
+    Each script prints its detail and one `BENCH-ROW` line per target (benchmarks/table.py).
+    """
+    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    if names:
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in names]
+    rows: list[dict[str, object]] = []
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        with subprocess.Popen(
+            [str(PY), str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        ) as child:
+            assert child.stdout is not None
+            for line in child.stdout:
+                if line.startswith("BENCH-ROW "):
+                    rows.append(json.loads(line.removeprefix("BENCH-ROW ")))
+                else:
+                    print(line, end="", flush=True)
+        if child.returncode != 0:
+            sys.exit(child.returncode)
+    print(f"\n{_machine()}\n")
+    print("| target | betty_otel | baseline | ratio | goal | met |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        ratio = float(str(row["ratio"]))
+        op, _, bound = str(row["goal"]).partition(" ")
+        met = ratio <= float(bound) if op == "<=" else ratio >= float(bound)
+        print(
+            f"| {row['target']} | {row['ours']} | {row['baseline']} | {ratio:.2f}x "
+            f"| {row['goal']}x | {'yes' if met else '**no**'} |"
+        )
+
+
+def _machine() -> str:
+    """The machine the table was measured on: CPU, cores, memory, OS and Python."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    memory = ""
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+        memory = f", {gib:.0f} GiB RAM"
+    return (
+        f"Machine: {cpu}, {os.cpu_count()} cores{memory}, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
 def main() -> None:
-    """Dispatch `demo` or `test`; extra arguments of `test` go to pytest."""
-    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test"}:
+    """Dispatch `demo`, `test` or `bench`; extra arguments of `test` go to pytest."""
+    commands = {"demo", "test", "bench"}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     _ensure_venv()
     if sys.argv[1] == "demo":
         demo()
+    elif sys.argv[1] == "bench":
+        bench(sys.argv[2:])
     else:
         test(sys.argv[2:])
 
