@@ -67,7 +67,8 @@ def _assert_same(entry: dict[str, object], span: ReceivedSpan) -> None:
     assert span.status_code == ("Error" if failed else "Unset")
     assert span.status_message == ((entry["error_message"] if failed else None) or "")
     if entry["skill"] == "step.parse" and failed:  # raised: the exception is an event too
-        assert span.event("exception").attributes["exception.message"] == entry["error_message"]
+        event = span.event("exception").attributes  # the message alone, its type apart
+        assert f"{event['exception.type']}: {event['exception.message']}" == entry["error_message"]
     assert abs(span.duration_ns / 1e6 - float(str(entry["duration_ms"]))) < 0.01
 
 

@@ -68,14 +68,12 @@ def _type_text(kind: type, *, qualified: bool = False) -> str:
     return name if module == "builtins" else f"{module}.{name}"
 
 
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` (just ``Type`` when the message is empty or cannot be made)."""
-    name = _type_text(type(exc))
+def _message_of(exc: BaseException) -> str:
+    """The exception's own message, ``str(exc)`` (empty when its ``__str__`` raises)."""
     try:
-        text = str(exc)
+        return str(exc)
     except Exception:  # noqa: BLE001 - a user's __str__ may raise anything
-        text = ""
-    return f"{name}: {text}" if text else name
+        return ""
 
 
 def _exit_outcome(exc: SystemExit) -> tuple[str, str | None]:
@@ -93,18 +91,27 @@ def _exit_outcome(exc: SystemExit) -> tuple[str, str | None]:
 def outcome_of_exception(exc: BaseException) -> tuple[str, str | None]:
     """The Betty status and raw error message for an exception that ended an execution.
 
-    Never raises: the class decides the status (`issubclass` on the real class runs
-    no user code), so a call that raised is never recorded as success because its
-    exception could not be described.
+    The message is ``Type: message`` (just ``Type`` when the message is empty), as
+    the SDK describes an exception in a span's status; the exception event keeps the
+    two apart (see Run.record_exception). Never raises: the class decides the status
+    (`issubclass` on the real class runs no user code), so a call that raised is
+    never recorded as success because its exception could not be described.
     """
+    return _outcome(exc, _message_of(exc))
+
+
+def _outcome(exc: BaseException, text: str) -> tuple[str, str | None]:
+    """outcome_of_exception, given the exception's message text."""
     kind = type(exc)
     if issubclass(kind, SystemExit):
         return _exit_outcome(exc)  # type: ignore[arg-type] # a SystemExit by the check
+    name = _type_text(kind)
+    described = f"{name}: {text}" if text else name
     if issubclass(kind, _TIMEOUTS):
-        return "timeout", _describe(exc)
+        return "timeout", described
     if issubclass(kind, Exception):
-        return "failure", _describe(exc)
-    return "error", _describe(exc)  # KeyboardInterrupt, CancelledError, GeneratorExit, ...
+        return "failure", described
+    return "error", described  # KeyboardInterrupt, CancelledError, GeneratorExit, ...
 
 
 def outcome_of_result(result: object) -> tuple[str, str | None]:
@@ -159,20 +166,22 @@ class Run:
 
         An error status the code set before it raised (TelemetryContext.set_error or
         set_status) is kept, with its message if it gave one: the code knows best
-        what went wrong. The exception still becomes the span's exception event.
+        what went wrong. The exception still becomes the span's exception event,
+        with the semantic conventions' attributes: ``exception.type`` the qualified
+        class name, ``exception.message`` the exception's own message only.
         """
-        status, message = outcome_of_exception(exc)
+        text = _message_of(exc)
+        status, message = _outcome(exc, text)
         kept = self.status in ERROR_STATUSES
         if not kept:
             self.status = status  # before anything that can fail: never a false success
         redactor = self.sanitizer.redactor
-        described = (
-            None
-            if message is None
-            else self.sanitizer.sanitize(hide_secret_args(exc, redactor, message))
-        )
         if not kept or self.error is None:
-            self.error = described
+            self.error = (
+                None
+                if message is None
+                else self.sanitizer.sanitize(hide_secret_args(exc, redactor, message))
+            )
         if status not in ERROR_STATUSES:
             return
         try:
@@ -184,7 +193,7 @@ class Run:
             "exception",
             {
                 "exception.type": _type_text(type(exc), qualified=True),
-                "exception.message": described or "",
+                "exception.message": self.sanitizer.sanitize(hide_secret_args(exc, redactor, text)),
                 "exception.stacktrace": self.sanitizer.sanitize(stack),
                 "exception.escaped": True,
             },

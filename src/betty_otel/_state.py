@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import inspect
@@ -57,6 +57,11 @@ class ProcessState:
     """Subprocesses get the current trace context in their environment (owner: propagation)."""
     popen_init: Callable[..., None] | None = None
     """The Popen.__init__ our hook wraps, while the hook is installed (owner: propagation)."""
+    propagate_to_threads: bool = False
+    """Threads and pool tasks run in their starter's trace context (owner: _setup.threads)."""
+    thread_hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+    """The ThreadPoolExecutor.submit and Thread.start our hook wraps, while it is installed
+    (owner: _setup.threads)."""
     redaction_rules: RedactionRules | None = None
     """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
 

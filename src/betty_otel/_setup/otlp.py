@@ -1,10 +1,11 @@
 """OTLP export alongside the file, set up from the OTEL_* environment variables.
 
 Spans reach the collector through the SDK's BatchSpanProcessor, off the program's
-threads. Closing a pipeline (at exit, on shutdown() or a reconfigure) gives the
-collector a small total budget (`exit_budget`, about 1 s): a collector that is down
+threads. Closing a pipeline (at exit, on shutdown() or a reconfigure) gives its
+collectors a small total budget (`exit_budget`, about 1 s): a collector that is down
 or never answers costs the program that much at most, and one concise warning.
-The file is flushed before, never within, that budget.
+The file is flushed before, never within, that budget. A `Collector` takes any span
+exporter (the console exporter of OTEL_TRACES_EXPORTER=console too, see `exporters`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -24,10 +26,10 @@ from betty_otel._errors import internal_error
 __all__ = [
     "DEFAULT_EXIT_TIMEOUT",
     "Collector",
+    "close_collectors",
     "exit_budget",
     "otlp_collector",
     "otlp_exporter",
-    "otlp_wanted",
 ]
 
 logger = logging.getLogger(__name__)
@@ -35,17 +37,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_EXIT_TIMEOUT: Final = 1.0
 """Seconds a closing pipeline waits for the collector, unless configured otherwise."""
 _TIMEOUT_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
-
-
-def otlp_wanted() -> bool:
-    """OTLP is on when an OTLP endpoint is set or OTEL_TRACES_EXPORTER lists otlp."""
-    listed = os.environ.get("OTEL_TRACES_EXPORTER")
-    if listed is not None and listed.strip():
-        return "otlp" in {name.strip().lower() for name in listed.split(",")}
-    return bool(
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
 
 
 def otlp_exporter(
@@ -164,18 +155,17 @@ class _ClosingAware(SpanExporter):
 
 
 class Collector:
-    """The OTLP half of a pipeline: a batch processor and the exporter behind it."""
+    """A batch processor and the exporter behind it: what a pipeline sends besides the file."""
 
-    def __init__(self, exporter: SpanExporter) -> None:
+    def __init__(self, exporter: SpanExporter, name: str = "the OTLP collector") -> None:
+        self.name = name
+        """Who receives the spans, for the warnings at close."""
         self._exporter = _ClosingAware(exporter)
         self.processor = BatchSpanProcessor(self._exporter)
 
-    def close(self, budget: float) -> None:
-        """Send what is queued and shut down, waiting at most budget seconds; never raises.
-
-        A collector that is down or silent is left behind (its daemon thread gives
-        up on its own), with one warning; nothing of the file depends on it.
-        """
+    def start_closing(self) -> threading.Thread | None:
+        """Send what is queued and shut down, in a daemon thread; None when no thread
+        can be started (late in interpreter shutdown). Never raises."""
         exporter = self._exporter
         exporter.closing = True
         loggers = [logging.getLogger(kind.__module__) for kind in type(exporter.inner).__mro__]
@@ -187,7 +177,7 @@ class Collector:
             try:
                 self.processor.shutdown()  # type: ignore[no-untyped-call] # untyped in the SDK
             except Exception:  # noqa: BLE001 - the SDK's shutdown must not reach the program
-                internal_error("shutting down OTLP export")
+                internal_error(f"shutting down the exporter of {self.name}")
             finally:
                 for each in loggers:
                     each.removeFilter(exporter.hush)
@@ -198,22 +188,39 @@ class Collector:
         try:
             worker.start()
         except RuntimeError:  # no new threads this late in interpreter shutdown
-            finished = False
-        else:
-            worker.join(budget)
-            finished = not worker.is_alive()
+            return None
+        return worker
+
+    def report(self, finished: bool, budget: float) -> None:
+        """One warning when the spans were not all taken at close."""
         if not finished:
             logger.warning(
-                "betty_otel: the OTLP collector did not take the last spans within %g s; "
+                "betty_otel: %s did not take the last spans within %g s; "
                 "they are not sent (the telemetry file has every entry)",
+                self.name,
                 budget,
             )
-        elif exporter.unsent:
+        elif self._exporter.unsent:
             logger.warning(
-                "betty_otel: the OTLP collector did not take %d span(s) at close; "
+                "betty_otel: %s did not take %d span(s) at close; "
                 "they are not sent (the telemetry file has every entry)",
-                exporter.unsent,
+                self.name,
+                self._exporter.unsent,
             )
+
+
+def close_collectors(collectors: Sequence[Collector], budget: float) -> None:
+    """Close all collectors at once, waiting at most budget seconds in total; never raises.
+
+    A collector that is down or silent is left behind (its daemon thread gives up on
+    its own), with one warning; nothing of the file depends on it.
+    """
+    deadline = time.monotonic() + budget
+    closing = [(collector, collector.start_closing()) for collector in collectors]
+    for collector, worker in closing:
+        if worker is not None:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        collector.report(worker is not None and not worker.is_alive(), budget)
 
 
 def otlp_collector(endpoint: str | None) -> Collector | None:

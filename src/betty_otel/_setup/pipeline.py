@@ -6,9 +6,13 @@ already installed (an SDK one, set globally or passed in) gets our processor
 added, once (a Switch, re-pointed on reconfigure), and our tracer on it records
 what the program's sampler drops (see `sampling`); otherwise betty_otel creates a
 private ALWAYS_ON provider (it does not replace the global one, so the program can
-still install its own). The current pipeline is `STATE.pipeline`, guarded by
-`STATE.setup_lock`. Closing a pipeline flushes the file first, then gives the
-collector at most its exit budget (see `otlp`).
+still install its own), with the exporters OTEL_TRACES_EXPORTER asks for (see
+`exporters`). A program that installs its provider after that gets one warning
+saying to call ``configure(tracer_provider=...)``: switching providers under
+executions in flight could cost the file entries, so betty_otel does not switch by
+itself. The current pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`.
+Closing a pipeline flushes the file first, then gives the collectors at most their
+exit budget (see `otlp`).
 """
 
 from __future__ import annotations
@@ -34,15 +38,11 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from betty_otel._setup.otlp import (
-    DEFAULT_EXIT_TIMEOUT,
-    Collector,
-    exit_budget,
-    otlp_collector,
-    otlp_wanted,
-)
+from betty_otel._setup.exporters import env_collectors
+from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
 from betty_otel._setup.sampling import AuditSampler
+from betty_otel._setup.threads import propagate_to_threads
 from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
 from betty_otel.propagation import environment_context
@@ -77,17 +77,21 @@ class Pipeline:
     remote_parent: Context | None = None
     """The parent of root executions: $TRACEPARENT when betty_otel was configured."""
     file_processor: SpanProcessor | None = None
-    collector: Collector | None = None
+    collectors: tuple[Collector, ...] = ()
+    """What else receives the spans of our own provider (OTLP, console)."""
     switch: Switch | None = None
     """Our processor on a program's provider, pointing at file_processor."""
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT
-    """Seconds closing this pipeline waits for the collector (see exit_budget)."""
+    """Seconds closing this pipeline waits for the collectors (see exit_budget)."""
+    watch_global: bool = False
+    """Our own provider, made while no global one was set: `pipeline()` warns once
+    when the program sets one later."""
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Write everything buffered (batch mode, OTLP); True when all finished in time."""
         flushed = self.file_processor is None or self.file_processor.force_flush(timeout_millis)
-        if self.collector is not None:
-            flushed = self.collector.processor.force_flush(timeout_millis) and flushed
+        for collector in self.collectors:
+            flushed = collector.processor.force_flush(timeout_millis) and flushed
         return flushed
 
 
@@ -151,6 +155,7 @@ def configure(
     backups: int = 5,
     exit_timeout: float | None = None,
     propagate_to_subprocesses: bool = False,
+    threads: bool = False,
 ) -> BettyFileExporter | None:
     """Set up (or redo) where betty_otel's spans go; returns the file exporter.
 
@@ -161,7 +166,9 @@ def configure(
             exit). A per-process optimisation: forked and multiprocessing children
             write synchronously, since they often end without running exit hooks.
         all_spans: also write spans of other instrumentation (without betty.skill).
-        otlp: send spans over OTLP too; None (default) decides from the OTEL_* variables.
+        otlp: send spans over OTLP too; None (default) decides from the OTEL_* variables
+            (an OTLP endpoint, or OTEL_TRACES_EXPORTER, which may also ask for
+            ``console`` or ``none``: see `betty_otel._setup.exporters`).
         otlp_endpoint: collector URL, instead of OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT.
         tracer_provider: an SDK TracerProvider to add our processor to; default is the
             global one if it is an SDK provider, else a private provider of ours. Its
@@ -174,6 +181,11 @@ def configure(
         propagate_to_subprocesses: every ``subprocess`` started inside a recorded
             execution gets its trace context and skill in its environment (see
             `betty_otel.subprocess_env`), so its executions join this trace.
+        threads: tasks submitted to a ``ThreadPoolExecutor`` and ``threading.Thread``
+            objects started inside a recorded execution run in its trace context, so
+            their executions are its children (off by default: it wraps
+            ``ThreadPoolExecutor.submit`` and ``Thread.start`` process-wide; configure
+            without it, or shutdown(), restores them).
 
     Returns None (and instruments nothing) when OTEL_SDK_DISABLED=true or
     BETTY_TELEMETRY_DISABLED=1.
@@ -204,12 +216,13 @@ def configure(
         if provider is not None and isinstance(tracer, Tracer):
             new = _on_program_provider(provider, tracer, file_processor, exporter)
         else:  # no SDK provider, or one handing out no-op tracers: the file still records
-            wanted = otlp if otlp is not None else otlp_wanted()
-            collector = otlp_collector(otlp_endpoint) if wanted else None
-            new = _own_pipeline(file_processor, exporter, collector, exit_timeout)
+            collectors = env_collectors(otlp, otlp_endpoint)
+            new = _own_pipeline(file_processor, exporter, collectors, exit_timeout)
+            new.watch_global = tracer_provider is None and _no_global_provider()
         new.remote_parent = environment_context()
         _replace(new)
         subprocess_hook(propagate_to_subprocesses)
+        propagate_to_threads(threads)
         return exporter
 
 
@@ -243,15 +256,15 @@ def _on_program_provider(
 def _own_pipeline(
     file_processor: SpanProcessor,
     exporter: BettyFileExporter,
-    collector: Collector | None,
+    collectors: tuple[Collector, ...],
     exit_timeout: float | None,
 ) -> Pipeline:
-    """The file processor (and the collector's) on a private provider of ours."""
+    """The file processor (and the collectors') on a private provider of ours."""
     # ALWAYS_ON: the file is an audit log of every execution, whatever
     # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
     provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False)
     provider.add_span_processor(file_processor)
-    if collector is not None:
+    for collector in collectors:
         provider.add_span_processor(collector.processor)
     return Pipeline(
         tracer=provider.get_tracer(TRACER_NAME),
@@ -259,13 +272,25 @@ def _own_pipeline(
         provider=provider,
         owns_provider=True,
         file_processor=file_processor,
-        collector=collector,
-        exit_timeout=exit_budget(exit_timeout) if collector is not None else DEFAULT_EXIT_TIMEOUT,
+        collectors=collectors,
+        exit_timeout=exit_budget(exit_timeout) if collectors else DEFAULT_EXIT_TIMEOUT,
     )
 
 
+def _no_global_provider() -> bool:
+    """True while the program has set no global TracerProvider.
+
+    Reads the API's module global, which `pipeline()` then compares on every call:
+    ``trace.get_tracer_provider()`` costs microseconds while none is set (it looks
+    in os.environ each time). Should the API rename it, this is False and the late
+    provider goes unnoticed; recording is unaffected.
+    """
+    return getattr(trace, "_TRACER_PROVIDER", False) is None
+
+
 def _replace(new: Pipeline) -> None:
-    subprocess_hook(False)  # configure turns it on again when asked
+    subprocess_hook(False)  # configure turns them on again when asked
+    propagate_to_threads(False)
     old, STATE.pipeline = STATE.pipeline, new
     if old is not None:
         _close(old)
@@ -274,35 +299,54 @@ def _replace(new: Pipeline) -> None:
 def _close(old: Pipeline) -> None:
     """Flush and detach a pipeline that is being replaced or shut down.
 
-    The file first, in full; then the collector, within its exit budget, so a
+    The file first, in full; then the collectors, within their exit budget, so a
     collector that is down costs at most that.
     """
     if old.file_processor is not None:
         if old.switch is not None:
             old.switch.detach(old.file_processor)
         old.file_processor.shutdown()
-    if old.collector is not None:
-        old.collector.close(old.exit_timeout)
+    if old.collectors:
+        close_collectors(old.collectors, old.exit_timeout)
 
 
 def pipeline() -> Pipeline:
     """The current pipeline, configured from the environment on first use."""
     current = STATE.pipeline
-    if current is None:
-        with STATE.setup_lock:
-            if STATE.pipeline is None:
-                try:
-                    configure()
-                except Exception:
-                    # Instrumented code must still run: untraced, said once, not retried.
-                    logger.exception(
-                        "betty_otel: could not configure telemetry from the environment; "
-                        "instrumented code runs untraced"
-                    )
-                    _replace(Pipeline(tracer=None))
-            current = STATE.pipeline
+    if current is not None:
+        # One identity test a call (see _no_global_provider), until it warns.
+        if current.watch_global and trace._TRACER_PROVIDER is not None:
+            _provider_installed_late(current)
+        return current
+    with STATE.setup_lock:
+        if STATE.pipeline is None:
+            try:
+                configure()
+            except Exception:
+                # Instrumented code must still run: untraced, said once, not retried.
+                logger.exception(
+                    "betty_otel: could not configure telemetry from the environment; "
+                    "instrumented code runs untraced"
+                )
+                _replace(Pipeline(tracer=None))
+        current = STATE.pipeline
     assert current is not None
     return current
+
+
+def _provider_installed_late(current: Pipeline) -> None:
+    """Say once that the program's provider came after our own was made."""
+    with STATE.setup_lock:
+        if not current.watch_global:
+            return  # another thread said it
+        current.watch_global = False
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        logger.warning(
+            "betty_otel: a TracerProvider was installed after betty_otel started recording; "
+            "betty_otel's spans go on to its own provider, not to that provider's exporters "
+            "(the telemetry file records every execution either way). Call "
+            "betty_otel.configure(tracer_provider=...) after installing your provider."
+        )
 
 
 def swap(new: Pipeline | None) -> Pipeline | None:
@@ -317,6 +361,7 @@ def shutdown() -> None:
     with STATE.setup_lock:
         old, STATE.pipeline = STATE.pipeline, None
         subprocess_hook(False)
+        propagate_to_threads(False)
         if old is not None:
             _close(old)
 
