@@ -6,6 +6,7 @@ memory stays bounded by a block plus one line whatever the file's size.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from typing import Final, Literal
@@ -13,6 +14,7 @@ from typing import Final, Literal
 from betty_otel._store.format import BOM, WHITESPACE
 
 __all__ = [
+    "data_end",
     "head_bracket",
     "head_kind",
     "last_non_ws",
@@ -23,6 +25,9 @@ __all__ = [
 
 _BLOCK: Final = 1 << 16
 """Bytes read at a time."""
+_LONG_BLOCK: Final = 1 << 22
+"""Most bytes read at a time: blocks double up to this while a long line is read, so one
+line of n bytes costs O(n) whatever its length (a carried line is joined once)."""
 
 
 def _first_byte(fd: int) -> tuple[int, int]:
@@ -74,8 +79,9 @@ def line_ending_at(fd: int, end: int) -> bytes:
     """The bytes from the start of the line holding offset end - 1 up to end."""
     parts: list[bytes] = []
     pos = end
+    block = 4096
     while pos > 0:
-        start = max(0, pos - 4096)
+        start = max(0, pos - block)
         chunk = os.pread(fd, pos - start, start)
         newline = chunk.rfind(b"\n")
         if newline >= 0:
@@ -83,7 +89,58 @@ def line_ending_at(fd: int, end: int) -> bytes:
             break
         parts.append(chunk)
         pos = start
+        block = min(block * 2, _LONG_BLOCK)
     return b"".join(reversed(parts))
+
+
+def data_end(fd: int, size: int) -> int:
+    """Offset just after the last byte before size that is not NUL (0 if there is none).
+
+    A crash can leave the file longer than its data (the size was extended, the data
+    never written): a NUL-filled tail, usually a hole. Holes are skipped without reading
+    them (``SEEK_DATA``/``SEEK_HOLE``); written zeros are read a large block at a time.
+    """
+    end = size
+    while end > 0:
+        end = _last_data_end(fd, end)
+        start = max(0, end - _LONG_BLOCK)
+        stripped = os.pread(fd, end - start, start).rstrip(b"\0")
+        if stripped:
+            return start + len(stripped)
+        end = start
+    return 0
+
+
+def _last_data_end(fd: int, end: int) -> int:
+    """End of the file's last data region before end: holes after it read as NUL bytes.
+
+    Looks back from end in growing steps for data (``SEEK_DATA``), then forward from there
+    to the last hole before end. Without hole support, end itself.
+    """
+    step = _BLOCK
+    probe = end
+    while probe > 0:
+        probe = max(0, probe - step)
+        step *= 2
+        try:
+            data = os.lseek(fd, probe, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data from probe on
+                continue
+            return end  # no hole support here
+        if data >= end:
+            continue
+        while True:
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            if hole >= end:
+                return end
+            try:
+                data = os.lseek(fd, hole, os.SEEK_DATA)
+            except OSError:
+                return hole
+            if data >= end:
+                return hole
+    return 0
 
 
 def lines_forward(fd: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -111,22 +168,34 @@ def lines_forward(fd: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
 
 
 def lines_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, raw line without its newline) from end back to the start."""
+    """Yield (offset, raw line without its newline) from end back to the start.
+
+    Linear in the bytes read, however long a line is: the pieces of a line that spans
+    blocks are kept and joined once, and blocks grow while no newline is found.
+    """
     pos = end
-    carry = b""
+    carry: list[bytes] = []  # pieces of the line that ends at the block read last, last first
+    block = _BLOCK
     while pos > 0:
-        start = max(0, pos - _BLOCK)
-        data = os.pread(fd, pos - start, start) + carry
+        start = max(0, pos - block)
+        data = os.pread(fd, pos - start, start)
         pos = start
         lines = data.split(b"\n")
+        if len(lines) == 1 and pos > 0:
+            carry.append(data)
+            block = min(block * 2, _LONG_BLOCK)
+            continue
+        block = _BLOCK
+        if carry:
+            carry.append(lines[-1])
+            lines[-1] = b"".join(reversed(carry))
+            carry = []
+        offset = 0
         if pos > 0:
             # The first piece may begin in the block before this one.
-            carry = lines[0]
+            carry.append(lines[0])
             lines = lines[1:]
-            offset = pos + len(carry) + 1
-        else:
-            carry = b""
-            offset = 0
+            offset = pos + len(carry[0]) + 1
         offsets = []
         for line in lines:
             offsets.append(offset)

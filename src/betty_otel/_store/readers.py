@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from betty_otel._store.format import BOM, WHITESPACE, is_entry_line, parse_entry_line
-from betty_otel._store.lines import head_kind, lines_backward, lines_forward
+from betty_otel._store.lines import data_end, head_kind, lines_backward, lines_forward
 from betty_otel._store.location import resolve_path
 from betty_otel._store.parser import Damage, ForwardParser, parse_line_alone
 from betty_otel._store.snapshot import open_for_reading, open_log, read_errors
@@ -106,17 +106,21 @@ def _brace_line(offset: int, raw: bytes, line: bytes) -> tuple[list[Any], list[D
 def _iter_backward(
     fd: int, size: int, on_damage: Callable[[Damage], None]
 ) -> Iterator[dict[str, Any]]:
-    """Newest first: canonical lines from the end; a legacy-layout prefix is parsed forward.
+    """Newest first: canonical lines from the end, then a legacy-layout prefix, if any.
 
-    Before the closing bracket or a first entry line, other lines are a torn tail and
-    are skipped. After them, a line that is not an entry line starts a region in
-    another layout (the old tools' indent=2), parsed forward and yielded reversed.
+    A NUL-filled tail (a crash) is skipped without reading its holes. Before the closing
+    bracket or a first entry line, other lines are a torn tail and are skipped. After
+    them, a line that is not an entry line starts a region in another layout (the old
+    tools' indent=2, or one line), read by `_legacy_backward`.
     """
     seen = False
     entries = False
     pending: list[Damage] = []
+    end = data_end(fd, size)
+    lines = lines_backward(fd, end)
+    legacy: tuple[int, bytes] | None = None
     legacy_end = -1
-    for offset, raw in lines_backward(fd, size):
+    for offset, raw in lines:
         line = raw.rstrip(b"\r")
         stripped = line.strip(WHITESPACE)
         if not stripped:
@@ -134,7 +138,7 @@ def _iter_backward(
             continue
         if stripped in (b"[", BOM + b"["):
             if not seen:  # a torn file in another layout (e.g. an old writer killed mid-dump)
-                legacy_end = size
+                legacy_end = end
             break
         if stripped == b"]" and not seen:
             seen = True
@@ -142,16 +146,94 @@ def _iter_backward(
         if seen:
             # Entry lines after this region start with ",\n", so it ends at this line; with
             # none, the region runs to the closing bracket, which ends its last element.
-            legacy_end = offset + len(raw) if entries else size
+            legacy = (offset, raw)
+            legacy_end = offset + len(raw) if entries else end
             break
     else:
         if not seen:
-            # No closing bracket and no entry line: a torn file in another layout.
-            legacy_end = size
+            # No closing bracket and no entry line: a torn file, or one line of JSON.
+            legacy_end = end
     for item in pending:
         on_damage(item)
-    if legacy_end >= 0:
-        yield from reversed(list(_iter_forward(fd, legacy_end, on_damage, followed=entries)))
+    if legacy is not None:
+        yield from _legacy_backward(fd, legacy, lines, legacy_end, on_damage, followed=entries)
+    elif legacy_end >= 0:
+        yield from _legacy_whole(fd, legacy_end, on_damage, followed=entries)
+
+
+def _legacy_backward(
+    fd: int,
+    last: tuple[int, bytes],
+    earlier: Iterator[tuple[int, bytes]],
+    end: int,
+    on_damage: Callable[[Damage], None],
+    *,
+    followed: bool,
+) -> Iterator[dict[str, Any]]:
+    """Newest first, a legacy region whose last line is last and that ends at end.
+
+    An indented layout (json.dump(indent=N)) is read element by element from its end:
+    only a top-level element opens and closes at the indentation of the region's last
+    line (``  {`` ... ``  },``; nested lines are deeper, and a string never holds a raw
+    newline). An element is yielded once the line before it proves it top-level (the
+    previous element's ``  },`` or the array's ``[``). Anything else (damage, another
+    layout) hands the rest, before what was yielded, to `_legacy_whole`.
+    """
+    line = last[1].rstrip(b"\r")
+    indent = line[: len(line) - len(line.lstrip(b" \t"))]
+    closing, opening = indent + b"},", indent + b"{"
+    parts: list[bytes] = []  # the lines of the element being read, last first
+    held: tuple[int, Any] | None = None  # (offset, value) of an element read, not yet proven
+    rest = end  # what is not yet yielded: [0, rest)
+    if not indent or line not in (closing, indent + b"}"):
+        yield from _legacy_whole(fd, rest, on_damage, followed=followed)
+        return
+    parts.append(last[1])
+    for offset, raw in earlier:
+        line = raw.rstrip(b"\r")
+        if parts:
+            parts.append(raw)
+            if line == opening:
+                text = b"\n".join(reversed(parts)).rstrip(WHITESPACE).removesuffix(b",")
+                try:
+                    held = offset, orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    break  # damage: the forward parser reports it
+                parts = []
+            continue
+        head = line[:1] not in b" \t" and line.strip(WHITESPACE) in (b"[", BOM + b"[")
+        if held is None or not (head or line == closing):
+            break
+        rest, value = held
+        held, followed = None, True
+        if isinstance(value, dict):
+            yield value
+        if head:
+            return
+        parts.append(raw)
+    yield from _legacy_whole(fd, rest, on_damage, followed=followed)
+
+
+def _legacy_whole(
+    fd: int, end: int, on_damage: Callable[[Damage], None], *, followed: bool
+) -> Iterator[dict[str, Any]]:
+    """Newest first, the region [0, end) in any layout: parsed whole, yielded reversed.
+
+    Valid JSON text (one line of ``json.dump``, say) is parsed at once; anything else
+    goes through the tolerant forward parser, which reports damage. With followed,
+    entries come after end (the region then ends with a separator).
+    """
+    text = os.pread(fd, end, 0).removeprefix(BOM).rstrip(WHITESPACE)
+    if followed:
+        text = text.removesuffix(b",") + b"]"
+    try:
+        values = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        values = None
+    if isinstance(values, list):
+        yield from (value for value in reversed(values) if isinstance(value, dict))
+        return
+    yield from reversed(list(_iter_forward(fd, end, on_damage, followed=followed)))
 
 
 def iter_entries(

@@ -14,6 +14,7 @@ import orjson
 
 from betty_otel._store.format import (
     AFTER_END,
+    BOM,
     CLOSE,
     SEP,
     VALUE_END,
@@ -71,7 +72,8 @@ def _closes_array(fd: int, before: int, last: int) -> bool:
     first: a bracket at the start of its line after a whole canonical entry line (our own
     tail), or after an indented line (json.dump(indent=N) puts only the top-level bracket at
     column 0). Otherwise (compact layouts, torn tails) the last complete element must end
-    right before the bracket.
+    right before the bracket: valid JSON text is proven by one parse, other text by the
+    tolerant parser.
     """
     if last > 0 and os.pread(fd, 1, last - 1) == b"\n":
         line = line_ending_at(fd, before + 1)
@@ -84,7 +86,10 @@ def _closes_array(fd: int, before: int, last: int) -> bool:
                 pass
             else:
                 return True
-    return last_complete_element(fd, last + 1) == before + 1
+    try:  # valid JSON text (a single-line legacy log): one parse at C speed proves it
+        return isinstance(orjson.loads(os.pread(fd, last + 1, 0).removeprefix(BOM)), list)
+    except orjson.JSONDecodeError:
+        return last_complete_element(fd, last + 1) == before + 1
 
 
 def is_torn_append(data: bytes) -> bool:

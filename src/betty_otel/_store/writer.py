@@ -35,7 +35,7 @@ from betty_otel._store.files import (
     write_private,
 )
 from betty_otel._store.format import BOM, CLOSE, SEP, WHITESPACE, encode_entry
-from betty_otel._store.lines import head_kind
+from betty_otel._store.lines import data_end, head_kind
 from betty_otel._store.location import resolve_path
 from betty_otel._store.parser import array_prefix
 from betty_otel._store.tail import insertion_point, is_torn_append
@@ -344,8 +344,11 @@ class TelemetryStore:
         size = os.fstat(fd).st_size
         if insertion_point(fd, size)[0] >= 0:
             return 0
-        cut, entries = array_prefix(fd, size)
-        removed = os.pread(fd, size - cut, cut)
+        # A NUL-filled tail (a crash extended the file, not its data) holds nothing to keep:
+        # it is cut without being read.
+        end = data_end(fd, size)
+        cut, entries = array_prefix(fd, end)
+        removed = os.pread(fd, end - cut, cut)
         if not (entries and is_torn_append(removed)):
             self._move_aside("is not a JSON array of entries")
             return 0
@@ -359,12 +362,19 @@ class TelemetryStore:
                 len(removed),
                 aside,
             )
+        if end < size:
+            logger.warning(
+                "repaired %s: dropped %d NUL bytes at its end (a crash extended the file, "
+                "not its data)",
+                self.path,
+                size - end,
+            )
         closing = b"[" + CLOSE if cut == 0 else CLOSE
         os.ftruncate(fd, cut)
         pwrite_all(fd, closing, cut)
         if self.fsync:
             os.fsync(fd)
-        return len(removed)
+        return size - cut
 
     # -- rotation -----------------------------------------------------------
 
