@@ -222,29 +222,33 @@ def _suggested_repair(stdout: str) -> list[str]:
     return shlex.split(command)[1:]
 
 
+def _check_problem(path: Path, data: bytes) -> str:
+    """Write data at path and check it: a problem (exit 1); returns what check printed."""
+    path.write_bytes(data)
+    result = run("check", "--file", str(path))
+    assert result.returncode == 1, result.stdout
+    return result.stdout
+
+
 def test_check_a_torn_tail_suggests_repair_and_the_suggestion_fixes_it(tmp_path: Path) -> None:
     path = tmp_path / "telemetry.json"
-    path.write_bytes(TORN)
-    result = run("check", "--file", str(path))
-    assert result.returncode == 1
-    assert "  - torn tail: an interrupted append" in result.stdout
-    assert "    fix: `betty-telemetry repair --file" in result.stdout
-    assert "cuts it back to the last complete entry" in result.stdout
-    assert run(*_suggested_repair(result.stdout)).returncode == 0
+    result = _check_problem(path, TORN)
+    assert "  - torn tail: an interrupted append" in result
+    assert "    fix: `betty-telemetry repair --file" in result
+    assert "cuts it back to the last complete entry" in result
+    assert run(*_suggested_repair(result)).returncode == 0
     assert run("check", "--file", str(path)).returncode == 0
     assert strict_entries(path) == ENTRIES
 
 
 def test_check_a_file_that_is_not_an_array_is_not_told_about_torn_tails(tmp_path: Path) -> None:
     path = tmp_path / "telemetry.json"
-    path.write_bytes(b'{"not": "an array"}\n')
-    result = run("check", "--file", str(path))
-    assert result.returncode == 1
-    assert "  - not a JSON array" in result.stdout
-    assert "torn" not in result.stdout
-    assert "give the right file with --file" in result.stdout
-    assert "moves it aside to telemetry.json.invalid-<UTC time>" in result.stdout
-    assert run(*_suggested_repair(result.stdout)).returncode == 0
+    result = _check_problem(path, b'{"not": "an array"}\n')
+    assert "  - not a JSON array" in result
+    assert "torn" not in result
+    assert "give the right file with --file" in result
+    assert "moves it aside to telemetry.json.invalid-<UTC time>" in result
+    assert run(*_suggested_repair(result)).returncode == 0
     (moved,) = (p for p in tmp_path.iterdir() if p.name != "telemetry.json")
     assert INVALID_NAME.match(moved.name)
     assert moved.read_bytes() == b'{"not": "an array"}\n'  # nothing is deleted
@@ -252,13 +256,10 @@ def test_check_a_file_that_is_not_an_array_is_not_told_about_torn_tails(tmp_path
 
 
 def test_check_damage_in_the_middle_says_there_is_nothing_to_run(tmp_path: Path) -> None:
-    path = tmp_path / "telemetry.json"
-    path.write_bytes(DAMAGED)
-    result = run("check", "--file", str(path))
-    assert result.returncode == 1
-    assert "  - damaged region at byte offset" in result.stdout
-    assert "fix: nothing to run: readers skip it" in result.stdout
-    assert "`betty-telemetry repair" not in result.stdout
+    result = _check_problem(tmp_path / "telemetry.json", DAMAGED)
+    assert "  - damaged region at byte offset" in result
+    assert "fix: nothing to run: readers skip it" in result
+    assert "`betty-telemetry repair" not in result
 
 
 @pytest.mark.parametrize("layout", ["indent2", "one line"])
