@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +48,36 @@ def write(path: Path, entries: list[dict[str, Any]]) -> Path:
     store.append(entries)
     store.close()
     return path
+
+
+def run_on_terminal(*args: str) -> tuple[int, bytes]:
+    """Run the console script with stderr on a pseudo-terminal (stdout discarded).
+
+    Returns the exit status and everything the terminal received.
+    """
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [str(CLI), *args],
+            stderr=follower,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert b"Traceback" not in shown, shown
+    return result.returncode, shown

@@ -295,7 +295,8 @@ def test_query_errors(tmp_path: Path, log: Path) -> None:
     assert result.returncode == 1
     assert "after until" in result.stderr
     result = run("query", "--file", str(tmp_path / "absent.json"))
-    assert (result.returncode, result.stdout.strip()) == (0, "[]")  # no file: an empty log
+    assert (result.returncode, result.stdout) == (1, "")  # no file: an error, not an empty log
+    assert result.stderr.startswith(f"Error: {tmp_path / 'absent.json'} does not exist")
     folder = tmp_path / "folder.json"
     folder.mkdir()
     result = run("query", "--file", str(folder))
@@ -484,7 +485,9 @@ def test_tail_follow_a_file_that_does_not_exist_yet(tmp_path: Path) -> None:
     reader = Reader(process)
     try:
         assert process.stderr is not None
-        assert process.stderr.readline().startswith("betty-telemetry: following")
+        assert process.stderr.readline() == (
+            f"betty-telemetry: following {path}, which does not exist yet (Ctrl-C to stop)\n"
+        )
         write(path, [entry(1), entry(2)])
         assert [item["inputs"]["n"] for item in reader.take(2)] == [1, 2]
         process.send_signal(signal.SIGINT)

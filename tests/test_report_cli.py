@@ -9,8 +9,6 @@ command's behaviour (missing extra, progress, never writing over the log).
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import subprocess
 import sys
@@ -22,7 +20,7 @@ import pytest
 
 import betty_otel
 from betty_otel.query import iter_query
-from cli_helpers import CLI, LEGACY_FILE, run, write
+from cli_helpers import LEGACY_FILE, run, run_on_terminal, write
 from helpers import canonical, indent2, make_entry
 
 _FIGURE = re.compile(
@@ -194,31 +192,8 @@ def test_progress_only_when_stderr_is_a_terminal(tmp_path: Path) -> None:
     assert piped.returncode == 0
     assert "reading the log" not in piped.stderr
     assert piped.stdout == ""
-    leader, follower = pty.openpty()
-    try:
-        result = subprocess.run(
-            [str(CLI), "report", "--file", str(log), "-o", str(tmp_path / "b.html")],
-            stderr=follower,
-            stdout=subprocess.DEVNULL,
-            timeout=120,
-            check=False,
-        )
-        os.close(follower)
-        follower = -1
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: all read
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        if follower >= 0:
-            os.close(follower)
-        os.close(leader)
-    assert result.returncode == 0
+    code, shown = run_on_terminal("report", "--file", str(log), "-o", str(tmp_path / "b.html"))
+    assert code == 0
     assert b"reading the log" in shown
 
 

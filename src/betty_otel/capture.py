@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from betty_otel import query as log_query
 from betty_otel._entry import (
@@ -24,6 +24,9 @@ from betty_otel._setup import creator_writes, pipeline, shared_recording_tracer
 from betty_otel._store import TelemetryStore
 from betty_otel.exporter import write_spans
 from betty_otel.propagation import root_parent
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TelemetryCapture"]
 
@@ -118,38 +121,27 @@ class TelemetryCapture:
 
     def query(
         self,
-        skill: str | None = None,
-        status: str | None = None,
-        caller: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Entries matching every given filter, newest first, at most limit of them."""
-        return log_query.query(self.path, skill=skill, status=status, caller=caller, limit=limit)
-
-    def stats(
-        self,
-        by: log_query.GroupBy = "skill",
-        *,
         skill: log_query.TextFilter = None,
         status: log_query.TextFilter = None,
         caller: log_query.TextFilter = None,
-        since: log_query.TimeArg = None,
-        until: log_query.TimeArg = None,
-        trace_id: log_query.TextFilter = None,
-        min_duration_ms: float | None = None,
+        limit: int | None = None,
+        **options: Unpack[log_query.FilterOptions],
+    ) -> list[dict[str, Any]]:
+        """Entries matching every given filter, newest first, at most limit of them.
+
+        The original skill's arguments, in its order; options are the other
+        filters of `betty_otel.query.query` (since, until, trace_id,
+        min_duration_ms, ignore_case).
+        """
+        return log_query.query(
+            self.path, skill=skill, status=status, caller=caller, limit=limit, **options
+        )
+
+    def stats(
+        self, by: log_query.GroupBy = "skill", **filter_args: Unpack[log_query.FilterArgs]
     ) -> dict[str | None, log_query.GroupStats]:
         """Per-group count, failure rate and duration percentiles; see `betty_otel.query.stats`."""
-        return log_query.stats(
-            self.path,
-            by=by,
-            skill=skill,
-            status=status,
-            caller=caller,
-            since=since,
-            until=until,
-            trace_id=trace_id,
-            min_duration_ms=min_duration_ms,
-        )
+        return log_query.stats(self.path, by=by, **filter_args)
 
     def trace(self, trace_id: str) -> list[log_query.TraceNode]:
         """The tree of executions of one trace; see `betty_otel.query.trace`."""

@@ -12,11 +12,15 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from betty_otel._report.summary import ReportData, summarize
-from betty_otel._store import log_files, resolve_path
-from betty_otel.query import Filters, PathArg, TextFilter, TimeArg, TraceNode, make_filters, trace
+from betty_otel._store import log_files, resolve_path, telemetry_file_of
+from betty_otel.query import FilterArgs, Filters, PathArg, TraceNode, make_filters, trace
+from betty_otel.query.filters import filters_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DEFAULT_OUTPUT", "Progress", "render_report", "report"]
 
@@ -29,7 +33,7 @@ Progress = Callable[[int, int], None]
 
 
 def render_report(
-    path: PathArg = None,
+    telemetry_file: PathArg = None,
     *,
     filters: Filters | None = None,
     progress: Progress | None = None,
@@ -46,7 +50,7 @@ def render_report(
     from betty_otel._report.read import read_log  # noqa: PLC0415
     from betty_otel._report.sections import sections  # noqa: PLC0415
 
-    base = resolve_path(path)
+    base = resolve_path(telemetry_file)
     chosen = filters or make_filters()
     data = summarize(read_log(base, chosen, progress))
     wanted = sorted(chosen.trace_id) if chosen.trace_id is not None else _slowest_traces(data)
@@ -70,42 +74,32 @@ def _slowest_traces(data: ReportData) -> list[str]:
 
 
 def report(
-    path: PathArg = None,
+    telemetry_file: PathArg = None,
     output: str | os.PathLike[str] = DEFAULT_OUTPUT,
     *,
-    skill: TextFilter = None,
-    status: TextFilter = None,
-    caller: TextFilter = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
-    trace_id: TextFilter = None,
-    min_duration_ms: float | None = None,
     filters: Filters | None = None,
     progress: Progress | None = None,
+    path: PathArg = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> Path:
-    """Write the HTML report of the log at path (default: the usual file) to output.
+    """Write the HTML report of the log (default: the usual file) to output.
 
-    The filters are those of `betty_otel.query.query` (``filters`` replaces them);
-    with trace_id, the page shows those traces' waterfalls, else the slowest
-    traces'. The page is written to a temporary file beside output, then renamed
-    over it, so a reader never sees half a page. Returns the output path.
+    The filters are the keywords of `betty_otel.query.query` (``filters``
+    replaces them); with trace_id, the page shows those traces' waterfalls, else
+    the slowest traces'. progress, if given, is called with (bytes read, bytes in
+    all files) as the log is read. The page is written to a temporary file beside
+    output, then renamed over it, so a reader never sees half a page. Returns the
+    output path. ``path`` is the deprecated name of ``telemetry_file``.
 
     Raises:
         ImportError: plotly (the ``report`` extra) is not installed.
         ValueError: output is the log itself (or one of its rotated files).
     """
-    chosen = filters or make_filters(
-        skill=skill,
-        status=status,
-        caller=caller,
-        since=since,
-        until=until,
-        trace_id=trace_id,
-        min_duration_ms=min_duration_ms,
-    )
+    chosen = filters_of(filters, filter_args)
+    base = resolve_path(telemetry_file_of(telemetry_file, path))
     target = Path(output)
-    _check_output(target, resolve_path(path))
-    text = render_report(path, filters=chosen, progress=progress)
+    _check_output(target, base)
+    text = render_report(base, filters=chosen, progress=progress)
     _write(target, text.encode("utf-8"))
     return target
 

@@ -17,6 +17,7 @@ from betty_otel._store.location import (
     betty_root,
     default_path,
     resolve_path,
+    telemetry_file_of,
 )
 from betty_otel._store.parser import Damage, ForwardParser
 from betty_otel._store.readers import (
@@ -51,5 +52,6 @@ __all__ = [
     "parse_entry_line",
     "read_errors",
     "resolve_path",
+    "telemetry_file_of",
     "warn_damage",
 ]

@@ -20,6 +20,7 @@ changes): a later ``chdir`` does not move it.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Final
 
@@ -33,6 +34,7 @@ __all__ = [
     "betty_root",
     "default_path",
     "resolve_path",
+    "telemetry_file_of",
 ]
 
 ENV_FILE: Final = "BETTY_TELEMETRY_FILE"
@@ -112,3 +114,26 @@ def _absolute(path: Path) -> Path:
         return path.absolute()
     except OSError:  # the working directory was removed: the relative path still works
         return path
+
+
+def telemetry_file_of(
+    telemetry_file: str | os.PathLike[str] | None, path: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """The log a reading function was given: telemetry_file, or its deprecated name path.
+
+    ``telemetry_file`` is the log's one keyword across the API (the original skill's
+    ``TelemetryCapture(telemetry_file=...)``, ``configure``); the readers called it
+    ``path`` before, which still works with a DeprecationWarning.
+
+    Raises:
+        TypeError: both were given.
+    """
+    if path is None:
+        return telemetry_file
+    if telemetry_file is not None:
+        msg = "give telemetry_file or path (its deprecated name), not both"
+        raise TypeError(msg)
+    warnings.warn(
+        "the keyword path= is deprecated: use telemetry_file=", DeprecationWarning, stacklevel=3
+    )
+    return path

@@ -41,6 +41,8 @@ class FileReport:
     path: Path
     exists: bool
     entries: int = 0
+    other_layout: int = 0
+    """Entries not on a line of their own (the old tools' indent=2, or one-line arrays)."""
     not_array: bool = False
     torn_tail: bool = False
     damage: list[Damage] = field(default_factory=list)
@@ -323,8 +325,10 @@ def _check(fd: int, report: FileReport) -> None:
         return
     parser = ForwardParser()
     for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
-        for _ in parser.feed(offset, line):
-            report.entries += 1
+        found = sum(1 for _ in parser.feed(offset, line))
+        report.entries += found
+        if found and not is_entry_line(line.rstrip(b"\r")):
+            report.other_layout += found
     report.entries += sum(1 for _ in parser.flush())
     torn = parser.finish()
     report.damage = parser.take_damage()

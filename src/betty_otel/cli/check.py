@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 
 from betty_otel._store import FileReport, TelemetryStore, check_file, log_files
 from betty_otel.cli.logfile import log_file
@@ -12,17 +14,45 @@ from betty_otel.cli.terminal import out
 __all__ = ["cmd_check", "cmd_repair"]
 
 
-def _report_lines(report: FileReport) -> list[str]:
+def _problems(report: FileReport, repair: str) -> list[tuple[str, str]]:
+    """Each problem of report, with what fixes it (repair: the repair command for the file)."""
+    name = report.path.name
     problems = []
     if report.not_array:
-        problems.append("not a JSON array (a writer would move it aside and start a new log)")
-    if report.torn_tail:
-        problems.append("torn tail: an interrupted append after the last complete entry")
-    for item in report.damage:
         problems.append(
-            f"damaged region at byte offset {item.offset}, {item.length} bytes: {item.reason}"
+            (
+                "not a JSON array (a writer would move it aside and start a new log)",
+                "if it is not the telemetry log, give the right file with --file or"
+                f" $BETTY_TELEMETRY_FILE; if it is, `{repair}` moves it aside to"
+                f" {name}.invalid-<UTC time> and starts a new log (the next capture would"
+                " too): nothing is deleted; mend the moved file by hand to keep its data",
+            )
         )
+    if report.torn_tail:
+        problems.append(
+            (
+                "torn tail: an interrupted append after the last complete entry",
+                f"`{repair}` cuts it back to the last complete entry, keeping every entry"
+                f" and saving the cut bytes as {name}.torn-<UTC time> (the next capture"
+                " would too; readers already skip it)",
+            )
+        )
+    problems.extend(
+        (
+            f"damaged region at byte offset {item.offset}, {item.length} bytes: {item.reason}",
+            "nothing to run: readers skip it and warn, and repair leaves it (it may hold"
+            " an entry); to recover that entry, edit a copy of the file at that offset",
+        )
+        for item in report.damage
+    )
     return problems
+
+
+def _repair_command(file: Path, args: argparse.Namespace, path: Path) -> str:
+    """The repair command line for file (with --file unless it is the default log)."""
+    if args.file is None and file == path:
+        return f"{PROG} repair"
+    return f"{PROG} repair --file {shlex.quote(str(file))}"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -30,14 +60,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = False
     for file in log_files(path):
         report = check_file(file)
-        problems = _report_lines(report)
+        problems = _problems(report, _repair_command(file, args, path))
         verdict = "OK" if not problems else f"{len(problems)} problem(s)"
         out(f"{file}: {report.entries:,} entries, {verdict}")
-        for problem in problems:
+        for problem, fix in problems:
             out(f"  - {problem}")
+            out(f"    fix: {fix}")
+        if report.other_layout:
+            out(
+                f"  note: {report.other_layout:,} entries in the old Betty tools' layout"
+                " (indent=2 or one line): read and appended as they are, nothing to fix"
+            )
         failed = failed or bool(problems)
-    if failed:
-        out(f"Run `{PROG} repair` to fix a torn tail; readers skip damaged regions.")
     return 1 if failed else 0
 
 
@@ -60,8 +94,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
         )
     else:
         out(f"Nothing to repair: {path} ends with a complete JSON array")
-    problems = _report_lines(after)
-    for problem in problems:
+    problems = _problems(after, _repair_command(path, args, path))
+    for problem, _ in problems:
         out(f"  - still: {problem}")
     if problems:
         out("Damaged regions in the middle are left as they are; readers skip them.")

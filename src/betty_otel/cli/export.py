@@ -21,6 +21,7 @@ from betty_otel._replay import entry_to_span
 from betty_otel._setup import TRACER_NAME, otlp_exporter
 from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import UsageError
+from betty_otel.cli.progress import Progress
 from betty_otel.cli.read import filters_from
 from betty_otel.cli.terminal import err, out
 from betty_otel.query import Filters, iter_query
@@ -53,9 +54,12 @@ class _LastMessage(logging.Handler):
 class _Replay:
     """Sends the spans of a file's entries in batches; counts what went and what not."""
 
-    def __init__(self, exporter: SpanExporter, batch_size: int) -> None:
+    def __init__(
+        self, exporter: SpanExporter, batch_size: int, progress: Progress | None = None
+    ) -> None:
         self.exporter = exporter
         self.batch_size = batch_size
+        self.progress = progress
         self.batch: list[ReadableSpan] = []
         self.exported = 0
         self.skipped = 0
@@ -68,6 +72,8 @@ class _Replay:
             return False
         self.exported += len(self.batch)
         self.batch.clear()
+        if self.progress is not None:
+            self.progress.show(f"exporting: {self.exported:,} spans sent")
         return True
 
     def run(self, path: Path, filters: Filters, resource: Resource) -> bool:
@@ -94,7 +100,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     filters = filters_from(args)
     path = log_file(args.file, must_exist=True)
     resource = Resource.create({"service.name": args.service_name} if args.service_name else {})
-    replay = _Replay(_exporter(args.protocol, args.endpoint, args.timeout), args.batch_size)
+    exporter = _exporter(args.protocol, args.endpoint, args.timeout)
+    replay = _Replay(exporter, args.batch_size, Progress.on_terminal())
     where = args.endpoint or "the endpoint of the OTEL_EXPORTER_OTLP_* variables"
     quiet = _LastMessage()
     otel_logger = logging.getLogger("opentelemetry")
@@ -106,6 +113,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         replay.exporter.shutdown()
         otel_logger.removeHandler(quiet)
         otel_logger.propagate = True
+        if replay.progress is not None:
+            replay.progress.clear()
     exported, skipped = replay.exported, replay.skipped
     note = f" ({skipped} entries without a readable timestamp skipped)" if skipped else ""
     if not ok:

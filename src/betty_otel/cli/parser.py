@@ -12,6 +12,7 @@ from typing import Any, Final
 
 __all__ = [
     "COMMANDS",
+    "DISTRIBUTION",
     "FORMATS",
     "PROG",
     "CommandError",
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 PROG: Final = "betty-telemetry"
+DISTRIBUTION: Final = "betty-otel"
+"""The installed distribution whose metadata --version reads."""
 FORMATS: Final = ("table", "json", "jsonl")
 
 COMMANDS: Final = {
@@ -122,6 +125,36 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="only executions that took at least MS milliseconds",
     )
+    group.add_argument(
+        "-i",
+        "--ignore-case",
+        action="store_true",
+        help="match --skill, --status and --caller regardless of case (cli matches CLI)",
+    )
+
+
+class _Version(argparse.Action):
+    """--version: the installed package's version, read from its metadata only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "print the version of betty-otel and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        _namespace: argparse.Namespace,
+        _values: object,
+        _option_string: str | None = None,
+    ) -> None:
+        from importlib import metadata  # noqa: PLC0415 - costly; only --version needs it
+
+        try:
+            version = metadata.version(DISTRIBUTION)
+        except metadata.PackageNotFoundError:  # run from a source tree, not installed
+            version = "unknown (betty-otel is not installed)"
+        sys.stdout.write(f"{PROG} {version}\n")
+        parser.exit()
 
 
 # ---------------------------------------------------------------------------
@@ -141,7 +174,11 @@ _EXAMPLES: Final = {
   {PROG} report --since 7d -o report.html
 
 Run '{PROG} COMMAND --help' for a command's options.
-Exit status: 0 success, 1 error, 2 usage error.""",
+
+Exit status: 0 success; 1 an error, printed on stderr as 'Error: ...', which
+includes a log that does not exist (query, stats, trace, tail without -f,
+check, repair, export, report: a mistyped --file never looks like an empty
+log), and check finding a problem; 2 a usage error; 130 interrupted.""",
     "capture": f"""examples:
   {PROG} capture api.validate success 412.5 CLI
   {PROG} capture api.validate failure 80 workflow.compose '{{"path": "x.yaml"}}' 'missing name'
@@ -154,34 +191,41 @@ when an argument is invalid.""",
   {PROG} query --status failure --limit 10  # the 10 newest failures
   {PROG} query --skill api.validate --since 2h --format jsonl
   {PROG} query --status failure --status error --min-duration 1000 --limit all
+  {PROG} query -i --caller cli               # cli, CLI and Cli alike
 
 Newest first, in recording order. --format defaults to a table on a terminal
-and to JSON when the output is piped.""",
+and to JSON when the output is piped. Exit status 1 if the log does not exist.""",
     "stats": f"""examples:
   {PROG} stats                       # per skill
   {PROG} stats --by caller --since 1d
   {PROG} stats --skill api.validate --by status --format json
 
 Per group: count, failures (failure + error + timeout), failure rate, and
-duration percentiles by linear interpolation between the nearest ranks.""",
+duration percentiles by linear interpolation between the nearest ranks. Exit
+status 1 if the log does not exist.""",
     "trace": f"""examples:
   {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d
   {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d --format json
 
 Prints the executions of one trace as a tree (parent -> children by
-parent_span_id), siblings in order of start time.""",
+parent_span_id), siblings in order of start time. Exit status 1 if the log
+does not exist or holds no entry of the trace.""",
     "tail": f"""examples:
   {PROG} tail               # the 10 newest entries, oldest first
   {PROG} tail -n 50 -f      # then follow new entries until Ctrl-C
   {PROG} tail -f --format jsonl | jq .skill
 
-Following survives rotation and replacement of the file; Ctrl-C exits with 0.""",
+Following survives rotation and replacement of the file; Ctrl-C exits with 0.
+Without -f, exit status 1 if the log does not exist; with -f, a log that does
+not exist yet is waited for (said on stderr).""",
     "check": f"""examples:
   {PROG} check
   {PROG} check --file registry/telemetry.json
 
 Checks the file and its rotated backups: entry count, torn tail, damaged
-regions (with byte offsets), not a JSON array. Exit status 1 on any problem.""",
+regions (with byte offsets), not a JSON array, entries in the old tools'
+layout; each problem is followed by what fixes it. Exit status 1 on any
+problem, or when the log does not exist.""",
     "repair": f"""examples:
   {PROG} repair
   {PROG} repair --file registry/telemetry.json
@@ -197,7 +241,8 @@ a complete entry. Exit status 1 if problems remain.""",
 Replays entries (oldest first) as spans with their original times (end =
 timestamp, start = end - duration), ids and parent links (entries without ids
 get stable ids derived from their content), ERROR status for failure / error /
-timeout, and the betty.* attributes. Exit status 1 if the collector rejects
+timeout, and the betty.* attributes. Shows progress on stderr when it is a
+terminal. Exit status 1 if the log does not exist, or if the collector rejects
 the spans or cannot be reached.""",
     "install-skill": f"""examples:
   {PROG} install-skill              # the Betty repository holding the working directory
@@ -220,8 +265,9 @@ workflows/.""",
 One self-contained HTML page that opens offline: executions over time by
 status, per-skill counts, failure rates and p50/p95/p99 with their trends, the
 newest failures, the slowest executions, trace waterfalls (the slowest traces,
-or those of --trace-id) and the log's health. Needs the report extra:
-pip install 'betty-otel[report]'. Exit status 1 if it is missing.""",
+or those of --trace-id) and the log's health. Shows progress on stderr when it
+is a terminal. Needs the report extra: pip install 'betty-otel[report]'. Exit
+status 1 if it is missing, or if the log does not exist.""",
 }
 
 
@@ -324,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES["main"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("-V", "--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_capture(commands)
     _add_reads(commands)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel._entry import entry_signature
-from betty_otel.cli.logfile import log_file
+from betty_otel.cli.logfile import log_exists, log_file
 from betty_otel.cli.parser import PROG
 from betty_otel.cli.render import (
     MAX_WIDTH,
@@ -54,6 +54,7 @@ def filters_from(args: argparse.Namespace) -> Filters:
         since=args.since,
         until=args.until,
         min_duration_ms=args.min_duration,
+        ignore_case=args.ignore_case,
     )
 
 
@@ -64,7 +65,8 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 def cmd_query(args: argparse.Namespace) -> int:
     fmt = default_format(args.format, "table", "json")
-    found = query(log_file(args.file), filters=filters_from(args), limit=args.limit)
+    filters = filters_from(args)
+    found = query(log_file(args.file, must_exist=True), filters=filters, limit=args.limit)
     print_entries(found, fmt)
     return 0
 
@@ -91,7 +93,8 @@ def _stats_rows(groups: Iterable[GroupStats], by: str) -> list[list[str]]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    result = stats(log_file(args.file), by=args.by, filters=filters_from(args))
+    filters = filters_from(args)
+    result = stats(log_file(args.file, must_exist=True), by=args.by, filters=filters)
     fmt = default_format(args.format, "table", "json")
     if fmt == "json":
         out(dumps([dataclasses.asdict(group) for group in result.values()], indent=True))
@@ -146,7 +149,7 @@ def _node_text(node: TraceNode) -> str:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    path = log_file(args.file)
+    path = log_file(args.file, must_exist=True)
     roots = trace(args.trace_id, path)
     if not roots:
         err(f"Error: no entries with trace id {args.trace_id} in {path}")
@@ -214,7 +217,8 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
     sys.stdout.flush()
     marker = entry_signature(newest[0]) if newest else None
     if args.follow:
-        err(f"{PROG}: following {path} (Ctrl-C to stop)")
+        absent = "" if log_exists(path) else ", which does not exist yet"
+        err(f"{PROG}: following {path}{absent} (Ctrl-C to stop)")
     while args.follow:
         time.sleep(args.interval)
         current = _file_state(path)
@@ -233,7 +237,7 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    path = log_file(args.file)
+    path = log_file(args.file, must_exist=not args.follow)
     fmt = default_format(args.format, "table", "jsonl")
 
     def show(entry: dict[str, Any]) -> None:

@@ -13,11 +13,15 @@ Errors reading the file are `betty_otel.StoreError`.
 - `stats` reads every entry, canonical lines by regex in C (`betty_otel.query.stats`).
 - `trace` builds the tree of one trace's executions (`betty_otel.query.trace`).
 
-All three share one `Filters` value, built by `make_filters`, so the CLI's
-``query``, ``stats`` and ``export`` select entries identically.
+All of them take the log as ``telemetry_file`` (first argument) and the same
+filter keywords (`FilterArgs`, with ``ignore_case``), turned into one `Filters`
+value by `make_filters`, so the CLI's ``query``, ``stats``, ``report`` and
+``export`` select entries identically.
 """
 
 from betty_otel.query.filters import (
+    FilterArgs,
+    FilterOptions,
     Filters,
     PathArg,
     TextFilter,
@@ -33,6 +37,8 @@ __all__ = [
     "GROUP_KEYS",
     "MISSING",
     "ORDER_WINDOW",
+    "FilterArgs",
+    "FilterOptions",
     "Filters",
     "GroupBy",
     "GroupStats",

@@ -1,8 +1,10 @@
 """Which entries to select: one definition shared by query, stats, trace and the CLI.
 
-`make_filters` checks and normalises the arguments once (times, text values,
-durations) into a `Filters`, so the CLI's ``query``, ``stats`` and ``export``
-select entries identically.
+`FilterArgs` is the one list of filter keywords: every reading function takes
+them as ``**filter_args: Unpack[FilterArgs]`` and hands them to `make_filters`,
+which checks and normalises them once (times, text values, durations, case) into
+a `Filters`. So a new filter is added here only, and the CLI's ``query``,
+``stats``, ``report`` and ``export`` select entries identically.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from betty_otel._entry import canonical_status, entry_time, is_number, parse_iso_time
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
+    "FilterArgs",
+    "FilterOptions",
     "Filters",
     "PathArg",
     "TextFilter",
     "TimeArg",
     "check_limit",
+    "filters_of",
     "make_filters",
     "parse_time",
 ]
@@ -30,6 +38,36 @@ __all__ = [
 PathArg = str | os.PathLike[str] | None
 TextFilter = str | Iterable[str] | None
 TimeArg = datetime | str | None
+
+
+class FilterOptions(TypedDict, total=False):
+    """The filter keywords besides skill, status and caller (see `FilterArgs`)."""
+
+    since: TimeArg
+    """``since <= timestamp``: a datetime, an ISO 8601 string or a relative time (``15m``)."""
+    until: TimeArg
+    """``timestamp < until`` (same forms as since)."""
+    trace_id: TextFilter
+    """Only these traces (exact ids)."""
+    min_duration_ms: float | None
+    """Only executions that took at least this long."""
+    ignore_case: bool
+    """Compare skill, status and caller without regard to case (``cli`` matches ``CLI``)."""
+
+
+class FilterArgs(FilterOptions, total=False):
+    """Every filter keyword of `query`, `iter_query`, `stats`, `report` and `make_filters`.
+
+    skill, status, caller: a value or a collection of values; a status matches by
+    its canonical status (``failure`` matches ``failed``).
+    """
+
+    skill: TextFilter
+    status: TextFilter
+    caller: TextFilter
+
+
+FILTER_KEYWORDS: Final = frozenset(FilterArgs.__annotations__)
 
 _UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _RELATIVE: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.IGNORECASE)
@@ -73,7 +111,7 @@ def parse_time(value: datetime | str, *, now: datetime | None = None) -> datetim
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def _text_set(name: str, value: TextFilter) -> frozenset[str] | None:
+def _text_set(name: str, value: TextFilter, fold: bool = False) -> frozenset[str] | None:
     if value is None:
         return None
     items: tuple[object, ...] = (value,) if isinstance(value, str) else tuple(value)
@@ -81,7 +119,8 @@ def _text_set(name: str, value: TextFilter) -> frozenset[str] | None:
         if not isinstance(item, str):
             msg = f"{name} filter values must be strings, got {type(item).__name__}"
             raise TypeError(msg)
-    return frozenset(item for item in items if isinstance(item, str))
+    texts = (item for item in items if isinstance(item, str))
+    return frozenset(map(str.casefold, texts) if fold else texts)
 
 
 @dataclass(frozen=True)
@@ -92,7 +131,9 @@ class Filters:
     empty set matches nothing). Statuses compare by their canonical status
     (`betty_otel._entry.canonical_status`): ``failure`` matches the ``"failed"`` of
     older Betty tools and ``Failed`` matches ``failure``; an unknown word matches
-    only itself. Times select ``since <= timestamp < until``; an
+    only itself. With ``ignore_case``, skill, status and caller are compared
+    casefolded (the sets hold casefolded values); trace ids always compare exactly.
+    Times select ``since <= timestamp < until``; an
     entry whose timestamp is missing or unreadable matches no time filter.
     ``min_duration_ms`` selects entries whose duration is a number >= it.
     """
@@ -104,11 +145,12 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     min_duration_ms: float | None = None
+    ignore_case: bool = False
 
     @property
     def empty(self) -> bool:
         """True when every entry matches."""
-        return self == _NO_FILTERS
+        return self in (_NO_FILTERS, _NO_FILTERS_ANY_CASE)
 
     def matches(self, entry: Mapping[str, Any]) -> bool:
         """True when the entry passes every filter (a missing key never matches)."""
@@ -121,13 +163,14 @@ class Filters:
 
     def match_keys(self, skill: object, status: object, caller: object) -> bool:
         """The skill, status and caller filters."""
+        inside = _in_folded if self.ignore_case else _in
         return (
-            _in(self.skill, skill)
+            inside(self.skill, skill)
             and (
                 self.status is None
-                or (isinstance(status, str) and canonical_status(status) in self.status)
+                or (isinstance(status, str) and inside(self.status, canonical_status(status)))
             )
-            and _in(self.caller, caller)
+            and inside(self.caller, caller)
         )
 
     def match_time(self, timestamp: object) -> bool:
@@ -149,54 +192,83 @@ class Filters:
 
 
 _NO_FILTERS: Final = Filters()
+_NO_FILTERS_ANY_CASE: Final = Filters(ignore_case=True)
 
 
 def _in(allowed: frozenset[str] | None, value: object) -> bool:
     return allowed is None or (isinstance(value, str) and value in allowed)
 
 
-def make_filters(
-    *,
-    skill: TextFilter = None,
-    status: TextFilter = None,
-    caller: TextFilter = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
-    trace_id: TextFilter = None,
-    min_duration_ms: float | None = None,
-    now: datetime | None = None,
-) -> Filters:
-    """Check and normalise filter arguments (see `query`) into a `Filters`.
+def _in_folded(allowed: frozenset[str] | None, value: object) -> bool:
+    return allowed is None or (isinstance(value, str) and value.casefold() in allowed)
+
+
+def make_filters(*, now: datetime | None = None, **filter_args: Unpack[FilterArgs]) -> Filters:
+    """Check and normalise filter keywords (`FilterArgs`; see `query`) into a `Filters`.
 
     Raises:
         ValueError: an unreadable time, since after until, a non-finite duration.
-        TypeError: a filter of the wrong type.
+        TypeError: a filter of the wrong type, or a keyword that is no filter.
     """
+    unknown = filter_args.keys() - FILTER_KEYWORDS
+    if unknown:
+        names = ", ".join(sorted(FILTER_KEYWORDS))
+        msg = f"unknown filter {sorted(unknown)[0]!r}; the filters are: {names}"
+        raise TypeError(msg)
     moment = now or datetime.now(timezone.utc)
+    since, until = filter_args.get("since"), filter_args.get("until")
     start = parse_time(since, now=moment) if since is not None else None
     end = parse_time(until, now=moment) if until is not None else None
     if start is not None and end is not None and start > end:
         msg = f"since ({start.isoformat()}) is after until ({end.isoformat()})"
         raise ValueError(msg)
-    minimum: float | None = None
-    if min_duration_ms is not None:
-        if not is_number(min_duration_ms):
-            msg = f"min_duration_ms must be a number, got {type(min_duration_ms).__name__}"
-            raise TypeError(msg)
-        minimum = float(min_duration_ms)
-        if not math.isfinite(minimum):
-            msg = f"min_duration_ms must be finite, got {min_duration_ms!r}"
-            raise ValueError(msg)
-    statuses = _text_set("status", status)
+    fold: object = filter_args.get("ignore_case", False)  # callers may pass anything
+    if not isinstance(fold, bool):
+        msg = f"ignore_case must be True or False, got {type(fold).__name__}"
+        raise TypeError(msg)
+    statuses = _text_set("status", filter_args.get("status"))
+    if statuses is not None:
+        statuses = frozenset(map(canonical_status, statuses))
+        statuses = frozenset(map(str.casefold, statuses)) if fold else statuses
     return Filters(
-        skill=_text_set("skill", skill),
-        status=None if statuses is None else frozenset(map(canonical_status, statuses)),
-        caller=_text_set("caller", caller),
-        trace_id=_text_set("trace_id", trace_id),
+        skill=_text_set("skill", filter_args.get("skill"), fold),
+        status=statuses,
+        caller=_text_set("caller", filter_args.get("caller"), fold),
+        trace_id=_text_set("trace_id", filter_args.get("trace_id")),
         since=start,
         until=end,
-        min_duration_ms=minimum,
+        min_duration_ms=_min_duration(filter_args.get("min_duration_ms")),
+        ignore_case=fold,
     )
+
+
+def _min_duration(value: object) -> float | None:
+    """The min_duration_ms filter checked: None or a finite number."""
+    if value is None:
+        return None
+    if not is_number(value):
+        msg = f"min_duration_ms must be a number, got {type(value).__name__}"
+        raise TypeError(msg)
+    minimum = float(value)
+    if not math.isfinite(minimum):
+        msg = f"min_duration_ms must be finite, got {value!r}"
+        raise ValueError(msg)
+    return minimum
+
+
+def filters_of(filters: Filters | None, filter_args: FilterArgs) -> Filters:
+    """The filters of a reading function: its ``filters=``, else its filter keywords.
+
+    Raises:
+        TypeError: both were given (``filters`` replaces the keywords; one would be lost).
+        ValueError: see `make_filters`.
+    """
+    if filters is None:
+        return make_filters(**filter_args)
+    if filter_args:
+        msg = f"give filters= or filter keywords ({', '.join(sorted(filter_args))}), not both"
+        raise TypeError(msg)
+    return filters
 
 
 def check_limit(limit: int | None) -> int | None:

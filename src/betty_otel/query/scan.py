@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -34,16 +34,13 @@ from betty_otel._store import (
     parse_entry_line,
     read_errors,
     resolve_path,
+    telemetry_file_of,
     warn_damage,
 )
-from betty_otel.query.filters import (
-    Filters,
-    PathArg,
-    TextFilter,
-    TimeArg,
-    check_limit,
-    make_filters,
-)
+from betty_otel.query.filters import FilterArgs, Filters, PathArg, check_limit, filters_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "ORDER_WINDOW",
@@ -61,18 +58,13 @@ _SCAN_BLOCK: Final = 1 << 20
 
 
 def iter_query(
-    path: PathArg = None,
+    telemetry_file: PathArg = None,
     *,
-    skill: TextFilter = None,
-    status: TextFilter = None,
-    caller: TextFilter = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
-    trace_id: TextFilter = None,
-    min_duration_ms: float | None = None,
     filters: Filters | None = None,
     newest_first: bool = True,
     rotated: bool = True,
+    path: PathArg = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> Iterator[dict[str, Any]]:
     """Stream the entries that pass the filters, newest first in recording order.
 
@@ -80,21 +72,15 @@ def iter_query(
     their writes; `query` orders by timestamp.
 
     Lazy: the file is read from the end block by block as the caller iterates,
-    so stopping early reads only the end of the file. ``filters`` (from
-    `make_filters`) replaces the individual filter arguments. With rotated, the
-    rotated backups follow the current file. A torn tail (an append in progress)
-    is never yielded. The arguments are checked when this is called.
+    so stopping early reads only the end of the file. The filters are the
+    keywords of `query` (``filters``, from `make_filters`, replaces them). With
+    rotated, the rotated backups follow the current file. A torn tail (an append
+    in progress) is never yielded. The arguments are checked when this is called.
+    ``path`` is the deprecated name of ``telemetry_file``.
     """
-    chosen = filters or make_filters(
-        skill=skill,
-        status=status,
-        caller=caller,
-        since=since,
-        until=until,
-        trace_id=trace_id,
-        min_duration_ms=min_duration_ms,
-    )
-    return _iter_query(resolve_path(path), chosen, newest_first=newest_first, rotated=rotated)
+    chosen = filters_of(filters, filter_args)
+    base = resolve_path(telemetry_file_of(telemetry_file, path))
+    return _iter_query(base, chosen, newest_first=newest_first, rotated=rotated)
 
 
 def _iter_query(
@@ -120,17 +106,12 @@ differ by at most this window, with a wide margin."""
 
 
 def query(
-    path: PathArg = None,
+    telemetry_file: PathArg = None,
     *,
-    skill: TextFilter = None,
-    status: TextFilter = None,
-    caller: TextFilter = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
-    trace_id: TextFilter = None,
-    min_duration_ms: float | None = None,
     limit: int | None = None,
     filters: Filters | None = None,
+    path: PathArg = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> list[dict[str, Any]]:
     """Entries that pass every given filter, newest first by timestamp, at most limit of them.
 
@@ -143,32 +124,29 @@ def query(
     In the usual case that is a few entries past the limit.
 
     Args:
-        path: the telemetry file; None means $BETTY_TELEMETRY_FILE or the default.
-        skill, status, caller, trace_id: a value or a collection of values. A status
-            matches by its canonical status (``failure`` matches ``failed``).
-        since, until: ``since <= timestamp < until``; each a datetime, an ISO 8601
-            string or a relative time such as ``15m``, ``2h``, ``7d`` (before now).
-        min_duration_ms: only entries that took at least this long.
+        telemetry_file: the log; None means $BETTY_TELEMETRY_FILE or the default.
+            A missing file is an empty log.
         limit: at most this many (None: all).
-        filters: from `make_filters`; replaces the individual filter arguments.
+        filters: from `make_filters`; replaces the filter keywords.
+        path: the deprecated name of telemetry_file.
+        **filter_args: the filters (`FilterArgs`), each None for "any":
+            skill, status, caller, trace_id: a value or a collection of values. A
+            status matches by its canonical status (``failure`` matches ``failed``).
+            since, until: ``since <= timestamp < until``; each a datetime, an ISO 8601
+            string or a relative time such as ``15m``, ``2h``, ``7d`` (before now).
+            min_duration_ms: only entries that took at least this long.
+            ignore_case: compare skill, status and caller regardless of case.
 
     Raises:
         ValueError / TypeError: an invalid filter or limit (before reading anything).
         StoreError: the file is not a regular file or cannot be read.
     """
     count = check_limit(limit)
-    chosen = filters or make_filters(
-        skill=skill,
-        status=status,
-        caller=caller,
-        since=since,
-        until=until,
-        trace_id=trace_id,
-        min_duration_ms=min_duration_ms,
-    )
+    chosen = filters_of(filters, filter_args)
+    base = resolve_path(telemetry_file_of(telemetry_file, path))
     if count == 0:
         return []
-    return _newest(resolve_path(path), chosen, count)
+    return _newest(base, chosen, count)
 
 
 def _newest(path: Path, filters: Filters, count: int | None) -> list[dict[str, Any]]:

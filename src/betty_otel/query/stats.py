@@ -17,14 +17,17 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import orjson
 
 from betty_otel._entry import ERROR_STATUSES, NUMBER_TYPES, canonical_status
-from betty_otel._store import Damage, resolve_path, warn_damage
-from betty_otel.query.filters import Filters, PathArg, TextFilter, TimeArg, make_filters
+from betty_otel._store import Damage, resolve_path, telemetry_file_of, warn_damage
+from betty_otel.query.filters import FilterArgs, Filters, PathArg, filters_of
 from betty_otel.query.scan import LinePattern, line_pattern, scan_entries, scan_fd, scan_files
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["GROUP_KEYS", "MISSING", "GroupBy", "GroupStats", "stats"]
 
@@ -298,24 +301,21 @@ def _doubles() -> array[float]:
 
 
 def stats(
-    path: PathArg = None,
+    telemetry_file: PathArg = None,
     *,
     by: GroupBy = "skill",
-    skill: TextFilter = None,
-    status: TextFilter = None,
-    caller: TextFilter = None,
-    since: TimeArg = None,
-    until: TimeArg = None,
-    trace_id: TextFilter = None,
-    min_duration_ms: float | None = None,
     filters: Filters | None = None,
+    path: PathArg = None,
+    **filter_args: Unpack[FilterArgs],
 ) -> dict[str | None, GroupStats]:
     """Per-group count, count per status, failure rate and duration percentiles.
 
     Groups are the values of ``by`` (skill, caller or status); an entry without
-    that key falls in the group None. Largest groups first. The filters are those
-    of `query` (``filters``, from `make_filters`, replaces them). Reads every entry
-    (all rotated files included).
+    that key falls in the group None. Largest groups first. The filters are the
+    keywords of `query` (``filters``, from `make_filters`, replaces them); with
+    ``ignore_case`` they select regardless of case, and groups stay as written.
+    Reads every entry (all rotated files included). ``path`` is the deprecated
+    name of ``telemetry_file``.
 
     The result equals parsing every entry, with one exception no writer produces:
     a canonical line damaged in place between the fields stats reads and its
@@ -327,18 +327,11 @@ def stats(
     if by not in GROUP_KEYS:
         msg = f"by must be one of: {', '.join(GROUP_KEYS)}; got {by!r}"
         raise ValueError(msg)
-    filters = filters or make_filters(
-        skill=skill,
-        status=status,
-        caller=caller,
-        since=since,
-        until=until,
-        trace_id=trace_id,
-        min_duration_ms=min_duration_ms,
-    )
+    filters = filters_of(filters, filter_args)
+    base = resolve_path(telemetry_file_of(telemetry_file, path))
     total = _Accumulator(by, filters)
     if filters.trace_id is not None:  # few entries: find them, then count them one by one
-        for entry in scan_entries(resolve_path(path), filters):
+        for entry in scan_entries(base, filters):
             total.add_entry(entry)
         return total.result()
     timed = filters.since is not None or filters.until is not None
@@ -358,7 +351,7 @@ def stats(
             total.merge(partial)
             return
 
-    scan_files(resolve_path(path), on_file)
+    scan_files(base, on_file)
     return total.result()
 
 

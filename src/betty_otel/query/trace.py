@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from betty_otel._entry import entry_time, is_number
-from betty_otel._store import resolve_path
+from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel.query.filters import PathArg, make_filters
 from betty_otel.query.scan import scan_entries
 
@@ -63,18 +63,22 @@ def _start_key(index: int, entry: Mapping[str, Any]) -> tuple[int, float, int]:
     return (0, start, index)
 
 
-def trace(trace_id: str, path: PathArg = None) -> list[TraceNode]:
-    """The tree of executions of one trace: its roots, each with its children.
+def trace(
+    trace_id: str, telemetry_file: PathArg = None, *, path: PathArg = None
+) -> list[TraceNode]:
+    """The tree of executions of one trace in the log: its roots, each with its children.
 
     A child's ``parent_span_id`` is its parent's ``span_id``; entries whose parent
     is not in the file (or who have none) are roots. Siblings are in order of
-    start time. Returns [] when no entry has this trace id.
+    start time. Returns [] when no entry has this trace id. ``path`` is the
+    deprecated name of ``telemetry_file``.
     """
     given: object = trace_id
     if not isinstance(given, str):
         msg = f"trace_id must be a string, got {type(given).__name__}"
         raise TypeError(msg)
-    entries = scan_entries(resolve_path(path), make_filters(trace_id=trace_id))
+    base = resolve_path(telemetry_file_of(telemetry_file, path))
+    entries = scan_entries(base, make_filters(trace_id=trace_id))
     order = sorted(range(len(entries)), key=lambda i: _start_key(i, entries[i]))
     nodes = [TraceNode(entries[i]) for i in order]
     by_span: dict[str, TraceNode] = {}
