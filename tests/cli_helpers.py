@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,40 @@ def run_on_terminal(*args: str) -> tuple[int, bytes]:
         os.close(leader)
     assert b"Traceback" not in shown, shown
     return result.returncode, shown
+
+
+HEAVY_MODULES = (
+    "[m for m in sys.modules if m.split('.')[0] == 'wrapt' or m.startswith('opentelemetry.sdk')]"
+)
+"""Python text: the names of the loaded modules of the OTel SDK and of wrapt."""
+
+
+def run_main(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``betty_otel.cli.main(argv)`` in a fresh interpreter, as the console script does.
+
+    Returns its result (exit status, stdout, stderr; never a traceback) and the modules
+    of the OTel SDK and of wrapt it had loaded when main returned (the last line the
+    script prints, taken off stdout).
+    """
+    script = (
+        "import json, sys\n"
+        "from betty_otel.cli import main\n"
+        f"code = main({list(argv)!r})\n"
+        f"print('\\n' + json.dumps({HEAVY_MODULES}))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=None if env is None else dict(env),
+        timeout=timeout,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    stdout, _, modules = result.stdout.rstrip("\n").rpartition("\n")
+    result.stdout = stdout  # the script's line starts on a line of its own
+    return result, json.loads(modules)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from betty_otel.cli.parser import COMMANDS, build_parser
 from cli_helpers import CLI, LEGACY_FILE, run, write
 
 STATUS_ERROR = (
@@ -103,6 +104,39 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     assert result.returncode == 2
     assert "usage:" in result.stderr
     assert not (tmp_path / "t.json").exists()
+
+
+ONE_COMMAND_LINES = [
+    ["capture", "a", "success", "1", "CLI", "{}", "x", "--metadata", "{}", "--file", "f"],
+    ["query", "--status", "failure", "--status", "error", "--limit", "all", "--format", "json"],
+    ["stats", "--by", "caller", "--since", "7d", "--min-duration", "5"],
+    ["trace", "ab" * 16, "--format", "json"],
+    ["tail", "-n", "3", "-f", "--interval", "1"],
+    ["check", "--file", "x"],
+    ["repair"],
+    ["export", "--otlp", "--batch-size", "5", "--protocol", "grpc"],
+    ["install-skill", "repo"],
+    ["report", "-o", "r.html", "--skill", "a"],
+]
+
+
+@pytest.mark.parametrize("argv", ONE_COMMAND_LINES, ids=[argv[0] for argv in ONE_COMMAND_LINES])
+def test_a_parser_built_for_one_command_parses_it_alike(argv: list[str]) -> None:
+    """main() builds only the named command's parser (quicker start): same result."""
+    assert vars(build_parser(argv[0]).parse_args(argv)) == vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_parser_built_for_one_command_helps_and_fails_alike(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = []
+    for parser in (build_parser(command), build_parser()):
+        for argv in ([command, "--help"], [command, "--bogus"], [command, "-n", "x"]):
+            with pytest.raises(SystemExit) as exit_status:
+                parser.parse_args(argv)
+            outputs.append((exit_status.value.code, capsys.readouterr()))
+    assert outputs[:3] == outputs[3:]
 
 
 # ---------------------------------------------------------------------------

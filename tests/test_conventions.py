@@ -31,7 +31,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import betty_otel
-from betty_otel import TelemetryContext, _setup, capture_telemetry
+from betty_otel import TelemetryContext, capture_telemetry
+from betty_otel._environment import traces_exporters
 from collector import RotelCollector
 from conftest import read_entries
 from helpers import is_betty_record
@@ -184,7 +185,7 @@ def test_traces_exporters_reads_the_list_as_the_specification_allows(
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", listed)
     if endpoint:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", ENDPOINT)
-    assert _setup.traces_exporters() == expected
+    assert traces_exporters() == expected
     assert [record for record in caplog.records if is_betty_record(record)] == []
 
 
@@ -205,7 +206,7 @@ def test_names_it_cannot_honour_get_one_warning_that_names_them(
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", listed)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", ENDPOINT)
-    assert _setup.traces_exporters() == expected
+    assert traces_exporters() == expected
     (warning,) = [record for record in caplog.records if is_betty_record(record)]
     assert warning.levelno == logging.WARNING
     assert "OTEL_TRACES_EXPORTER" in warning.getMessage()

@@ -11,9 +11,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import StatusCode
 
-from betty_otel._entry import STATUSES, span_status_for, span_to_entry
+from betty_otel._entry import STATUSES, span_to_entry
 from betty_otel._replay import entry_to_span
 from betty_otel._sanitize import default_sanitizer
+from betty_otel._span_status import span_status_for
 from conftest import ENTRY_KEYS
 
 RESOURCE = Resource.create({"service.name": "test"})

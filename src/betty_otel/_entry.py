@@ -1,8 +1,10 @@
 """The entry schema: statuses, validation, the timestamp format, span -> entry.
 
-`span_to_entry` is the only place a span becomes an entry, and `betty_otel._replay`
-the only place an entry becomes a span again, so the file and any OTel backend
-always describe an execution the same way. Reading the log needs no OTel SDK.
+`execution_entry` is the only place an execution becomes an entry (from an SDK span in
+`span_to_entry`, or from what a span would hold on TelemetryCapture's direct path), and
+`betty_otel._replay` the only place an entry becomes a span again, so the file and any
+OTel backend always describe an execution the same way. Nothing here imports OpenTelemetry:
+reading and writing the log need neither its SDK nor its API.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import functools
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone, tzinfo
-from typing import TYPE_CHECKING, Any, Final, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, cast
 
 import orjson
-from opentelemetry.trace import Status, StatusCode
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -32,16 +33,17 @@ __all__ = [
     "STATUSES",
     "STATUS_SYNONYMS",
     "UNREADABLE",
+    "SpanOutcome",
     "canonical_status",
     "entry_error",
     "entry_signature",
     "entry_status",
     "entry_time",
+    "execution_entry",
     "format_timestamp",
     "is_number",
     "is_status",
     "parse_iso_time",
-    "span_status_for",
     "span_to_entry",
     "validate_duration",
     "validate_mapping",
@@ -70,19 +72,11 @@ UNREADABLE: Final = "<unreadable>"
 """The key of the marker recorded for inputs or metadata that could not be read."""
 
 _STATUS_SET: Final = frozenset(STATUSES)
-_UNSET: Final = Status(StatusCode.UNSET)
 
 
 def is_status(value: object) -> TypeGuard[str]:
     """One of the five STATUSES."""
     return isinstance(value, str) and value in _STATUS_SET
-
-
-def span_status_for(status: object, message: str | None) -> Status:
-    """The span status of an outcome: ERROR with the message for an error status, else UNSET."""
-    if isinstance(status, str) and status in ERROR_STATUSES:
-        return Status(StatusCode.ERROR, message)
-    return _UNSET
 
 
 def validate_status(status: object) -> str:
@@ -235,8 +229,19 @@ def _json_attr(attributes: Mapping[str, Any], key: str) -> Any:
     return value if isinstance(value, dict) else {"_value": value}
 
 
-def _foreign_status(span: ReadableSpan) -> str:
-    return "failure" if span.status.status_code is StatusCode.ERROR else "success"
+class SpanOutcome(Protocol):
+    """What the mapping reads of a span's status (an SDK ``Status`` is one)."""
+
+    @property
+    def is_ok(self) -> bool: ...  # False for ERROR
+
+    @property
+    def description(self) -> str | None: ...
+
+
+def _outcome_status(outcome: SpanOutcome | None) -> str:
+    """The status of a span that carries no betty.status: its span status says it."""
+    return "success" if outcome is None or outcome.is_ok else "failure"
 
 
 def span_to_entry(
@@ -245,29 +250,56 @@ def span_to_entry(
     """Map a finished span to a Betty entry; None for a span that is not Betty's.
 
     Spans without ``betty.skill`` (other instrumentation in the process) map to
-    None unless all_spans, when their name is the skill and their attributes the
-    metadata (attribute values are plain OTel scalars or sequences, already
-    JSON-safe).
+    None unless all_spans (see `execution_entry`).
     """
     attributes = span.attributes or {}
+    if attributes.get(ATTR_SKILL) is None and not all_spans:
+        return None
+    start = span.start_time or 0
+    context = span.get_span_context()
+    parent = span.parent
+    return execution_entry(
+        attributes,
+        name=span.name,
+        outcome=span.status,
+        start=start,
+        end=span.end_time or start,
+        ids=(context.trace_id, context.span_id) if context else None,
+        parent_span_id=None if parent is None else parent.span_id,
+        tz=tz,
+    )
+
+
+def execution_entry(
+    attributes: Mapping[str, Any],
+    *,
+    name: str,
+    outcome: SpanOutcome | None,
+    start: int,
+    end: int,
+    ids: tuple[int, int] | None,
+    parent_span_id: int | None,
+    tz: tzinfo | None = None,
+) -> dict[str, Any]:
+    """The entry of a finished execution, from what its span holds.
+
+    attributes are the span's (``betty.*``), name and outcome its name and span status,
+    start and end its times (ns), ids its (trace_id, span_id). A span without
+    ``betty.skill`` (other instrumentation) has its name as the skill and its
+    attributes (plain OTel scalars or sequences, already JSON-safe) as the metadata.
+    """
     skill = attributes.get(ATTR_SKILL)
     if skill is None:
-        if not all_spans:
-            return None
-        skill = span.name
-        status = _foreign_status(span)
+        skill = name
+        status = _outcome_status(outcome)
         metadata: Any = {key: _plain(value) for key, value in attributes.items()}
     else:
         raw_status = attributes.get(ATTR_STATUS)
-        status = raw_status if isinstance(raw_status, str) else _foreign_status(span)
+        status = raw_status if isinstance(raw_status, str) else _outcome_status(outcome)
         metadata = _json_attr(attributes, ATTR_METADATA)
-    start = span.start_time or 0
-    end = span.end_time or start
-    context = span.get_span_context()
-    parent = span.parent
     error = attributes.get(ATTR_ERROR)
-    if error is None and status in ERROR_STATUSES and span.status.description:
-        error = span.status.description
+    if error is None and status in ERROR_STATUSES and outcome is not None and outcome.description:
+        error = outcome.description
     return {
         "timestamp": format_timestamp(end, tz),
         "skill": str(skill),
@@ -277,9 +309,9 @@ def span_to_entry(
         "inputs": _json_attr(attributes, ATTR_INPUTS),
         "error_message": None if error is None else str(error),
         "metadata": metadata,
-        "trace_id": f"{context.trace_id:032x}" if context else None,
-        "span_id": f"{context.span_id:016x}" if context else None,
-        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
+        "trace_id": None if ids is None else f"{ids[0]:032x}",
+        "span_id": None if ids is None else f"{ids[1]:016x}",
+        "parent_span_id": None if parent_span_id is None else f"{parent_span_id:016x}",
     }
 
 

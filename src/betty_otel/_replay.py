@@ -33,9 +33,9 @@ from betty_otel._entry import (
     entry_status,
     entry_time,
     is_number,
-    span_status_for,
     value_text,
 )
+from betty_otel._span_status import span_status_for
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource

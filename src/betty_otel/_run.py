@@ -25,11 +25,11 @@ from betty_otel._entry import (
     canonical_status,
     entry_error,
     is_status,
-    span_status_for,
 )
 from betty_otel._errors import internal_error
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
+from betty_otel._span_status import span_status_for
 from betty_otel.propagation import root_parent
 
 __all__ = [

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from betty_otel import query as log_query
-from betty_otel._entry import (
-    ATTR_CALLER,
-    ATTR_INPUTS,
-    ATTR_SKILL,
-    validate_duration,
-    validate_mapping,
-    validate_status,
-    validate_text,
-)
-from betty_otel._run import Run
-from betty_otel._sanitize import default_sanitizer, to_json_text
+from betty_otel._manual import manual_execution
 from betty_otel._setup import creator_writes, pipeline, shared_recording_tracer
+from betty_otel._span_status import span_status_for
 from betty_otel._store import TelemetryStore
 from betty_otel.exporter import write_spans
 from betty_otel.propagation import root_parent
@@ -77,25 +67,9 @@ class TelemetryCapture:
                 metadata not a dict, error_message not a string).
             OSError: the file could not be written (nothing was written).
         """
-        validate_text("skill", skill, strict=True)
-        validate_text("caller", caller, strict=True)
-        status = validate_status(status)
-        duration = validate_duration(duration_ms)
-        inputs_copy = validate_mapping("inputs", inputs)
-        metadata_copy = validate_mapping("metadata", metadata)
-        given: object = error_message  # callers without type checking pass anything
-        if given is not None and not isinstance(given, str):
-            msg = f"error_message must be a string or None, got {type(error_message).__name__}"
-            raise TypeError(msg)
-        sanitizer = default_sanitizer()
-        attributes: dict[str, Any] = {ATTR_SKILL: skill, ATTR_CALLER: caller}
-        if inputs_copy:
-            attributes[ATTR_INPUTS] = to_json_text(sanitizer.sanitize(inputs_copy))
-        end = time.time_ns()
-        if duration * 1_000_000 > end:
-            msg = f"duration_ms must not reach back before 1970, got {duration_ms!r}"
-            raise ValueError(msg)
-        start = end - round(duration * 1_000_000)
+        execution = manual_execution(
+            skill, status, duration_ms, caller, inputs, error_message, metadata
+        )
         # capture() is an explicit request to write an entry: it records even when
         # telemetry is disabled (then through a tracer without processors).
         current = pipeline()
@@ -103,13 +77,14 @@ class TelemetryCapture:
         if tracer is None:
             tracer = shared_recording_tracer()
         context = root_parent(current.remote_parent)
-        span = tracer.start_span(skill, context, attributes=attributes, start_time=start)
-        run = Run(span, sanitizer)
-        run.set_error(status, error_message)
-        if metadata_copy:
-            run.metadata = sanitizer.sanitize(metadata_copy)
+        span = tracer.start_span(
+            skill, context, attributes=execution.attributes, start_time=execution.start
+        )
+        span_status = span_status_for(execution.status, execution.error)
+        if not span_status.is_unset:
+            span.set_status(span_status)
         with creator_writes():  # the pipeline's file processors leave this span to us
-            run.end(end_time=end)
+            span.end(end_time=execution.end)
         try:
             # SDK tracers make SDK spans, which are ReadableSpans.
             (entry,) = write_spans(self._store, [span])  # type: ignore[list-item]

@@ -1,7 +1,6 @@
 """Where spans go: the pipeline (configure, shutdown), the span processors, the exporters
 besides the file (OTLP, console), the thread hook."""
 
-from betty_otel._setup.exporters import traces_exporters
 from betty_otel._setup.otlp import otlp_exporter
 from betty_otel._setup.pipeline import (
     TRACER_NAME,
@@ -29,5 +28,4 @@ __all__ = [
     "shared_recording_tracer",
     "shutdown",
     "swap",
-    "traces_exporters",
 ]

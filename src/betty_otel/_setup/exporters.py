@@ -1,12 +1,8 @@
-"""Which exporters receive betty_otel's spans besides the file: OTEL_TRACES_EXPORTER.
+"""The exporters that receive betty_otel's spans besides the file, made from the environment.
 
-The variable is a comma-separated list, as the OpenTelemetry specification allows,
-its names compared without regard to case: ``otlp`` (a collector, see `otlp`),
-``console`` (the SDK's ConsoleSpanExporter: one JSON document per span on standard
-output) and ``none`` (nothing but the file). Unset or blank, OTLP is on when an OTLP
-endpoint variable is set. Any other name (``zipkin``, a typo) gets one warning when
-the pipeline is configured and is ignored; ``none`` listed with other names wins, with
-a warning: nothing leaves the process. The file is written whatever the variable says.
+Which ones OTEL_TRACES_EXPORTER asks for is `betty_otel._environment.traces_exporters`
+(standard library, shared with the CLI's direct path); this module makes them: a
+collector over OTLP (see `otlp`), or the SDK's ConsoleSpanExporter.
 
 This applies to betty_otel's own provider only: a program that installs its own
 TracerProvider chooses its exporters itself.
@@ -14,53 +10,12 @@ TracerProvider chooses its exporters itself.
 
 from __future__ import annotations
 
-import logging
-import os
-from typing import Final
-
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
+from betty_otel._environment import traces_exporters
 from betty_otel._setup.otlp import Collector, otlp_collector
 
-__all__ = ["ENV_TRACES_EXPORTER", "SUPPORTED", "env_collectors", "traces_exporters"]
-
-logger = logging.getLogger(__name__)
-
-ENV_TRACES_EXPORTER: Final = "OTEL_TRACES_EXPORTER"
-SUPPORTED: Final = ("otlp", "console", "none")
-"""The names OTEL_TRACES_EXPORTER may list, in the order the warnings name them."""
-_ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-
-
-def traces_exporters() -> frozenset[str]:
-    """The exporters the environment asks for besides the file: a subset of {otlp, console}.
-
-    Warns (once per call, and configure calls it once) about names it ignores.
-    """
-    listed = os.environ.get(ENV_TRACES_EXPORTER, "")
-    if not listed.strip():
-        endpoint = any(os.environ.get(name) for name in _ENDPOINTS)
-        return frozenset({"otlp"}) if endpoint else frozenset()
-    names = {name.strip().lower() for name in listed.split(",")} - {""}
-    unknown = sorted(names.difference(SUPPORTED))
-    if unknown:
-        logger.warning(
-            "betty_otel: %s=%r: ignoring %s (betty_otel supports %s)",
-            ENV_TRACES_EXPORTER,
-            listed,
-            ", ".join(repr(name) for name in unknown),
-            ", ".join(SUPPORTED),
-        )
-    if "none" in names:
-        if names != {"none"}:
-            logger.warning(
-                "betty_otel: %s=%r lists 'none' with other exporters; "
-                "sending spans to none of them (the telemetry file is still written)",
-                ENV_TRACES_EXPORTER,
-                listed,
-            )
-        return frozenset()
-    return frozenset(names.intersection(SUPPORTED))
+__all__ = ["env_collectors"]
 
 
 def env_collectors(otlp: bool | None, otlp_endpoint: str | None) -> tuple[Collector, ...]:

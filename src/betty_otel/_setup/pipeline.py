@@ -38,6 +38,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from betty_otel._environment import disabled_by_env
 from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
@@ -63,7 +64,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TRACER_NAME: Final = "betty_otel"
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
 
 @dataclass
@@ -124,15 +124,6 @@ def shared_recording_tracer() -> Tracer:
     if tracer is None:
         tracer = STATE.recording_tracer = recording_tracer()
     return tracer
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
-
-
-def disabled_by_env() -> bool:
-    """OTEL_SDK_DISABLED=true or BETTY_TELEMETRY_DISABLED=1 turn instrumentation off."""
-    return _env_true("OTEL_SDK_DISABLED") or _env_true("BETTY_TELEMETRY_DISABLED")
 
 
 def _user_provider(tracer_provider: trace.TracerProvider | None) -> TracerProvider | None:

@@ -74,9 +74,11 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status."""
-    parser = build_parser()
+    given = sys.argv[1:] if argv is None else list(argv)
+    named = given[0] if given and given[0] in COMMANDS else None
+    parser = build_parser(named)  # only that command's family: quicker, parses alike
     try:
-        args = _parse(parser, argv)
+        args = _parse(parser, given)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     _setup_logging()

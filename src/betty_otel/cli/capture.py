@@ -1,4 +1,10 @@
-"""``betty-telemetry capture``: record one execution, checking every argument first."""
+"""``betty-telemetry capture``: record one execution, checking every argument first.
+
+When nothing but the file would receive the execution's span (`betty_otel._direct.spans_wanted`:
+no OTLP or other exporter configured), the entry goes straight to the file and the
+OpenTelemetry SDK is never imported; otherwise it is recorded as a span through
+`TelemetryCapture`. Both paths write the same entry.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ import argparse
 import json
 from typing import Any
 
+from betty_otel._direct import spans_wanted, write_directly
 from betty_otel._entry import validate_duration, validate_status
-from betty_otel.capture import TelemetryCapture
+from betty_otel._manual import manual_execution
+from betty_otel._store import TelemetryStore
 from betty_otel.cli.terminal import out
 
 __all__ = ["cmd_capture", "json_object"]
@@ -39,16 +47,28 @@ def cmd_capture(args: argparse.Namespace) -> int:
     duration = validate_duration(args.duration_ms, text=True)
     inputs = json_object("inputs", args.inputs)
     metadata = json_object("metadata", args.metadata)
-    capture = TelemetryCapture(args.file)
-    entry = capture.capture(
-        args.skill,
-        status,
-        duration,
-        args.caller,
-        inputs=inputs,
-        error_message=args.error_message,
-        metadata=metadata,
-    )
+    if spans_wanted():
+        # Only then: the SDK (and the OTLP exporter) is most of a capture's start-up time.
+        from betty_otel.capture import TelemetryCapture  # noqa: PLC0415
+
+        capture = TelemetryCapture(args.file)
+        path = capture.path
+        entry = capture.capture(
+            args.skill,
+            status,
+            duration,
+            args.caller,
+            inputs=inputs,
+            error_message=args.error_message,
+            metadata=metadata,
+        )
+    else:
+        store = TelemetryStore(args.file)
+        path = store.path
+        execution = manual_execution(
+            args.skill, status, duration, args.caller, inputs, args.error_message, metadata
+        )
+        entry = write_directly(store, execution)
     out(json.dumps(entry, indent=2, ensure_ascii=False))
-    out(f"✓ Telemetry captured to {capture.path}")
+    out(f"✓ Telemetry captured to {path}")
     return 0

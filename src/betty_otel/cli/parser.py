@@ -362,8 +362,39 @@ def _add_report(commands: Any) -> None:
     _add_filters(report)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of betty-telemetry (every command, with examples)."""
+def _add_checks(commands: Any) -> None:
+    """check and repair."""
+    _subparser(commands, "check", "validate the file without changing it")
+    _subparser(commands, "repair", "fix a torn tail, keeping every complete entry")
+
+
+def _add_install(commands: Any) -> None:
+    install = _subparser(
+        commands, "install-skill", "make an existing Betty repository use betty_otel", file=False
+    )
+    install.add_argument(
+        "repo", nargs="?", metavar="BETTY_REPO", help="the repository (default: the one found)"
+    )
+
+
+_FAMILIES: Final = (
+    (("capture",), _add_capture),
+    (("query", "stats", "trace"), _add_reads),
+    (("tail",), _add_tail),
+    (("check", "repair"), _add_checks),
+    (("export",), _add_export),
+    (("install-skill",), _add_install),
+    (("report",), _add_report),
+)
+"""The commands each adder defines, in the order --help lists them."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of betty-telemetry (every command, with examples).
+
+    command: define only the commands of its family, which parses a command line naming
+    it alike, and sooner (Betty scripts start ``capture`` once per skill execution).
+    """
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Record, read, check and export the Betty telemetry log (telemetry.json).",
@@ -372,17 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-V", "--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_capture(commands)
-    _add_reads(commands)
-    _add_tail(commands)
-    _subparser(commands, "check", "validate the file without changing it")
-    _subparser(commands, "repair", "fix a torn tail, keeping every complete entry")
-    _add_export(commands)
-    install = _subparser(
-        commands, "install-skill", "make an existing Betty repository use betty_otel", file=False
-    )
-    install.add_argument(
-        "repo", nargs="?", metavar="BETTY_REPO", help="the repository (default: the one found)"
-    )
-    _add_report(commands)
+    for names, add in _FAMILIES:
+        if command is None or command in names:
+            add(commands)
     return parser

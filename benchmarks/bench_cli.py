@@ -1,0 +1,160 @@
+"""Start-up of ``betty-telemetry capture`` against the original stdlib-only Betty script.
+
+Wall time of whole processes, each started through the interpreter's own path (the
+console script's shebang names it; no version-manager shim), median of RUNS runs with
+the contenders alternating. Before every run the log is reset to the same small log
+(LOG_ENTRIES entries, written with json.dump(indent=2) as Betty's tools write it; not
+timed). Byte-code caches are written first (a warm-up run of each), as they are in an
+installed package.
+
+Targets:
+- capture with no OTLP configured (the direct path: no OTel SDK) <= 1.0x
+  ``benchmarks/original_capture.py`` (what the original skill's script does);
+- capture with OTLP configured (the span path; the collector down, a closed local port,
+  and not waited for: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=0, so this is what the CLI itself
+  costs) <= 1.3x a bare
+  ``python -c "import opentelemetry.sdk.trace, <the OTLP HTTP exporter>"``. With the
+  default exit budget a down collector costs at most that budget (1 s), printed too.
+
+    .venv/bin/python benchmarks/bench_cli.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gen_log import generate
+from table import Row, emit
+
+RUNS = 21
+LOG_ENTRIES = 100
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+CLI = str(Path(sys.executable).parent / "betty-telemetry")
+CAPTURE = ("plugin.build", "success", "320", "CLI")
+SDK_IMPORT = "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter"
+SDK_EXPORTER = SDK_IMPORT + " as e; e.OTLPSpanExporter()"
+"""The same, and the exporter made: it imports its HTTP stack (requests, urllib3) only then."""
+
+
+def closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def wall_ms(
+    commands: dict[str, list[str]],
+    env: dict[str, str],
+    log: Path,
+    small: bytes,
+    runs: int = RUNS,
+) -> dict[str, float]:
+    """Median wall time (ms) of each command, alternating them, the log reset before each."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for command in commands.values():  # warm-up: byte-code caches, page cache
+        subprocess.run(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
+    for _ in range(runs):
+        for name, command in commands.items():
+            log.write_bytes(small)
+            start = time.perf_counter()
+            subprocess.run(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+            )
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "registry" / "telemetry.json"
+        log.parent.mkdir()
+        entries = [json.loads(line) for line in generate(LOG_ENTRIES)]
+        small = json.dumps(entries, indent=2).encode()
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("OTEL_", "TRACE")) and key != "PYTHONDONTWRITEBYTECODE"
+        }
+        env["BETTY_TELEMETRY_FILE"] = str(log)
+        direct = wall_ms(
+            {
+                "interpreter": [PYTHON, "-c", "pass"],
+                "original": [PYTHON, str(HERE / "original_capture.py"), *CAPTURE],
+                "ours": [CLI, "capture", *CAPTURE],
+                "help": [CLI, "--help"],
+                "query": [CLI, "query", "--limit", "5"],
+                "stats": [CLI, "stats"],
+            },
+            env,
+            log,
+            small,
+        )
+        empty = wall_ms(
+            {
+                "original": [PYTHON, str(HERE / "original_capture.py"), *CAPTURE],
+                "ours": [CLI, "capture", *CAPTURE],
+            },
+            env,
+            log,
+            b"[]\n",
+            runs=11,
+        )
+        otlp_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+        # The CLI's own cost: it does not wait for the (down) collector at exit ...
+        no_wait = {**otlp_env, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0"}
+        otlp = wall_ms(
+            {
+                "sdk": [PYTHON, "-c", SDK_IMPORT],
+                "exporter": [PYTHON, "-c", SDK_EXPORTER],
+                "ours": [CLI, "capture", *CAPTURE],
+            },
+            no_wait,
+            log,
+            small,
+        )
+        # ... and by default waits for it at most its exit budget (1 s): bounded.
+        budget = wall_ms({"ours": [CLI, "capture", *CAPTURE]}, otlp_env, log, small, runs=5)
+    print(f"Wall time, median of {RUNS} runs, log of {LOG_ENTRIES} entries ({len(small):,} bytes):")
+    for name, value in direct.items():
+        print(f"  {name:12} {value:7.1f} ms")
+    print(f"  on an empty log: original {empty['original']:.1f} ms, ours {empty['ours']:.1f} ms")
+    print(f"  {'sdk import':12} {otlp['sdk']:7.1f} ms")
+    print(f"  {'sdk import':12} {otlp['exporter']:7.1f} ms (and the OTLP exporter made)")
+    print(f"  {'otlp capture':12} {otlp['ours']:7.1f} ms (collector down, not waited for)")
+    print(f"  {'otlp capture':12} {budget['ours']:7.1f} ms (collector down, 1 s exit budget)")
+    emit(
+        Row(
+            target="CLI capture, no OTLP",
+            ours=f"{direct['ours']:.0f} ms",
+            baseline=f"original script {direct['original']:.0f} ms",
+            ratio=direct["ours"] / direct["original"],
+            goal="<= 1.0",
+        )
+    )
+    emit(
+        Row(
+            target="CLI capture, OTLP configured",
+            ours=f"{otlp['ours']:.0f} ms",
+            baseline=f"bare SDK + OTLP import {otlp['sdk']:.0f} ms",
+            ratio=otlp["ours"] / otlp["sdk"],
+            goal="<= 1.3",
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

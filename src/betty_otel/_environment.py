@@ -1,0 +1,75 @@
+"""What the environment asks of betty_otel: off switches and the exporters besides the file.
+
+Standard library only, so the CLI's direct capture path (`betty_otel._direct`) decides
+from the same rules as the pipeline (`betty_otel._setup`) without importing the SDK.
+
+OTEL_TRACES_EXPORTER is a comma-separated list, as the OpenTelemetry specification
+allows, its names compared without regard to case: ``otlp`` (a collector), ``console``
+(the SDK's ConsoleSpanExporter: one JSON document per span on standard output) and
+``none`` (nothing but the file). Unset or blank, OTLP is on when an OTLP endpoint
+variable is set. Any other name (``zipkin``, a typo) gets a warning and is ignored;
+``none`` listed with other names wins, with a warning: nothing leaves the process.
+The file is written whatever the variable says.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Final
+
+__all__ = [
+    "ENV_TRACES_EXPORTER",
+    "OTLP_ENDPOINTS",
+    "SUPPORTED_EXPORTERS",
+    "disabled_by_env",
+    "traces_exporters",
+]
+
+logger = logging.getLogger(__name__)
+
+ENV_TRACES_EXPORTER: Final = "OTEL_TRACES_EXPORTER"
+SUPPORTED_EXPORTERS: Final = ("otlp", "console", "none")
+"""The names OTEL_TRACES_EXPORTER may list, in the order the warnings name them."""
+OTLP_ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def disabled_by_env() -> bool:
+    """OTEL_SDK_DISABLED=true or BETTY_TELEMETRY_DISABLED=1 turn instrumentation off."""
+    return _env_true("OTEL_SDK_DISABLED") or _env_true("BETTY_TELEMETRY_DISABLED")
+
+
+def traces_exporters() -> frozenset[str]:
+    """The exporters the environment asks for besides the file: a subset of {otlp, console}.
+
+    Warns about names it ignores each time it is called (configure calls it once).
+    """
+    listed = os.environ.get(ENV_TRACES_EXPORTER, "")
+    if not listed.strip():
+        endpoint = any(os.environ.get(name) for name in OTLP_ENDPOINTS)
+        return frozenset({"otlp"}) if endpoint else frozenset()
+    names = {name.strip().lower() for name in listed.split(",")} - {""}
+    unknown = sorted(names.difference(SUPPORTED_EXPORTERS))
+    if unknown:
+        logger.warning(
+            "betty_otel: %s=%r: ignoring %s (betty_otel supports %s)",
+            ENV_TRACES_EXPORTER,
+            listed,
+            ", ".join(repr(name) for name in unknown),
+            ", ".join(SUPPORTED_EXPORTERS),
+        )
+    if "none" in names:
+        if names != {"none"}:
+            logger.warning(
+                "betty_otel: %s=%r lists 'none' with other exporters; "
+                "sending spans to none of them (the telemetry file is still written)",
+                ENV_TRACES_EXPORTER,
+                listed,
+            )
+        return frozenset()
+    return frozenset(names.intersection(SUPPORTED_EXPORTERS))
