@@ -178,8 +178,8 @@ def _summarised(log: Path, by: str) -> _Summarised | None:
             kept.append(make_record(fd, by, found.end, window, found.tally.plain, damage, summary))
 
     scan_files(log, on_file)
-    if changed:
-        others = [r for r in records if r.by != by and (r.dev, r.ino) in seen]
+    others = [r for r in records if r.by != by and (r.dev, r.ino) in seen]
+    if changed and kept + others:
         write_summary(log, kept + others)
     return result
 
