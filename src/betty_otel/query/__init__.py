@@ -1,16 +1,20 @@
 """Reading the log back: filters, newest-first queries, per-group stats and trace trees.
 
-Everything here reads; nothing writes or locks. Entries are returned exactly as
-they are in the file: entries of other tools (missing keys, extra keys, statuses
-such as ``"failed"``) are never dropped or rejected, and a filter on a key an
-entry lacks simply does not match it. Statuses are compared and counted by their
-canonical status (``"failed"`` is a failure); the entries keep their own words.
+Everything here reads the log; nothing writes or locks it (stats keeps its own
+summary beside it, ``telemetry.json.stats``: `betty_otel.query.summary`).
+Entries are returned exactly as they are in the file: entries of other tools
+(missing keys, extra keys, statuses such as ``"failed"``) are never dropped or
+rejected, and a filter on a key an entry lacks simply does not match it.
+Statuses are compared and counted by their canonical status (``"failed"`` is a
+failure); the entries keep their own words.
 Errors reading the file are `betty_otel.StoreError`.
 
 - `query` returns the newest entries by timestamp, reading from the end of the
   file and stopping just past the limit; `iter_query` streams newest first in
   recording order (`betty_otel.query.scan`).
-- `stats` reads every entry, canonical lines by regex in C (`betty_otel.query.stats`).
+- `stats` reads every entry once, canonical lines by regex in C
+  (`betty_otel.query.tally`); then only what was appended since, through its
+  summary (`betty_otel.query.stats`, `betty_otel.query.summary`).
 - `trace` builds the tree of one trace's executions (`betty_otel.query.trace`).
 
 All of them take the log as ``telemetry_file`` (first argument) and the same

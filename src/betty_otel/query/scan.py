@@ -235,21 +235,28 @@ def line_pattern(*, stamp: bool = False, caller: bool = False, bare: bool = Fals
 class Block:
     """What the scanner found in one block of data.
 
-    columns: the captures of its canonical lines, one list per capture group;
-    lines: (start, end) of its canonical lines' text in data, or of runs of them;
-    entries: its other entries, parsed.
+    base: the file offset of data; columns: the captures of its canonical lines,
+    one list per capture group; lines: (start, end) of its canonical lines' text
+    in data, or of runs of them; entries: its other entries, parsed; last_end: the
+    file offset just after the last element completed in this block (-1: none),
+    where a later read can resume (see `scan_fd`'s start).
     """
 
+    base: int
     data: bytes
     columns: list[list[bytes]]
     lines: list[tuple[int, int]]
     entries: list[dict[str, Any]]
+    last_end: int = -1
 
 
 def scan_fd(
-    fd: int, size: int, pattern: LinePattern, *, fast: bool = True
+    fd: int, size: int, pattern: LinePattern, *, fast: bool = True, start: int = 0
 ) -> Iterator[Block | Damage]:
     """Read one file forward; yield what each block holds, then the damage found.
+
+    With start, reading begins there, inside the array just after a complete
+    element (a `Block.last_end` of an earlier read of the same bytes).
 
     A block whose lines are all canonical, read while the parser is between
     elements, is taken from the regex captures alone; the parser then skips one
@@ -259,10 +266,10 @@ def scan_fd(
     newline) is read by the store's tolerant parser, entry by entry; every line
     is when not fast.
     """
-    parser = ForwardParser()
-    offset = 0
+    parser = ForwardParser(in_array=start > 0)
+    offset = start
     carry = b""
-    carry_offset = 0
+    carry_offset = start
     while offset < size:
         data = os.pread(fd, min(_SCAN_BLOCK, size - offset), offset)
         if not data:
@@ -273,7 +280,7 @@ def scan_fd(
         if first < 0:
             carry += data
             continue
-        found = Block(data, [[] for _ in range(pattern.groups)], [], [])
+        found = Block(base, data, [[] for _ in range(pattern.groups)], [], [])
         _feed(parser, carry_offset, carry + data[:first], found)
         last = data.rfind(b"\n")
         if first < last:
@@ -285,7 +292,7 @@ def scan_fd(
         carry_offset = base + last + 1
         yield found
     if carry:
-        found = Block(carry, [], [], [])
+        found = Block(carry_offset, carry, [], [], [])
         _feed(parser, carry_offset, carry, found)
         yield found
     parser.finish()
@@ -315,6 +322,7 @@ def _read_region(
             for index, column in enumerate(found.columns, 1):
                 column.extend(parts[index::stride])
             found.lines.append((first + 1, last))
+            found.last_end = max(found.last_end, base + _element_end(data, last))
             parser.skip_entry_line(comma=_ends_with_comma(data, last))
             return
     position = first  # the newline that ends the last line read
@@ -330,6 +338,7 @@ def _read_region(
             for column, value in zip(found.columns, match.groups(), strict=True):
                 column.append(value)
             found.lines.append((start + 1, end))
+            found.last_end = max(found.last_end, base + _element_end(data, end))
             skipped = _ends_with_comma(data, end)
         else:
             _feed(parser, base + start + 1, data[start + 1 : end], found)
@@ -337,6 +346,13 @@ def _read_region(
     if skipped is not None:
         parser.skip_entry_line(comma=skipped)
     _feed_lines(parser, data, base, position, last, found)
+
+
+def _element_end(data: bytes, end: int) -> int:
+    """Offset in data just after the closing brace of the canonical line ending at end."""
+    if data[end - 1 : end] == b"\r":
+        end -= 1
+    return end - 1 if data[end - 1 : end] == b"," else end
 
 
 def _ends_with_comma(data: bytes, end: int) -> bool:
@@ -358,7 +374,8 @@ def _feed_lines(
 
 def _feed(parser: ForwardParser, offset: int, line: bytes, found: Block) -> None:
     """Read one line with the store's parser; keep the objects it completes."""
-    for _, value in parser.feed(offset, line):
+    for end, value in parser.feed(offset, line):
+        found.last_end = max(found.last_end, end)
         if isinstance(value, dict):
             found.entries.append(value)
 
