@@ -239,6 +239,22 @@ def _foreign_status(span: ReadableSpan) -> str:
     return "failure" if span.status.status_code is StatusCode.ERROR else "success"
 
 
+def _attribute_dict(span: ReadableSpan) -> dict[str, Any]:
+    """The span's attributes as a plain dict: one C-level copy for an SDK span.
+
+    ``get`` on the SDK's read-only view costs two Python calls a key; a span is
+    read for about seven keys on every export.
+    """
+    attributes = span.attributes
+    if attributes is None:
+        return {}
+    try:
+        copied = attributes.copy()  # type: ignore[attr-defined] # dict, mappingproxy, SDK's
+    except Exception:  # noqa: BLE001 - another Mapping: copy it item by item
+        copied = None
+    return copied if type(copied) is dict else dict(attributes)
+
+
 def span_to_entry(
     span: ReadableSpan, *, tz: tzinfo | None = None, all_spans: bool = False
 ) -> dict[str, Any] | None:
@@ -249,7 +265,7 @@ def span_to_entry(
     metadata (attribute values are plain OTel scalars or sequences, already
     JSON-safe).
     """
-    attributes = span.attributes or {}
+    attributes = _attribute_dict(span)
     skill = attributes.get(ATTR_SKILL)
     if skill is None:
         if not all_spans:
@@ -260,7 +276,7 @@ def span_to_entry(
     else:
         raw_status = attributes.get(ATTR_STATUS)
         status = raw_status if isinstance(raw_status, str) else _foreign_status(span)
-        metadata = _json_attr(attributes, ATTR_METADATA)
+        metadata = _json_attr(attributes, ATTR_METADATA) if ATTR_METADATA in attributes else {}
     start = span.start_time or 0
     end = span.end_time or start
     context = span.get_span_context()
