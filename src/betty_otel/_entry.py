@@ -244,6 +244,22 @@ def _outcome_status(outcome: SpanOutcome | None) -> str:
     return "success" if outcome is None or outcome.is_ok else "failure"
 
 
+def _attribute_dict(span: ReadableSpan) -> dict[str, Any]:
+    """The span's attributes as a plain dict: one C-level copy for an SDK span.
+
+    ``get`` on the SDK's read-only view costs two Python calls a key; a span is
+    read for about seven keys on every export.
+    """
+    attributes = span.attributes
+    if attributes is None:
+        return {}
+    try:
+        copied = attributes.copy()  # type: ignore[attr-defined] # dict, mappingproxy, SDK's
+    except Exception:  # noqa: BLE001 - another Mapping: copy it item by item
+        copied = None
+    return copied if type(copied) is dict else dict(attributes)
+
+
 def span_to_entry(
     span: ReadableSpan, *, tz: tzinfo | None = None, all_spans: bool = False
 ) -> dict[str, Any] | None:
@@ -252,7 +268,7 @@ def span_to_entry(
     Spans without ``betty.skill`` (other instrumentation in the process) map to
     None unless all_spans (see `execution_entry`).
     """
-    attributes = span.attributes or {}
+    attributes = _attribute_dict(span)
     if attributes.get(ATTR_SKILL) is None and not all_spans:
         return None
     start = span.start_time or 0
@@ -296,7 +312,7 @@ def execution_entry(
     else:
         raw_status = attributes.get(ATTR_STATUS)
         status = raw_status if isinstance(raw_status, str) else _outcome_status(outcome)
-        metadata = _json_attr(attributes, ATTR_METADATA)
+        metadata = _json_attr(attributes, ATTR_METADATA) if ATTR_METADATA in attributes else {}
     error = attributes.get(ATTR_ERROR)
     if error is None and status in ERROR_STATUSES and outcome is not None and outcome.description:
         error = outcome.description

@@ -201,16 +201,16 @@ class Run:
 
     def end(self, end_time: int | None = None) -> None:
         """Put the outcome on the span and end it (this exports it)."""
-        attributes: dict[str, Any] = {ATTR_STATUS: self.status}
+        status = self.status
+        attributes: dict[str, Any] = {ATTR_STATUS: status}
         if self.error is not None:
             attributes[ATTR_ERROR] = self.error
         if self.metadata:
             attributes[ATTR_METADATA] = to_json_text(self.metadata)
         span = self.span
         span.set_attributes(attributes)
-        status = span_status_for(self.status, self.error)
-        if not status.is_unset:  # setting UNSET changes nothing, yet costs ~2 µs a call
-            span.set_status(status)
+        if status in ERROR_STATUSES:  # setting UNSET changes nothing, yet costs ~2 µs a call
+            span.set_status(span_status_for(status, self.error))
         span.end(end_time=end_time)
 
 
@@ -246,7 +246,7 @@ def finish_run(run: Run, exc: BaseException | None = None, result: object = None
     try:
         if exc is not None:
             run.record_exception(exc)
-        else:
+        elif result is not None:  # None, the usual result, keeps the status as it is
             status, message = outcome_of_result(result)
             if status != "success":
                 run.set_error(status, message)

@@ -44,6 +44,7 @@ class _Spec:
         "sanitizer",
         "signature",
         "skill",
+        "skip_self",
     )
 
     def __init__(
@@ -62,6 +63,7 @@ class _Spec:
             self.attributes["code.file.path"] = code.co_filename
             self.attributes["code.line.number"] = code.co_firstlineno
         self.signature: inspect.Signature | None = None
+        self.skip_self: bool | None = None
         self.capture_inputs = False
 
     def enable_inputs(self, function: Callable[..., Any]) -> None:
@@ -69,6 +71,10 @@ class _Spec:
             self.signature = inspect.signature(function)
         except (TypeError, ValueError):
             self.signature = None  # a builtin without a signature: inputs as args/kwargs
+        else:
+            first = next(iter(self.signature.parameters), None)
+            # None: no parameters; else whether the first one is named as self/cls.
+            self.skip_self = None if first is None else first in ("self", "cls")
         self.capture_inputs = True
 
     def begin(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run | None:
@@ -113,14 +119,14 @@ class _Spec:
         signature = self.signature
         if signature is None:
             return self.sanitizer.sanitize({"args": list(args), "kwargs": kwargs})
-        first = next(iter(signature.parameters), None)
-        if instance is not None and first is not None:
+        skip_self = self.skip_self
+        if instance is not None and skip_self is not None:
             # A bound call (method or classmethod): wrapt passes self/cls apart from args.
             return bind_inputs(
                 self.sanitizer, signature, (instance, *args), kwargs, skip_first=True
             )
         # Called through the class (Class.method(obj, ...)): leave self/cls out too.
-        skip = first in ("self", "cls") and bool(args)
+        skip = bool(skip_self) and bool(args)
         return bind_inputs(self.sanitizer, signature, args, kwargs, skip_first=skip)
 
 
