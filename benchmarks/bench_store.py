@@ -12,7 +12,8 @@ Prints, in one run (about a minute):
 - reading all 1,000,000 entries newest first (entries/s, seconds), and the newest 10.
 
 The large file is written directly in the canonical layout with orjson, so building it
-takes seconds. Medians over several rounds; compare ratios, not absolute times.
+takes seconds. Medians (of single appends, see store_append_us); compare ratios, not
+absolute times.
 
     .venv/bin/python benchmarks/bench_store.py
 """
@@ -36,8 +37,8 @@ from table import Row, emit
 
 from betty_otel._store import TelemetryStore, encode_entry, iter_entries
 
-APPENDS = 2_000
-ROUNDS = 5
+APPENDS = 1_000
+ROUNDS = 10
 BIG = 1_000_000
 SMALL = 1_000
 
@@ -100,46 +101,60 @@ def median_us(run_round: Callable[[int], float], rounds: int = ROUNDS) -> float:
 
 def store_append_us(paths: list[Path], bare: Path) -> tuple[list[float], float]:
     """µs per single-entry append through one open store per file (the exporter's steady
-    state), and through the bare loop on its own file (see bare_append_round). Rounds
-    alternate between them, so that machine noise hits them alike."""
+    state), and through the bare loop on its own file (see bare_append).
+
+    Each append is timed on its own and each figure is the median of those times, less
+    the timer's own cost: on a shared, overloaded machine a round of appends is often
+    cut by the scheduler (a long round more often than a short one, which skews a
+    ratio of round times), a single append seldom. Rounds alternate between the cases.
+    """
     stores = [TelemetryStore(path) for path in paths]
     line = encode_entry(entry(7))
-    samples: list[list[float]] = [[] for _ in paths]
-    bare_samples: list[float] = []
+    samples: list[list[int]] = [[] for _ in paths]
+    bare_samples: list[int] = []
     fd = os.open(bare, os.O_RDWR | os.O_CLOEXEC)
+    clock = time.perf_counter_ns
     try:
         end = os.fstat(fd).st_size
         for store in stores:
             store.append_encoded([line])  # open the file and check its head, outside the timing
         for _ in range(ROUNDS):
             for store, times in zip(stores, samples, strict=True):
-                started = time.perf_counter()
                 for _i in range(APPENDS):
+                    started = clock()
                     store.append_encoded([line])
-                times.append((time.perf_counter() - started) / APPENDS * 1e6)
-            started = time.perf_counter()
-            end = bare_append_round(fd, end, line)
-            bare_samples.append((time.perf_counter() - started) / APPENDS * 1e6)
+                    times.append(clock() - started)
+            for _i in range(APPENDS):
+                started = clock()
+                end = bare_append(fd, end, line)
+                bare_samples.append(clock() - started)
     finally:
         os.close(fd)
         for store in stores:
             store.close()
-    return [statistics.median(times) for times in samples], statistics.median(bare_samples)
+    timer = statistics.median(timer_cost_ns() for _ in range(10_000))
+    return (
+        [(statistics.median(times) - timer) / 1000 for times in samples],
+        (statistics.median(bare_samples) - timer) / 1000,
+    )
 
 
-def bare_append_round(fd: int, end: int, line: bytes) -> int:
-    """APPENDS appends the least an O(1) writer can do: flock, one pwrite, unlock.
+def timer_cost_ns() -> int:
+    """What timing one operation adds by itself: two readings back to back."""
+    first = time.perf_counter_ns()
+    return time.perf_counter_ns() - first
 
-    No inode, size or tail check, no repair, no Python layers: the floor the store's
-    append is measured against. Returns the file's new end.
+
+def bare_append(fd: int, end: int, line: bytes) -> int:
+    """The least an O(1) writer can do: flock, one pwrite, unlock; return the new end.
+
+    No inode, size or tail check, no repair, no layers: the floor the store's append
+    is measured against.
     """
-    payload = b",\n" + line + b"\n]\n"
-    for _ in range(APPENDS):
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.pwrite(fd, payload, end - 3)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        end += len(payload) - 3
-    return end
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.pwrite(fd, b",\n" + line + b"\n]\n", end - 3)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return end + len(line) + 2
 
 
 def legacy_append_us(path: Path, appends: int) -> float:

@@ -36,9 +36,10 @@ _OPENINGS = (SEP, b"[\n")
 def tail_to_remember(payload: bytes, last: bytes) -> bytes:
     """The end of a payload just written, ending in entry line last: opening, last, CLOSE.
 
-    Returns b'' when that tail would prove nothing (a first entry after ``[`` with other
-    whitespace, or a line that is not one JSON object on one line): the next append then
-    takes the careful path, as it would without any memory.
+    Returns b'' when that tail would prove nothing: the first entry of an array whose
+    ``[`` is not just before it (the payload then does not hold the byte that decides),
+    or a line that is not one JSON object on one line (append_encoded takes any bytes).
+    The next append then takes the careful path, as it would without any memory.
     """
     tail = payload[-(len(last) + len(CLOSE) + 2) :]
     if tail[:2] not in _OPENINGS or not is_entry_line(last) or b"\n" in last:

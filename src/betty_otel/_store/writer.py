@@ -3,7 +3,9 @@
 Appending is O(1) in the file's size: under ``flock(LOCK_EX)`` on the data file
 itself, the closing bracket is overwritten in place by the new entries and a new
 closing bracket. The file is never read-modify-rewritten, so an old Betty writer
-(which flocks the same file and rewrites it whole) can run beside this one.
+(which flocks the same file and rewrites it whole) can run beside this one. A store
+that appended last checks with one read that the file still ends as it left it, and
+then skips the search for the end (see last_write).
 
 Crash safety: a writer killed mid-append leaves a torn tail; the next writer
 repairs it under the lock, keeping every complete entry (the removed bytes are
