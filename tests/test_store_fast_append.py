@@ -11,6 +11,7 @@ a fork. Real files and real forks; nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,14 +31,15 @@ from legacy_writer import legacy_append
 
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
+    """The log under test; nothing else is configured to write to it."""
     return tmp_path / "telemetry.json"
 
 
 @pytest.fixture
 def store(log_path: Path) -> Iterator[TelemetryStore]:
-    instance = TelemetryStore(log_path)
-    yield instance
-    instance.close()
+    """One store kept open across the test's appends: the warm path."""
+    with contextlib.closing(TelemetryStore(log_path)) as instance:
+        yield instance
 
 
 def numbers(path: Path) -> list[int]:
