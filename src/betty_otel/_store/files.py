@@ -46,7 +46,11 @@ def backup_path(path: Path, index: int) -> Path:
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
     """Write all of data at offset, looping over short writes."""
-    view = memoryview(data)
+    written = os.pwrite(fd, data, offset)
+    if written == len(data):  # the usual case: one call, no view
+        return
+    view = memoryview(data)[written:]
+    offset += written
     while view:
         written = os.pwrite(fd, view, offset)
         if written <= 0:  # pragma: no cover - pwrite raises rather than returning 0 on Linux

@@ -3,7 +3,9 @@
 Appending is O(1) in the file's size: under ``flock(LOCK_EX)`` on the data file
 itself, the closing bracket is overwritten in place by the new entries and a new
 closing bracket. The file is never read-modify-rewritten, so an old Betty writer
-(which flocks the same file and rewrites it whole) can run beside this one.
+(which flocks the same file and rewrites it whole) can run beside this one. A store
+that appended last checks with one read that the file still ends as it left it, and
+then skips the search for the end (see last_write).
 
 Crash safety: a writer killed mid-append leaves a torn tail; the next writer
 repairs it under the lock, keeping every complete entry (the removed bytes are
@@ -35,6 +37,7 @@ from betty_otel._store.files import (
     write_private,
 )
 from betty_otel._store.format import BOM, CLOSE, SEP, WHITESPACE, encode_entry
+from betty_otel._store.last_write import still_ends_with, tail_to_remember
 from betty_otel._store.lines import data_end, head_kind
 from betty_otel._store.location import resolve_path
 from betty_otel._store.parser import array_prefix
@@ -78,6 +81,10 @@ class _Open:
     ino: tuple[int, int]
     checked_head: bool = False
     created: bool = False  # this store created the file and has not written to it yet
+    end: int = 0
+    """Where our last append through this descriptor left the end of the file."""
+    tail: bytes = b""
+    """The bytes that ended it (see last_write), or b'' when there is nothing to reuse."""
 
 
 class TelemetryStore:
@@ -123,6 +130,7 @@ class TelemetryStore:
         self.backups = backups
         self._key = str(self.path)
         self._open: _Open | None = None
+        self._path_lock: tuple[int, threading.Lock] | None = None  # (pid, lock), see _lock
 
     # -- public -------------------------------------------------------------
 
@@ -143,9 +151,14 @@ class TelemetryStore:
         """Append already-encoded entry lines (see encode_entry) as one write."""
         if not lines:  # an empty batch would leave a trailing comma before the bracket
             return
-        with self.locked() as locked_fd:
-            fd = self._maybe_rotate(locked_fd, sum(len(line) + 2 for line in lines) + 2)
+        # The hot path: _lock/_unlock directly, not the generator behind locked().
+        thread_lock, fd = self._lock()
+        try:
+            if self.max_bytes:
+                fd = self._maybe_rotate(fd, sum(len(line) + 2 for line in lines) + 2)
             self._append_locked(fd, lines)
+        finally:
+            self._unlock(thread_lock)
 
     def repair(self) -> int:
         """Repair a torn tail under the lock; return the number of bytes removed."""
@@ -168,27 +181,52 @@ class TelemetryStore:
         Raises:
             LockTimeoutError: the locks were not obtained within lock_timeout.
         """
-        deadline = time.monotonic() + self.lock_timeout
-        thread_lock = _path_lock(self._key)
-        if not thread_lock.acquire(timeout=self.lock_timeout):
-            raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
+        thread_lock, fd = self._lock()
         try:
-            yield self._flock(deadline)
+            yield fd
         finally:
-            # Rotation or moving a foreign file aside may have switched descriptors.
-            state = self._open
-            if state is not None and state.pid == os.getpid():
-                with contextlib.suppress(OSError):
-                    fcntl_flock(state.fd, unlock=True)
-            thread_lock.release()
+            self._unlock(thread_lock)
 
     # -- locking ------------------------------------------------------------
 
-    def _flock(self, deadline: float) -> int:
-        """Take flock on a descriptor that still names the path's inode; reopen if not."""
+    def _lock(self) -> tuple[threading.Lock, int]:
+        """Take the in-process lock, then flock; return both (the first for _unlock)."""
+        deadline = time.monotonic() + self.lock_timeout
+        # The per-path lock of this process, looked up in STATE once per process.
+        pid = os.getpid()
+        cached = self._path_lock
+        if cached is None or cached[0] != pid:
+            cached = self._path_lock = (pid, _path_lock(self._key))
+        thread_lock = cached[1]
+        if not thread_lock.acquire(timeout=self.lock_timeout):
+            raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
+        try:
+            return thread_lock, self._flock(deadline, pid)
+        except BaseException:
+            thread_lock.release()
+            raise
+
+    def _unlock(self, thread_lock: threading.Lock) -> None:
+        """Release flock, then the in-process lock _lock took (the same object after a fork)."""
+        # Rotation or moving a foreign file aside may have switched descriptors; a child
+        # forked while the lock was held must not unlock its parent's descriptor.
+        state = self._open
+        if state is not None and state.pid == os.getpid():
+            try:  # noqa: SIM105 - every append passes here: no context manager object
+                fcntl_flock(state.fd, unlock=True)
+            except OSError:
+                pass  # the descriptor is gone: so is its lock
+        thread_lock.release()
+
+    def _flock(self, deadline: float, pid: int) -> int:
+        """Take flock on a descriptor that still names the path's inode; reopen if not.
+
+        pid is os.getpid() now (the caller has it): a descriptor opened by another
+        process (a parent before fork) is never used.
+        """
         delay = 0.0002
         while True:
-            state = self._descriptor()
+            state = self._descriptor(pid)
             while not fcntl_flock(state.fd, unlock=False):
                 if time.monotonic() >= deadline:
                     raise LockTimeoutError(
@@ -196,8 +234,10 @@ class TelemetryStore:
                     )
                 time.sleep(delay)
                 delay = min(delay * 2, 0.01)
+            # A path lookup, not fstat: a rename (rotation by another process) keeps our
+            # inode alive with st_nlink 1, so only the path tells that it moved.
             try:
-                current = self.path.lstat()
+                current = os.lstat(self._key)
                 same = (current.st_dev, current.st_ino) == state.ino
             except FileNotFoundError:
                 same = False
@@ -207,9 +247,9 @@ class TelemetryStore:
             fcntl_flock(state.fd, unlock=True)
             self.close()
 
-    def _descriptor(self) -> _Open:
+    def _descriptor(self, pid: int) -> _Open:
         state = self._open
-        if state is not None and state.pid == os.getpid():
+        if state is not None and state.pid == pid:
             return state
         # Never use a parent's descriptor after fork: forget it without unlocking.
         self._open = None
@@ -238,7 +278,7 @@ class TelemetryStore:
         except BaseException:
             os.close(fd)  # a failed folder fsync must not leak the descriptor
             raise
-        self._open = _Open(fd, os.getpid(), (info.st_dev, info.st_ino), created=created)
+        self._open = _Open(fd, pid, (info.st_dev, info.st_ino), created=created)
         return self._open
 
     def _make_folders(self) -> None:
@@ -263,23 +303,16 @@ class TelemetryStore:
 
     def _append_locked(self, fd: int, lines: Sequence[bytes]) -> None:
         state = self._current()
-        if not state.checked_head:
-            fd = self._ensure_array(fd)
+        if state.tail and still_ends_with(fd, state.end, state.tail):
+            # The file ends as our last append left it: insertion_point would answer
+            # this, and the bytes after pos are CLOSE (see last_write for the argument).
+            size = state.end
+            pos, prefix, old_tail = size - len(CLOSE), SEP, CLOSE
+        else:
+            fd, size, pos, prefix = self._insertion_point(fd)
             state = self._current()
-            state.checked_head = True
-        size = os.fstat(fd).st_size
-        pos, prefix = insertion_point(fd, size)
-        if pos < 0:
-            self._repair_locked(fd)
-            # Repair may have moved a foreign file aside and reopened: use the new descriptor.
-            state = self._current()
-            fd = state.fd
-            size = os.fstat(fd).st_size
-            pos, prefix = insertion_point(fd, size)
-            if pos < 0:  # pragma: no cover - repair always leaves a closed array
-                raise StoreError(errno.EIO, "file still malformed after repair", str(self.path))
+            old_tail = os.pread(fd, size - pos, pos) if size > pos else b""
         payload = b"".join((prefix, SEP.join(lines), CLOSE))
-        old_tail = os.pread(fd, size - pos, pos) if size > pos else b""
         try:
             pwrite_all(fd, payload, pos)
             end = pos + len(payload)
@@ -293,6 +326,30 @@ class TelemetryStore:
                 self._discard_created(fd)
             raise
         state.created = False
+        state.end = end
+        state.tail = tail_to_remember(payload, lines[-1])
+
+    def _insertion_point(self, fd: int) -> tuple[int, int, int, bytes]:
+        """The careful path: check the head once, find the end, repair a torn tail.
+
+        Returns the descriptor to write to (repair may have moved a foreign file aside
+        and reopened), the file's size, the insertion point and the bytes before the
+        new entries.
+        """
+        state = self._current()
+        if not state.checked_head:
+            fd = self._ensure_array(fd)
+            self._current().checked_head = True
+        size = os.fstat(fd).st_size
+        pos, prefix = insertion_point(fd, size)
+        if pos < 0:
+            self._repair_locked(fd)
+            fd = self._current().fd
+            size = os.fstat(fd).st_size
+            pos, prefix = insertion_point(fd, size)
+            if pos < 0:  # pragma: no cover - repair always leaves a closed array
+                raise StoreError(errno.EIO, "file still malformed after repair", str(self.path))
+        return fd, size, pos, prefix
 
     def _discard_created(self, fd: int) -> None:
         """Remove the empty file a failed first append created: json.load rejects 0 bytes."""
@@ -330,7 +387,7 @@ class TelemetryStore:
         self.path.rename(aside)
         logger.warning("%s %s; moved it aside to %s and started a new log", self.path, why, aside)
         self.close()
-        return self._flock(time.monotonic() + self.lock_timeout)
+        return self._flock(time.monotonic() + self.lock_timeout, os.getpid())
 
     def _repair_locked(self, fd: int) -> int:
         """Cut a torn tail back to the last complete element and close the array.
@@ -399,7 +456,7 @@ class TelemetryStore:
         old = self._open
         self._open = None
         try:
-            return self._flock(time.monotonic() + self.lock_timeout)
+            return self._flock(time.monotonic() + self.lock_timeout, os.getpid())
         finally:
             if old is not None:
                 with contextlib.suppress(OSError):
