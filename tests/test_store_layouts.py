@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from betty_otel._store import Damage
+from betty_otel._store import Damage, TelemetryStore
 from helpers import (
     BOM,
     append_entries,
@@ -109,3 +109,28 @@ def test_newest_first_is_oldest_first_reversed_and_the_next_append_keeps_all(
             assert read_forward(path) == [*forward, new]
         else:
             assert strict_entries(path) == [*forward, new]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'[\n{"a":1},\n{"b":null\n}]\n',  # the last brace starts its line
+        b'[\n{"a":1},\n{"b":null\r\n}]',
+        b'[{"a": 1}, {"b": [1,\n2]\n}]',
+        b'[\n  {"a": 1}\n]',
+        b'[{"a": "]\\n}"}]',
+        b'\xef\xbb\xbf[\r\n{"a": 1}\r\n]\r\n',
+    ],
+)
+def test_a_valid_array_in_any_layout_is_appended_to_never_moved_aside(
+    tmp_path: Path, data: bytes
+) -> None:
+    """Whatever a tool's layout, a complete JSON array of objects keeps its entries in place."""
+    path = tmp_path / "telemetry.json"
+    path.write_bytes(data)
+    before = json.loads(data.decode("utf-8-sig"))
+    store = TelemetryStore(path)
+    store.append([{"skill": "x"}])
+    store.close()
+    assert os.listdir(tmp_path) == ["telemetry.json"]
+    assert json.loads(path.read_bytes().decode("utf-8-sig")) == [*before, {"skill": "x"}]
