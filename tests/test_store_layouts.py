@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from betty_otel._store import Damage, TelemetryStore
+from betty_otel._store import Damage, TelemetryStore, iter_entries
 from helpers import (
     BOM,
     append_entries,
@@ -134,3 +134,24 @@ def test_a_valid_array_in_any_layout_is_appended_to_never_moved_aside(
     store.close()
     assert os.listdir(tmp_path) == ["telemetry.json"]
     assert json.loads(path.read_bytes().decode("utf-8-sig")) == [*before, {"skill": "x"}]
+
+
+def test_an_old_writer_killed_mid_dump_never_yields_nested_values_as_entries(
+    tmp_path: Path,
+) -> None:
+    """json.dump(indent=2) cut at the end of any line (the original writer rewrites the whole
+    file): newest first gives exactly the complete entries oldest first gives, reversed,
+    never an object from inside an entry (a nested list's items look like entries)."""
+    entries = [
+        {"skill": f"s{i}", "inputs": {"files": [{"p": 1}, {"p": [2, {"q": 3}]}]}}
+        for i in range(3)
+    ]
+    text = json.dumps(entries, indent=2).encode()
+    path = tmp_path / "telemetry.json"
+    cuts = [i + 1 for i, byte in enumerate(text) if byte in b"]}"]
+    for cut in cuts:
+        path.write_bytes(text[:cut])
+        oldest = list(iter_entries(path, newest_first=False, on_damage=lambda _: None))
+        newest = list(iter_entries(path, on_damage=lambda _: None))
+        assert newest == oldest[::-1], text[:cut][-40:]
+        assert all("skill" in entry for entry in newest), text[:cut][-40:]

@@ -142,7 +142,9 @@ def _iter_backward(
             if not seen:  # a torn file in another layout (e.g. an old writer killed mid-dump)
                 legacy_end = end
             break
-        if stripped == b"]" and not seen:
+        if line.rstrip(WHITESPACE) == b"]" and not seen:
+            # Only a bracket at column 0 closes the array: json.dump(indent=N) puts nested
+            # ones deeper, so an indented one ends a torn file (read whole, below).
             seen = True
             continue
         if seen:
