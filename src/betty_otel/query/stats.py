@@ -240,12 +240,16 @@ def _extended(
 
 
 def _runs(groups: dict[str | None, Group]) -> dict[str | None, Group]:
-    """Each group with its durations as one sorted run (its sum taken in that order)."""
+    """Each group with its durations as one sorted run (its sum taken in that order).
+
+    Groups and statuses come in a fixed order (by key and word), so the summary
+    written does not depend on the order the file was read in (`betty_otel.query.parts`).
+    """
     done: dict[str | None, Group] = {}
-    for key, group in groups.items():
+    for key, group in sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or "")):
         ordered = sorted([*(value for run in group.runs for value in run.values), *group.durations])
         run = Run(array("d", ordered), sum(ordered))
-        done[key] = Group(group.count, dict(group.statuses), array("d"), [run])
+        done[key] = Group(group.count, dict(sorted(group.statuses.items())), array("d"), [run])
     return done
 
 
