@@ -30,14 +30,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import re
-import subprocess
+import signal
 import sys
-import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -45,15 +46,20 @@ from betty_otel._store import Damage, parse_entry_line
 from betty_otel._store.format import is_entry_line
 from betty_otel.query.groups import Group
 
+if TYPE_CHECKING:
+    import subprocess
+
 __all__ = [
     "ENV_MIN_BYTES",
     "ENV_PARALLEL",
     "Helper",
     "PartResult",
+    "Work",
     "decode_part",
     "encode_part",
     "plan",
     "split_points",
+    "start_method",
     "worker_command",
 ]
 
@@ -64,8 +70,8 @@ ENV_PARALLEL: Final = "BETTY_OTEL_STATS_PARALLEL"
 ENV_MIN_BYTES: Final = "BETTY_OTEL_STATS_PARALLEL_BYTES"
 """The smallest file read with a helper, in bytes."""
 _MIN_BYTES: Final = 32 << 20
-_MAX_PARTS: Final = 64
-"""Parts per file: 8 per threshold's worth of bytes (4 MiB at the default), at most 64."""
+_MAX_PARTS: Final = 32
+"""Parts per file: 8 per threshold's worth of bytes (4 MiB at the default), at most 32."""
 _LINE_LOOKUP: Final = 1 << 16
 _REAP_SECONDS: Final = 10.0
 """How long to wait for a killed helper to be reaped (a bound, never reached in practice)."""
@@ -148,10 +154,15 @@ def decode_part(data: bytes) -> PartResult:
     )  # fmt: skip
 
 
-def _min_bytes() -> int | None:
-    """The threshold from the environment; None when the helper is turned off."""
-    if os.environ.get(ENV_PARALLEL, "").strip().lower() in _OFF:
+def _setting() -> str | None:
+    """``fork`` or ``spawn`` (the ways a helper may start), or None when turned off."""
+    value = os.environ.get(ENV_PARALLEL, "").strip().lower()
+    if value in _OFF:
         return None
+    return "spawn" if value == "spawn" else "fork"
+
+
+def _min_bytes() -> int:
     text = os.environ.get(ENV_MIN_BYTES, "").strip()
     try:
         return max(0, int(text)) if text else _MIN_BYTES
@@ -166,15 +177,27 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
+def start_method() -> str | None:
+    """How a helper starts here: ``fork``, ``spawn`` (a new interpreter), or None (no helper).
+
+    Fork (no start-up cost) only on Linux and while no other thread runs (a thread's
+    locks would be held forever in the child); else a new interpreter, when
+    `sys.executable` is one (not a frozen or embedding program).
+    """
+    setting = _setting()
+    if setting is None or os.name != "posix":
+        return None
+    if setting == "fork" and sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn" if worker_command() is not None else None
+
+
 def worker_command() -> list[str] | None:
-    """The command that starts a helper; None when this interpreter cannot start one."""
+    """The command that starts a new-interpreter helper; None when there is none."""
     executable = sys.executable
-    if (
-        os.name != "posix"
-        or getattr(sys, "frozen", False)
-        or not executable
-        or not _PYTHON.fullmatch(Path(executable).name)
-    ):
+    if getattr(sys, "frozen", False) or not executable:
+        return None
+    if not _PYTHON.fullmatch(Path(executable).name):
         return None
     return [executable, "-m", "betty_otel.query.worker"]
 
@@ -216,42 +239,85 @@ def _entry_line_at(fd: int, target: int, size: int) -> int | None:
     return None
 
 
+Work = Callable[[int, int], None]
+"""What a forked helper runs: work(output descriptor, notes descriptor)."""
+
+
 class Helper:
     """A helper process reading parts [points[k], points[k + 1]) from the last one down.
 
-    Its results go to a private temporary file; a line ``k`` on its standard output
-    says part k is complete there. `ready` and `results` never wait for it. Use as a
-    context manager: on leaving, the helper is killed and reaped.
+    Its results go to a private temporary file; a line ``k`` on its notes pipe says
+    part k is complete there. `ready` and `results` never wait for it. Use as a
+    context manager: on leaving, the helper is killed and reaped. Forked, it runs
+    work; spawned, `betty_otel.query.worker` gets options and filters.
     """
 
-    def __init__(self, fd: int, points: list[int], options: dict[str, Any], filters: Any) -> None:
+    def __init__(
+        self, fd: int, points: list[int], options: dict[str, Any], filters: Any, work: Work
+    ) -> None:
+        # Imported here: only a large read needs them; `import betty_otel.query` (the
+        # CLI's reading commands) stays as quick as before.
+        import tempfile  # noqa: PLC0415
+
         self.points = points
         self.done = len(points) - 1
         """The lowest part index such that this part and all after it are complete."""
+        self.pid = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self.output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.notes_fd = -1
         self.notes = b""
-        command = worker_command()
-        if command is None:
-            return
-        arguments = {**options, "fd": fd, "out": self.output.fileno(), "points": points}
-        package = Path(__file__).resolve().parents[2]  # the folder that holds betty_otel
+        self.output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
-            self.process = subprocess.Popen(
-                [*command, orjson.dumps(arguments).decode()],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(fd, self.output.fileno()),
-                cwd=package,  # -m puts the working folder first on sys.path: ours, not the caller's
-            )
-            assert self.process.stdin is not None
-            assert self.process.stdout is not None
-            os.set_blocking(self.process.stdout.fileno(), False)
-            self.process.stdin.write(pickle.dumps(filters))
-            self.process.stdin.close()
+            method = start_method()
+            if method == "fork":
+                self._fork(work)
+            elif method == "spawn":
+                self._spawn(fd, {**options, "points": points}, filters)
         except (OSError, ValueError) as exc:
             logger.debug("stats helper not started (%s)", exc)
+
+    def _fork(self, work: Work) -> None:
+        notes, notes_out = os.pipe()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            os.close(notes)
+            os.close(notes_out)
+            raise
+        if self.pid == 0:  # the child: never returns into the caller's code
+            code = 1
+            try:
+                os.close(notes)
+                work(self.output.fileno(), notes_out)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(notes_out)
+        self.notes_fd = notes
+        os.set_blocking(notes, False)
+
+    def _spawn(self, fd: int, options: dict[str, Any], filters: Any) -> None:
+        import pickle  # noqa: PLC0415
+        import subprocess  # noqa: PLC0415
+
+        command = worker_command()
+        assert command is not None
+        arguments = {**options, "fd": fd, "out": self.output.fileno()}
+        package = Path(__file__).resolve().parents[2]  # the folder that holds betty_otel
+        self.process = subprocess.Popen(
+            [*command, orjson.dumps(arguments).decode()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd, self.output.fileno()),
+            cwd=package,  # -m puts the working folder first on sys.path: ours, not the caller's
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.notes_fd = self.process.stdout.fileno()
+        os.set_blocking(self.notes_fd, False)
+        self.process.stdin.write(pickle.dumps(filters))
+        self.process.stdin.close()
 
     def __enter__(self) -> Helper:
         return self
@@ -261,10 +327,9 @@ class Helper:
 
     def ready(self, index: int) -> bool:
         """True when the helper has completed part index and every part after it."""
-        if self.process is not None and self.done > index:
-            assert self.process.stdout is not None
-            with contextlib.suppress(BlockingIOError, OSError):
-                self.notes += os.read(self.process.stdout.fileno(), 1 << 16)
+        if self.notes_fd >= 0 and self.done > index:
+            with contextlib.suppress(OSError):  # BlockingIOError: nothing new
+                self.notes += os.read(self.notes_fd, 1 << 16)
             lines = self.notes.split(b"\n")
             for line in lines[:-1]:
                 if line.strip().isdigit() and int(line) == self.done - 1:
@@ -289,27 +354,43 @@ class Helper:
 
     def close(self) -> None:
         """Kill and reap the helper (whatever it is doing), and drop its results."""
-        process, self.process = self.process, None
         try:
-            if process is not None:
-                process.kill()
-                assert process.stdout is not None
-                process.stdout.close()
-                try:
-                    process.wait(_REAP_SECONDS)
-                except subprocess.TimeoutExpired:
-                    logger.warning("betty_otel: stats helper %d not reaped", process.pid)
+            if self.process is not None:
+                self.process.kill()
+                _reap(self.process.poll)
+            elif self.pid > 0:
+                os.kill(self.pid, signal.SIGKILL)
+                pid = self.pid
+                _reap(lambda: os.waitpid(pid, os.WNOHANG)[0] or None)
+        except OSError as exc:
+            logger.warning("betty_otel: stats helper not stopped (%s)", exc)
         finally:
+            if self.process is not None:
+                assert self.process.stdout is not None
+                self.process.stdout.close()
+            elif self.notes_fd >= 0:
+                os.close(self.notes_fd)
+            self.process = None
+            self.pid = 0
+            self.notes_fd = -1
             self.output.close()
+
+
+def _reap(poll: Callable[[], int | None]) -> None:
+    """Wait for a killed helper (poll: its exit status, None while it runs), at most
+    _REAP_SECONDS: a bound never reached in practice, so that nothing hangs on it."""
+    deadline = time.monotonic() + _REAP_SECONDS
+    while poll() is None:
+        if time.monotonic() > deadline:
+            logger.warning("betty_otel: stats helper not reaped in %s s", _REAP_SECONDS)
+            return
+        time.sleep(0.001)
 
 
 def plan(fd: int, size: int, start: int) -> list[int] | None:
     """The split points for reading a file with a helper; None to read it here alone."""
-    least = _min_bytes()
-    if least is None or start != 0 or size < max(least, 2) or _cpus() < 2:
+    if start != 0 or size < max(_min_bytes(), 2) or _cpus() < 2 or start_method() is None:
         return None
-    if worker_command() is None:
-        return None
-    parts = max(2, min(_MAX_PARTS, size * 8 // max(least, 1)))
+    parts = max(2, min(_MAX_PARTS, size * 8 // max(_min_bytes(), 1)))
     points = split_points(fd, size, parts)
     return points if len(points) > 2 else None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from betty_otel._store import Damage, resolve_path, telemetry_file_of, warn_damage
 from betty_otel.query.filters import FilterArgs, Filters, PathArg, filters_of
-from betty_otel.query.groups import MISSING, Group, GroupStats, Run
+from betty_otel.query.groups import MISSING, Group, GroupStats, Run, ordered
 from betty_otel.query.scan import line_pattern, scan_entries, scan_files
 from betty_otel.query.summary import (
     Capture,
@@ -247,8 +247,12 @@ def _runs(groups: dict[str | None, Group]) -> dict[str | None, Group]:
     """
     done: dict[str | None, Group] = {}
     for key, group in sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or "")):
-        ordered = sorted([*(value for run in group.runs for value in run.values), *group.durations])
-        run = Run(array("d", ordered), sum(ordered))
+        values = array("d")
+        for run in group.runs:
+            values.extend(run.values)
+        values.extend(group.durations)
+        found = ordered(values)  # sorted runs (a helper's parts) are merged, not re-sorted
+        run = Run(array("d", found), sum(found))
         done[key] = Group(group.count, dict(sorted(group.statuses.items())), array("d"), [run])
     return done
 
