@@ -144,6 +144,20 @@ class _RawStats:
         self.values: defaultdict[Any, array[float]] = defaultdict(_doubles)
         self.others: Counter[Any] = Counter()
         """Entries counted whose duration is not a number, per key."""
+        self.settled: dict[Any, int] = {}
+        """How many values of each key are in sorted runs already (`settle`)."""
+
+    def settle(self) -> None:
+        """Sort the values added since the last call, as one more run of each key.
+
+        A read with a helper calls this after each part: the sorting is then done
+        while the helper still reads, and the final sort only merges runs.
+        """
+        for key, values in self.values.items():
+            start = self.settled.get(key, 0)
+            if len(values) - start > 1:
+                values[start:] = array("d", ordered(values[start:]))
+            self.settled[key] = len(values)
 
     def add(self, columns: list[list[bytes]]) -> None:
         """Add one block's columns: [timestamp], skill+status span, duration, [caller].
@@ -271,6 +285,7 @@ def _read_with(reader: _Reader, helper: Helper) -> FileTally:
     index = 0
     while index <= last and not (index > 0 and helper.ready(index)):
         reader.read(points[index], points[index + 1], final=index == last)
+        reader.raw.settle()
         index += 1
     if index > last:
         return reader.finish()
