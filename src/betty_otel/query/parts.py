@@ -2,13 +2,18 @@
 
 A whole read of a large file (stats without a summary) is split at line starts
 into parts. This process reads the parts forward from the first; a helper
-process (`betty_otel.query.worker`, a fresh interpreter: no fork, so threads of
-the host program are safe) reads them backward from the last and hands each
-result over. This process stops where the helper's finished parts begin, so the
-two meet wherever their speeds bring them and nothing waits on the helper: a
-helper that fails to start, dies, stalls or writes garbage only means that this
-process reads more itself. The helper is always killed and reaped before the read
-returns or raises.
+process reads them backward from the last and hands each result over through a
+private temporary file. This process stops where the helper's finished parts
+begin, so the two meet wherever their speeds bring them, and nothing ever waits
+on the helper: one that fails to start, dies, stalls, deadlocks or writes garbage
+only means that this process reads more itself. The helper is always killed and
+reaped before the read returns or raises.
+
+The helper is forked (no start-up cost) on Linux while no other thread runs;
+with threads (a forked child could find their locks held forever) or elsewhere,
+it is a new interpreter, ``python -m betty_otel.query.worker`` (about 0.1 s of
+imports to start, more without compiled ``.pyc`` files), when `sys.executable` is
+a Python interpreter (not a frozen or embedding program).
 
 A helper's part is used only when the read reaching it was at a seam
 (`ForwardParser.at_seam`: between elements, nothing pending, no indented layout
@@ -18,11 +23,10 @@ line), reads exactly as one parser reading the whole file would. Anything else
 (the old tools' indented layout, damage across a split) is read here, so results,
 damage reports and the summary written are the same as a read by one process.
 
-``BETTY_OTEL_STATS_PARALLEL=0`` turns the helper off; it is used only for files of
-at least ``BETTY_OTEL_STATS_PARALLEL_BYTES`` (default 32 MiB: below that, its start
-(an interpreter and the query modules, about 0.1 s) does not pay back), at the
-start of the file, when this process may run on two CPUs (`os.sched_getaffinity`)
-and `sys.executable` is a Python interpreter (not a frozen or embedding program).
+Settings: ``BETTY_OTEL_STATS_PARALLEL=0`` turns the helper off, ``=spawn`` never
+forks. ``BETTY_OTEL_STATS_PARALLEL_BYTES`` is the smallest file read with a helper
+(default 32 MiB, about 0.2 s of reading: below that, starting and merging do not
+pay back). Only when this process may run on two CPUs (`os.sched_getaffinity`).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENV_PARALLEL: Final = "BETTY_OTEL_STATS_PARALLEL"
-"""``0`` (or off, false, no): read every file in this process."""
+"""``0`` (or off, false, no): read every file in this process; ``spawn``: never fork."""
 ENV_MIN_BYTES: Final = "BETTY_OTEL_STATS_PARALLEL_BYTES"
 """The smallest file read with a helper, in bytes."""
 _MIN_BYTES: Final = 32 << 20
@@ -275,24 +279,32 @@ class Helper:
                 self._spawn(fd, {**options, "points": points}, filters)
         except (OSError, ValueError) as exc:
             logger.debug("stats helper not started (%s)", exc)
+        except BaseException:  # Ctrl-C while starting it: no helper left behind
+            self.close()
+            raise
 
     def _fork(self, work: Work) -> None:
+        """Fork a child that runs work and exits; it never returns into the caller's code,
+        not even on a signal (blocked until its own try block)."""
         notes, notes_out = os.pipe()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             self.pid = os.fork()
+            if self.pid == 0:
+                code = 1
+                try:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                    os.close(notes)
+                    work(self.output.fileno(), notes_out)
+                    code = 0
+                finally:
+                    os._exit(code)
         except OSError:
             os.close(notes)
-            os.close(notes_out)
             raise
-        if self.pid == 0:  # the child: never returns into the caller's code
-            code = 1
-            try:
-                os.close(notes)
-                work(self.output.fileno(), notes_out)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(notes_out)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(notes_out)
         self.notes_fd = notes
         os.set_blocking(notes, False)
 
