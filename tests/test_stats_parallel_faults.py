@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from betty_otel.query import stats
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper, start_method
+from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
 from betty_otel.query.scan import scan_fd
 from betty_otel.query.summary import summary_path
 from helpers import canonical, make_entry
@@ -260,33 +260,38 @@ def test_no_helper_where_it_cannot_help(
     assert started == []
 
 
+PROBE = """
+import sys, threading
+from betty_otel.query.parts import start_method
+release = threading.Event()
+if sys.argv[1] == "thread":
+    threading.Thread(target=release.wait).start()
+sys.frozen = sys.argv[2] == "frozen"
+print(start_method())
+release.set()
+"""
+
+
 @pytest.mark.parametrize(
     ("setting", "thread", "frozen", "method"),
     [
-        ("", False, False, "fork"),
-        ("", True, False, "spawn"),
-        ("", True, True, None),
-        ("spawn", False, False, "spawn"),
-        ("spawn", False, True, None),
-        ("fork", False, True, "fork"),
-        ("0", False, False, None),
-        ("off", False, False, None),
+        ("", "", "", "fork"),
+        ("", "thread", "", "spawn"),
+        ("", "thread", "frozen", "None"),
+        ("spawn", "", "", "spawn"),
+        ("spawn", "", "frozen", "None"),
+        ("fork", "", "frozen", "fork"),
+        ("0", "", "", "None"),
+        ("off", "", "", "None"),
     ],
 )
-def test_how_a_helper_starts(
-    monkeypatch: pytest.MonkeyPatch, setting: str, thread: bool, frozen: bool, method: str | None
-) -> None:
+def test_how_a_helper_starts(setting: str, thread: str, frozen: str, method: str) -> None:
     """Fork only while no other thread runs (its locks would stay held in the child), else a
-    new interpreter, when there is one (not a frozen program); never when turned off."""
-    monkeypatch.setenv(ENV_PARALLEL, setting)
-    monkeypatch.setattr(sys, "frozen", frozen, raising=False)
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)
-    if thread:
-        other.start()
-    try:
-        assert start_method() == method
-    finally:
-        release.set()
-        if thread:
-            other.join()
+    new interpreter, when there is one (not a frozen program); never when turned off.
+    Checked in a fresh interpreter, where no thread of another test runs."""
+    env = {**os.environ, ENV_PARALLEL: setting}
+    found = subprocess.run(
+        [sys.executable, "-c", PROBE, thread or "-", frozen or "-"],
+        env=env, capture_output=True, text=True, check=True, timeout=120,  # a hang bound
+    )  # fmt: skip
+    assert found.stdout.strip() == method

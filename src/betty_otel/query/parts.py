@@ -184,16 +184,25 @@ def _cpus() -> int:
 def start_method() -> str | None:
     """How a helper starts here: ``fork``, ``spawn`` (a new interpreter), or None (no helper).
 
-    Fork (no start-up cost) only on Linux and while no other thread runs (a thread's
-    locks would be held forever in the child); else a new interpreter, when
+    Fork (no start-up cost) only on Linux and while no other thread runs, Python's or
+    native (a thread's locks would be held forever in the child); else a new interpreter, when
     `sys.executable` is one (not a frozen or embedding program).
     """
     setting = _setting()
     if setting is None or os.name != "posix":
         return None
-    if setting == "fork" and sys.platform.startswith("linux") and threading.active_count() == 1:
+    if setting == "fork" and sys.platform.startswith("linux") and _threads() == 1:
         return "fork"
     return "spawn" if worker_command() is not None else None
+
+
+def _threads() -> int:
+    """Threads of this process: Python's, and native ones (an extension's) that Linux lists."""
+    try:
+        native = sum(1 for _ in Path("/proc/self/task").iterdir())
+    except OSError:
+        native = 1
+    return max(threading.active_count(), native)
 
 
 def worker_command() -> list[str] | None:
@@ -232,15 +241,18 @@ def _entry_line_at(fd: int, target: int, size: int) -> int | None:
         if following < 0:
             return None
         body = data[newline + 1 : following].rstrip(b"\r")
-        if is_entry_line(body):
-            try:
-                parse_entry_line(body)
-            except orjson.JSONDecodeError:
-                pass
-            else:
-                return base + newline + 1
+        if is_entry_line(body) and _one_value(body):
+            return base + newline + 1
         newline = following
     return None
+
+
+def _one_value(line: bytes) -> bool:
+    """True when an entry line is one JSON value: any parser state at a seam reads it alone."""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        parse_entry_line(line)
+        return True
+    return False
 
 
 Work = Callable[[int, int], None]
