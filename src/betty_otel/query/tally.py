@@ -9,7 +9,6 @@ parser, so the result is the same as parsing every entry, 6-8x faster (see
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from array import array
@@ -311,13 +310,8 @@ def serve_parts(
 ) -> None:  # fmt: skip
     """What a helper does: read the parts from the last down to part 1, each result
     written to out (`encode_part`), then its index and a newline to notes; stop when
-    the parent is gone (nobody would read the rest).
-
-    It runs at the lowest priority: it takes a CPU that nothing else wants, and on a
-    busy machine leaves the CPU time to the parent (and to everyone else).
-    """
-    with contextlib.suppress(OSError):
-        os.nice(19)
+    the parent is gone (nobody would read the rest). It runs at the caller's priority,
+    as a thread of the caller would."""
     parent = os.getppid()
     for index in range(len(points) - 2, 0, -1):
         part = tally_part(fd, size, points, index, by, filters, pattern, capture=capture)
