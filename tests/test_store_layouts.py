@@ -132,7 +132,7 @@ def test_a_valid_array_in_any_layout_is_appended_to_never_moved_aside(
     store = TelemetryStore(path)
     store.append([{"skill": "x"}])
     store.close()
-    assert os.listdir(tmp_path) == ["telemetry.json"]
+    assert [file.name for file in tmp_path.iterdir()] == ["telemetry.json"]
     assert json.loads(path.read_bytes().decode("utf-8-sig")) == [*before, {"skill": "x"}]
 
 
@@ -143,8 +143,7 @@ def test_an_old_writer_killed_mid_dump_never_yields_nested_values_as_entries(
     file): newest first gives exactly the complete entries oldest first gives, reversed,
     never an object from inside an entry (a nested list's items look like entries)."""
     entries = [
-        {"skill": f"s{i}", "inputs": {"files": [{"p": 1}, {"p": [2, {"q": 3}]}]}}
-        for i in range(3)
+        {"skill": f"s{i}", "inputs": {"files": [{"p": 1}, {"p": [2, {"q": 3}]}]}} for i in range(3)
     ]
     text = json.dumps(entries, indent=2).encode()
     path = tmp_path / "telemetry.json"

@@ -75,6 +75,15 @@ class ForwardParser:
         """True inside the array, between two elements: a whole entry line may come next."""
         return self._started and not self._closed and self._depth == 1 and not self._parts
 
+    @property
+    def at_seam(self) -> bool:
+        """True between elements with nothing pending and no indented layout learnt.
+
+        Then a parser made ``in_array`` that is fed the same whole entry line next
+        continues exactly as this one: a file can be read in parts split there.
+        """
+        return self.between_elements and not self._pending and self._element_start is None
+
     def skip_entry_line(self, *, comma: bool) -> None:
         """Move on as if a whole entry line (ending in a comma, or not) had been fed.
 

@@ -7,6 +7,7 @@ so a percentile costs O(log n) instead of a sort of every duration.
 
 from __future__ import annotations
 
+import bisect
 import math
 from array import array
 from collections import Counter
@@ -16,7 +17,16 @@ from typing import Any, Final
 
 from betty_otel._entry import ERROR_STATUSES, NUMBER_TYPES, canonical_status
 
-__all__ = ["MISSING", "Group", "GroupStats", "Run", "SortedValues", "most_first", "numbers"]
+__all__ = [
+    "MISSING",
+    "Group",
+    "GroupStats",
+    "Run",
+    "SortedValues",
+    "most_first",
+    "numbers",
+    "ordered",
+]
 
 MISSING: Final = "(none)"
 """How stats name a missing status in `GroupStats.statuses`."""
@@ -72,6 +82,20 @@ class Run:
     total: float
 
 
+def ordered(values: Iterable[float]) -> list[float]:
+    """values sorted, each -0.0 before every 0.0: the same list whatever order they came in.
+
+    The two zeros compare equal, so a sort alone keeps them in input order, and a read
+    in parts (`betty_otel.query.parts`) would write another summary or percentile sign.
+    """
+    found = sorted(values)
+    low, high = bisect.bisect_left(found, 0.0), bisect.bisect_right(found, 0.0)
+    if high > low:
+        negative = sum(1 for zero in found[low:high] if math.copysign(1.0, zero) < 0)
+        found[low:high] = [-0.0] * negative + [0.0] * (high - low - negative)
+    return found
+
+
 class SortedValues:
     """The sorted union of runs of values, by rank, without sorting it all when it is cheap.
 
@@ -80,14 +104,14 @@ class SortedValues:
     """
 
     def __init__(self, runs: Sequence[Run], loose: Iterable[float]) -> None:
-        extra = sorted(loose)
+        extra = ordered(loose)
         runs = [run for run in runs if run.values]
         if len(runs) == 1 and len(extra) * 4 <= len(runs[0].values):
             self.big: Sequence[float] = runs[0].values
             self.small: Sequence[float] = extra
             self.total = runs[0].total + sum(extra)
         else:
-            self.big = sorted([*(value for run in runs for value in run.values), *extra])
+            self.big = ordered([*(value for run in runs for value in run.values), *extra])
             self.small = []
             self.total = sum(self.big)
         self.size = len(self.big) + len(self.small)

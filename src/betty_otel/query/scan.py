@@ -251,12 +251,22 @@ class Block:
 
 
 def scan_fd(
-    fd: int, size: int, pattern: LinePattern, *, fast: bool = True, start: int = 0
+    fd: int,
+    size: int,
+    pattern: LinePattern,
+    *,
+    fast: bool = True,
+    start: int = 0,
+    parser: ForwardParser | None = None,
+    final: bool = True,
 ) -> Iterator[Block | Damage]:
     """Read one file forward; yield what each block holds, then the damage found.
 
     With start, reading begins there, inside the array just after a complete
-    element (a `Block.last_end` of an earlier read of the same bytes).
+    element (a `Block.last_end` of an earlier read of the same bytes), or at the
+    start of a line where parser (the state of a read that stopped there) goes on.
+    Not final, size is the start of a line where reading stops for now: the damage
+    found so far is yielded, the parser left open (for reading a file in parts).
 
     A block whose lines are all canonical, read while the parser is between
     elements, is taken from the regex captures alone; the parser then skips one
@@ -266,7 +276,8 @@ def scan_fd(
     newline) is read by the store's tolerant parser, entry by entry; every line
     is when not fast.
     """
-    parser = ForwardParser(in_array=start > 0)
+    if parser is None:
+        parser = ForwardParser(in_array=start > 0)
     offset = start
     carry = b""
     carry_offset = start
@@ -295,7 +306,8 @@ def scan_fd(
         found = Block(carry_offset, carry, [], [], [])
         _feed(parser, carry_offset, carry, found)
         yield found
-    parser.finish()
+    if final:
+        parser.finish()
     yield from parser.take_damage()
 
 

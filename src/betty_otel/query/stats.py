@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from betty_otel._store import Damage, resolve_path, telemetry_file_of, warn_damage
 from betty_otel.query.filters import FilterArgs, Filters, PathArg, filters_of
-from betty_otel.query.groups import MISSING, Group, GroupStats, Run
+from betty_otel.query.groups import MISSING, Group, GroupStats, Run, ordered
 from betty_otel.query.scan import line_pattern, scan_entries, scan_files
 from betty_otel.query.summary import (
     Capture,
@@ -240,12 +240,20 @@ def _extended(
 
 
 def _runs(groups: dict[str | None, Group]) -> dict[str | None, Group]:
-    """Each group with its durations as one sorted run (its sum taken in that order)."""
+    """Each group with its durations as one sorted run (its sum taken in that order).
+
+    Groups and statuses come in a fixed order (by key and word), so the summary
+    written does not depend on the order the file was read in (`betty_otel.query.parts`).
+    """
     done: dict[str | None, Group] = {}
-    for key, group in groups.items():
-        ordered = sorted([*(value for run in group.runs for value in run.values), *group.durations])
-        run = Run(array("d", ordered), sum(ordered))
-        done[key] = Group(group.count, dict(group.statuses), array("d"), [run])
+    for key, group in sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or "")):
+        values = array("d")
+        for run in group.runs:
+            values.extend(run.values)
+        values.extend(group.durations)
+        found = ordered(values)  # sorted runs (a helper's parts) are merged, not re-sorted
+        run = Run(array("d", found), sum(found))
+        done[key] = Group(group.count, dict(sorted(group.statuses.items())), array("d"), [run])
     return done
 
 

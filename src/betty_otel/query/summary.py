@@ -116,7 +116,9 @@ class Capture:
     """The window bytes of a scan, taken from the blocks as they are read.
 
     Windows are chosen from the size before reading (the summarised end is known only
-    at the end); `windows` clips them to the end and adds the last 4 KiB before it.
+    at the end); `windows` clips them to the end and adds the last 4 KiB before it
+    (from start on), whichever blocks they were read in: a scan in parts
+    (`betty_otel.query.parts`) hands over its pieces and records the same windows.
     """
 
     def __init__(self, start: int, size: int) -> None:
@@ -132,18 +134,45 @@ class Capture:
         self.buffers = [bytearray(length) for _, length in spans]
         self.tail = b""
         self.tail_end = start
+        self.recent = b""
+        """The last bytes (up to 4 KiB) read before recent_end."""
+        self.recent_end = start
 
-    def add(self, base: int, data: bytes, last_end: int) -> None:
+    def fill(self, base: int, data: bytes) -> None:
         """Copy the parts of data (at offset base) that fall in a window."""
         stop = base + len(data)
         for (offset, length), buffer in zip(self.spans, self.buffers, strict=True):
             low, high = max(offset, base), min(offset + length, stop)
             if low < high:
                 buffer[low - offset : high - offset] = data[low - base : high - base]
-        if last_end >= base:
-            low = max(base, last_end - _WINDOW, self.start)
-            self.tail = data[low - base : last_end - base]
-            self.tail_end = last_end
+
+    def add(self, base: int, data: bytes, last_end: int) -> None:
+        """Take a block read at base; last_end: just after its last complete element (or -1)."""
+        self.fill(base, data)
+        if last_end >= 0 and last_end <= base + len(data):
+            low = max(last_end - _WINDOW, self.start)
+            tail = data[max(low, base) - base : max(last_end - base, 0)]
+            if low < base and self.recent_end == base:
+                before = self.recent[max(0, len(self.recent) - (base - low)) :]
+                tail = before[: len(before) - max(base - last_end, 0)] + tail
+            self.tail, self.tail_end = tail, last_end
+        stop = base + len(data)
+        if stop - _WINDOW >= max(base, self.recent_end):
+            self.recent = data[-_WINDOW:]
+        elif base <= self.recent_end < stop:
+            self.recent = (self.recent + data[self.recent_end - base :])[-_WINDOW:]
+        elif base > self.recent_end:
+            self.recent = data[-_WINDOW:]
+        self.recent_end = max(self.recent_end, stop)
+
+    def pieces(self, low: int, high: int) -> list[tuple[int, bytes]]:
+        """The window bytes read in [low, high), as (offset, bytes)."""
+        found = []
+        for (offset, length), buffer in zip(self.spans, self.buffers, strict=True):
+            start, stop = max(offset, low), min(offset + length, high)
+            if start < stop:
+                found.append((start, bytes(buffer[start - offset : stop - offset])))
+        return found
 
     def windows(self, end: int) -> tuple[list[tuple[int, int]], list[bytes]]:
         """The windows inside [0, end), and their bytes."""

@@ -9,6 +9,7 @@ parser, so the result is the same as parsing every entry, 6-8x faster (see
 
 from __future__ import annotations
 
+import os
 import re
 from array import array
 from collections import Counter, defaultdict, deque
@@ -19,13 +20,14 @@ from typing import Any, Final
 import orjson
 
 from betty_otel._entry import NUMBER_TYPES, canonical_status
-from betty_otel._store import Damage
+from betty_otel._store import Damage, ForwardParser
 from betty_otel.query.filters import Filters
-from betty_otel.query.groups import MISSING, Group, GroupStats
+from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
+from betty_otel.query.parts import Helper, PartResult, encode_part, plan
 from betty_otel.query.scan import LinePattern, scan_fd
 from betty_otel.query.summary import Capture
 
-__all__ = ["FileTally", "Tally", "finish_groups", "tally_file"]
+__all__ = ["FileTally", "Tally", "finish_groups", "serve_parts", "tally_file", "tally_part"]
 
 _consume: Final = deque[Any](maxlen=0).extend
 """Run an iterator to its end, keeping nothing."""
@@ -91,8 +93,14 @@ class Tally:
         return found
 
     def merge(self, other: Tally) -> None:
-        self.plain = self.plain and other.plain
-        for key, group in other.groups.items():
+        self.merge_groups(other.groups, other.plain)
+
+    def merge_groups(
+        self, groups: Mapping[tuple[str | None, str | None], Group], plain: bool
+    ) -> None:
+        """Take the groups of another pass (of the same grouping and filters)."""
+        self.plain = self.plain and plain
+        for key, group in groups.items():
             mine = self.groups.get(key)
             if mine is None:
                 self.groups[key] = group
@@ -136,6 +144,20 @@ class _RawStats:
         self.values: defaultdict[Any, array[float]] = defaultdict(_doubles)
         self.others: Counter[Any] = Counter()
         """Entries counted whose duration is not a number, per key."""
+        self.settled: dict[Any, int] = {}
+        """How many values of each key are in sorted runs already (`settle`)."""
+
+    def settle(self) -> None:
+        """Sort the values added since the last call, as one more run of each key.
+
+        A read with a helper calls this after each part: the sorting is then done
+        while the helper still reads, and the final sort only merges runs.
+        """
+        for key, values in self.values.items():
+            start = self.settled.get(key, 0)
+            if len(values) - start > 1:
+                values[start:] = array("d", ordered(values[start:]))
+            self.settled[key] = len(values)
 
     def add(self, columns: list[list[bytes]]) -> None:
         """Add one block's columns: [timestamp], skill+status span, duration, [caller].
@@ -225,37 +247,160 @@ def tally_file(
     """The groups of one file's entries from start (a resumable offset) to size.
 
     capture, when given, takes the window bytes of what is read (for a summary).
+    A large file is read with a helper process on a second CPU
+    (`betty_otel.query.parts`), with the same result.
     """
     try:
-        return _read(fd, size, by, filters, pattern, start, capture, exact=False)
+        points = plan(fd, size, start)
+        if points is not None:
+            taken = capture is not None
+            options = {"size": size, "by": by, "stamp": pattern.stamp, "caller": pattern.caller}
+            options["capture"] = taken
+
+            def work(out: int, notes: int) -> None:
+                serve_parts(fd, size, points, by, filters, pattern, capture=taken,
+                            out=out, notes=notes)  # fmt: skip
+
+            with Helper(fd, points, options, filters, work) as helper:
+                reader = _Reader(fd, by, filters, pattern, capture, exact=False)
+                return _read_with(reader, helper)
+        reader = _Reader(fd, by, filters, pattern, capture, exact=False, start=start)
+        reader.read(start, size, final=True)
+        return reader.finish()
     except _Inexact:
-        return _read(fd, size, by, filters, pattern, start, capture, exact=True)
+        reader = _Reader(fd, by, filters, pattern, capture, exact=True, start=start)
+        reader.read(start, size, final=True)
+        return reader.finish()
 
 
-def _read(
-    fd: int,
-    size: int,
-    by: str,
-    filters: Filters,
-    pattern: LinePattern,
-    start: int,
-    capture: Capture | None,
-    *,
-    exact: bool,
-) -> FileTally:
-    """Read once: by regex where it can (raises _Inexact on anything unusual), or entry by entry."""
-    partial = Tally(by, filters)
-    raw = _RawStats(filters, pattern.stamp, pattern.caller)
-    found = FileTally(partial, [], -1)
-    for block in scan_fd(fd, size, pattern, fast=not exact, start=start):
-        if isinstance(block, Damage):
-            found.damage.append(block)
-            continue
+def _read_with(reader: _Reader, helper: Helper) -> FileTally:
+    """Read parts forward until the helper has done the rest; take its parts that fit.
+
+    A helper's part is taken when the read reaching it is at a seam and it ends at
+    one (or is the last); from the first that is not, this process reads the rest
+    (with a new parser when the read is at a seam: the same, from the next line on).
+    """
+    points = helper.points
+    last = len(points) - 2
+    index = 0
+    while index <= last and not (index > 0 and helper.ready(index)):
+        reader.read(points[index], points[index + 1], final=index == last)
+        reader.raw.settle()
+        index += 1
+    if index > last:
+        return reader.finish()
+    at_seam = reader.parser.at_seam
+    mine = True  # the parser is where the read stands (else: at a seam, a new one will do)
+    for part in helper.results(index):
+        if part is None or not at_seam or not (part.seam or part.index == last):
+            break
+        reader.take(part)
+        index += 1
+        mine = False
+    if index <= last:
+        if not mine:
+            reader.parser = ForwardParser(in_array=True)
+        reader.read(points[index], points[-1], final=True)
+    return reader.finish()
+
+
+def serve_parts(
+    fd: int, size: int, points: list[int], by: str, filters: Filters, pattern: LinePattern,
+    *, capture: bool, out: int, notes: int,
+) -> None:  # fmt: skip
+    """What a helper does: read the parts from the last down to part 1, each result
+    written to out (`encode_part`), then its index and a newline to notes; stop when
+    the parent is gone (nobody would read the rest). It runs at the caller's priority,
+    as a thread of the caller would."""
+    parent = os.getppid()
+    for index in range(len(points) - 2, 0, -1):
+        part = tally_part(fd, size, points, index, by, filters, pattern, capture=capture)
+        view = memoryview(encode_part(part))
+        while view:
+            view = view[os.write(out, view) :]
+        os.write(notes, b"%d\n" % index)
+        if os.getppid() != parent:
+            return
+
+
+def tally_part(
+    fd: int, size: int, points: list[int], index: int, by: str, filters: Filters,
+    pattern: LinePattern, *, capture: bool,
+) -> PartResult:  # fmt: skip
+    """What a helper reads: part index of the file's split points (`betty_otel.query.worker`)."""
+    low, high = points[index], points[index + 1]
+    try:
+        return _part(fd, size, low, high, index, by, filters, pattern, capture, exact=False)
+    except _Inexact:
+        return _part(fd, size, low, high, index, by, filters, pattern, capture, exact=True)
+
+
+def _part(
+    fd: int, size: int, low: int, high: int, index: int, by: str, filters: Filters,
+    pattern: LinePattern, capture: bool, *, exact: bool,
+) -> PartResult:  # fmt: skip
+    windows = Capture(0, size) if capture else None
+    reader = _Reader(fd, by, filters, pattern, windows, exact=exact, start=low)
+    reader.read(low, high, final=high == size)
+    found = reader.finish()
+    for group in found.tally.groups.values():  # sorted here, merged cheaply by the parent
+        group.durations = array("d", ordered(group.durations))
+    seam = reader.parser.at_seam
+    part = PartResult(index, found.tally.groups, found.tally.plain, found.damage, found.end, seam)
+    if windows is not None:
+        part.pieces = windows.pieces(low, high)
+        part.tail = windows.tail if windows.tail_end == found.end >= 0 else b""
+        part.trail = (windows.recent_end, windows.recent)
+    return part
+
+
+class _Reader:
+    """One read of (parts of) a file into one FileTally: by regex (fast), or exact."""
+
+    def __init__(
+        self, fd: int, by: str, filters: Filters, pattern: LinePattern,
+        capture: Capture | None, *, exact: bool, start: int = 0,
+    ) -> None:  # fmt: skip
+        self.fd = fd
+        self.pattern = pattern
+        self.capture = capture
+        self.exact = exact
+        self.parser = ForwardParser(in_array=start > 0)
+        self.raw = _RawStats(filters, pattern.stamp, pattern.caller)
+        self.found = FileTally(Tally(by, filters), [], -1)
+
+    def read(self, start: int, stop: int, *, final: bool) -> None:
+        """Read [start, stop) with the parser (final: stop is the end of the file)."""
+        found, capture = self.found, self.capture
+        blocks = scan_fd(
+            self.fd, stop, self.pattern, fast=not self.exact, start=start,
+            parser=self.parser, final=final,
+        )  # fmt: skip
+        for block in blocks:
+            if isinstance(block, Damage):
+                found.damage.append(block)
+                continue
+            if capture is not None:
+                capture.add(block.base, block.data, block.last_end)
+            found.end = max(found.end, block.last_end)
+            self.raw.add(block.columns)
+            for entry in block.entries:
+                found.tally.add_entry(entry)
+
+    def take(self, part: PartResult) -> None:
+        """Add a helper's part (its windows bytes handed over in file order)."""
+        found, capture = self.found, self.capture
+        found.tally.merge_groups(part.groups, part.plain)
+        found.damage.extend(part.damage)
+        found.end = max(found.end, part.end)
         if capture is not None:
-            capture.add(block.base, block.data, block.last_end)
-        found.end = max(found.end, block.last_end)
-        raw.add(block.columns)
-        for entry in block.entries:
-            partial.add_entry(entry)
-    raw.into(partial)
-    return found
+            for offset, data in part.pieces:
+                capture.fill(offset, data)
+            if part.tail:
+                capture.add(part.end - len(part.tail), part.tail, part.end)
+            trail_end, trail = part.trail
+            capture.add(trail_end - len(trail), trail, -1)
+
+    def finish(self) -> FileTally:
+        self.raw.into(self.found.tally)
+        return self.found

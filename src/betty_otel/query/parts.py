@@ -1,0 +1,420 @@
+"""Reading one large file on two CPUs: a helper process tallies its last parts.
+
+A whole read of a large file (stats without a summary) is split at line starts
+into parts. This process reads the parts forward from the first; a helper
+process reads them backward from the last and hands each result over through a
+private temporary file. This process stops where the helper's finished parts
+begin, so the two meet wherever their speeds bring them, and nothing ever waits
+on the helper: one that fails to start, dies, stalls, deadlocks or writes garbage
+only means that this process reads more itself. The helper is always killed and
+reaped before the read returns or raises.
+
+The helper is forked (no start-up cost) on Linux while no other thread runs;
+with threads (a forked child could find their locks held forever) or elsewhere,
+it is a new interpreter, ``python -m betty_otel.query.worker`` (about 0.1 s of
+imports to start, more without compiled ``.pyc`` files), when `sys.executable` is
+a Python interpreter (not a frozen or embedding program).
+
+A helper's part is used only when the read reaching it was at a seam
+(`ForwardParser.at_seam`: between elements, nothing pending, no indented layout
+learnt) and the part itself ends at one (or is the last): then the helper's
+parser, started inside the array at the part's first line (always a whole entry
+line), reads exactly as one parser reading the whole file would. Anything else
+(the old tools' indented layout, damage across a split) is read here, so results,
+damage reports and the summary written are the same as a read by one process.
+
+Settings: ``BETTY_OTEL_STATS_PARALLEL=0`` turns the helper off, ``=spawn`` never
+forks. ``BETTY_OTEL_STATS_PARALLEL_BYTES`` is the smallest file read with a helper
+(default 32 MiB, about 0.2 s of reading: below that, starting and merging do not
+pay back). Only when this process may run on two CPUs (`os.sched_getaffinity`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
+
+import orjson
+
+from betty_otel._store import Damage, parse_entry_line
+from betty_otel._store.format import is_entry_line
+from betty_otel.query.groups import Group
+
+if TYPE_CHECKING:
+    import subprocess
+
+__all__ = [
+    "ENV_MIN_BYTES",
+    "ENV_PARALLEL",
+    "Helper",
+    "PartResult",
+    "Work",
+    "decode_part",
+    "encode_part",
+    "plan",
+    "split_points",
+    "start_method",
+    "worker_command",
+]
+
+logger = logging.getLogger(__name__)
+
+ENV_PARALLEL: Final = "BETTY_OTEL_STATS_PARALLEL"
+"""``0`` (or off, false, no): read every file in this process; ``spawn``: never fork."""
+ENV_MIN_BYTES: Final = "BETTY_OTEL_STATS_PARALLEL_BYTES"
+"""The smallest file read with a helper, in bytes."""
+_MIN_BYTES: Final = 32 << 20
+_MAX_PARTS: Final = 32
+"""Parts per file: 8 per threshold's worth of bytes (4 MiB at the default), at most 32."""
+_LINE_LOOKUP: Final = 1 << 16
+_REAP_SECONDS: Final = 10.0
+"""How long to wait for a killed helper to be reaped (a bound, never reached in practice)."""
+_OFF: Final = frozenset({"0", "off", "false", "no"})
+_PYTHON: Final = re.compile(r"(python|pypy)[0-9.]*(\.exe)?", re.IGNORECASE)
+
+
+@dataclass
+class PartResult:
+    """What a helper found in one part: groups by (key, status), damage, where it ended.
+
+    seam: the part ends between elements with nothing pending (`ForwardParser.at_seam`).
+    pieces, tail and trail are for the stats summary's windows (`summary.Capture`):
+    the window bytes read, the bytes before the part's last complete element, and
+    the part's last bytes.
+    """
+
+    index: int
+    groups: dict[tuple[str | None, str | None], Group]
+    plain: bool
+    damage: list[Damage]
+    end: int
+    seam: bool
+    pieces: list[tuple[int, bytes]] = field(default_factory=list)
+    tail: bytes = b""
+    trail: tuple[int, bytes] = (0, b"")
+
+
+def encode_part(part: PartResult) -> bytes:
+    """A part as bytes: a JSON header, then the durations (doubles), then the captured bytes."""
+    blob = bytearray()
+    groups = []
+    for (key, status), group in part.groups.items():
+        groups.append([key, status, group.count, group.statuses, len(group.durations)])
+        blob += group.durations.tobytes()
+    captured = [*(data for _, data in part.pieces), part.tail, part.trail[1]]
+    header = orjson.dumps(
+        {
+            "index": part.index,
+            "groups": groups,
+            "plain": part.plain,
+            "damage": [[d.offset, d.length, d.reason] for d in part.damage],
+            "end": part.end,
+            "seam": part.seam,
+            "pieces": [[offset, len(data)] for offset, data in part.pieces],
+            "tail": len(part.tail),
+            "trail": [part.trail[0], len(part.trail[1])],
+            "order": sys.byteorder,
+        }
+    )
+    body = len(header).to_bytes(4, "big") + header + bytes(blob) + b"".join(captured)
+    return len(body).to_bytes(8, "big") + body
+
+
+def decode_part(data: bytes) -> PartResult:
+    """The part encode_part wrote (raises ValueError, TypeError or KeyError when it is not one)."""
+    length = int.from_bytes(data[:4], "big")
+    head = orjson.loads(data[4 : 4 + length])
+    if head["order"] != sys.byteorder:
+        raise ValueError("byte order")
+    view = memoryview(data)[4 + length :]
+    groups: dict[tuple[str | None, str | None], Group] = {}
+    for key, status, count, statuses, numeric in head["groups"]:
+        group = Group(count, dict(statuses))
+        group.durations.frombytes(view[: numeric * 8])
+        view = view[numeric * 8 :]
+        groups[key, status] = group
+    pieces = []
+    for offset, size in head["pieces"]:
+        pieces.append((offset, bytes(view[:size])))
+        view = view[size:]
+    tail, view = bytes(view[: head["tail"]]), view[head["tail"] :]
+    trail_end, trail_size = head["trail"]
+    if len(view) != trail_size:
+        raise ValueError("length")
+    damage = [Damage(offset, size, reason) for offset, size, reason in head["damage"]]
+    return PartResult(
+        head["index"], groups, head["plain"], damage, head["end"], head["seam"],
+        pieces, tail, (trail_end, bytes(view)),
+    )  # fmt: skip
+
+
+def _setting() -> str | None:
+    """``fork`` or ``spawn`` (the ways a helper may start), or None when turned off."""
+    value = os.environ.get(ENV_PARALLEL, "").strip().lower()
+    if value in _OFF:
+        return None
+    return "spawn" if value == "spawn" else "fork"
+
+
+def _min_bytes() -> int:
+    text = os.environ.get(ENV_MIN_BYTES, "").strip()
+    try:
+        return max(0, int(text)) if text else _MIN_BYTES
+    except ValueError:
+        logger.warning("betty_otel: %s=%r is not a number of bytes; ignored", ENV_MIN_BYTES, text)
+        return _MIN_BYTES
+
+
+def _cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def start_method() -> str | None:
+    """How a helper starts here: ``fork``, ``spawn`` (a new interpreter), or None (no helper).
+
+    Fork (no start-up cost) only on Linux and while no other thread runs, Python's or
+    native (a thread's locks would be held forever in the child); else a new interpreter, when
+    `sys.executable` is one (not a frozen or embedding program).
+    """
+    setting = _setting()
+    if setting is None or os.name != "posix":
+        return None
+    if setting == "fork" and sys.platform.startswith("linux") and _threads() == 1:
+        return "fork"
+    return "spawn" if worker_command() is not None else None
+
+
+def _threads() -> int:
+    """Threads of this process: Python's, and native ones (an extension's) that Linux lists."""
+    try:
+        native = sum(1 for _ in Path("/proc/self/task").iterdir())
+    except OSError:
+        native = 1
+    return max(threading.active_count(), native)
+
+
+def worker_command() -> list[str] | None:
+    """The command that starts a new-interpreter helper; None when there is none."""
+    executable = sys.executable
+    if getattr(sys, "frozen", False) or not executable:
+        return None
+    if not _PYTHON.fullmatch(Path(executable).name):
+        return None
+    return [executable, "-m", "betty_otel.query.worker"]
+
+
+def split_points(fd: int, size: int, parts: int) -> list[int]:
+    """0, the starts of up to parts - 1 whole entry lines spread over the file, size.
+
+    Each point starts a line that is one whole canonical entry (a line a parser reads
+    the same way in any state at a seam); a region without one gets no point.
+    """
+    points = [0]
+    for k in range(1, parts):
+        target = max(size * k // parts, points[-1] + 1)
+        point = _entry_line_at(fd, target, size)
+        if point is not None and points[-1] < point < size:
+            points.append(point)
+    points.append(size)
+    return points
+
+
+def _entry_line_at(fd: int, target: int, size: int) -> int | None:
+    """The start of the first whole entry line starting at or after target (within 64 KiB)."""
+    base = target - 1
+    data = os.pread(fd, min(_LINE_LOOKUP, size - base), base)
+    newline = data.find(b"\n")
+    while newline >= 0:
+        following = data.find(b"\n", newline + 1)
+        if following < 0:
+            return None
+        body = data[newline + 1 : following].rstrip(b"\r")
+        if is_entry_line(body) and _one_value(body):
+            return base + newline + 1
+        newline = following
+    return None
+
+
+def _one_value(line: bytes) -> bool:
+    """True when an entry line is one JSON value: any parser state at a seam reads it alone."""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        parse_entry_line(line)
+        return True
+    return False
+
+
+Work = Callable[[int, int], None]
+"""What a forked helper runs: work(output descriptor, notes descriptor)."""
+
+
+class Helper:
+    """A helper process reading parts [points[k], points[k + 1]) from the last one down.
+
+    Its results go to a private temporary file; a line ``k`` on its notes pipe says
+    part k is complete there. `ready` and `results` never wait for it. Use as a
+    context manager: on leaving, the helper is killed and reaped. Forked, it runs
+    work; spawned, `betty_otel.query.worker` gets options and filters.
+    """
+
+    def __init__(
+        self, fd: int, points: list[int], options: dict[str, Any], filters: Any, work: Work
+    ) -> None:
+        # Imported here: only a large read needs them; `import betty_otel.query` (the
+        # CLI's reading commands) stays as quick as before.
+        import tempfile  # noqa: PLC0415
+
+        self.points = points
+        self.done = len(points) - 1
+        """The lowest part index such that this part and all after it are complete."""
+        self.pid = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.notes_fd = -1
+        self.notes = b""
+        self.output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        try:
+            method = start_method()
+            if method == "fork":
+                self._fork(work)
+            elif method == "spawn":
+                self._spawn(fd, {**options, "points": points}, filters)
+        except (OSError, ValueError) as exc:
+            logger.debug("stats helper not started (%s)", exc)
+        except BaseException:  # Ctrl-C while starting it: no helper left behind
+            self.close()
+            raise
+
+    def _fork(self, work: Work) -> None:
+        """Fork a child that runs work and exits; it never returns into the caller's code,
+        not even on a signal (blocked until its own try block)."""
+        notes, notes_out = os.pipe()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                code = 1
+                try:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                    os.close(notes)
+                    work(self.output.fileno(), notes_out)
+                    code = 0
+                finally:
+                    os._exit(code)
+        except OSError:
+            os.close(notes)
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(notes_out)
+        self.notes_fd = notes
+        os.set_blocking(notes, False)
+
+    def _spawn(self, fd: int, options: dict[str, Any], filters: Any) -> None:
+        import pickle  # noqa: PLC0415
+        import subprocess  # noqa: PLC0415
+
+        command = worker_command()
+        assert command is not None
+        arguments = {**options, "fd": fd, "out": self.output.fileno()}
+        package = Path(__file__).resolve().parents[2]  # the folder that holds betty_otel
+        self.process = subprocess.Popen(
+            [*command, orjson.dumps(arguments).decode()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd, self.output.fileno()),
+            cwd=package,  # -m puts the working folder first on sys.path: ours, not the caller's
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.notes_fd = self.process.stdout.fileno()
+        os.set_blocking(self.notes_fd, False)
+        self.process.stdin.write(pickle.dumps(filters))
+        self.process.stdin.close()
+
+    def __enter__(self) -> Helper:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def ready(self, index: int) -> bool:
+        """True when the helper has completed part index and every part after it."""
+        if self.notes_fd >= 0 and self.done > index:
+            with contextlib.suppress(OSError):  # BlockingIOError: nothing new
+                self.notes += os.read(self.notes_fd, 1 << 16)
+            lines = self.notes.split(b"\n")
+            for line in lines[:-1]:
+                if line.strip().isdigit() and int(line) == self.done - 1:
+                    self.done -= 1
+            self.notes = lines[-1]
+        return self.done <= index
+
+    def results(self, index: int) -> list[PartResult | None]:
+        """The results of parts index and after (None where one cannot be read back)."""
+        found: dict[int, PartResult] = {}
+        offset = 0
+        for _ in range(len(self.points) - 1 - self.done):
+            try:
+                length = int.from_bytes(os.pread(self.output.fileno(), 8, offset), "big")
+                part = decode_part(os.pread(self.output.fileno(), length, offset + 8))
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                logger.debug("stats helper result unreadable (%s)", exc)
+                break
+            found[part.index] = part
+            offset += 8 + length
+        return [found.get(k) for k in range(index, len(self.points) - 1)]
+
+    def close(self) -> None:
+        """Kill and reap the helper (whatever it is doing), and drop its results."""
+        try:
+            if self.process is not None:
+                self.process.kill()
+                _reap(self.process.poll)
+            elif self.pid > 0:
+                os.kill(self.pid, signal.SIGKILL)
+                pid = self.pid
+                _reap(lambda: os.waitpid(pid, os.WNOHANG)[0] or None)
+        except OSError as exc:
+            logger.warning("betty_otel: stats helper not stopped (%s)", exc)
+        finally:
+            if self.process is not None:
+                assert self.process.stdout is not None
+                self.process.stdout.close()
+            elif self.notes_fd >= 0:
+                os.close(self.notes_fd)
+            self.process = None
+            self.pid = 0
+            self.notes_fd = -1
+            self.output.close()
+
+
+def _reap(poll: Callable[[], int | None]) -> None:
+    """Wait for a killed helper (poll: its exit status, None while it runs), at most
+    _REAP_SECONDS: a bound never reached in practice, so that nothing hangs on it."""
+    deadline = time.monotonic() + _REAP_SECONDS
+    while poll() is None:
+        if time.monotonic() > deadline:
+            logger.warning("betty_otel: stats helper not reaped in %s s", _REAP_SECONDS)
+            return
+        time.sleep(0.001)
+
+
+def plan(fd: int, size: int, start: int) -> list[int] | None:
+    """The split points for reading a file with a helper; None to read it here alone."""
+    if start != 0 or size < max(_min_bytes(), 2) or _cpus() < 2 or start_method() is None:
+        return None
+    parts = max(2, min(_MAX_PARTS, size * 8 // max(_min_bytes(), 1)))
+    points = split_points(fd, size, parts)
+    return points if len(points) > 2 else None
