@@ -38,8 +38,10 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from betty_otel._direct import spans_wanted
 from betty_otel._environment import disabled_by_env
 from betty_otel._setup.exporters import env_collectors
+from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
 from betty_otel._setup.sampling import AuditSampler
@@ -208,7 +210,10 @@ def configure(
             new = _on_program_provider(provider, tracer, file_processor, exporter)
         else:  # no SDK provider, or one handing out no-op tracers: the file still records
             collectors = env_collectors(otlp, otlp_endpoint)
-            new = _own_pipeline(file_processor, exporter, collectors, exit_timeout)
+            if collectors or all_spans or spans_wanted():
+                new = _own_pipeline(file_processor, exporter, collectors, exit_timeout)
+            else:
+                new = _file_only_pipeline(file_processor, exporter)
             new.watch_global = tracer_provider is None and _no_global_provider()
         new.remote_parent = environment_context()
         _replace(new)
@@ -265,6 +270,21 @@ def _own_pipeline(
         file_processor=file_processor,
         collectors=collectors,
         exit_timeout=exit_budget(exit_timeout) if collectors else DEFAULT_EXIT_TIMEOUT,
+    )
+
+
+def _file_only_pipeline(file_processor: SpanProcessor, exporter: BettyFileExporter) -> Pipeline:
+    """The file processor alone, fed by a FileTracer: nothing else would receive the spans.
+
+    Only when no SDK setting could make the SDK's span differ from a FileSpan
+    (`betty_otel._direct.spans_wanted`, the CLI's direct path's rule: attribute
+    limits, another id generator or provider); all_spans writes other
+    instrumentation's spans, which need a provider, so it keeps ours.
+    """
+    return Pipeline(
+        tracer=FileTracer(file_processor),
+        exporter=exporter,
+        file_processor=file_processor,
     )
 
 
