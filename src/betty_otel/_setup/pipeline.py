@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from betty_otel._direct import spans_wanted
+from betty_otel._direct import sdk_settings_set
 from betty_otel._environment import disabled_by_env
 from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
@@ -210,7 +210,7 @@ def configure(
             new = _on_program_provider(provider, tracer, file_processor, exporter)
         else:  # no SDK provider, or one handing out no-op tracers: the file still records
             collectors = env_collectors(otlp, otlp_endpoint)
-            if collectors or all_spans or spans_wanted():
+            if collectors or all_spans or sdk_settings_set():
                 new = _own_pipeline(file_processor, exporter, collectors, exit_timeout)
             else:
                 new = _file_only_pipeline(file_processor, exporter)
@@ -277,7 +277,7 @@ def _file_only_pipeline(file_processor: SpanProcessor, exporter: BettyFileExport
     """The file processor alone, fed by a FileTracer: nothing else would receive the spans.
 
     Only when no SDK setting could make the SDK's span differ from a FileSpan
-    (`betty_otel._direct.spans_wanted`, the CLI's direct path's rule: attribute
+    (`betty_otel._direct.sdk_settings_set`, the CLI's direct path's rule: attribute
     limits, another id generator or provider); all_spans writes other
     instrumentation's spans, which need a provider, so it keeps ours.
     """
