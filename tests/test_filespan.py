@@ -386,3 +386,17 @@ def test_the_file_tracer_keeps_the_sdk_default_resource_for_otel_service_name(
     betty_otel.configure(tmp_path / "t.json", otlp=False)
     span = _current_span_of_a_call()
     assert span.resource.attributes["service.name"] == "betty-tests"
+
+
+def test_a_span_of_a_program_provider_we_were_not_given_is_the_parent_of_a_file_span(
+    telemetry_file: Path,
+) -> None:
+    provider = TracerProvider(shutdown_on_exit=False)  # neither global nor passed to configure
+    assert isinstance(pipeline().tracer, FileTracer)
+    with provider.get_tracer("program").start_as_current_span("request") as request:
+        capture_telemetry(skill_name="inside")(lambda: None)()
+    (entry,) = read_entries(telemetry_file)
+    context = request.get_span_context()
+    assert entry["trace_id"] == format(context.trace_id, "032x")
+    assert entry["parent_span_id"] == format(context.span_id, "016x")
+    provider.shutdown()

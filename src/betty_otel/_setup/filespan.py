@@ -16,7 +16,6 @@ cleans them, the status as the SDK sets it. Events are not kept: no entry holds 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
@@ -55,8 +54,6 @@ class FileTracer(trace.Tracer):
         self.processor = processor
         self.resource = Resource.create()  # as our provider's: OTEL_SERVICE_NAME and the rest
         self.scope = InstrumentationScope("betty_otel", "")
-        self.end_lock = threading.Lock()
-        """Makes each span's end() happen once when threads race to end it."""
 
     def start_span(
         self,
@@ -144,6 +141,9 @@ class FileSpan(trace.Span, ReadableSpan):
         )
         self._tracer = tracer
         self._values = attributes  # the dict ReadableSpan shows read-only
+        self._unended = [True]
+        """Popped by the one end() that ends the span: list.pop is atomic, so threads
+        racing to end it end it once, with no lock (none to be held across a fork)."""
 
     def get_span_context(self) -> SpanContext:
         return self._context  # type: ignore[return-value] # always given by FileTracer
@@ -191,8 +191,9 @@ class FileSpan(trace.Span, ReadableSpan):
 
     def end(self, end_time: int | None = None) -> None:
         """End the span once (a later end() changes nothing) and hand it to the file."""
-        with self._tracer.end_lock:
-            if self._end_time is not None:
-                return
-            self._end_time = time.time_ns() if end_time is None else end_time
+        try:
+            self._unended.pop()
+        except IndexError:
+            return
+        self._end_time = time.time_ns() if end_time is None else end_time
         self._tracer.processor.on_end(self)
