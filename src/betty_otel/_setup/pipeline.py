@@ -7,12 +7,14 @@ added, once (a Switch, re-pointed on reconfigure), and our tracer on it records
 what the program's sampler drops (see `sampling`); otherwise betty_otel creates a
 private ALWAYS_ON provider (it does not replace the global one, so the program can
 still install its own), with the exporters OTEL_TRACES_EXPORTER asks for (see
-`exporters`). A program that installs its provider after that gets one warning
-saying to call ``configure(tracer_provider=...)``: switching providers under
-executions in flight could cost the file entries, so betty_otel does not switch by
-itself. The current pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`.
-Closing a pipeline flushes the file first, then gives the collectors at most their
-exit budget (see `otlp`).
+`exporters`); when the file would be its spans' only receiver (no collector, not
+all_spans, no SDK setting that changes spans), a `filespan.FileTracer` instead. A
+program that installs its provider after that gets one warning saying to call
+``configure(tracer_provider=...)``: switching providers under executions in flight
+could cost the file entries, so betty_otel does not switch by itself. The current
+pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`. Closing a pipeline
+flushes the file first, then gives the collectors at most their exit budget (see
+`otlp`).
 """
 
 from __future__ import annotations
