@@ -5,6 +5,9 @@ little). Both sides decorate the same function and call it with the same
 arguments; ours with capture_inputs=True, OTel's ``tracer.start_as_current_span``
 used as a decorator:
 
+Ours records through the FileTracer (the file is its spans' only receiver: no
+collector, not all_spans), as a program configuring betty_otel alone does.
+
 - synchronous: ours writing the file; OTel's SimpleSpanProcessor with an in-memory
   exporter (cleared between rounds, outside the timing). Target: <= 1.5x.
 - batch: ours batching file writes; OTel's BatchSpanProcessor with a do-nothing
@@ -111,6 +114,8 @@ def _otel(
 
 def _ours(path: Path, batch: bool) -> Side:
     betty_otel.configure(path, batch=batch, otlp=False)
+    # The file is the only receiver here, so the spans are FileSpans (see _setup.filespan).
+    print(f"  ours records through {type(pipeline().tracer).__name__}")
     decorated = betty_otel.capture_telemetry(capture_inputs=True)(empty)
     return Side(decorated, pipeline().force_flush if batch else (lambda: None))
 

@@ -394,6 +394,9 @@ def test_own_provider_resource_honours_otel_service_name_and_resource_attributes
 ) -> None:
     monkeypatch.setenv("OTEL_SERVICE_NAME", "betty-tests")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci,team=betty")
+    # A collector (here the console) receives the spans, so they are the SDK's, on our
+    # provider (with the file alone there is no provider: see test_filespan).
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     betty_otel.configure(tmp_path / "t.json", otlp=False)
     current = _setup.pipeline()
     assert current.owns_provider

@@ -37,6 +37,7 @@ import betty_otel
 import helpers
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry, instrument
 from betty_otel._sanitize import Sanitizer
+from betty_otel._setup import FileSpan, FileTracer
 from betty_otel._store import TelemetryStore
 from collector import RotelCollector, free_port
 
@@ -1129,6 +1130,9 @@ def _raise(*args: object, **kwargs: object) -> Any:
         (SdkTracer, "start_span"),
         (SdkSpan, "end"),
         (SdkSpan, "set_attributes"),
+        (FileTracer, "start_span"),
+        (FileSpan, "end"),
+        (FileSpan, "set_attributes"),
         (TelemetryStore, "append_encoded"),
     ],
     ids=lambda target: f"{target[0].__name__}.{target[1]}",
@@ -1141,12 +1145,15 @@ def test_a_failure_inside_telemetry_never_changes_what_the_host_gets(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Input binding, the sanitizer, the tracer's start_span, the span's end/set_attributes
-    or the store raising: the call returns its exact value and raises its exact exception;
-    the failure is counted (internal_errors or the exporter's drops) and logged on "betty_otel"."""
+    (the SDK's, and the FileTracer's when the file alone receives spans) or the store
+    raising: the call returns its exact value and raises its exact exception; the failure
+    is counted (internal_errors or the exporter's drops) and logged on "betty_otel"."""
     caplog.set_level(logging.DEBUG, logger="betty_otel")
+    owner, name = target
+    if owner in (SdkTracer, SdkSpan):  # an SDK setting (at its default) makes SDK spans
+        monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "128")
     exporter = betty_otel.configure(tmp_path / "telemetry.json", otlp=False)
     assert exporter is not None
-    owner, name = target
     before = betty_otel.internal_errors()
     value, error = object(), HostError("the host's own failure")
     with monkeypatch.context() as patch:

@@ -22,7 +22,7 @@ from betty_otel._environment import disabled_by_env, traces_exporters
 from betty_otel._manual import ManualExecution
 from betty_otel._store import TelemetryStore
 
-__all__ = ["environment_ids", "new_ids", "spans_wanted", "write_directly"]
+__all__ = ["environment_ids", "new_ids", "sdk_settings_set", "spans_wanted", "write_directly"]
 
 _SDK_SETTINGS: Final = (
     "OTEL_PYTHON_TRACER_PROVIDER",  # a provider of the program's choosing, and its processors
@@ -41,6 +41,12 @@ _TRACEPARENT: Final = re.compile(
 _TRACEPARENT_MAX_LENGTH: Final = 512
 
 
+def sdk_settings_set() -> bool:
+    """True when an SDK setting of `_SDK_SETTINGS` is set: the SDK's span may then differ
+    from one made without the SDK (here, or the pipeline's FileTracer)."""
+    return any(os.environ.get(name, "").strip() for name in _SDK_SETTINGS)
+
+
 def spans_wanted() -> bool:
     """True when a capture's span would reach more than the file, or be made differently.
 
@@ -49,7 +55,7 @@ def spans_wanted() -> bool:
     is not disabled; or an SDK setting of `_SDK_SETTINGS` is set. When in doubt, the
     span path runs, and it is always correct.
     """
-    if any(os.environ.get(name, "").strip() for name in _SDK_SETTINGS):
+    if sdk_settings_set():
         return True
     if disabled_by_env():
         return False  # the span path records through a tracer without processors

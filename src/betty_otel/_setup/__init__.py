@@ -1,6 +1,7 @@
 """Where spans go: the pipeline (configure, shutdown), the span processors, the exporters
 besides the file (OTLP, console), the thread hook."""
 
+from betty_otel._setup.filespan import FileSpan, FileTracer
 from betty_otel._setup.otlp import otlp_exporter
 from betty_otel._setup.pipeline import (
     TRACER_NAME,
@@ -17,6 +18,8 @@ from betty_otel._setup.processors import Switch, creator_writes
 
 __all__ = [
     "TRACER_NAME",
+    "FileSpan",
+    "FileTracer",
     "Pipeline",
     "Switch",
     "configure",

@@ -7,12 +7,14 @@ added, once (a Switch, re-pointed on reconfigure), and our tracer on it records
 what the program's sampler drops (see `sampling`); otherwise betty_otel creates a
 private ALWAYS_ON provider (it does not replace the global one, so the program can
 still install its own), with the exporters OTEL_TRACES_EXPORTER asks for (see
-`exporters`). A program that installs its provider after that gets one warning
-saying to call ``configure(tracer_provider=...)``: switching providers under
-executions in flight could cost the file entries, so betty_otel does not switch by
-itself. The current pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`.
-Closing a pipeline flushes the file first, then gives the collectors at most their
-exit budget (see `otlp`).
+`exporters`); when the file would be its spans' only receiver (no collector, not
+all_spans, no SDK setting that changes spans), a `filespan.FileTracer` instead. A
+program that installs its provider after that gets one warning saying to call
+``configure(tracer_provider=...)``: switching providers under executions in flight
+could cost the file entries, so betty_otel does not switch by itself. The current
+pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`. Closing a pipeline
+flushes the file first, then gives the collectors at most their exit budget (see
+`otlp`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from betty_otel._direct import sdk_settings_set
 from betty_otel._environment import disabled_by_env
 from betty_otel._setup.exporters import env_collectors
+from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
 from betty_otel._setup.sampling import AuditSampler
@@ -208,7 +212,10 @@ def configure(
             new = _on_program_provider(provider, tracer, file_processor, exporter)
         else:  # no SDK provider, or one handing out no-op tracers: the file still records
             collectors = env_collectors(otlp, otlp_endpoint)
-            new = _own_pipeline(file_processor, exporter, collectors, exit_timeout)
+            if collectors or all_spans or sdk_settings_set():
+                new = _own_pipeline(file_processor, exporter, collectors, exit_timeout)
+            else:
+                new = _file_only_pipeline(file_processor, exporter)
             new.watch_global = tracer_provider is None and _no_global_provider()
         new.remote_parent = environment_context()
         _replace(new)
@@ -265,6 +272,21 @@ def _own_pipeline(
         file_processor=file_processor,
         collectors=collectors,
         exit_timeout=exit_budget(exit_timeout) if collectors else DEFAULT_EXIT_TIMEOUT,
+    )
+
+
+def _file_only_pipeline(file_processor: SpanProcessor, exporter: BettyFileExporter) -> Pipeline:
+    """The file processor alone, fed by a FileTracer: nothing else would receive the spans.
+
+    Only when no SDK setting could make the SDK's span differ from a FileSpan
+    (`betty_otel._direct.sdk_settings_set`, the CLI's direct path's rule: attribute
+    limits, another id generator or provider); all_spans writes other
+    instrumentation's spans, which need a provider, so it keeps ours.
+    """
+    return Pipeline(
+        tracer=FileTracer(file_processor),
+        exporter=exporter,
+        file_processor=file_processor,
     )
 
 
