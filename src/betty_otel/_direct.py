@@ -18,21 +18,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from betty_otel._entry import execution_entry
-from betty_otel._environment import disabled_by_env, traces_exporters
+from betty_otel._environment import disabled_by_env, sdk_settings_set, traces_exporters
 from betty_otel._manual import ManualExecution
 from betty_otel._store import TelemetryStore
 
-__all__ = ["environment_ids", "new_ids", "sdk_settings_set", "spans_wanted", "write_directly"]
-
-_SDK_SETTINGS: Final = (
-    "OTEL_PYTHON_TRACER_PROVIDER",  # a provider of the program's choosing, and its processors
-    "OTEL_PYTHON_ID_GENERATOR",  # ids made by another generator
-    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",  # attribute values cut short
-    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-    "OTEL_ATTRIBUTE_COUNT_LIMIT",  # attributes dropped
-    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
-)
-"""Settings under which the SDK's span (and so its entry) may differ from the direct path's."""
+__all__ = ["environment_ids", "new_ids", "spans_wanted", "write_directly"]
 
 # W3C Trace Context, as opentelemetry's TraceContextTextMapPropagator reads it.
 _TRACEPARENT: Final = re.compile(
@@ -41,19 +31,13 @@ _TRACEPARENT: Final = re.compile(
 _TRACEPARENT_MAX_LENGTH: Final = 512
 
 
-def sdk_settings_set() -> bool:
-    """True when an SDK setting of `_SDK_SETTINGS` is set: the SDK's span may then differ
-    from one made without the SDK (here, or the pipeline's FileTracer)."""
-    return any(os.environ.get(name, "").strip() for name in _SDK_SETTINGS)
-
-
 def spans_wanted() -> bool:
     """True when a capture's span would reach more than the file, or be made differently.
 
     That is: the environment asks for an exporter besides the file
     (`betty_otel._environment.traces_exporters`, the pipeline's own rule) and telemetry
-    is not disabled; or an SDK setting of `_SDK_SETTINGS` is set. When in doubt, the
-    span path runs, and it is always correct.
+    is not disabled; or an SDK setting that changes spans is set (`sdk_settings_set`).
+    When in doubt, the span path runs, and it is always correct.
     """
     if sdk_settings_set():
         return True

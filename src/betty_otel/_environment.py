@@ -1,4 +1,5 @@
-"""What the environment asks of betty_otel: off switches and the exporters besides the file.
+"""What the environment asks of betty_otel: off switches, the exporters besides the file, and
+SDK settings that change spans.
 
 Standard library only, so the CLI's direct capture path (`betty_otel._direct`) decides
 from the same rules as the pipeline (`betty_otel._setup`) without importing the SDK.
@@ -23,6 +24,7 @@ __all__ = [
     "OTLP_ENDPOINTS",
     "SUPPORTED_EXPORTERS",
     "disabled_by_env",
+    "sdk_settings_set",
     "traces_exporters",
 ]
 
@@ -33,6 +35,16 @@ SUPPORTED_EXPORTERS: Final = ("otlp", "console", "none")
 """The names OTEL_TRACES_EXPORTER may list, in the order the warnings name them."""
 OTLP_ENDPOINTS: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_SDK_SETTINGS: Final = (
+    "OTEL_PYTHON_TRACER_PROVIDER",  # a provider of the program's choosing, and its processors
+    "OTEL_PYTHON_ID_GENERATOR",  # ids made by another generator
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",  # attribute values cut short
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",  # attributes dropped
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+)
+"""Settings under which the SDK's span (and so its entry) may differ from one made without
+the SDK (the CLI's direct path, the pipeline's FileTracer)."""
 
 
 def _env_true(name: str) -> bool:
@@ -73,3 +85,9 @@ def traces_exporters() -> frozenset[str]:
             )
         return frozenset()
     return frozenset(names.intersection(SUPPORTED_EXPORTERS))
+
+
+def sdk_settings_set() -> bool:
+    """True when an SDK setting of `_SDK_SETTINGS` is set: the SDK's span may then differ
+    from one made without the SDK (the CLI's direct path, or the pipeline's FileTracer)."""
+    return any(os.environ.get(name, "").strip() for name in _SDK_SETTINGS)

@@ -40,8 +40,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from betty_otel._direct import sdk_settings_set
-from betty_otel._environment import disabled_by_env
+from betty_otel._environment import disabled_by_env, sdk_settings_set
 from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
@@ -279,7 +278,7 @@ def _file_only_pipeline(file_processor: SpanProcessor, exporter: BettyFileExport
     """The file processor alone, fed by a FileTracer: nothing else would receive the spans.
 
     Only when no SDK setting could make the SDK's span differ from a FileSpan
-    (`betty_otel._direct.sdk_settings_set`, the CLI's direct path's rule: attribute
+    (`betty_otel._environment.sdk_settings_set`, the CLI's direct path's rule: attribute
     limits, another id generator or provider); all_spans writes other
     instrumentation's spans, which need a provider, so it keeps ours.
     """
