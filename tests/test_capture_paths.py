@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -242,7 +241,7 @@ def test_traceparent_is_read_as_the_w3c_propagator_reads_it(
 def test_ids_are_never_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """As RandomIdGenerator: a zero draw (injected) is drawn again; a given trace id is kept."""
     draws = iter([0, 0, 5, 0, 7, 0, 9])
-    monkeypatch.setattr(random, "getrandbits", lambda bits: next(draws))  # noqa: ARG005
+    monkeypatch.setattr(os, "urandom", lambda size: next(draws).to_bytes(size, "big"))
     assert new_ids() == (5, 7)
     assert new_ids(3) == (3, 9)
 
