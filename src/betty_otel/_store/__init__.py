@@ -12,8 +12,9 @@ The names below are imported from their modules on first use (PEP 562): an appen
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
+
+from betty_otel._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from betty_otel._store.errors import LockTimeoutError, StoreError
@@ -66,41 +67,31 @@ __all__ = [
 ]
 
 _HOMES: Final = {
-    "BETTY_MARKERS": "location",
-    "DEFAULT_PATH": "location",
-    "ENV_FILE": "location",
-    "ENV_HOME": "location",
-    "Damage": "parser",
-    "FileReport": "readers",
-    "ForwardParser": "parser",
-    "LockTimeoutError": "errors",
-    "StoreError": "errors",
-    "TelemetryStore": "writer",
-    "betty_root": "location",
-    "check_file": "readers",
-    "default_path": "location",
-    "encode_entry": "format",
-    "iter_entries": "readers",
-    "log_files": "snapshot",
-    "open_for_reading": "snapshot",
-    "open_log_files": "readers",
-    "parse_entry_line": "format",
-    "read_errors": "snapshot",
-    "resolve_path": "location",
-    "telemetry_file_of": "location",
-    "warn_damage": "readers",
+    "BETTY_MARKERS": "betty_otel._store.location",
+    "DEFAULT_PATH": "betty_otel._store.location",
+    "ENV_FILE": "betty_otel._store.location",
+    "ENV_HOME": "betty_otel._store.location",
+    "Damage": "betty_otel._store.parser",
+    "FileReport": "betty_otel._store.readers",
+    "ForwardParser": "betty_otel._store.parser",
+    "LockTimeoutError": "betty_otel._store.errors",
+    "StoreError": "betty_otel._store.errors",
+    "TelemetryStore": "betty_otel._store.writer",
+    "betty_root": "betty_otel._store.location",
+    "check_file": "betty_otel._store.readers",
+    "default_path": "betty_otel._store.location",
+    "encode_entry": "betty_otel._store.format",
+    "iter_entries": "betty_otel._store.readers",
+    "log_files": "betty_otel._store.snapshot",
+    "open_for_reading": "betty_otel._store.snapshot",
+    "open_log_files": "betty_otel._store.readers",
+    "parse_entry_line": "betty_otel._store.format",
+    "read_errors": "betty_otel._store.snapshot",
+    "resolve_path": "betty_otel._store.location",
+    "telemetry_file_of": "betty_otel._store.location",
+    "warn_damage": "betty_otel._store.readers",
 }
 """The module of this package each public name lives in (one entry per name of __all__)."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
