@@ -1,6 +1,6 @@
 """Logging that costs nothing until something is logged.
 
-Importing logging (and with it traceback, tokenize, string, weakref) is a fifth of a
+Importing logging (and with it traceback, tokenize, string, weakref) is about 15% of a
 ``betty-telemetry capture``'s start-up, and a capture that goes well logs nothing. So
 the modules that capture runs (`betty_otel._environment`, `betty_otel._store.writer`)
 call `logger` where they log, which imports logging then. A configuration that must be

@@ -284,7 +284,7 @@ def _formatter_while_building(prog: str) -> argparse.HelpFormatter:
     """The formatter argparse makes at every add_argument, only to check its metavar.
 
     Given a width, it does not ask the terminal for one, which imports shutil (with
-    bz2, lzma and zlib): a sixth of a capture's start-up. build_parser puts `_FORMATTER`
+    bz2, lzma and zlib): about 5% of a capture's start-up. build_parser puts `_FORMATTER`
     back before anything is formatted.
     """
     return _FORMATTER(prog, width=_BUILD_WIDTH)
