@@ -16,6 +16,9 @@ Targets:
   ``python -c "import opentelemetry.sdk.trace, <the OTLP HTTP exporter>"``. With the
   default exit budget a down collector costs at most that budget (1 s), printed too.
 
+Also printed, not a target: a capture with inputs (the skill documentation's second
+example), which loads the sanitizer and its secret rules (and orjson, which they use).
+
     .venv/bin/python benchmarks/bench_cli.py
 """
 
@@ -40,6 +43,8 @@ HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 CLI = str(Path(sys.executable).parent / "betty-telemetry")
 CAPTURE = ("plugin.build", "success", "320", "CLI")
+WITH_INPUTS = ("agent.run", "success", "1500", "API", '{"agent": "api.designer", "task": "x"}')
+"""The skill documentation's second example: inputs to sanitize (and redact)."""
 SDK_IMPORT = "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http.trace_exporter"
 SDK_EXPORTER = SDK_IMPORT + " as e; e.OTLPSpanExporter()"
 """The same, and the exporter made: it imports its HTTP stack (requests, urllib3) only then."""
@@ -102,6 +107,16 @@ def main() -> int:
             log,
             small,
         )
+        inputs = wall_ms(
+            {
+                "original": [PYTHON, str(HERE / "original_capture.py"), *WITH_INPUTS],
+                "ours": [CLI, "capture", *WITH_INPUTS],
+            },
+            env,
+            log,
+            small,
+            runs=11,
+        )
         empty = wall_ms(
             {
                 "original": [PYTHON, str(HERE / "original_capture.py"), *CAPTURE],
@@ -131,6 +146,10 @@ def main() -> int:
     for name, value in direct.items():
         print(f"  {name:12} {value:7.1f} ms")
     print(f"  on an empty log: original {empty['original']:.1f} ms, ours {empty['ours']:.1f} ms")
+    print(
+        f"  with inputs (sanitized, redacted): original {inputs['original']:.1f} ms,"
+        f" ours {inputs['ours']:.1f} ms ({inputs['ours'] / inputs['original']:.2f}x)"
+    )
     print(f"  {'sdk import':12} {otlp['sdk']:7.1f} ms")
     print(f"  {'sdk import':12} {otlp['exporter']:7.1f} ms (and the OTLP exporter made)")
     print(f"  {'otlp capture':12} {otlp['ours']:7.1f} ms (collector down, not waited for)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import ast
 import os
 import pty
 import subprocess
@@ -92,19 +92,22 @@ HEAVY_MODULES = (
 
 
 def run_main(
-    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 120
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    modules: str = HEAVY_MODULES,
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """Run ``betty_otel.cli.main(argv)`` in a fresh interpreter, as the console script does.
 
     Returns its result (exit status, stdout, stderr; never a traceback) and the modules
-    of the OTel SDK and of wrapt it had loaded when main returned (the last line the
-    script prints, taken off stdout).
+    it had loaded when main returned that the Python text modules lists (by default those
+    of the OTel SDK and of wrapt; the last line the script prints, taken off stdout).
     """
     script = (
-        "import json, sys\n"
+        "import sys\n"
         "from betty_otel.cli import main\n"
         f"code = main({list(argv)!r})\n"
-        f"print('\\n' + json.dumps({HEAVY_MODULES}))\n"
+        f"print('\\n' + repr({modules}))\n"
         "sys.exit(code)\n"
     )
     result = subprocess.run(
@@ -117,6 +120,7 @@ def run_main(
         check=False,
     )
     assert "Traceback" not in result.stderr, result.stderr
-    stdout, _, modules = result.stdout.rstrip("\n").rpartition("\n")
+    stdout, _, loaded = result.stdout.rstrip("\n").rpartition("\n")
     result.stdout = stdout  # the script's line starts on a line of its own
-    return result, json.loads(modules)
+    names: list[str] = ast.literal_eval(loaded)
+    return result, names

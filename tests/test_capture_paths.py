@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -242,7 +241,7 @@ def test_traceparent_is_read_as_the_w3c_propagator_reads_it(
 def test_ids_are_never_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     """As RandomIdGenerator: a zero draw (injected) is drawn again; a given trace id is kept."""
     draws = iter([0, 0, 5, 0, 7, 0, 9])
-    monkeypatch.setattr(random, "getrandbits", lambda bits: next(draws))  # noqa: ARG005
+    monkeypatch.setattr(os, "urandom", lambda size: next(draws).to_bytes(size, "big"))
     assert new_ids() == (5, 7)
     assert new_ids(3) == (3, 9)
 
@@ -321,3 +320,23 @@ def test_cli_paths_fail_alike(tmp_path: Path, args: list[str]) -> None:
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == 1
     assert outcomes[0][2].startswith("Error: ")
+
+
+def test_warnings_on_the_direct_path_are_printed_by_the_cli(tmp_path: Path) -> None:
+    """The direct path imports logging only when it logs; the CLI's handler is in place
+    before the first message: its prefix, one line each, controls escaped."""
+    path = tmp_path / "bad\x1b[2Jname.json"
+    path.write_text("not a JSON array")
+    env = {**CLEAN_ENV, "OTEL_TRACES_EXPORTER": "zipkin"}
+    result, heavy = run_main(["capture", "a", "success", "1", "CLI", "--file", str(path)], env)
+    assert result.returncode == 0, result.stderr
+    assert heavy == []  # the direct path ran
+    unknown, moved = result.stderr.splitlines()
+    assert unknown == (
+        "betty-telemetry: WARNING: betty_otel: OTEL_TRACES_EXPORTER='zipkin': ignoring"
+        " 'zipkin' (betty_otel supports otlp, console, none)"
+    )
+    assert moved.startswith(f"betty-telemetry: WARNING: {tmp_path}/bad\\u001b[2Jname.json is not")
+    assert "moved it aside" in moved
+    assert "\x1b" not in result.stderr
+    assert read_entries(path)[0]["skill"] == "a"

@@ -15,6 +15,7 @@ import betty_otel
 from cli_helpers import run_main
 from collector import free_port
 from conftest import read_entries
+from helpers import append_entries, indent2, make_entry
 
 HEAVY = (
     "json.dumps([m for m in sys.modules"
@@ -133,3 +134,112 @@ def test_public_names_are_listed_and_resolve_to_their_modules() -> None:
     assert betty_otel.capture_telemetry is capture_telemetry
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         _ = betty_otel.nothing_here
+
+
+# ---------------------------------------------------------------------------
+# The capture path: about what the original stdlib-only script loads
+# ---------------------------------------------------------------------------
+
+LOADED = "sorted(sys.modules)"
+"""Python text: every loaded module's name (for run_main)."""
+
+NOT_FOR_A_PLAIN_CAPTURE = (
+    "orjson",  # json writes the entry; orjson's import costs more than the whole capture
+    "dataclasses",  # imported by orjson, and it imports inspect, ast, dis
+    "inspect",
+    "logging",  # nothing was logged: imported where something is (betty_otel._logs)
+    "random",  # ids from os.urandom
+    "shutil",  # argparse asks the terminal's width only when formatting help
+    "uuid",
+    "opentelemetry",  # no exporter besides the file: no span, no SDK
+    "wrapt",
+    "betty_otel._store.readers",  # an append reads nothing back
+    "betty_otel._store.snapshot",
+    "betty_otel._store.parser",  # the tolerant parser: repairs only
+    "betty_otel._sanitize",  # nothing to sanitize without inputs, metadata or a message
+    "betty_otel.query",
+    "betty_otel.capture",
+)
+"""Modules (and their submodules) a capture with nothing to sanitize must not load."""
+
+
+def unwanted(loaded: list[str], names: tuple[str, ...]) -> list[str]:
+    """The loaded modules that are one of names or inside one of them."""
+    return [
+        module
+        for module in loaded
+        if any(
+            module.partition(".")[0] == name or module == name or module.startswith(f"{name}.")
+            for name in names
+        )
+    ]
+
+
+def write_log(path: Path, layout: str) -> None:
+    """The log before the capture, in one of the layouts a capture appends to."""
+    entries = [make_entry(n) for n in range(3)]
+    if layout == "canonical":
+        append_entries(path, entries)  # the tail check then parses its last line
+    elif layout == "indent=2":
+        path.write_bytes(indent2(entries))
+    elif layout == "single line":
+        path.write_text(json.dumps(entries))  # the tail check parses the whole array
+    elif layout == "torn tail":  # a repair: the tolerant parser, loaded then
+        append_entries(path, entries)
+        path.write_bytes(path.read_bytes()[:-3] + b',\n{"timestamp": "2025-')
+
+
+@pytest.mark.parametrize("layout", ["missing", "canonical", "indent=2", "single line"])
+@pytest.mark.parametrize("traceparent", [None, f"00-{'ab' * 16}-{'cd' * 8}-01"])
+def test_a_plain_capture_loads_about_what_the_original_script_loads(
+    tmp_path: Path, layout: str, traceparent: str | None
+) -> None:
+    """`capture SKILL STATUS MS CALLER`, nothing but the file configured: standard library
+    modules the original script loads, argparse, and the store's writer; none of
+    NOT_FOR_A_PLAIN_CAPTURE. The entry is written and read back as printed."""
+    path = tmp_path / "telemetry.json"
+    write_log(path, layout)
+    env = {**CLEAN_ENV, **({} if traceparent is None else {"TRACEPARENT": traceparent})}
+    argv = ["capture", "plugin.build", "success", "320", "CLI", "--file", str(path)]
+    result, loaded = run_main(argv, env, modules=LOADED)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert unwanted(loaded, NOT_FOR_A_PLAIN_CAPTURE) == []
+    printed = json.loads(result.stdout.rstrip("\n").rpartition("\n")[0])
+    assert read_entries(path)[-1] == printed
+    if traceparent is not None:
+        assert printed["trace_id"] == "ab" * 16
+        assert printed["parent_span_id"] == "cd" * 8
+
+
+def test_a_capture_with_inputs_loads_the_sanitizer_but_no_sdk_or_logging(tmp_path: Path) -> None:
+    """Inputs, metadata and a message are redacted by the sanitizer (which uses orjson);
+    still no span, no SDK, no wrapt, no logging."""
+    path = tmp_path / "telemetry.json"
+    argv = ["capture", "a", "failure", "1", "CLI", '{"password": "x", "n": 1e16}', "boom"]
+    result, loaded = run_main(
+        [*argv, "--metadata", '{"k": -0.0}', "--file", str(path)], CLEAN_ENV, modules=LOADED
+    )
+    assert result.returncode == 0, result.stderr
+    assert "betty_otel._sanitize" in loaded
+    assert (
+        unwanted(loaded, ("opentelemetry", "wrapt", "logging", "betty_otel._store.readers")) == []
+    )
+    entry = read_entries(path)[0]
+    assert entry["inputs"] == {"password": "***REDACTED***", "n": 1e16}
+    assert entry["metadata"] == {"k": -0.0}
+
+
+def test_a_repair_on_the_capture_path_loads_the_parser_and_logs_through_the_cli(
+    tmp_path: Path,
+) -> None:
+    """The check above can fail: a torn tail makes the capture repair it, which loads the
+    tolerant parser and logging, and its warning is printed by the CLI's handler."""
+    path = tmp_path / "telemetry.json"
+    write_log(path, "torn tail")
+    argv = ["capture", "a", "success", "1", "CLI", "--file", str(path)]
+    result, loaded = run_main(argv, CLEAN_ENV, modules=LOADED)
+    assert result.returncode == 0, result.stderr
+    assert {"betty_otel._store.parser", "logging"} <= set(loaded)
+    assert result.stderr.startswith("betty-telemetry: WARNING: repaired a torn tail of ")
+    assert [entry["skill"] for entry in read_entries(path)][-1] == "a"

@@ -14,8 +14,9 @@ the reading commands of the CLI never load the OpenTelemetry SDK or wrapt.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
+
+from betty_otel._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from betty_otel._entry import STATUSES
@@ -63,14 +64,4 @@ _HOMES: Final = {
 """The module each public name lives in (one entry per name of __all__)."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    return getattr(importlib.import_module(home), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

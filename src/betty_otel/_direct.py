@@ -5,14 +5,14 @@ receive its span (no OTLP or other trace exporter named in the environment, tele
 disabled, or no SDK setting that would change the span), `write_directly` appends the
 entry that span would have made, without importing the OpenTelemetry SDK: the same
 checks and redaction (`betty_otel._manual`), the same mapping (`_entry.execution_entry`),
-ids made as the SDK's RandomIdGenerator makes them, and $TRACEPARENT read as the W3C
-propagator reads it. `spans_wanted` decides; everything here is standard library.
+ids made as the SDK's RandomIdGenerator makes them (random, never zero), and $TRACEPARENT
+read as the W3C propagator reads it. `spans_wanted` decides; everything here is standard
+library.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -24,8 +24,9 @@ from betty_otel._store import TelemetryStore
 
 __all__ = ["environment_ids", "new_ids", "spans_wanted", "write_directly"]
 
-# W3C Trace Context, as opentelemetry's TraceContextTextMapPropagator reads it.
-_TRACEPARENT: Final = re.compile(
+# W3C Trace Context, as opentelemetry's TraceContextTextMapPropagator reads it. Compiled
+# when a $TRACEPARENT is read (re caches it), not at start-up.
+_TRACEPARENT: Final = (
     r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$"
 )
 _TRACEPARENT_MAX_LENGTH: Final = 512
@@ -57,7 +58,7 @@ def environment_ids(environ: Mapping[str, str] | None = None) -> tuple[int, int]
     header = environ.get("TRACEPARENT")
     if not header or len(header) > _TRACEPARENT_MAX_LENGTH:
         return None
-    match = _TRACEPARENT.search(header)
+    match = re.search(_TRACEPARENT, header)
     if match is None:
         return None
     version, trace_hex, span_hex, _, extra = match.groups()
@@ -69,12 +70,16 @@ def environment_ids(environ: Mapping[str, str] | None = None) -> tuple[int, int]
 
 def new_ids(trace_id: int | None = None) -> tuple[int, int]:
     """(trace_id, span_id) of a new span, random and never zero, as RandomIdGenerator
-    makes them; trace_id is kept when given (a child of a remote parent)."""
+    makes them; trace_id is kept when given (a child of a remote parent).
+
+    The bits come from os.urandom, not the random module: as random, and one import
+    fewer for a one-shot capture.
+    """
     while not trace_id:
-        trace_id = random.getrandbits(128)
+        trace_id = int.from_bytes(os.urandom(16), "big")
     span_id = 0
     while not span_id:
-        span_id = random.getrandbits(64)
+        span_id = int.from_bytes(os.urandom(8), "big")
     return trace_id, span_id
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, cast
 
-import orjson
+from betty_otel._jsontext import JSONDecodeError, loads
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -223,8 +223,8 @@ def _json_attr(attributes: Mapping[str, Any], key: str) -> Any:
     if not isinstance(text, str):
         return {}
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        value = loads(text)
+    except JSONDecodeError:
         return {"_raw": text}
     return value if isinstance(value, dict) else {"_value": value}
 
@@ -340,11 +340,15 @@ def value_text(value: object) -> str:
     """An entry value as text: a string as it is, anything else as compact JSON."""
     if isinstance(value, str):
         return value
+    import orjson  # noqa: PLC0415 - readers only: a capture writes without loading orjson
+
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
 def entry_signature(entry: Mapping[str, Any]) -> bytes:
     """The entry as compact JSON with sorted keys: equal entries, equal bytes."""
+    import orjson  # noqa: PLC0415 - readers only: a capture writes without loading orjson
+
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
 
 

@@ -15,9 +15,10 @@ The file is written whatever the variable says.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Final
+
+from betty_otel._logs import logger
 
 __all__ = [
     "ENV_TRACES_EXPORTER",
@@ -27,8 +28,6 @@ __all__ = [
     "sdk_settings_set",
     "traces_exporters",
 ]
-
-logger = logging.getLogger(__name__)
 
 ENV_TRACES_EXPORTER: Final = "OTEL_TRACES_EXPORTER"
 SUPPORTED_EXPORTERS: Final = ("otlp", "console", "none")
@@ -68,7 +67,7 @@ def traces_exporters() -> frozenset[str]:
     names = {name.strip().lower() for name in listed.split(",")} - {""}
     unknown = sorted(names.difference(SUPPORTED_EXPORTERS))
     if unknown:
-        logger.warning(
+        logger(__name__).warning(
             "betty_otel: %s=%r: ignoring %s (betty_otel supports %s)",
             ENV_TRACES_EXPORTER,
             listed,
@@ -77,7 +76,7 @@ def traces_exporters() -> frozenset[str]:
         )
     if "none" in names:
         if names != {"none"}:
-            logger.warning(
+            logger(__name__).warning(
                 "betty_otel: %s=%r lists 'none' with other exporters; "
                 "sending spans to none of them (the telemetry file is still written)",
                 ENV_TRACES_EXPORTER,

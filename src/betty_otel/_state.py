@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,44 +25,73 @@ if TYPE_CHECKING:
 __all__ = ["STATE", "ProcessState"]
 
 
-@dataclass
 class ProcessState:
-    """Everything betty_otel keeps for the life of a process."""
+    """Everything betty_otel keeps for the life of a process.
 
-    setup_lock: threading.RLock = field(default_factory=threading.RLock)
-    """Serialises configure/shutdown (owner: _setup)."""
-    pipeline: Pipeline | None = None
-    """The configured pipeline; None until first use or after shutdown (owner: _setup)."""
-    recording_tracer: Tracer | None = None
-    """A tracer that records even when telemetry is disabled (owner: _setup)."""
-    switches: weakref.WeakKeyDictionary[TracerProvider, Switch] = field(
-        default_factory=weakref.WeakKeyDictionary
+    A plain class, not a dataclass: a one-shot capture imports this module and must
+    not pay for importing dataclasses.
+    """
+
+    __slots__ = (
+        "bind_plans",
+        "default_path",
+        "errors_lock",
+        "forked",
+        "internal_errors",
+        "log_setup",
+        "path_locks",
+        "path_locks_lock",
+        "pipeline",
+        "popen_init",
+        "propagate_to_subprocesses",
+        "propagate_to_threads",
+        "recording_tracer",
+        "redaction_rules",
+        "setup_lock",
+        "switches",
+        "thread_hooks",
     )
-    """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
-    forked: bool = False
-    """This process was made by fork, so batching writes synchronously (owner: _setup)."""
-    errors_lock: threading.Lock = field(default_factory=threading.Lock)
-    internal_errors: int = 0
-    """Internal failures logged since start (owner: _errors)."""
-    path_locks_lock: threading.Lock = field(default_factory=threading.Lock)
-    path_locks: dict[str, threading.Lock] = field(default_factory=dict)
-    """One in-process lock per log file, beside flock (owner: _store)."""
-    default_path: tuple[tuple[str, str], Path] | None = None
-    """The log file when none is given, and the ($BETTY_TELEMETRY_FILE, $BETTY_HOME)
-    it was resolved for (owner: _store)."""
-    bind_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = field(default_factory=dict)
-    """Each plain signature's bind plan, by id (owner: _inputs); bounded, pins its signatures."""
-    propagate_to_subprocesses: bool = False
-    """Subprocesses get the current trace context in their environment (owner: propagation)."""
-    popen_init: Callable[..., None] | None = None
-    """The Popen.__init__ our hook wraps, while the hook is installed (owner: propagation)."""
-    propagate_to_threads: bool = False
-    """Threads and pool tasks run in their starter's trace context (owner: _setup.threads)."""
-    thread_hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
-    """The ThreadPoolExecutor.submit and Thread.start our hook wraps, while it is installed
-    (owner: _setup.threads)."""
-    redaction_rules: RedactionRules | None = None
-    """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
+
+    def __init__(self) -> None:
+        self.setup_lock = threading.RLock()
+        """Serialises configure/shutdown (owner: _setup)."""
+        self.pipeline: Pipeline | None = None
+        """The configured pipeline; None until first use or after shutdown (owner: _setup)."""
+        self.recording_tracer: Tracer | None = None
+        """A tracer that records even when telemetry is disabled (owner: _setup)."""
+        self.switches: weakref.WeakKeyDictionary[TracerProvider, Switch] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
+        self.forked = False
+        """This process was made by fork, so batching writes synchronously (owner: _setup)."""
+        self.errors_lock = threading.Lock()
+        self.internal_errors = 0
+        """Internal failures logged since start (owner: _errors)."""
+        self.path_locks_lock = threading.Lock()
+        self.path_locks: dict[str, threading.Lock] = {}
+        """One in-process lock per log file, beside flock (owner: _store)."""
+        self.default_path: tuple[tuple[str, str], Path] | None = None
+        """The log file when none is given, and the ($BETTY_TELEMETRY_FILE, $BETTY_HOME)
+        it was resolved for (owner: _store)."""
+        self.bind_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = {}
+        """Each plain signature's bind plan, by id (owner: _inputs); bounded, pins its
+        signatures."""
+        self.propagate_to_subprocesses = False
+        """Subprocesses get the current trace context in their environment (owner:
+        propagation)."""
+        self.popen_init: Callable[..., None] | None = None
+        """The Popen.__init__ our hook wraps, while the hook is installed (owner: propagation)."""
+        self.propagate_to_threads = False
+        """Threads and pool tasks run in their starter's trace context (owner: _setup.threads)."""
+        self.thread_hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+        """The ThreadPoolExecutor.submit and Thread.start our hook wraps, while it is
+        installed (owner: _setup.threads)."""
+        self.redaction_rules: RedactionRules | None = None
+        """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
+        self.log_setup: Callable[[], None] | None = None
+        """A logging configuration to apply before betty_otel first logs, while logging is
+        not imported yet (the CLI's handler on stderr; owner: _logs)."""
 
 
 STATE = ProcessState()

@@ -6,30 +6,40 @@ a tail may be cut); last_write: the tail our last append left, checked with one 
 files and writer: locking, appends, repair, rotation; snapshot:
 opening the files for reading, one view across a rotation; readers: streaming
 entries and checks.
+
+The names below are imported from their modules on first use (PEP 562): an append
+(``betty-telemetry capture``) loads the writer's modules, never the readers'.
 """
 
-from betty_otel._store.errors import LockTimeoutError, StoreError
-from betty_otel._store.format import encode_entry, parse_entry_line
-from betty_otel._store.location import (
-    BETTY_MARKERS,
-    DEFAULT_PATH,
-    ENV_FILE,
-    ENV_HOME,
-    betty_root,
-    default_path,
-    resolve_path,
-    telemetry_file_of,
-)
-from betty_otel._store.parser import Damage, ForwardParser
-from betty_otel._store.readers import (
-    FileReport,
-    check_file,
-    iter_entries,
-    open_log_files,
-    warn_damage,
-)
-from betty_otel._store.snapshot import log_files, open_for_reading, read_errors
-from betty_otel._store.writer import TelemetryStore
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from betty_otel._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from betty_otel._store.errors import LockTimeoutError, StoreError
+    from betty_otel._store.format import encode_entry, parse_entry_line
+    from betty_otel._store.location import (
+        BETTY_MARKERS,
+        DEFAULT_PATH,
+        ENV_FILE,
+        ENV_HOME,
+        betty_root,
+        default_path,
+        resolve_path,
+        telemetry_file_of,
+    )
+    from betty_otel._store.parser import Damage, ForwardParser
+    from betty_otel._store.readers import (
+        FileReport,
+        check_file,
+        iter_entries,
+        open_log_files,
+        warn_damage,
+    )
+    from betty_otel._store.snapshot import log_files, open_for_reading, read_errors
+    from betty_otel._store.writer import TelemetryStore
 
 __all__ = [
     "BETTY_MARKERS",
@@ -56,3 +66,33 @@ __all__ = [
     "telemetry_file_of",
     "warn_damage",
 ]
+
+_HOMES: Final = {
+    "BETTY_MARKERS": "betty_otel._store.location",
+    "DEFAULT_PATH": "betty_otel._store.location",
+    "ENV_FILE": "betty_otel._store.location",
+    "ENV_HOME": "betty_otel._store.location",
+    "Damage": "betty_otel._store.parser",
+    "FileReport": "betty_otel._store.readers",
+    "ForwardParser": "betty_otel._store.parser",
+    "LockTimeoutError": "betty_otel._store.errors",
+    "StoreError": "betty_otel._store.errors",
+    "TelemetryStore": "betty_otel._store.writer",
+    "betty_root": "betty_otel._store.location",
+    "check_file": "betty_otel._store.readers",
+    "default_path": "betty_otel._store.location",
+    "encode_entry": "betty_otel._store.format",
+    "iter_entries": "betty_otel._store.readers",
+    "log_files": "betty_otel._store.snapshot",
+    "open_for_reading": "betty_otel._store.snapshot",
+    "open_log_files": "betty_otel._store.readers",
+    "parse_entry_line": "betty_otel._store.format",
+    "read_errors": "betty_otel._store.snapshot",
+    "resolve_path": "betty_otel._store.location",
+    "telemetry_file_of": "betty_otel._store.location",
+    "warn_damage": "betty_otel._store.readers",
+}
+"""The module of this package each public name lives in (one entry per name of __all__)."""
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

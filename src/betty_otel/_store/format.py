@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-import orjson
+from betty_otel._jsontext import dumps, loads
 
 __all__ = [
     "AFTER_END",
@@ -38,8 +38,12 @@ AFTER_END: Final = frozenset(b"]}")
 
 
 def encode_entry(entry: Mapping[str, Any]) -> bytes:
-    """One entry as a compact JSON line (no newline inside, by JSON's rules)."""
-    return orjson.dumps(entry)
+    """One entry as a compact JSON line (no newline inside, by JSON's rules).
+
+    orjson writes it once the process has loaded it; a one-shot capture writes it with
+    json, to the same values (`betty_otel._jsontext`).
+    """
+    return dumps(entry)
 
 
 def is_entry_line(line: bytes) -> bool:
@@ -51,9 +55,10 @@ def parse_entry_line(line: bytes) -> Any:
     """The value of an entry line, without its separator comma.
 
     Raises:
-        orjson.JSONDecodeError: the line is not one whole JSON value.
+        JSONDecodeError: (json's; orjson's is a subclass) the line is not one whole
+            strict JSON value.
     """
-    return orjson.loads(line[:-1] if line[-1:] == b"," else line)
+    return loads(line[:-1] if line[-1:] == b"," else line)
 
 
 def entry_line_end(offset: int, line: bytes) -> int:

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import os
 
-import orjson
-
+from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store.format import CLOSE, SEP, is_entry_line
 
 __all__ = ["still_ends_with", "tail_to_remember"]
@@ -45,8 +44,8 @@ def tail_to_remember(payload: bytes, last: bytes) -> bytes:
     if tail[:2] not in _OPENINGS or not is_entry_line(last) or b"\n" in last:
         return b""
     try:
-        orjson.loads(last)
-    except orjson.JSONDecodeError:
+        loads(last)
+    except JSONDecodeError:
         return b""
     return tail
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
+from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store.format import (
     AFTER_END,
     BOM,
@@ -38,13 +36,33 @@ TOKENS: Final = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[\[\]{},]')
 JSON strings never contain a raw newline."""
 
 
-@dataclass(frozen=True)
 class Damage:
-    """A region of the file that is not a complete entry."""
+    """A region of the file that is not a complete entry: a record, compared by value.
 
-    offset: int
-    length: int
-    reason: str
+    A plain class, not a dataclass: appends import this module, and a one-shot capture
+    must not pay for importing dataclasses.
+    """
+
+    __slots__ = ("length", "offset", "reason")
+
+    def __init__(self, offset: int, length: int, reason: str) -> None:
+        self.offset = offset
+        self.length = length
+        self.reason = reason
+
+    def _fields(self) -> tuple[int, int, str]:
+        return self.offset, self.length, self.reason
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Damage):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"Damage(offset={self.offset!r}, length={self.length!r}, reason={self.reason!r})"
 
 
 class ForwardParser:
@@ -109,7 +127,7 @@ class ForwardParser:
         if is_entry_line(body):
             try:
                 value = parse_entry_line(body)
-            except orjson.JSONDecodeError:
+            except JSONDecodeError:
                 pass  # damage, or several elements on one line ("[{..},{..},"): tokenize it
             else:
                 # A whole entry line after damage that left the nesting wrong (an
@@ -214,8 +232,8 @@ class ForwardParser:
         if not text:
             return
         try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
+            value = loads(text)
+        except JSONDecodeError:
             self._pending.append(Damage(start, len(element), "element is not valid JSON"))
             return
         self._accept()
@@ -304,7 +322,7 @@ def array_prefix(fd: int, size: int, *, check: bool = True) -> tuple[int, bool]:
         if is_entry_line(body):
             try:
                 parse_entry_line(body)
-            except orjson.JSONDecodeError:
+            except JSONDecodeError:
                 pass
             else:
                 return entry_line_end(offset, line), not check or _first_is_object(fd, size)

@@ -10,8 +10,7 @@ import os
 import re
 from typing import Final
 
-import orjson
-
+from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store.format import (
     AFTER_END,
     BOM,
@@ -23,12 +22,12 @@ from betty_otel._store.format import (
     parse_entry_line,
 )
 from betty_otel._store.lines import head_bracket, last_non_ws, line_ending_at
-from betty_otel._store.parser import TOKENS, last_complete_element
 
 __all__ = ["insertion_point", "is_torn_append"]
 
-# Bytes JSON text never holds raw (control characters other than whitespace).
-_NOT_JSON_TEXT: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Bytes JSON text never holds raw (control characters other than whitespace). Compiled
+# (by re, cached) when a tail is checked for repair, not when an append starts.
+_NOT_JSON_TEXT: Final = rb"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
 
 def insertion_point(fd: int, size: int) -> tuple[int, bytes]:
@@ -46,7 +45,7 @@ def insertion_point(fd: int, size: int) -> tuple[int, bytes]:
             prev = earlier[-1] if earlier else last_non_ws(fd, start)[1]
             try:
                 parse_entry_line(line)
-            except orjson.JSONDecodeError:
+            except JSONDecodeError:
                 pass  # a damaged last entry: the careful path below decides
             else:
                 if prev not in AFTER_END:
@@ -82,13 +81,16 @@ def _closes_array(fd: int, before: int, last: int) -> bool:
         if is_entry_line(line) and last_non_ws(fd, before + 1 - len(line))[1] not in AFTER_END:
             try:
                 parse_entry_line(line)
-            except orjson.JSONDecodeError:
+            except JSONDecodeError:
                 pass
             else:
                 return True
     try:  # valid JSON text (a single-line legacy log): one parse at C speed proves it
-        return isinstance(orjson.loads(os.pread(fd, last + 1, 0).removeprefix(BOM)), list)
-    except orjson.JSONDecodeError:
+        return isinstance(loads(os.pread(fd, last + 1, 0).removeprefix(BOM)), list)
+    except JSONDecodeError:
+        # The tolerant parser, only for such rare tails: an append does not import it.
+        from betty_otel._store.parser import last_complete_element  # noqa: PLC0415
+
         return last_complete_element(fd, last + 1) == before + 1
 
 
@@ -113,7 +115,7 @@ def is_torn_append(data: bytes) -> bool:
         return True
     if rest[:1] != b"{" or rest[1:].lstrip(WHITESPACE)[:1] not in (b"", b'"'):
         return False
-    if _NOT_JSON_TEXT.search(rest) or not _never_closes(rest):
+    if re.search(_NOT_JSON_TEXT, rest) or not _never_closes(rest):
         return False
     try:
         rest.decode("utf-8")
@@ -124,6 +126,8 @@ def is_torn_append(data: bytes) -> bool:
 
 def _never_closes(text: bytes) -> bool:
     """True when the object that text starts never closes (and no string spans a line)."""
+    from betty_otel._store.parser import TOKENS  # noqa: PLC0415 - repair only
+
     depth = 0
     lines = text.split(b"\n")
     for number, line in enumerate(lines):

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
+from betty_otel._logs import logger
 from betty_otel._state import STATE
 from betty_otel._store.errors import LockTimeoutError, StoreError
 from betty_otel._store.files import (
@@ -40,12 +39,9 @@ from betty_otel._store.format import BOM, CLOSE, SEP, WHITESPACE, encode_entry
 from betty_otel._store.last_write import still_ends_with, tail_to_remember
 from betty_otel._store.lines import data_end, head_kind
 from betty_otel._store.location import resolve_path
-from betty_otel._store.parser import array_prefix
 from betty_otel._store.tail import insertion_point, is_torn_append
 
 __all__ = ["TelemetryStore"]
-
-logger = logging.getLogger(__name__)
 
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -72,19 +68,22 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-@dataclass
 class _Open:
-    """A descriptor on the data file, valid in the process that opened it."""
+    """A descriptor on the data file, valid in the process that opened it (a plain
+    record: a one-shot capture does not import dataclasses)."""
 
-    fd: int
-    pid: int
-    ino: tuple[int, int]
-    checked_head: bool = False
-    created: bool = False  # this store created the file and has not written to it yet
-    end: int = 0
-    """Where our last append through this descriptor left the end of the file."""
-    tail: bytes = b""
-    """The bytes that ended it (see last_write), or b'' when there is nothing to reuse."""
+    __slots__ = ("checked_head", "created", "end", "fd", "ino", "pid", "tail")
+
+    def __init__(self, fd: int, pid: int, ino: tuple[int, int], *, created: bool) -> None:
+        self.fd = fd
+        self.pid = pid
+        self.ino = ino
+        self.checked_head = False
+        self.created = created  # this store created the file and has not written to it yet
+        self.end = 0
+        """Where our last append through this descriptor left the end of the file."""
+        self.tail = b""
+        """The bytes that ended it (see last_write), or b'' when there is nothing to reuse."""
 
 
 class TelemetryStore:
@@ -365,7 +364,7 @@ class TelemetryStore:
             os.ftruncate(fd, pos)
             pwrite_all(fd, old_tail, pos)
         except OSError:
-            logger.exception(
+            logger(__name__).exception(
                 "could not restore %s after a failed append; the next writer repairs it",
                 self.path,
             )
@@ -385,7 +384,9 @@ class TelemetryStore:
         """Rename the whole file to ``.invalid-<UTC>`` (bytes intact) and lock a fresh one."""
         aside = aside_path(self.path, "invalid")
         self.path.rename(aside)
-        logger.warning("%s %s; moved it aside to %s and started a new log", self.path, why, aside)
+        logger(__name__).warning(
+            "%s %s; moved it aside to %s and started a new log", self.path, why, aside
+        )
         self.close()
         return self._flock(time.monotonic() + self.lock_timeout, os.getpid())
 
@@ -404,6 +405,9 @@ class TelemetryStore:
         # A NUL-filled tail (a crash extended the file, not its data) holds nothing to keep:
         # it is cut without being read.
         end = data_end(fd, size)
+        # The tolerant parser, only for a repair: an append does not import it.
+        from betty_otel._store.parser import array_prefix  # noqa: PLC0415
+
         cut, entries = array_prefix(fd, end)
         removed = os.pread(fd, end - cut, cut)
         if not (entries and is_torn_append(removed)):
@@ -412,7 +416,7 @@ class TelemetryStore:
         if removed.strip(WHITESPACE):
             aside = aside_path(self.path, "torn")
             write_private(aside, removed)
-            logger.warning(
+            logger(__name__).warning(
                 "repaired a torn tail of %s: removed %d bytes after the last complete entry "
                 "(saved to %s)",
                 self.path,
@@ -420,7 +424,7 @@ class TelemetryStore:
                 aside,
             )
         if end < size:
-            logger.warning(
+            logger(__name__).warning(
                 "repaired %s: dropped %d NUL bytes at its end (a crash extended the file, "
                 "not its data)",
                 self.path,

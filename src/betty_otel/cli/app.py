@@ -10,44 +10,30 @@ import argparse
 import contextlib
 import importlib
 import io
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
+from betty_otel._logs import configure_later, logger
 from betty_otel.cli.parser import COMMANDS, PROG, UsageError, build_parser
 from betty_otel.cli.terminal import err, escape_controls
 
 __all__ = ["main"]
 
-logger = logging.getLogger(__name__)
-
-_PACKAGE_LOGGER = "betty_otel"
-
-
-class _SafeFormatter(logging.Formatter):
-    """Log lines as plain text: a message quoting log or user text cannot steer the terminal."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return escape_controls(super().format(record), lines=True)
-
 
 def _setup_logging() -> None:
-    """Library warnings (damaged regions, files moved aside) go to stderr, plainly."""
-    package = logging.getLogger(_PACKAGE_LOGGER)
-    if any(getattr(handler, "_betty_cli", False) for handler in package.handlers):
-        return  # main() called again in the same process
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_SafeFormatter(f"{PROG}: %(levelname)s: %(message)s"))
-    handler._betty_cli = True  # type: ignore[attr-defined]
-    package.addHandler(handler)
-    package.setLevel(logging.WARNING)
-    package.propagate = False
+    """Library warnings go to stderr through the CLI's handler (`betty_otel.cli.stderrlog`)."""
+    from betty_otel.cli.stderrlog import log_to_stderr  # noqa: PLC0415 - it imports logging
+
+    log_to_stderr()
 
 
 def _run(args: argparse.Namespace) -> int:
     """Import the module of args.command and run its cmd_<command>(args)."""
     module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")
+    # Library warnings through our handler: set up now if the command's modules loaded
+    # logging, else before the first message (a capture that logs nothing never loads it).
+    configure_later(_setup_logging)
     name = f"cmd_{args.command.replace('-', '_')}"
     command: Callable[[argparse.Namespace], int] = getattr(module, name)
     return command(args)
@@ -81,7 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(parser, given)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
-    _setup_logging()
     if isinstance(sys.stdout, io.TextIOWrapper):  # never fail on a non-UTF-8 terminal
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
@@ -99,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except Exception as exc:  # a CLI reports errors; it does not dump tracebacks
-        logger.debug("%s failed", args.command, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - a CLI reports errors; it does not dump tracebacks
+        logger(__name__).debug("%s failed", args.command, exc_info=True)
         err(f"Error: {_error_text(exc)}")
         return 1
     return code

@@ -14,6 +14,7 @@ from typing import Any
 
 from betty_otel._direct import spans_wanted, write_directly
 from betty_otel._entry import validate_duration, validate_status
+from betty_otel._logs import configure_now
 from betty_otel._manual import manual_execution
 from betty_otel._store import TelemetryStore
 from betty_otel.cli.terminal import out
@@ -51,6 +52,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
         # Only then: the SDK (and the OTLP exporter) is most of a capture's start-up time.
         from betty_otel.capture import TelemetryCapture  # noqa: PLC0415
 
+        configure_now()  # logging is loaded now: the CLI's handler before anything logs
         capture = TelemetryCapture(args.file)
         path = capture.path
         entry = capture.capture(

@@ -275,6 +275,20 @@ status 1 if it is missing, or if the log does not exist.""",
 # The parser
 # ---------------------------------------------------------------------------
 
+_FORMATTER: Final = argparse.RawDescriptionHelpFormatter
+"""How help and usage are formatted (examples kept as written), at the terminal's width."""
+_BUILD_WIDTH: Final = 80
+
+
+def _formatter_while_building(prog: str) -> argparse.HelpFormatter:
+    """The formatter argparse makes at every add_argument, only to check its metavar.
+
+    Given a width, it does not ask the terminal for one, which imports shutil (with
+    bz2, lzma and zlib): about 5% of a capture's start-up. build_parser puts `_FORMATTER`
+    back before anything is formatted.
+    """
+    return _FORMATTER(prog, width=_BUILD_WIDTH)
+
 
 def _subparser(
     commands: Any, name: str, help_text: str, *, file: bool = True
@@ -284,7 +298,7 @@ def _subparser(
         help=help_text,
         description=help_text,
         epilog=_EXAMPLES[name],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_formatter_while_building,
     )
     if file:
         _add_file(parser)
@@ -399,11 +413,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog=PROG,
         description="Record, read, check and export the Betty telemetry log (telemetry.json).",
         epilog=_EXAMPLES["main"],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_formatter_while_building,
     )
     parser.add_argument("-V", "--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for names, add in _FAMILIES:
         if command is None or command in names:
             add(commands)
+    for built in (parser, *commands.choices.values()):
+        built.formatter_class = _FORMATTER  # help and usage errors at the terminal's width
     return parser

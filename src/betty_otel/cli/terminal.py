@@ -16,9 +16,12 @@ from typing import Final
 __all__ = ["err", "escape_controls", "out"]
 
 _CONTROLS: Final = "\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
-"""Characters a terminal acts on instead of showing, newline aside."""
-_IN_LINES: Final = re.compile(f"[{_CONTROLS}]")
-_IN_A_LINE: Final = re.compile(f"[\n{_CONTROLS}]")
+"""Characters a terminal acts on instead of showing, newline aside. None of them is
+printable (str.isprintable), which lets plain text skip the pattern."""
+_IN_LINES: Final = f"[{_CONTROLS}]"
+_IN_A_LINE: Final = f"[\n{_CONTROLS}]"
+"""The patterns, compiled by re (and cached) the first time text needs them: most
+output never does, and a capture's start-up does not pay for compiling them."""
 _SHORT: Final = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
@@ -29,8 +32,9 @@ def _escape(match: re.Match[str]) -> str:
 
 def escape_controls(value: str, *, lines: bool = False) -> str:
     """value with every terminal control as its JSON escape; newlines too unless lines."""
-    pattern = _IN_LINES if lines else _IN_A_LINE
-    return pattern.sub(_escape, value) if pattern.search(value) else value
+    if (value.replace("\n", "") if lines else value).isprintable():
+        return value  # no control character (nor any other unprintable one) in it
+    return re.sub(_IN_LINES if lines else _IN_A_LINE, _escape, value)
 
 
 def out(line: str = "") -> None:
