@@ -78,21 +78,11 @@ def last_non_ws(fd: int, end: int) -> tuple[int, int]:
 
 
 def line_ending_at(fd: int, end: int) -> bytes:
-    """The bytes from the start of the line holding offset end - 1 up to end."""
-    parts: list[bytes] = []
-    pos = end
-    block = 4096
-    while pos > 0:
-        start = max(0, pos - block)
-        chunk = os.pread(fd, pos - start, start)
-        newline = chunk.rfind(b"\n")
-        if newline >= 0:
-            parts.append(chunk[newline + 1 :])
-            break
-        parts.append(chunk)
-        pos = start
-        block = min(block * 2, _LONG_BLOCK)
-    return b"".join(reversed(parts))
+    """The bytes from the start of the line holding offset end - 1 up to end: the first
+    line `lines_backward` yields (b'' when end is 0)."""
+    for _, line in lines_backward(fd, end):
+        return line
+    return b""
 
 
 def data_end(fd: int, size: int) -> int:
