@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from betty_otel import TelemetryCapture
+from betty_otel._report.charts import WATERFALL_ROWS, waterfall
 from betty_otel.query import TraceNode, trace
 from cli_helpers import run
 from helpers import canonical, make_entry
@@ -226,8 +227,6 @@ def test_report_of_a_chain_of_100000_calls_draws_its_first_200(
     assert result.returncode == 0, result.stderr[-3000:]
     html = page.read_text(encoding="utf-8")
     assert f"Trace {TRACE}: 200 of 100,000 executions shown (depth first)" in html
-    from betty_otel._report.charts import WATERFALL_ROWS, waterfall
-
     figure = waterfall(TRACE, trace(deep_log, TRACE))
     (bars,) = figure["data"]
     assert len(bars["y"]) == WATERFALL_ROWS == 200
@@ -446,3 +445,18 @@ def test_the_cli_refuses_a_trace_id_that_is_not_one(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-1] == (
         f"betty-telemetry: error: TRACE_ID must be 32 hex digits (a W3C trace id), got '{log}'"
     )
+
+
+def test_the_waterfall_marks_broken_links(tmp_path: Path) -> None:
+    """A broken link is flagged ⚠ on the row and its note is in the hover text."""
+    log = write_log(tmp_path / "t.json", [execution(0, span_id(1)), execution(1, span_id(0))])
+    figure = waterfall(TRACE, trace(log, TRACE))
+    (bars,) = figure["data"]
+    assert list(figure["layout"]["yaxis"]["ticktext"]) == [
+        "workflow.step0 ⚠",
+        "  └ workflow.step1",
+    ]
+    assert bars["hovertext"][0].endswith(
+        f"<br>note: cycle: its parent {span_id(1)} descends from it (2 in the cycle)"
+    )
+    assert figure["layout"]["title"]["text"] == f"Trace {TRACE}"

@@ -26,7 +26,15 @@ try:
 except ImportError as exc:  # the optional extra is not installed
     raise ImportError(MISSING_PLOTLY) from exc
 
-__all__ = ["MISSING_PLOTLY", "STATUS_COLORS", "Figure", "timeline", "trends", "waterfall"]
+__all__ = [
+    "MISSING_PLOTLY",
+    "STATUS_COLORS",
+    "WATERFALL_ROWS",
+    "Figure",
+    "timeline",
+    "trends",
+    "waterfall",
+]
 
 Figure = dict[str, Any]
 """A figure as plotly.js takes it: {"data": [...], "layout": {...}}."""
