@@ -119,5 +119,9 @@ class TelemetryCapture:
         return log_query.stats(self.path, by=by, **filter_args)
 
     def trace(self, trace_id: str) -> list[log_query.TraceNode]:
-        """The tree of executions of one trace; see `betty_otel.query.trace`."""
-        return log_query.trace(trace_id, self.path)
+        """The tree of executions of one trace; see `betty_otel.query.trace`.
+
+        Raises:
+            TypeError, ValueError: trace_id is not a string of 32 hex digits.
+        """
+        return log_query.trace(self.path, trace_id)

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Final
 
 from betty_otel._report.summary import ReportData, summarize
 from betty_otel._store import log_files, resolve_path, telemetry_file_of
-from betty_otel.query import FilterArgs, Filters, PathArg, TraceNode, make_filters, trace
+from betty_otel.query import FilterArgs, Filters, PathArg, TraceNode, make_filters
 from betty_otel.query.filters import filters_of
+from betty_otel.query.trace import read_trace
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -56,7 +57,7 @@ def render_report(
     wanted = sorted(chosen.trace_id) if chosen.trace_id is not None else _slowest_traces(data)
     traces: list[tuple[str, list[TraceNode]]] = []
     for trace_id in wanted:
-        roots = trace(trace_id, base)
+        roots = read_trace(base, trace_id)  # ids from the log or --trace-id, any text
         if roots:
             traces.append((trace_id, roots))
     nonce = new_nonce()

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from betty_otel._entry import entry_error, entry_time, is_number, value_text
+from betty_otel._entry import entry_error, value_text
 from betty_otel._report.summary import ReportData, TrendPoint
 from betty_otel.query import TraceNode
+from betty_otel.query.trace import span_bounds
 
 MISSING_PLOTLY: Final = "the report needs plotly: pip install 'betty-otel[report]'"
 
@@ -25,7 +26,15 @@ try:
 except ImportError as exc:  # the optional extra is not installed
     raise ImportError(MISSING_PLOTLY) from exc
 
-__all__ = ["MISSING_PLOTLY", "STATUS_COLORS", "Figure", "timeline", "trends", "waterfall"]
+__all__ = [
+    "MISSING_PLOTLY",
+    "STATUS_COLORS",
+    "WATERFALL_ROWS",
+    "Figure",
+    "timeline",
+    "trends",
+    "waterfall",
+]
 
 Figure = dict[str, Any]
 """A figure as plotly.js takes it: {"data": [...], "layout": {...}}."""
@@ -157,7 +166,7 @@ def trends(data: ReportData) -> Figure:
     return _figure(fig)
 
 
-def _hover(entry: Mapping[str, Any]) -> str:
+def _hover(entry: Mapping[str, Any], note: str | None) -> str:
     lines = [
         f"<b>{text(entry.get('skill'))}</b>",
         f"status: {text(entry.get('status'))}",
@@ -168,31 +177,56 @@ def _hover(entry: Mapping[str, Any]) -> str:
     error = entry_error(entry)
     if error is not None:
         lines.append(f"error: {text(error[:300])}")
+    if note is not None:
+        lines.append(f"note: {text(note)}")
     return "<br>".join(lines)
 
 
-def _span_times(entry: Mapping[str, Any]) -> tuple[float, float] | None:
-    """(start, end) in epoch milliseconds: end is the timestamp, start end minus duration."""
-    moment = entry_time(entry.get("timestamp"))
-    if moment is None:
-        return None
-    end = moment.timestamp() * 1000
-    duration = entry.get("duration_ms")
-    return (end - float(duration) if is_number(duration) else end), end
+WATERFALL_ROWS: Final = 200
+"""The executions a waterfall shows at most: the first, depth first (plotly draws every bar)."""
+_WATERFALL_INDENT: Final = 16
+"""Levels indented in a waterfall's labels; deeper rows stay there and show their depth."""
 
 
-def waterfall(trace_id: str, roots: Iterable[TraceNode], limit: int = 200) -> Figure:
-    """One trace as a waterfall: a bar per execution from its start to its end, children
-    indented under their parent (depth first), offsets in ms from the trace's first start."""
+def _waterfall_rows(
+    roots: Iterable[TraceNode], limit: int
+) -> tuple[list[tuple[int, TraceNode, tuple[float, float]]], int]:
+    """The first limit executions with a readable time, depth first, as (depth, node, (start,
+    end) in epoch ms); and how many executions the trace has."""
     rows: list[tuple[int, TraceNode, tuple[float, float]]] = []
+    total = 0
     for root in roots:
         for depth, node in root.walk():
-            times = _span_times(node.entry)
-            if times is not None and len(rows) < limit:
-                rows.append((depth, node, times))
+            total += 1
+            bounds = span_bounds(node.entry) if len(rows) < limit else None
+            if bounds is not None:
+                rows.append((depth, node, (bounds[0] * 1000, bounds[1] * 1000)))
+    return rows, total
+
+
+def _waterfall_label(depth: int, node: TraceNode) -> str:
+    """A row's label: the skill, indented by depth up to a cap, then marked with the depth."""
+    indent = "  " * min(depth, _WATERFALL_INDENT) + ("└ " if depth else "")
+    shown = f"[depth {depth:,}] " if depth >= _WATERFALL_INDENT else ""
+    flag = " ⚠" if node.note is not None else ""
+    return f"{indent}{shown}{text(node.skill)}{flag}"
+
+
+def waterfall(trace_id: str, roots: Iterable[TraceNode], limit: int = WATERFALL_ROWS) -> Figure:
+    """One trace as a waterfall: a bar per execution from its start to its end, children
+    indented under their parent (depth first), offsets in ms from the trace's first start.
+
+    At most limit bars (the first, depth first), whatever the trace's size or depth;
+    the title says when there are more. An execution with a broken link (a cycle, a
+    parent not in the log, ...) is marked ⚠ and its note is in its hover text.
+    """
+    rows, total = _waterfall_rows(roots, limit)
     origin = min((times[0] for _, _, times in rows), default=0.0)
-    labels = [f"{'  ' * depth}{'└ ' if depth else ''}{text(node.skill)}" for depth, node, _ in rows]
+    labels = [_waterfall_label(depth, node) for depth, node, _ in rows]
     statuses = [node.entry.get("status") for _, node, _ in rows]
+    title = f"Trace {trace_id}"
+    if total > len(rows):
+        title += f": {len(rows):,} of {total:,} executions shown (depth first)"
     fig = go.Figure(
         go.Bar(
             orientation="h",
@@ -203,14 +237,14 @@ def waterfall(trace_id: str, roots: Iterable[TraceNode], limit: int = 200) -> Fi
                 STATUS_COLORS.get(status if isinstance(status, str) else "", _OTHER_COLOR)
                 for status in statuses
             ],
-            hovertext=[_hover(node.entry) for _, node, _ in rows],
+            hovertext=[_hover(node.entry, node.note) for _, node, _ in rows],
             hoverinfo="text",
             showlegend=False,
         )
     )
     fig.update_layout(
         _layout(
-            f"Trace {trace_id}",
+            title,
             height=max(160, 60 + 26 * len(rows)),
             bargap=0.25,
             margin={"l": 220, "r": 20, "t": 50, "b": 40},

@@ -208,8 +208,14 @@ status 1 if the log does not exist.""",
   {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d --format json
 
 Prints the executions of one trace as a tree (parent -> children by
-parent_span_id), siblings in order of start time. Exit status 1 if the log
-does not exist or holds no entry of the trace.""",
+parent_span_id), siblings in order of start time. Past 16 levels lines stay at
+that indentation and show [depth N]. --format json nests the same tree
+({{"entry", "children"}}); jsonl prints one {{"depth", "entry"}} a line, depth
+first, which parsers with a nesting limit read at any depth. A cycle of
+parents, a self-parent, a parent not in the log or a shared span id is broken
+and noted on the execution ([...] in the tree, "note" in JSON); damage is
+also reported on stderr. TRACE_ID is 32 hex digits (exit status 2 otherwise).
+Exit status 1 if the log does not exist or holds no entry of the trace.""",
     "tail": f"""examples:
   {PROG} tail               # the 10 newest entries, oldest first
   {PROG} tail -n 50 -f      # then follow new entries until Ctrl-C
@@ -336,7 +342,9 @@ def _add_reads(commands: Any) -> None:
 
     trace = _subparser(commands, "trace", "the tree of executions of one trace")
     trace.add_argument("trace_id", metavar="TRACE_ID")
-    trace.add_argument("--format", choices=("tree", "json"), default="tree")
+    trace.add_argument(
+        "--format", choices=("tree", "json", "jsonl"), default="tree", help="tree, json or jsonl"
+    )
 
 
 def _add_tail(commands: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from betty_otel._entry import entry_signature
 from betty_otel.cli.logfile import log_exists, log_file
-from betty_otel.cli.parser import PROG
+from betty_otel.cli.parser import PROG, UsageError
 from betty_otel.cli.render import (
     MAX_WIDTH,
     clip,
@@ -40,6 +40,7 @@ from betty_otel.query import (
     stats,
     trace,
 )
+from betty_otel.query.trace import is_trace_id
 
 __all__ = ["cmd_query", "cmd_stats", "cmd_tail", "cmd_trace", "filters_from"]
 
@@ -110,25 +111,73 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _node_json(node: TraceNode) -> dict[str, Any]:
-    return {"entry": node.entry, "children": [_node_json(child) for child in node.children]}
+_TREE_INDENT: Final = 16
+"""Levels of a trace indented in tree and JSON output; deeper ones stay at this indentation
+(the tree shows their ``[depth N]``), so the output grows linearly with the number of
+executions, whatever the depth."""
 
 
-def _tree_lines(root: TraceNode) -> Iterator[str]:
-    """The root, then its descendants drawn as a tree (iteratively: chains can be long)."""
-    yield _node_text(root)
-    stack: list[tuple[str, TraceNode, bool]] = [
-        ("", child, index == len(root.children) - 1)
-        for index, child in reversed(list(enumerate(root.children)))
+def _last_first(nodes: list[TraceNode]) -> Iterator[tuple[TraceNode, bool]]:
+    """(node, is the last of nodes), the last first: pushed on a stack, they pop in order."""
+    for index in range(len(nodes) - 1, -1, -1):
+        yield nodes[index], index == len(nodes) - 1
+
+
+def _tree_lines(roots: list[TraceNode]) -> Iterator[str]:
+    """Each root, then its descendants drawn as a tree (iteratively: chains can be long).
+
+    From depth _TREE_INDENT on, lines stay at that indentation and say their depth.
+    """
+    for root in roots:
+        yield _node_text(root)
+        stack = [(child, 1, last, "") for child, last in _last_first(root.children)]
+        while stack:
+            node, depth, last, prefix = stack.pop()
+            shown = f"[depth {depth:,}] " if depth >= _TREE_INDENT else ""
+            yield f"{prefix}{'└── ' if last else '├── '}{shown}{_node_text(node)}"
+            inner = prefix if depth >= _TREE_INDENT else prefix + ("    " if last else "│   ")
+            stack.extend(
+                (child, depth + 1, end, inner) for child, end in _last_first(node.children)
+            )
+
+
+def _json_lines(roots: list[TraceNode]) -> Iterator[str]:
+    """The trees as the JSON of ``[{"entry", "note"?, "children"}]``, piece by piece.
+
+    Laid out as ``dumps(..., indent=True)`` lays it out, except that levels past
+    _TREE_INDENT are indented no further: linear in size, and built without
+    recursion, whatever the depth.
+    """
+    yield "["
+    stack: list[tuple[TraceNode | None, int, bool]] = [
+        (root, 0, last) for root, last in _last_first(roots)
     ]
     while stack:
-        prefix, node, last = stack.pop()
-        yield f"{prefix}{'└── ' if last else '├── '}{_node_text(node)}"
-        inner = prefix + ("    " if last else "│   ")
-        stack.extend(
-            (inner, child, index == len(node.children) - 1)
-            for index, child in reversed(list(enumerate(node.children)))
-        )
+        node, depth, last = stack.pop()
+        pad = "  " * (1 + 2 * min(depth, _TREE_INDENT))
+        comma = "" if last else ","
+        if node is None:  # the end of a node whose children were written
+            yield f"{pad}  ]\n{pad}}}{comma}"
+            continue
+        entry = dumps(node.entry, indent=True).replace("\n", f"\n{pad}  ")
+        note = "" if node.note is None else f'\n{pad}  "note": {dumps(node.note)},'
+        if not node.children:
+            yield f'{pad}{{\n{pad}  "entry": {entry},{note}\n{pad}  "children": []\n{pad}}}{comma}'
+            continue
+        yield f'{pad}{{\n{pad}  "entry": {entry},{note}\n{pad}  "children": ['
+        stack.append((None, depth, last))
+        stack.extend((child, depth + 1, end) for child, end in _last_first(node.children))
+    yield "]"
+
+
+def _jsonl_lines(roots: list[TraceNode]) -> Iterator[str]:
+    """One JSON object a line, depth first: ``{"depth", "entry", "note"?}``; any parser reads it."""
+    for root in roots:
+        for depth, node in root.walk():
+            item: dict[str, Any] = {"depth": depth, "entry": node.entry}
+            if node.note is not None:
+                item["note"] = node.note
+            yield dumps(item)
 
 
 def _node_text(node: TraceNode) -> str:
@@ -145,21 +194,36 @@ def _node_text(node: TraceNode) -> str:
     error = error_cell(entry)
     if error:
         parts.append(f"error={clip(error, MAX_WIDTH['error'])}")
+    if node.note is not None:
+        parts.append(f"[{text(node.note)}]")
     return "  ".join(parts)
 
 
+_TRACE_LINES: Final = {"tree": _tree_lines, "json": _json_lines, "jsonl": _jsonl_lines}
+_PRINT_CHUNK: Final = 1 << 16
+"""Characters of output gathered before they are written: one write per line would cost
+more than making the lines of a large trace."""
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
+    if not is_trace_id(args.trace_id):
+        msg = f"TRACE_ID must be 32 hex digits (a W3C trace id), got {args.trace_id[:200]!r}"
+        raise UsageError(msg)
     path = log_file(args.file, must_exist=True)
-    roots = trace(args.trace_id, path)
+    roots = trace(path, args.trace_id)
     if not roots:
         err(f"Error: no entries with trace id {args.trace_id} in {path}")
         return 1
-    if args.format == "json":
-        out(dumps([_node_json(root) for root in roots], indent=True))
-        return 0
-    for root in roots:
-        for line in _tree_lines(root):
-            out(line)
+    pending: list[str] = []
+    size = 0
+    for piece in _TRACE_LINES[args.format](roots):
+        pending.append(piece)
+        size += len(piece)
+        if size >= _PRINT_CHUNK:
+            out("\n".join(pending))
+            pending, size = [], 0
+    if pending:
+        out("\n".join(pending))
     return 0
 
 

@@ -1,28 +1,57 @@
 """Trace trees: the executions of one trace, linked by ``parent_span_id``.
 
-Only the canonical lines that contain the trace id (or an escape) are parsed.
+Only the canonical lines that contain the trace id (or an escape) are parsed. The
+tree is built without recursion, in time linear in the number of executions, so a
+chain of 100,000 nested calls reads like a flat trace. Links that cannot form a
+tree are broken and said, on the execution (`TraceNode.note`) and, for damage
+(an execution that is its own parent, a cycle of parents, a span id two
+executions share), in one logged warning per trace.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
-from betty_otel._entry import entry_time, is_number
+from betty_otel._entry import entry_time, is_number, value_text
+from betty_otel._logs import logger
 from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel.query.filters import PathArg, make_filters
 from betty_otel.query.scan import scan_entries
 
-__all__ = ["TraceNode", "trace"]
+__all__ = ["TraceNode", "is_trace_id", "read_trace", "span_bounds", "trace"]
+
+_TRACE_ID: Final = re.compile(r"[0-9a-fA-F]{32}")
+_DAMAGE: Final = ("cycle", "self-parent", "duplicate span id")
+"""Kinds of note that mean damaged data (a parent outside the log is normal: a remote caller)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class TraceNode:
-    """One execution in a trace and the executions it called (children in time order)."""
+    """One execution in a trace and the executions it called (children in time order).
+
+    ``note`` says why the execution is not where its ``parent_span_id`` puts it, or
+    that another execution has its span id; None when its links are sound. Each
+    note starts with its kind: ``cycle:``, ``self-parent:``, ``orphan:`` or
+    ``duplicate span id:``.
+    """
 
     entry: dict[str, Any]
     children: list[TraceNode] = field(default_factory=list)
+    note: str | None = None
+
+    def __repr__(self) -> str:
+        # Not the dataclass repr: it would recurse through every descendant.
+        note = "" if self.note is None else f", note={self.note!r}"
+        return (
+            f"TraceNode(skill={self.skill!r}, span_id={self.span_id!r}, "
+            f"children={len(self.children)}{note})"
+        )
 
     @property
     def skill(self) -> Any:
@@ -53,57 +82,197 @@ class TraceNode:
             stack.extend((level + 1, child) for child in reversed(node.children))
 
 
-def _start_key(index: int, entry: Mapping[str, Any]) -> tuple[int, float, int]:
-    """Sort key: start time (end minus duration), unreadable times last, then recording order."""
+def is_trace_id(value: object) -> bool:
+    """True for a trace id as W3C writes it: a string of 32 hex digits."""
+    return isinstance(value, str) and _TRACE_ID.fullmatch(value) is not None
+
+
+def span_bounds(entry: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(start, end) of an execution in epoch seconds; None when its time is unreadable.
+
+    The end is the timestamp; the start is the end minus the duration, or the end
+    itself when the duration is not a number a float can hold.
+    """
     moment = entry_time(entry.get("timestamp"))
     if moment is None:
-        return (1, 0.0, index)
+        return None
+    end = moment.timestamp()
     duration = entry.get("duration_ms")
-    start = moment.timestamp() - (float(duration) / 1000 if is_number(duration) else 0.0)
-    return (0, start, index)
+    try:
+        start = end - float(duration) / 1000 if is_number(duration) else end
+    except OverflowError:  # an integer beyond float range
+        start = end
+    return (start if math.isfinite(start) else end), end
+
+
+def _start_key(index: int, entry: Mapping[str, Any]) -> tuple[int, float, int]:
+    """Sort key: start time, unreadable times last, then recording order."""
+    bounds = span_bounds(entry)
+    return (1, 0.0, index) if bounds is None else (0, bounds[0], index)
+
+
+def _call_parts(
+    given: tuple[PathArg, ...], telemetry_file: PathArg, trace_id: object
+) -> tuple[PathArg, object]:
+    """(log, trace id) of a call, in any of the orders `trace` takes."""
+    if len(given) > 2:
+        msg = f"trace() takes at most 2 positional arguments ({len(given)} given)"
+        raise TypeError(msg)
+    rest = list(given)
+    if trace_id is None:
+        if not rest:
+            msg = "trace() needs a trace id: trace(telemetry_file, trace_id)"
+            raise TypeError(msg)
+        if len(rest) == 2 and is_trace_id(rest[0]) and is_trace_id(rest[1]):
+            msg = (
+                "trace() got two trace ids: name them, "
+                "trace(telemetry_file=..., trace_id=...), if the log's name is one"
+            )
+            raise ValueError(msg)
+        # The argument that is a trace id, else the documented place of the id (the last).
+        trace_id = rest.pop(0 if is_trace_id(rest[0]) else len(rest) - 1)
+    if len(rest) > 1:
+        msg = "trace() got the trace id twice: trace(telemetry_file, trace_id)"
+        raise TypeError(msg)
+    if rest and rest[0] is not None:
+        if telemetry_file is not None:
+            msg = "trace() got the log twice: positionally and as telemetry_file="
+            raise TypeError(msg)
+        telemetry_file = rest[0]
+    return telemetry_file, trace_id
+
+
+def _checked_trace_id(trace_id: object) -> str:
+    """trace_id if it is a trace id, else the error that says what was passed instead."""
+    if not isinstance(trace_id, str):
+        msg = f"trace_id must be a string of 32 hex digits, got {type(trace_id).__name__}"
+        raise TypeError(msg)
+    if not is_trace_id(trace_id):
+        msg = f"trace_id must be 32 hex digits (a W3C trace id), got {trace_id[:200]!r}"
+        if "/" in trace_id or "." in trace_id:
+            msg += ", which looks like a path: the log comes first, trace(telemetry_file, trace_id)"
+        raise ValueError(msg)
+    return trace_id
 
 
 def trace(
-    trace_id: str, telemetry_file: PathArg = None, *, path: PathArg = None
+    *log_and_trace_id: PathArg,
+    telemetry_file: PathArg = None,
+    trace_id: str | None = None,
+    path: PathArg = None,
 ) -> list[TraceNode]:
     """The tree of executions of one trace in the log: its roots, each with its children.
 
-    A child's ``parent_span_id`` is its parent's ``span_id``; entries whose parent
-    is not in the file (or who have none) are roots. Siblings are in order of
-    start time. Returns [] when no entry has this trace id. ``path`` is the
+    Called ``trace(telemetry_file, trace_id)``, the log first as in every reader;
+    ``trace(trace_id)`` reads the default log, and the order of earlier versions,
+    ``trace(trace_id, telemetry_file)``, still works (a trace id is 32 hex digits,
+    which tells it from the log). Either may be given by keyword; ``path`` is the
     deprecated name of ``telemetry_file``.
+
+    A child's ``parent_span_id`` is its parent's ``span_id``; executions without a
+    parent, or whose parent is not in the log, are roots. Siblings are in order of
+    start time. Links that would not make a tree are broken and noted (see
+    `TraceNode`). Returns [] when no entry has this trace id; the ids are compared
+    exactly, as ``--trace-id`` compares them.
+
+    Raises:
+        TypeError: no trace id, a trace id that is not a string, an argument twice.
+        ValueError: a trace id that is not 32 hex digits (a path where the id belongs).
     """
-    given: object = trace_id
-    if not isinstance(given, str):
-        msg = f"trace_id must be a string, got {type(given).__name__}"
-        raise TypeError(msg)
-    base = resolve_path(telemetry_file_of(telemetry_file, path))
+    log, wanted = _call_parts(log_and_trace_id, telemetry_file, trace_id)
+    checked = _checked_trace_id(wanted)
+    return read_trace(resolve_path(telemetry_file_of(log, path)), checked)
+
+
+def read_trace(base: Path, trace_id: str) -> list[TraceNode]:
+    """The roots of trace_id's tree in the log at base (any id: the report's come from the log).
+
+    Without recursion and in time linear in the number of executions (after a sort
+    by start time), however deep the tree; see `trace`.
+    """
     entries = scan_entries(base, make_filters(trace_id=trace_id))
     order = sorted(range(len(entries)), key=lambda i: _start_key(i, entries[i]))
     nodes = [TraceNode(entries[i]) for i in order]
-    by_span: dict[str, TraceNode] = {}
-    for node in nodes:
-        span = node.span_id
-        if isinstance(span, str):
-            by_span.setdefault(span, node)
+    kinds: Counter[str] = Counter()
+    parents = _parents(nodes, kinds)
+    _break_cycles(nodes, parents, kinds)
     roots: list[TraceNode] = []
-    parent_of: dict[int, TraceNode] = {}
-    for node in nodes:
-        parent_id = node.entry.get("parent_span_id")
-        parent = by_span.get(parent_id) if isinstance(parent_id, str) else None
-        if parent is None or parent is node:
-            roots.append(node)
-        else:
-            parent.children.append(node)
-            parent_of[id(node)] = parent
-    # A cycle of parent links (damaged data) has no root: its members become roots.
-    reached = {id(node) for root in roots for _, node in root.walk()}
-    for node in nodes:
-        if id(node) not in reached:
-            siblings = parent_of[id(node)].children
-            siblings[:] = [child for child in siblings if child is not node]
-            roots.append(node)
-            reached.update(id(item) for _, item in node.walk())
-    position = {id(node): index for index, node in enumerate(nodes)}
-    roots.sort(key=lambda root: position[id(root)])
+    for node, parent in zip(nodes, parents, strict=True):
+        (roots if parent < 0 else nodes[parent].children).append(node)
+    found = [f"{kinds[kind]:,} {kind}" for kind in _DAMAGE if kinds[kind]]
+    if found:
+        logger(__name__).warning(
+            "trace %s: broken links in the log (%s); each is noted on its execution",
+            trace_id,
+            ", ".join(found),
+        )
     return roots
+
+
+def _note(node: TraceNode, kind: str, text: str, kinds: Counter[str]) -> None:
+    """Add ``kind: text`` to the node's note, and count the kind."""
+    note = f"{kind}: {text}"
+    node.note = note if node.note is None else f"{node.note}; {note}"
+    kinds[kind] += 1
+
+
+def _shown(value: object) -> str:
+    """A value from the log in a note: as text, cut short (a note is one line)."""
+    shown = value_text(value)
+    return shown if len(shown) <= 100 else shown[:99] + "…"
+
+
+def _parents(nodes: list[TraceNode], kinds: Counter[str]) -> list[int]:
+    """The index of each node's parent (-1: a root), noting every link that cannot hold.
+
+    A span id shared by several executions belongs to the earliest; the others are noted.
+    """
+    first: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        span = node.span_id
+        if isinstance(span, str) and span:
+            if span in first:
+                text = f"{_shown(span)} is also an earlier execution's; its children are there"
+                _note(node, "duplicate span id", text, kinds)
+            else:
+                first[span] = index
+    parents: list[int] = []
+    for node in nodes:
+        link = node.entry.get("parent_span_id")
+        parent = first.get(link, -1) if isinstance(link, str) else -1
+        if link is None or link == "":
+            pass
+        elif not isinstance(link, str):
+            _note(node, "orphan", f"parent_span_id {_shown(link)} is not a span id", kinds)
+        elif link == node.span_id:
+            parent = -1
+            _note(node, "self-parent", "its parent_span_id is its own span_id", kinds)
+        elif parent < 0:
+            _note(node, "orphan", f"its parent {_shown(link)} is not in the log", kinds)
+        parents.append(parent)
+    return parents
+
+
+def _break_cycles(nodes: list[TraceNode], parents: list[int], kinds: Counter[str]) -> None:
+    """Make the earliest execution of each cycle of parent links a root, noted.
+
+    Follows each chain of parents once (a node is left for good when its chain ends
+    at a root or at a node already settled): linear in the number of nodes.
+    """
+    state = bytearray(len(nodes))  # 0: not seen, 1: on the chain followed now, 2: settled
+    for start in range(len(nodes)):
+        chain: list[int] = []
+        index = start
+        while index >= 0 and state[index] == 0:
+            state[index] = 1
+            chain.append(index)
+            index = parents[index]
+        if index >= 0 and state[index] == 1:  # the chain came back to itself: a cycle
+            cycle = chain[chain.index(index) :]
+            first = min(cycle)  # nodes are in start order: the cycle's earliest execution
+            parent = nodes[parents[first]].span_id
+            text = f"its parent {_shown(parent)} descends from it ({len(cycle)} in the cycle)"
+            _note(nodes[first], "cycle", text, kinds)
+            parents[first] = -1
+        for item in chain:
+            state[item] = 2
