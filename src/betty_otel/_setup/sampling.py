@@ -21,7 +21,7 @@ from opentelemetry.util.types import Attributes
 
 from betty_otel._errors import internal_error
 
-__all__ = ["AuditSampler"]
+__all__ = ["AuditSampler", "audit"]
 
 
 class AuditSampler(Sampler):
@@ -55,3 +55,13 @@ class AuditSampler(Sampler):
 
     def get_description(self) -> str:
         return f"BettyAudit{{{self.program.get_description()}}}"
+
+
+def audit(program: Sampler) -> AuditSampler:
+    """The program's sampler under exactly one AuditSampler: one already is returned as is.
+
+    The SDK hands out one cached tracer per name, so each reconfigure meets the sampler
+    the last one set; wrapping it again would nest one more ``should_sample`` per span
+    every time.
+    """
+    return program if isinstance(program, AuditSampler) else AuditSampler(program)
