@@ -5,7 +5,8 @@ examples, and running them the way skills run, with a chosen interpreter.
 - `plain_python` (`plain_python_fixture`): a fixture, a real interpreter without
   betty_otel (a fresh venv of the same Python, without the package): what a skill run
   by the system ``python3`` meets.
-- `doc_blocks`: the code blocks of ../shared/betty/telemetry.capture.md, by heading.
+- `doc_blocks`: the code blocks of ../shared/betty/telemetry.capture.md (or of another
+  Markdown file, such as the README), by heading.
 - `install`, `shell`, `run_python`, `skill_env`: install the shims, run the documented
   command lines and Python examples.
 """
@@ -39,11 +40,12 @@ INSTALLING = Path(sys.executable)
 """The interpreter that runs install-skill in these tests (the venv's, with betty_otel)."""
 
 
-def doc_blocks(language: str) -> dict[str, list[str]]:
-    """The documentation's code blocks of one language, by the heading above them."""
+def doc_blocks(language: str, doc: Path = DOC) -> dict[str, list[str]]:
+    """A Markdown document's code blocks of one language, by the heading above them
+    (by default the original skill's documentation)."""
     blocks: dict[str, list[str]] = {}
     heading = ""
-    lines = iter(DOC.read_text(encoding="utf-8").splitlines())
+    lines = iter(doc.read_text(encoding="utf-8").splitlines())
     for line in lines:
         if line.startswith("#"):
             heading = line.lstrip("#").strip()

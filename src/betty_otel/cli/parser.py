@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import TYPE_CHECKING, Any, Final
-
-if TYPE_CHECKING:
-    from datetime import datetime
+from datetime import datetime, timezone
+from typing import Any, Final
 
 __all__ = [
     "COMMANDS",
@@ -99,15 +97,17 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _time(text: str) -> datetime:
-    """--since/--until: an ISO 8601 or relative time, read as the filters read it, so a
-    time no filter can read is a usage error (exit 2), never a failed command."""
+def _time(text: str) -> str:
+    """--since/--until, checked as the filters read them (`betty_otel.query.parse_time`),
+    so a time no filter can read is a usage error (exit 2), never a failed command.
+    The text is kept: a relative time counts back from when the filters are made."""
     from betty_otel.query.filters import parse_time  # noqa: PLC0415 - only for these options
 
     try:
-        return parse_time(text)
+        parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 class _TimeRange(argparse.Action):
@@ -122,8 +122,14 @@ class _TimeRange(argparse.Action):
     ) -> None:
         setattr(namespace, self.dest, values)
         since, until = getattr(namespace, "since", None), getattr(namespace, "until", None)
-        if since is not None and until is not None and since > until:
-            parser.error(f"--since ({since.isoformat()}) is after --until ({until.isoformat()})")
+        if since is None or until is None:
+            return
+        from betty_otel.query.filters import parse_time  # noqa: PLC0415 - see _time
+
+        now = datetime.now(timezone.utc)
+        start, end = parse_time(since, now=now), parse_time(until, now=now)
+        if start > end:
+            parser.error(f"--since ({start.isoformat()}) is after --until ({end.isoformat()})")
 
 
 def _add_file(parser: argparse.ArgumentParser, what: str = "the telemetry file") -> None:
@@ -231,8 +237,8 @@ when an argument is invalid.""",
   {PROG} query --status failure --status error --min-duration 1000 --limit all
   {PROG} query -i --caller cli               # cli, CLI and Cli alike
 
-Newest first, in recording order. --format defaults to a table on a terminal
-and to JSON when the output is piped. Exit status 1 if the log does not exist.""",
+Newest first by timestamp. --format defaults to a table on a terminal and to
+JSON when the output is piped. Exit status 1 if the log does not exist.""",
     "stats": f"""examples:
   {PROG} stats                       # per skill
   {PROG} stats --by caller --since 1d
