@@ -32,11 +32,10 @@ from helpers import make_entry, strict_entries
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-NOW = datetime.now(timezone.utc)
-
 
 def _at(seconds_ago: float, number: int, **extra: Any) -> dict[str, Any]:
-    moment = NOW - timedelta(seconds=seconds_ago)
+    """An entry that ended seconds_ago before now."""
+    moment = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
     return make_entry(number, timestamp=moment.isoformat(timespec="microseconds"), **extra)
 
 
@@ -86,8 +85,8 @@ def test_a_time_no_filter_can_read_is_a_usage_error(
 
 @pytest.fixture
 def timed_log(tmp_path: Path) -> Path:
-    """Entries 10 s, 10 min, 1 h 50 min, 6 days 23 h and 8 days old, one per skill."""
-    ages = [10, 600, 6600, 6 * 86400 + 82800, 8 * 86400]
+    """Entries 2 s, 10 min, 1 h 50 min, 6 days 23 h and 8 days old, one per skill."""
+    ages = [2, 600, 6600, 6 * 86400 + 82800, 8 * 86400]
     entries = [_at(age, number, skill=f"age.{number}") for number, age in enumerate(ages)]
     return write(tmp_path / "t.json", entries)
 
