@@ -2,7 +2,7 @@
 
 Skills run with the interpreter they were started with: often the system ``python3``,
 while betty_otel lives in a virtual environment. ``betty-telemetry install-skill``
-records the installing interpreter in the shims (`Installed`: its path, its import
+records the installing interpreter in the shims (``INSTALLED``: its path, its import
 paths, its extension ABI) and copies this file beside them as
 ``betty_otel_fallback.py``. A shim that cannot import betty_otel calls `dropin`, which
 tries, in order:
@@ -53,6 +53,8 @@ ENV_EXECUTED = "BETTY_OTEL_DROPIN_FROM"
 hands the command on again."""
 
 _STATUSES = ("success", "failure", "timeout", "error", "pending")
+"""The original skill's statuses, in its message's order (betty_otel's own list is in
+`betty_otel._entry`, which this file cannot import where it runs)."""
 
 
 class _Said:

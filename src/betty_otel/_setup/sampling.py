@@ -58,10 +58,7 @@ class AuditSampler(Sampler):
 
 
 def audit(program: Sampler) -> AuditSampler:
-    """The program's sampler under exactly one AuditSampler: one already is returned as is.
-
-    The SDK hands out one cached tracer per name, so each reconfigure meets the sampler
-    the last one set; wrapping it again would nest one more ``should_sample`` per span
-    every time.
-    """
+    """The program's sampler under exactly one AuditSampler (an AuditSampler is returned
+    as is): the SDK caches our tracer, which gets this on every configure, and a sampler
+    wrapped once more each time would cost one more ``should_sample`` per span."""
     return program if isinstance(program, AuditSampler) else AuditSampler(program)
