@@ -10,7 +10,6 @@ in subprocesses, prints what the original printed and writes through betty_otel.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,69 +19,36 @@ from typing import Any
 import pytest
 
 from cli_helpers import run
+from dropin_helpers import (
+    FALLBACK,
+    INSTALLING,
+    SHIMS,
+    SKILL,
+    betty_repo,  # noqa: F401 - the repo fixture
+    doc_blocks,
+    install,
+    plain_python_fixture,  # noqa: F401 - the plain_python fixture
+    run_python,
+    shell,
+    skill_env,
+)
 from helpers import strict_entries
 
-DOC = Path(__file__).resolve().parents[1].parent / "shared" / "betty" / "telemetry.capture.md"
-"""The original skill's documentation: its examples are the drop-in's specification."""
-SKILL = Path("skills") / "telemetry.capture"
-SHIMS = ("telemetry_capture.py", "telemetry_utils.py")
 
-# Names the documentation's examples leave to the reader ("... implementation").
-STUBS = """\
-execution_result = {"done": True}
-result = {"done": True}
-def create_plugin_archive(path):
-    return f"{path}.tar.gz"
-"""
-
-
-def doc_blocks(language: str) -> dict[str, list[str]]:
-    """The documentation's code blocks of one language, by the heading above them."""
-    blocks: dict[str, list[str]] = {}
-    heading = ""
-    lines = iter(DOC.read_text(encoding="utf-8").splitlines())
-    for line in lines:
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-        elif line.strip() == f"```{language}":
-            body = []
-            for inner in lines:
-                if inner.strip() == "```":
-                    break
-                body.append(inner)
-            blocks.setdefault(heading, []).append("\n".join(body) + "\n")
-    return blocks
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A Betty repository as they are today: with the original skill's files in place."""
-    root = tmp_path / "betty"
-    for folder in ("registry", "agents", "workflows", SKILL, "skills/agent.run"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    (root / SKILL / "telemetry_capture.py").write_text("# the original skill\n")
-    (root / SKILL / "telemetry_utils.py").write_text("# the original utilities\n")
-    (root / SKILL / "SKILL.md").write_text("docs\n")
-    return root
-
-
-def venv_env(repo: Path, **more: str) -> dict[str, str]:
-    """The environment of a shell in the repository where `python` has betty_otel."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BETTY_", "OTEL_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(more)
-    return env
-
-
-def install(repo: Path) -> subprocess.CompletedProcess[str]:
-    result = run("install-skill", str(repo))
-    assert result.returncode == 0, result.stderr
-    return result
+@pytest.fixture(params=["installing python", "python without betty_otel"])
+def skill_python(request: pytest.FixtureRequest) -> Path:
+    """The interpreter skills run with: the one that installed the drop-in, or another
+    one that cannot import betty_otel (the system python3 beside a virtual environment)."""
+    if request.param == "installing python":
+        return INSTALLING
+    python: Path = request.getfixturevalue("plain_python")
+    return python
 
 
 def test_install_writes_the_shims_and_saves_what_was_there(repo: Path) -> None:
     result = install(repo)
     folder = repo / SKILL
+    assert (folder / FALLBACK).read_text().startswith('"""What the telemetry.capture shims run')
     for name in SHIMS:
         (saved,) = folder.glob(f"{name}.orig-*")
         assert saved.read_text().startswith("# the original")
@@ -94,7 +60,7 @@ def test_install_writes_the_shims_and_saves_what_was_there(repo: Path) -> None:
     # Again: nothing changes, nothing more is saved.
     before = sorted(path.name for path in folder.iterdir())
     again = install(repo)
-    assert again.stdout.count("already up to date") == 2
+    assert again.stdout.count("already up to date") == 3
     assert sorted(path.name for path in folder.iterdir()) == before
 
 
@@ -129,7 +95,7 @@ def test_without_an_argument_the_betty_repository_is_found(
     repo: Path, tmp_path: Path, where: str
 ) -> None:
     cwd = {"root": repo, "nested": repo / "skills" / "agent.run", "betty_home": tmp_path}[where]
-    env = venv_env(repo, **({"BETTY_HOME": str(repo)} if where == "betty_home" else {}))
+    env = skill_env(**({"BETTY_HOME": str(repo)} if where == "betty_home" else {}))
     result = run("install-skill", cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr
     assert f"in {repo}" in result.stdout
@@ -138,7 +104,7 @@ def test_without_an_argument_the_betty_repository_is_found(
 
 def test_without_a_betty_repository_it_says_so_and_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "registry").mkdir()  # a registry alone is not a Betty repository
-    result = run("install-skill", cwd=tmp_path, env=venv_env(tmp_path))
+    result = run("install-skill", cwd=tmp_path, env=skill_env())
     assert result.returncode == 1
     assert "no Betty repository" in result.stderr
     assert "BETTY_HOME" in result.stderr
@@ -151,28 +117,16 @@ def test_a_missing_repository_argument_is_an_error(tmp_path: Path) -> None:
     assert "is not a folder" in result.stderr
 
 
-def shell(repo: Path, script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-c", script],
-        cwd=repo,
-        env=venv_env(repo),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_the_documented_command_lines_run_verbatim(repo: Path) -> None:
+def test_the_documented_command_lines_run_verbatim(repo: Path, skill_python: Path) -> None:
     install(repo)
     blocks = doc_blocks("bash")
     (basic,) = blocks["Basic CLI Usage"]
-    result = shell(repo, basic)
+    result = shell(repo, basic, skill_python)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("✓ Telemetry captured to ") == 3
 
     (example,) = blocks["Example 1: Capture Plugin Build"]
-    result = shell(repo, example)
+    result = shell(repo, example, skill_python)
     assert result.returncode == 0, result.stderr
     printed, _, done = result.stdout.rstrip("\n").rpartition("\n\n")
     assert done == f"✓ Telemetry captured to {Path('registry') / 'telemetry.json'}" or (
@@ -189,7 +143,7 @@ def test_the_documented_command_lines_run_verbatim(repo: Path) -> None:
     assert entry["inputs"] == {"plugin_path": "./plugin.yaml", "output_format": "tar.gz"}
 
     (malformed,) = blocks["Malformed Input JSON (CLI)"]
-    result = shell(repo, malformed)
+    result = shell(repo, malformed, skill_python)
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.startswith(
@@ -206,44 +160,28 @@ def test_the_documented_command_lines_run_verbatim(repo: Path) -> None:
     assert entries[2]["error_message"] == "Validation failed at step 3"
 
 
-def run_python(repo: Path, name: str, code: str, call: str = "", imports: str = "") -> str:
-    """Run one documented example as a script in skills/<name>/, the way skills run.
-
-    imports: what an example uses without importing it (it follows another one)."""
-    folder = repo / "skills" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    script = folder / f"{name.replace('.', '_')}.py"
-    script.write_text(imports + STUBS + code + call, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=repo,
-        env=venv_env(repo, PYTHONPATH=str(repo / SKILL)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    return result.stdout
-
-
-def test_the_documented_python_examples_run_verbatim(repo: Path) -> None:
+def test_the_documented_python_examples_run_verbatim(repo: Path, skill_python: Path) -> None:
     install(repo)
     blocks = doc_blocks("python")
+
+    def example(name: str, code: str, call: str = "", imports: str = "") -> str:
+        result = run_python(repo, name, code, call, imports, python=skill_python)
+        assert result.stderr == ""  # nothing to say: telemetry is recorded
+        return result.stdout
+
     (decorator,) = blocks["As a Decorator (Recommended)"]
-    run_python(repo, "agent.designer", decorator)
+    example("agent.designer", decorator)
     (context,) = blocks["As a Context Manager"]
-    run_python(repo, "plugin.build", context, 'build_plugin("./plugin.yaml")\n')
+    example("plugin.build", context, 'build_plugin("./plugin.yaml")\n')
     (api,) = blocks["Programmatic API"]
-    assert run_python(repo, "api.example", api).startswith("Captured: ")
+    assert example("api.example", api).startswith("Captured: ")
     (example2,) = blocks["Example 2: Capture Agent Execution with Decorator"]
-    run_python(repo, "agent.run", example2)
+    example("agent.run", example2)
     (login,) = blocks["Q: How to exclude sensitive data?"]
     imports = "from telemetry_utils import capture_telemetry\n"
-    run_python(repo, "auth.login", login, 'login("ada", "hunter2-secret")\n', imports)
+    example("auth.login", login, 'login("ada", "hunter2-secret")\n', imports)
     (custom,) = blocks["Custom Telemetry File"]
-    run_python(repo, "custom.file", custom, "assert telemetry.telemetry_file.name\n")
+    example("custom.file", custom, "assert telemetry.telemetry_file.name\n")
     assert not Path("/custom/path/telemetry.json").exists()  # nothing written yet
 
     entries = strict_entries(repo / "registry" / "telemetry.json")
@@ -273,15 +211,18 @@ def test_the_documented_python_examples_run_verbatim(repo: Path) -> None:
         repo,
         "python skills/telemetry.capture/telemetry_capture.py workflow.compose failure 2800 CLI "
         "'{}' 'Validation failed at step 3'",
+        skill_python,
     )
     queries = blocks["Query Telemetry Data"] + blocks["Example 3: Query Recent Failures"]
-    printed = [run_python(repo, f"query.{n}", code) for n, code in enumerate(queries)]
+    printed = [example(f"query.{n}", code) for n, code in enumerate(queries)]
     assert "workflow.compose - Validation failed at step 3" in printed[0]
     assert printed[1].startswith("Recent Failures:\n")
     assert "    Error: Validation failed at step 3" in printed[1]
 
 
-def test_the_documented_invalid_status_error_is_raised_unchanged(repo: Path) -> None:
+def test_the_documented_invalid_status_error_is_raised_unchanged(
+    repo: Path, skill_python: Path
+) -> None:
     install(repo)
     (invalid,) = doc_blocks("python")["Invalid Status Value"]
     wrapped = (
@@ -289,7 +230,7 @@ def test_the_documented_invalid_status_error_is_raised_unchanged(repo: Path) -> 
         "try:\n" + textwrap.indent(invalid, "    ") + "except ValueError as e:\n"
         "    print(f'ValueError: {e}')\n"
     )
-    printed = run_python(repo, "invalid.status", wrapped)
+    printed = run_python(repo, "invalid.status", wrapped, python=skill_python).stdout
     assert printed == (
         "ValueError: Invalid status: invalid_status. "
         "Must be one of: success, failure, timeout, error, pending\n"
@@ -297,18 +238,47 @@ def test_the_documented_invalid_status_error_is_raised_unchanged(repo: Path) -> 
     assert not (repo / "registry" / "telemetry.json").exists()
 
 
-def test_the_shim_run_by_an_interpreter_without_betty_otel_says_which_to_use(
+def test_the_shim_run_without_site_packages_records_through_the_installing_python(
     repo: Path,
 ) -> None:
+    """-I -S: the interpreter that installed the shims, without its site folders, cannot
+    import betty_otel by itself; the shim takes the installing interpreter's import paths."""
     install(repo)
     result = subprocess.run(
-        [sys.executable, "-I", "-S", str(repo / SKILL / "telemetry_capture.py"), "a", "success"],
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(repo / SKILL / "telemetry_capture.py"),
+            "isolated.run",
+            "success",
+            "5",
+            "CLI",
+        ],
         cwd=repo,
+        env=skill_env(),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert result.returncode == 1
-    assert result.stderr.startswith("Error: betty_otel is not installed for ")
-    assert sys.executable in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(f"Telemetry captured to {repo / 'registry' / 'telemetry.json'}\n")
+    (entry,) = strict_entries(repo / "registry" / "telemetry.json")
+    assert (entry["skill"], entry["caller"]) == ("isolated.run", "CLI")
+
+
+def test_install_skill_file_is_the_log_the_skills_write_unless_the_environment_says(
+    repo: Path, tmp_path: Path
+) -> None:
+    chosen = tmp_path / "logs" / "betty.json"
+    result = install(repo, "--file", str(chosen))
+    assert f"now write through betty_otel to {chosen}." in result.stdout
+    command = "python skills/telemetry.capture/telemetry_capture.py chosen.file success 1 CLI"
+    assert shell(repo, command).returncode == 0
+    assert [entry["skill"] for entry in strict_entries(chosen)] == ["chosen.file"]
+    assert not (repo / "registry" / "telemetry.json").exists()
+    elsewhere = tmp_path / "env.json"
+    assert shell(repo, command, BETTY_TELEMETRY_FILE=str(elsewhere)).returncode == 0
+    assert len(strict_entries(elsewhere)) == 1
+    assert len(strict_entries(chosen)) == 1

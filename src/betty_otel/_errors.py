@@ -7,7 +7,7 @@ from types import TracebackType
 
 from betty_otel._state import STATE
 
-__all__ = ["handle_internal_errors", "internal_error", "internal_errors"]
+__all__ = ["count_internal_error", "handle_internal_errors", "internal_error", "internal_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +17,16 @@ def internal_errors() -> int:
     return STATE.internal_errors
 
 
-def internal_error(what: str) -> None:
-    """Log and count a failure of ours; never raises. Call it from an except block."""
+def count_internal_error() -> None:
+    """Count a failure of ours that its owner logs itself: the file exporter logs each
+    kind of failure once until a write succeeds, yet every failed write counts."""
     with STATE.errors_lock:
         STATE.internal_errors += 1
+
+
+def internal_error(what: str) -> None:
+    """Log and count a failure of ours; never raises. Call it from an except block."""
+    count_internal_error()
     logger.exception("betty_otel: %s failed; your code still runs, with less telemetry", what)
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from betty_otel._inputs import BindPlan
     from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline, Switch
+    from betty_otel._setup.processors import BatchFileProcessor
 
 __all__ = ["STATE", "ProcessState"]
 
@@ -33,12 +34,14 @@ class ProcessState:
     """
 
     __slots__ = (
+        "batch_processors",
         "bind_plans",
         "default_path",
         "errors_lock",
         "forked",
         "internal_errors",
         "log_setup",
+        "own_provider",
         "path_locks",
         "path_locks_lock",
         "pipeline",
@@ -63,6 +66,11 @@ class ProcessState:
             weakref.WeakKeyDictionary()
         )
         """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
+        self.own_provider: tuple[tuple[tuple[str, str], ...], TracerProvider, Switch] | None = None
+        """Our private provider, its one processor, and the OTEL_* settings it was made
+        from; reused on reconfigure while they stay the same (owner: _setup)."""
+        self.batch_processors: weakref.WeakSet[BatchFileProcessor] = weakref.WeakSet()
+        """The live batch processors, reset in a forked child by one hook (owner: _setup)."""
         self.forked = False
         """This process was made by fork, so batching writes synchronously (owner: _setup)."""
         self.errors_lock = threading.Lock()

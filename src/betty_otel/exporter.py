@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from betty_otel._entry import span_to_entry
+from betty_otel._errors import count_internal_error
 from betty_otel._store import TelemetryStore
 
 __all__ = ["BettyFileExporter", "write_spans"]
@@ -50,7 +51,8 @@ class BettyFileExporter(SpanExporter):
 
     A batch is one locked append. ``export()`` never raises: a failure (unwritable
     path, full disk, lock timeout) is logged once per kind of failure, counted in
-    ``dropped``, and reported as ``SpanExportResult.FAILURE``.
+    ``dropped`` (spans) and in `betty_otel.internal_errors` (failures), and reported as
+    ``SpanExportResult.FAILURE``.
 
     Args:
         telemetry_file: the file; None means $BETTY_TELEMETRY_FILE or the default.
@@ -126,6 +128,7 @@ class BettyFileExporter(SpanExporter):
             self.dropped += count
             repeated = kind in self._logged
             self._logged.add(kind)
+        count_internal_error()
         log = logger.debug if repeated else logger.error
         log(
             "betty_otel could not write %d telemetry entr%s to %s: %s "

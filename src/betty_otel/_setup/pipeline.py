@@ -4,17 +4,21 @@
 configures lazily from the environment on first use. A TracerProvider the program
 already installed (an SDK one, set globally or passed in) gets our processor
 added, once (a Switch, re-pointed on reconfigure), and our tracer on it records
-what the program's sampler drops (see `sampling`); otherwise betty_otel creates a
+what the program's sampler drops (see `sampling`); otherwise betty_otel uses a
 private ALWAYS_ON provider (it does not replace the global one, so the program can
 still install its own), with the exporters OTEL_TRACES_EXPORTER asks for (see
-`exporters`); when the file would be its spans' only receiver (no collector, not
+`exporters`), made once and behind a Switch too while the OTEL_* settings it was
+made from stay the same; when the file would be its spans' only receiver (no collector, not
 all_spans, no SDK setting that changes spans), a `filespan.FileTracer` instead. A
 program that installs its provider after that gets one warning saying to call
 ``configure(tracer_provider=...)``: switching providers under executions in flight
 could cost the file entries, so betty_otel does not switch by itself. The current
 pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`. Closing a pipeline
 flushes the file first, then gives the collectors at most their exit budget (see
-`otlp`).
+`otlp`). However often betty_otel is configured and shut down, what stays behind is
+one of each: one processor per provider, one audit sampler on our tracer, one
+provider of our own, the process-wide hooks installed once (see `threads`,
+`propagation`) and no thread of a closed pipeline.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
-from betty_otel._setup.sampling import AuditSampler
+from betty_otel._setup.sampling import audit
 from betty_otel._setup.threads import propagate_to_threads
 from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
@@ -83,7 +87,9 @@ class Pipeline:
     collectors: tuple[Collector, ...] = ()
     """What else receives the spans of our own provider (OTLP, console)."""
     switch: Switch | None = None
-    """Our processor on a program's provider, pointing at file_processor."""
+    """Our processor on the provider, pointing at routed while this pipeline is current."""
+    routed: SpanProcessor | None = None
+    """What switch points at: file_processor, and on our own provider the collectors'."""
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT
     """Seconds closing this pipeline waits for the collectors (see exit_budget)."""
     watch_global: bool = False
@@ -240,13 +246,16 @@ def _on_program_provider(
         switch = STATE.switches[provider] = Switch()
         provider.add_span_processor(switch)
     switch.inner = file_processor
-    tracer.sampler = AuditSampler(tracer.sampler)
+    # The provider's sampler, not the tracer's: the SDK caches the tracer, whose
+    # sampler the last configure already wrapped.
+    tracer.sampler = audit(provider.sampler)
     return Pipeline(
         tracer=tracer,
         exporter=exporter,
         provider=provider,
         file_processor=file_processor,
         switch=switch,
+        routed=file_processor,
     )
 
 
@@ -256,13 +265,12 @@ def _own_pipeline(
     collectors: tuple[Collector, ...],
     exit_timeout: float | None,
 ) -> Pipeline:
-    """The file processor (and the collectors') on a private provider of ours."""
-    # ALWAYS_ON: the file is an audit log of every execution, whatever
-    # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
-    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False)
-    provider.add_span_processor(file_processor)
-    for collector in collectors:
-        provider.add_span_processor(collector.processor)
+    """The file processor (and the collectors') on the private provider of ours."""
+    provider, switch = _own_provider()
+    routed = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call] # untyped in the SDK
+    for processor in (file_processor, *(collector.processor for collector in collectors)):
+        routed.add_span_processor(processor)
+    switch.inner = routed
     return Pipeline(
         tracer=provider.get_tracer(TRACER_NAME),
         exporter=exporter,
@@ -270,8 +278,30 @@ def _own_pipeline(
         owns_provider=True,
         file_processor=file_processor,
         collectors=collectors,
+        switch=switch,
+        routed=routed,
         exit_timeout=exit_budget(exit_timeout) if collectors else DEFAULT_EXIT_TIMEOUT,
     )
+
+
+def _own_provider() -> tuple[TracerProvider, Switch]:
+    """Our private provider and its Switch, made again only when the OTEL_* settings
+    it was made from (resource, limits, id generator) changed.
+
+    A provider cannot drop a processor, and each one registers an at-fork hook for
+    good: a new provider per configure would leave one more of each every time.
+    """
+    settings = tuple(sorted(item for item in os.environ.items() if item[0].startswith("OTEL_")))
+    kept = STATE.own_provider
+    if kept is not None and kept[0] == settings:
+        return kept[1], kept[2]
+    # ALWAYS_ON: the file is an audit log of every execution, whatever
+    # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
+    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False)
+    switch = Switch()
+    provider.add_span_processor(switch)
+    STATE.own_provider = (settings, provider, switch)
+    return provider, switch
 
 
 def _file_only_pipeline(file_processor: SpanProcessor, exporter: BettyFileExporter) -> Pipeline:
@@ -314,9 +344,9 @@ def _close(old: Pipeline) -> None:
     The file first, in full; then the collectors, within their exit budget, so a
     collector that is down costs at most that.
     """
+    if old.switch is not None and old.routed is not None:
+        old.switch.detach(old.routed)
     if old.file_processor is not None:
-        if old.switch is not None:
-            old.switch.detach(old.file_processor)
         old.file_processor.shutdown()
     if old.collectors:
         close_collectors(old.collectors, old.exit_timeout)

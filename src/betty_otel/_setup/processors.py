@@ -16,12 +16,12 @@ import contextlib
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Iterator
 from typing import Final
 
 from opentelemetry import context as otel_context
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from betty_otel._entry import ATTR_SKILL
 from betty_otel._errors import internal_error
@@ -65,11 +65,15 @@ def _for_the_file(span: ReadableSpan) -> bool:
     return attributes is not None and ATTR_SKILL in attributes
 
 
-def _mark_forked() -> None:
+def _after_fork_in_child() -> None:
     STATE.forked = True
+    for processor in list(STATE.batch_processors):
+        processor.after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_mark_forked)
+# One hook for the process, never one per processor: os.register_at_fork cannot
+# unregister, and every configure(batch=True) makes a processor.
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def in_a_child_process() -> bool:
@@ -98,6 +102,11 @@ class Switch(SpanProcessor):
         """Point at nothing, unless a newer pipeline's processor took inner's place."""
         if self.inner is inner:
             self.inner = None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        inner = self.inner
+        if inner is not None:
+            inner.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         inner = self.inner
@@ -166,8 +175,7 @@ class BatchFileProcessor(SpanProcessor):
         self._max_queue = max_queue
         self._synchronous = in_a_child_process()
         self._init_state()
-        reinit = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+        STATE.batch_processors.add(self)  # for the at-fork hook; weakly held
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -179,8 +187,8 @@ class BatchFileProcessor(SpanProcessor):
         self._stopped = False
         self._overflowing = False
 
-    def _after_fork_in_child(self) -> None:
-        # The queued spans are the parent's to write; the child writes its own at once.
+    def after_fork_in_child(self) -> None:
+        """The queued spans are the parent's to write; the child writes its own at once."""
         self._init_state()
         self._synchronous = True
 

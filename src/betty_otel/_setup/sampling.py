@@ -21,7 +21,7 @@ from opentelemetry.util.types import Attributes
 
 from betty_otel._errors import internal_error
 
-__all__ = ["AuditSampler"]
+__all__ = ["AuditSampler", "audit"]
 
 
 class AuditSampler(Sampler):
@@ -55,3 +55,10 @@ class AuditSampler(Sampler):
 
     def get_description(self) -> str:
         return f"BettyAudit{{{self.program.get_description()}}}"
+
+
+def audit(program: Sampler) -> AuditSampler:
+    """The program's sampler under exactly one AuditSampler (an AuditSampler is returned
+    as is): the SDK caches our tracer, which gets this on every configure, and a sampler
+    wrapped once more each time would cost one more ``should_sample`` per span."""
+    return program if isinstance(program, AuditSampler) else AuditSampler(program)

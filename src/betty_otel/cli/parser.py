@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from datetime import datetime, timezone
 from typing import Any, Final
 
 __all__ = [
@@ -96,12 +97,47 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_file(parser: argparse.ArgumentParser) -> None:
+def _time(text: str) -> str:
+    """--since/--until, checked as the filters read them (`betty_otel.query.parse_time`),
+    so a time no filter can read is a usage error (exit 2), never a failed command.
+    The text is kept: a relative time counts back from when the filters are made."""
+    from betty_otel.query.filters import parse_time  # noqa: PLC0415 - only for these options
+
+    try:
+        parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+class _TimeRange(argparse.Action):
+    """--since and --until: a --since after --until is a usage error too (exit 2)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        _option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        since, until = getattr(namespace, "since", None), getattr(namespace, "until", None)
+        if since is None or until is None:
+            return
+        from betty_otel.query.filters import parse_time  # noqa: PLC0415 - see _time
+
+        now = datetime.now(timezone.utc)
+        start, end = parse_time(since, now=now), parse_time(until, now=now)
+        if start > end:
+            parser.error(f"--since ({start.isoformat()}) is after --until ({end.isoformat()})")
+
+
+def _add_file(parser: argparse.ArgumentParser, what: str = "the telemetry file") -> None:
     parser.add_argument(
         "--file",
         metavar="PATH",
         help=(
-            "the telemetry file (default: $BETTY_TELEMETRY_FILE, else registry/telemetry.json"
+            f"{what} (default: $BETTY_TELEMETRY_FILE, else registry/telemetry.json"
             " under $BETTY_HOME or the enclosing Betty repository, else ./registry/telemetry.json)"
         ),
     )
@@ -115,10 +151,18 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trace-id", action="append", metavar="ID", help="only this trace")
     group.add_argument(
         "--since",
+        type=_time,
+        action=_TimeRange,
         metavar="TIME",
         help="at or after TIME: ISO 8601 (UTC if no offset) or relative: 30s, 15m, 2h, 7d, 1w",
     )
-    group.add_argument("--until", metavar="TIME", help="before TIME (same forms as --since)")
+    group.add_argument(
+        "--until",
+        type=_time,
+        action=_TimeRange,
+        metavar="TIME",
+        help="before TIME (same forms as --since)",
+    )
     group.add_argument(
         "--min-duration",
         type=_number,
@@ -193,8 +237,8 @@ when an argument is invalid.""",
   {PROG} query --status failure --status error --min-duration 1000 --limit all
   {PROG} query -i --caller cli               # cli, CLI and Cli alike
 
-Newest first, in recording order. --format defaults to a table on a terminal
-and to JSON when the output is piped. Exit status 1 if the log does not exist.""",
+Newest first by timestamp. --format defaults to a table on a terminal and to
+JSON when the output is piped. Exit status 1 if the log does not exist.""",
     "stats": f"""examples:
   {PROG} stats                       # per skill
   {PROG} stats --by caller --since 1d
@@ -253,15 +297,19 @@ the spans or cannot be reached.""",
     "install-skill": f"""examples:
   {PROG} install-skill              # the Betty repository holding the working directory
   {PROG} install-skill ~/betty      # or BETTY_HOME, when set
+  {PROG} install-skill ~/betty --file /var/log/betty/telemetry.json
 
 Writes skills/telemetry.capture/telemetry_capture.py and telemetry_utils.py,
 thin shims over betty_otel: skills that import the original telemetry.capture
 skill (from telemetry_utils import capture_telemetry, TelemetryContext; from
 telemetry_capture import TelemetryCapture) or run its script from a shell now
-write through betty_otel, unchanged. Files already there are renamed to
-<name>.orig-<UTC time> first, never overwritten. Without BETTY_REPO: $BETTY_HOME,
-else the nearest folder up from here holding registry/ and skills/, agents/ or
-workflows/.""",
+write through betty_otel, unchanged, whichever Python runs them: one that cannot
+import betty_otel uses this interpreter's (betty_otel_fallback.py, written
+beside them), else runs the skill without telemetry, with a warning. Files
+already there are renamed to <name>.orig-<UTC time> first, never overwritten.
+Without BETTY_REPO: $BETTY_HOME, else the nearest folder up from here holding
+registry/ and skills/, agents/ or workflows/. Without --file, the skills write
+the repository's registry/telemetry.json.""",
     "report": f"""examples:
   {PROG} report                          # report.html of the whole log
   {PROG} report --since 7d -o week.html
@@ -296,9 +344,7 @@ def _formatter_while_building(prog: str) -> argparse.HelpFormatter:
     return _FORMATTER(prog, width=_BUILD_WIDTH)
 
 
-def _subparser(
-    commands: Any, name: str, help_text: str, *, file: bool = True
-) -> argparse.ArgumentParser:
+def _subparser(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=help_text,
@@ -306,7 +352,7 @@ def _subparser(
         epilog=_EXAMPLES[name],
         formatter_class=_formatter_while_building,
     )
-    if file:
+    if name != "install-skill":
         _add_file(parser)
     return parser
 
@@ -392,11 +438,12 @@ def _add_checks(commands: Any) -> None:
 
 def _add_install(commands: Any) -> None:
     install = _subparser(
-        commands, "install-skill", "make an existing Betty repository use betty_otel", file=False
+        commands, "install-skill", "make an existing Betty repository use betty_otel"
     )
     install.add_argument(
         "repo", nargs="?", metavar="BETTY_REPO", help="the repository (default: the one found)"
     )
+    _add_file(install, "the log the installed skills write ($BETTY_TELEMETRY_FILE still wins)")
 
 
 _FAMILIES: Final = (

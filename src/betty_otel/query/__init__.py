@@ -10,8 +10,8 @@ failure); the entries keep their own words.
 Errors reading the file are `betty_otel.StoreError`.
 
 - `query` returns the newest entries by timestamp, reading from the end of the
-  file and stopping just past the limit; `iter_query` streams newest first in
-  recording order (`betty_otel.query.scan`).
+  file and stopping just past the limit; `iter_query` streams in the order the
+  entries were written, the last written first (`betty_otel.query.scan`).
 - `stats` reads every entry once, canonical lines by regex in C
   (`betty_otel.query.tally`); then only what was appended since, through its
   summary (`betty_otel.query.stats`, `betty_otel.query.summary`).

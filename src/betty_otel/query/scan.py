@@ -66,10 +66,11 @@ def iter_query(
     path: PathArg = None,
     **filter_args: Unpack[FilterArgs],
 ) -> Iterator[dict[str, Any]]:
-    """Stream the entries that pass the filters, newest first in recording order.
+    """Stream the entries that pass the filters in the order they were written: the
+    last written first (newest_first=False: the first written first).
 
-    File order can differ from time order by a few seconds when processes batch
-    their writes; `query` orders by timestamp.
+    Not sorted by timestamp: file order can differ from time order by a few seconds
+    when processes batch their writes; `query` orders by timestamp.
 
     Lazy: the file is read from the end block by block as the caller iterates,
     so stopping early reads only the end of the file. The filters are the
