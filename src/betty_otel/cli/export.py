@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 import betty_otel
-from betty_otel._replay import entry_to_span
+from betty_otel._replay import ATTR_NOTE, ATTR_TIMESTAMP, entry_to_span
 from betty_otel._setup import TRACER_NAME, otlp_exporter
 from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import UsageError
@@ -63,6 +63,8 @@ class _Replay:
         self.batch: list[ReadableSpan] = []
         self.exported = 0
         self.skipped = 0
+        self.moved = 0
+        """Spans sent at another time than their entry's (outside what OTLP carries)."""
 
     def flush(self) -> bool:
         """Send the batch; False when the collector rejected it or did not answer."""
@@ -83,14 +85,28 @@ class _Replay:
         """
         scope = InstrumentationScope(TRACER_NAME, betty_otel.__version__)
         for entry in iter_query(path, filters=filters, newest_first=False):
-            span = entry_to_span(entry, resource, scope)
+            span = entry_to_span(entry, resource, scope, otlp=True)
             if span is None:
                 self.skipped += 1
                 continue
+            self.moved += ATTR_NOTE in (span.attributes or {})
             self.batch.append(span)
             if len(self.batch) >= self.batch_size and not self.flush():
                 break
         return self.flush()
+
+
+def _notes(skipped: int, moved: int) -> str:
+    """What the summary line adds about entries that could not be sent as they are."""
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} entries without a readable timestamp skipped")
+    if moved:
+        notes.append(
+            f"{moved} entries with a time outside what OTLP carries sent at the nearest"
+            f" time it does, with {ATTR_NOTE} and {ATTR_TIMESTAMP}"
+        )
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -115,8 +131,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         otel_logger.propagate = True
         if replay.progress is not None:
             replay.progress.clear()
-    exported, skipped = replay.exported, replay.skipped
-    note = f" ({skipped} entries without a readable timestamp skipped)" if skipped else ""
+    exported = replay.exported
+    note = _notes(replay.skipped, replay.moved)
     if not ok:
         detail = f": {quiet.message}" if quiet.message else ""
         err(
