@@ -48,11 +48,14 @@ def _utc_stamps(stamps: list[bytes]) -> bool:
 
     Then bytes order is time order and a prefix is a time bucket. Checked in C: a
     digit that is not one only makes that entry's bucket unreadable (left out of
-    the charts over time, counted as untimed).
+    the charts over time, counted as untimed). A byte that is not ASCII (not UTF-8,
+    perhaps: the line is then no JSON) sends the block to the line-by-line parse.
     """
     if set(map(len, stamps)) != {32}:
         return False
     joined = b"".join(stamps)
+    if not joined.isascii():
+        return False
     count = len(stamps)
     return all(joined[at::32] == mark * count for at, mark in (*_STAMP_MARKS, *_STAMP_MARKS_UTC))
 
