@@ -398,3 +398,24 @@ def test_export_sends_every_entry_with_a_time_and_notes_what_it_moved(
         assert ATTR_NOTE in spans[name].attributes
         assert spans[name].attributes["betty.timestamp"] == moved[int(name[-1])]
     assert ATTR_NOTE not in spans["long"].attributes
+
+
+@pytest.mark.collector
+def test_export_splits_what_a_collector_would_refuse_as_one_request(
+    tmp_path: Path, rotel_collector: RotelCollector
+) -> None:
+    """Over gRPC a collector takes requests of 4 MiB at most: a batch of large entries (and
+    one skill of 5 MB, sent cut with the sanitizer's marker) is sent in several requests."""
+    big = [make_entry(n, inputs={"text": "é" * 60_000}) for n in range(70)]
+    huge = make_entry(70, skill="s" * 5_000_000)
+    path = write_log(tmp_path / "telemetry.json", [*big, huge], indent=False)
+    endpoint = rotel_collector.grpc_endpoint
+    args = ("--protocol", "grpc", "--endpoint", endpoint, "--file", str(path))
+    result = run("export", "--otlp", *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Exported 71 spans")
+    spans = rotel_collector.spans(expect=71, timeout=60)
+    assert len(spans) == 71
+    (cut,) = (span for span in spans if span.name.startswith("sss"))
+    assert cut.name.endswith("...<truncated 4934464 chars>")
+    assert cut.attributes["betty.skill"] == cut.name

@@ -16,8 +16,6 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._leaves import big_int_text
-
 __all__ = ["json_bytes"]
 
 _OPTIONS: Final = orjson.OPT_NON_STR_KEYS
@@ -39,6 +37,9 @@ def _leaf(value: object) -> str:
         return orjson.dumps(value, default=str).decode()
     except orjson.JSONEncodeError:  # an int beyond 64 bits, a lone surrogate
         if isinstance(value, int):
+            # Only a program's own int: the log's are 64-bit. _leaves loads the redactor.
+            from betty_otel._leaves import big_int_text  # noqa: PLC0415
+
             digits = big_int_text(value)
             return digits if digits.lstrip("-").isdigit() else json.dumps(digits)
         return json.dumps(value if isinstance(value, str) else str(value))

@@ -134,6 +134,21 @@ def _attribute_value(value: object) -> Any:
     return value_text(value)
 
 
+_MAX_TEXT: Final = 65_536
+"""The most characters of a skill, status or caller a span carries (the sanitizer's budget
+of a whole value): a foreign entry's megabyte of text never makes a request too large."""
+
+
+def _bounded_text(value: object) -> str:
+    """`value_text` of a skill, status or caller, cut to _MAX_TEXT with the sanitizer's marker."""
+    text = value_text(value)
+    if len(text) <= _MAX_TEXT:
+        return text
+    from betty_otel._leaves import truncation_suffix  # noqa: PLC0415 - as the sanitizer, below
+
+    return text[:_MAX_TEXT] + truncation_suffix(len(text) - _MAX_TEXT)
+
+
 def _legacy_keys(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The entry's keys outside ENTRY_KEYS (``error`` only when it is not the error text),
     and the status word when it is not the canonical status."""
@@ -157,7 +172,7 @@ def _span_attributes(entry: Mapping[str, Any]) -> dict[str, Any]:
     values = (entry.get("skill"), entry_status(entry), entry.get("caller"))
     for name, value in zip(names, values, strict=True):
         if value is not None:
-            attributes[name] = value_text(value)
+            attributes[name] = _bounded_text(value)
     for key, name in (("inputs", ATTR_INPUTS), ("metadata", ATTR_METADATA)):
         value = entry.get(key)
         if value not in (None, {}):
@@ -202,7 +217,7 @@ def entry_to_span(
         attributes[ATTR_NOTE] = _TIME_NOTE
     skill = entry.get("skill")
     return ReadableSpan(
-        name=value_text(skill) if skill is not None else "unknown",
+        name=_bounded_text(skill) if skill is not None else "unknown",
         context=context,
         parent=parent,
         resource=resource,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Final
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -51,6 +52,21 @@ class _LastMessage(logging.Handler):
             self.message = str(record.msg)
 
 
+_BATCH_CHARS: Final = 1 << 19
+"""A batch is sent once its spans' texts reach this many characters, whatever --batch-size
+says: at most 4 bytes each, the request stays under the 4 MiB a collector accepts by
+default over gRPC. A span's texts are bounded (`betty_otel._replay`), so one span fits."""
+_SPAN_CHARS: Final = 64
+"""What a span takes besides its texts (ids, times, kind, status), about."""
+
+
+def _text_size(span: ReadableSpan) -> int:
+    """About the characters a span takes in a request: its name, attribute keys and texts."""
+    items = (span.attributes or {}).items()
+    texts = sum(len(key) + (len(value) if isinstance(value, str) else 8) for key, value in items)
+    return _SPAN_CHARS + len(span.name) + texts
+
+
 class _Replay:
     """Sends the spans of a file's entries in batches; counts what went and what not."""
 
@@ -61,6 +77,8 @@ class _Replay:
         self.batch_size = batch_size
         self.progress = progress
         self.batch: list[ReadableSpan] = []
+        self.batch_chars = 0
+        """About the size of the batch's texts (see _BATCH_CHARS)."""
         self.exported = 0
         self.skipped = 0
         self.moved = 0
@@ -74,6 +92,7 @@ class _Replay:
             return False
         self.exported += len(self.batch)
         self.batch.clear()
+        self.batch_chars = 0
         if self.progress is not None:
             self.progress.show(f"exporting: {self.exported:,} spans sent")
         return True
@@ -91,7 +110,9 @@ class _Replay:
                 continue
             self.moved += ATTR_NOTE in (span.attributes or {})
             self.batch.append(span)
-            if len(self.batch) >= self.batch_size and not self.flush():
+            self.batch_chars += _text_size(span)
+            full = len(self.batch) >= self.batch_size or self.batch_chars >= _BATCH_CHARS
+            if full and not self.flush():
                 break
         return self.flush()
 
