@@ -41,8 +41,10 @@ __all__ = [
     "entry_time",
     "execution_entry",
     "format_timestamp",
+    "has_foreign_text",
     "is_number",
     "is_status",
+    "number_text",
     "parse_iso_time",
     "span_to_entry",
     "validate_duration",
@@ -200,13 +202,29 @@ def parse_iso_time(text: str) -> datetime | None:
 
 
 def entry_time(value: object) -> datetime | None:
-    """An entry's timestamp as an aware datetime; None when it is missing or unreadable."""
+    """An entry's timestamp as an aware datetime; None when it is missing or unreadable.
+
+    A time without an offset is UTC, the file's default. A time that is no date in
+    UTC (year 1 with a positive offset, year 9999 with a negative one) is unreadable
+    too: every moment returned converts to UTC and to seconds without overflowing.
+    """
     if not isinstance(value, str):
         return None
     moment = parse_iso_time(value)
     if moment is None:
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    if moment.year in _EDGE_YEARS:
+        try:
+            moment.astimezone(timezone.utc)
+        except OverflowError:
+            return None
+    return moment
+
+
+_EDGE_YEARS: Final = frozenset({datetime.min.year, datetime.max.year})
+"""The years in which an offset can move a time out of datetime's range."""
 
 
 NUMBER_TYPES: Final = (int, float)
@@ -337,19 +355,45 @@ def _plain(value: object) -> Any:
 
 
 def value_text(value: object) -> str:
-    """An entry value as text: a string as it is, anything else as compact JSON."""
+    """An entry value as text: a string as it is, anything else as compact JSON, keys sorted.
+
+    The one rule by which every reader (query, stats, the CLI, the report, export)
+    shows and groups a value the schema does not expect: a skill ``{"b": 1, "a": 2}``
+    is ``{"a":2,"b":1}`` everywhere, at any depth of nesting.
+    """
     if isinstance(value, str):
         return value
-    import orjson  # noqa: PLC0415 - readers only: a capture writes without loading orjson
+    # Readers only: a capture writes without loading orjson, which _jsonout imports.
+    from betty_otel._jsonout import json_bytes  # noqa: PLC0415
 
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    return json_bytes(value, sort_keys=True).decode()
+
+
+def number_text(value: float, digits: int = 1) -> str:
+    """A number for people: thousands grouped, digits decimals. Past 10**15 (no duration
+    in milliseconds is that long: a foreign value) in scientific notation, not 300 digits."""
+    if abs(value) >= _LARGE:
+        return f"{value:.{max(digits, 3)}e}"
+    return f"{value:,.{digits}f}"
+
+
+_LARGE: Final = 1e15
+
+
+def has_foreign_text(entry: Mapping[str, Any]) -> bool:
+    """True when the skill, status or caller is there but not text: readers show and
+    group it as `value_text` (a note says so)."""
+    return any(not isinstance(entry.get(key), (str, type(None))) for key in _TEXT_KEYS)
+
+
+_TEXT_KEYS: Final = ("skill", "status", "caller")
 
 
 def entry_signature(entry: Mapping[str, Any]) -> bytes:
     """The entry as compact JSON with sorted keys: equal entries, equal bytes."""
-    import orjson  # noqa: PLC0415 - readers only: a capture writes without loading orjson
+    from betty_otel._jsonout import json_bytes  # noqa: PLC0415 - readers only, as above
 
-    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+    return json_bytes(entry, sort_keys=True)
 
 
 # Words other Betty tools write for the five statuses (compared case-insensitively, with

@@ -42,12 +42,22 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-__all__ = ["ATTR_LEGACY", "LEGACY_ATTRIBUTES", "entry_to_span"]
+__all__ = ["ATTR_LEGACY", "ATTR_NOTE", "ATTR_TIMESTAMP", "LEGACY_ATTRIBUTES", "entry_to_span"]
 
 _ENTRY_KEY_SET: Final = frozenset(ENTRY_KEYS)
 
 _HEX: Final = frozenset("0123456789abcdef")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_OTLP_LAST: Final = 2**64 - 1
+"""The last time OTLP can carry: nanoseconds since 1970 in 64 bits (2554-07-21)."""
+ATTR_TIMESTAMP: Final = "betty.timestamp"
+"""The entry's timestamp as written, on a span sent at another time (see ATTR_NOTE)."""
+ATTR_NOTE: Final = "betty.note"
+"""What export had to change to send an entry: its time, outside what OTLP carries."""
+_TIME_NOTE: Final = (
+    "the entry's timestamp is outside the times OTLP carries (1970 to 2554 UTC): the span"
+    " is sent at the nearest one; betty.timestamp holds the time as written"
+)
 
 
 def _hex_id(value: object, digits: int) -> int | None:
@@ -64,19 +74,25 @@ def _derived_ids(entry: Mapping[str, Any]) -> tuple[int, int]:
     return int.from_bytes(digest[:16], "big") or 1, int.from_bytes(digest[16:], "big") or 1
 
 
-def _span_times(entry: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(start, end) in ns since the epoch: end = timestamp, start = end - duration."""
+def _span_times(entry: Mapping[str, Any], otlp: bool) -> tuple[int, int, bool] | None:
+    """(start, end) in ns since the epoch, and whether end was moved into OTLP's range.
+
+    end is the timestamp, start end minus the duration. OTLP carries times from 1970
+    to 2554 (unsigned 64-bit nanoseconds): with otlp, a time outside is moved to the
+    nearest one (the span then says so, `ATTR_NOTE`), rather than failing its batch.
+    """
     moment = entry_time(entry.get("timestamp"))
     if moment is None:
         return None
     delta = moment - _EPOCH
-    end = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    exact = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    end = min(max(exact, 0), _OTLP_LAST) if otlp else exact
     duration = entry.get("duration_ms")
     start = end
     if is_number(duration) and duration >= 0:
         # A duration longer than the time since 1970 (a bad entry) starts at 0.
         start = max(0, end - round(min(duration, end / 1_000_000) * 1_000_000))
-    return start, end
+    return start, end, end != exact
 
 
 def _span_contexts(entry: Mapping[str, Any]) -> tuple[SpanContext, SpanContext | None]:
@@ -118,6 +134,21 @@ def _attribute_value(value: object) -> Any:
     return value_text(value)
 
 
+_MAX_TEXT: Final = 65_536
+"""The most characters of a skill, status or caller a span carries (the sanitizer's budget
+of a whole value): a foreign entry's megabyte of text never makes a request too large."""
+
+
+def _bounded_text(value: object) -> str:
+    """`value_text` of a skill, status or caller, cut to _MAX_TEXT with the sanitizer's marker."""
+    text = value_text(value)
+    if len(text) <= _MAX_TEXT:
+        return text
+    from betty_otel._leaves import truncation_suffix  # noqa: PLC0415 - as the sanitizer, below
+
+    return text[:_MAX_TEXT] + truncation_suffix(len(text) - _MAX_TEXT)
+
+
 def _legacy_keys(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The entry's keys outside ENTRY_KEYS (``error`` only when it is not the error text),
     and the status word when it is not the canonical status."""
@@ -141,7 +172,7 @@ def _span_attributes(entry: Mapping[str, Any]) -> dict[str, Any]:
     values = (entry.get("skill"), entry_status(entry), entry.get("caller"))
     for name, value in zip(names, values, strict=True):
         if value is not None:
-            attributes[name] = value_text(value)
+            attributes[name] = _bounded_text(value)
     for key, name in (("inputs", ATTR_INPUTS), ("metadata", ATTR_METADATA)):
         value = entry.get(key)
         if value not in (None, {}):
@@ -159,25 +190,34 @@ def _span_attributes(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def entry_to_span(
-    entry: Mapping[str, Any], resource: Resource, scope: InstrumentationScope
+    entry: Mapping[str, Any],
+    resource: Resource,
+    scope: InstrumentationScope,
+    *,
+    otlp: bool = False,
 ) -> ReadableSpan | None:
     """The span of one entry, as the live pipeline would have sent it; None without a time.
 
     Entries of other tools work too (see the module's docstring); a missing or
-    negative duration gives a zero-length span.
+    negative duration gives a zero-length span. With otlp (for a span to send), a
+    time OTLP cannot carry is moved to the nearest it can, and the span says so
+    (`ATTR_NOTE`); without, the span has the entry's time, whatever it is.
     """
     # The SDK only where spans are built: readers of the log never load it.
     from opentelemetry.sdk.trace import ReadableSpan  # noqa: PLC0415
 
-    times = _span_times(entry)
+    times = _span_times(entry, otlp)
     if times is None:
         return None
-    start, end = times
+    start, end, moved = times
     context, parent = _span_contexts(entry)
     attributes = _span_attributes(entry)
+    if moved:
+        attributes[ATTR_TIMESTAMP] = value_text(entry.get("timestamp"))
+        attributes[ATTR_NOTE] = _TIME_NOTE
     skill = entry.get("skill")
     return ReadableSpan(
-        name=value_text(skill) if skill is not None else "unknown",
+        name=_bounded_text(skill) if skill is not None else "unknown",
         context=context,
         parent=parent,
         resource=resource,

@@ -23,6 +23,7 @@ __all__ = [
     "choose_unit",
     "coarser_prefix",
     "prefix_start",
+    "utc_moment",
     "utc_prefix",
 ]
 
@@ -96,6 +97,18 @@ def choose_unit(prefix: int, first: float | None, last: float | None) -> Display
         if span / size <= MAX_BUCKETS:
             return unit
     return DISPLAY[-1]
+
+
+def utc_moment(seconds: float) -> datetime:
+    """Epoch seconds as an aware UTC datetime, held to datetime's range.
+
+    The seconds of a time in year 1 or 9999 can fall just outside it (a float near
+    the end of 9999 rounds up to year 10000): the page shows the nearest date instead.
+    """
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return (datetime.min if seconds < 0 else datetime.max).replace(tzinfo=timezone.utc)
 
 
 def utc_prefix(moment: datetime, prefix: int) -> bytes:

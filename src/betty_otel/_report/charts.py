@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from typing import Any, Final
 
 from betty_otel._entry import entry_error, value_text
+from betty_otel._report.buckets import utc_moment
 from betty_otel._report.summary import ReportData, TrendPoint
 from betty_otel.query import TraceNode
 from betty_otel.query.trace import span_bounds
@@ -69,7 +69,7 @@ def text(value: object) -> str:
 
 def _when(seconds: float) -> str:
     """Epoch seconds as plotly's date format (UTC)."""
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return utc_moment(seconds).isoformat(sep=" ", timespec="seconds")[:19]
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:

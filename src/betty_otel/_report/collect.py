@@ -26,7 +26,13 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import ERROR_STATUSES, canonical_status, entry_time, value_text
+from betty_otel._entry import (
+    ERROR_STATUSES,
+    canonical_status,
+    entry_time,
+    has_foreign_text,
+    value_text,
+)
 from betty_otel._report.buckets import coarser_prefix, utc_prefix
 from betty_otel._store import Damage, parse_entry_line
 
@@ -60,6 +66,10 @@ class Health:
     """The first damaged regions (at most 50), with their file."""
     untimed: int = 0
     """Selected entries without a readable timestamp (left out of the charts over time)."""
+    foreign: int = 0
+    """Selected entries whose skill, status or caller is not text (shown as JSON text)."""
+    no_duration: int = 0
+    """Selected entries without a numeric duration (left out of the duration figures)."""
     first: float | None = None
     last: float | None = None
     """Oldest and newest timestamp of the log, in seconds since the epoch."""
@@ -123,6 +133,8 @@ class Collector:
         self.parsed: Cells = {}
         self.spans: dict[bytes, SpanKey] = {}
         self.seq = 0
+        """The number of the next selected entry: items of the top lists never tie, so
+        their sources (lines or parsed entries) are never compared."""
         self.newest_failures: list[tuple[float, int, Source]] = []
         self.slowest: list[tuple[float, int, Source]] = []
 
@@ -222,6 +234,7 @@ class Collector:
         getter = self.raw_durations.__getitem__
         numbers = [value for value in values if value is not None]
         if len(numbers) < len(values):
+            self.health.no_duration += len(values) - len(numbers)
             keys = list(compress(keys, [value is not None for value in values]))
         _consume(map(array.append, map(getter, keys), numbers))
         fails = self._newest_failures(stamps, spans)
@@ -257,7 +270,9 @@ class Collector:
     ) -> None:
         """One selected parsed entry, its time (None: unreadable) and duration."""
         self.matched += 1
+        seq = self.seq
         self.seq += 1
+        self.health.foreign += has_foreign_text(entry)
         status = entry.get("status")
         canonical = canonical_status(status) if isinstance(status, str) else None
         if canonical is None:
@@ -269,10 +284,12 @@ class Collector:
         cell.count += 1
         if canonical in ERROR_STATUSES:
             order = -math.inf if moment is None else moment.timestamp()
-            _keep_top(self.newest_failures, (order, self.seq, entry))
-        if duration is not None:
+            _keep_top(self.newest_failures, (order, seq, entry))
+        if duration is None:
+            self.health.no_duration += 1
+        else:
             cell.durations.append(duration)
-            _keep_top(self.slowest, (duration, self.seq, entry))
+            _keep_top(self.slowest, (duration, seq, entry))
 
     def cells(self) -> Cells:
         """Every selected entry's group: the raw columns decoded, merged with the parsed ones."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 import html
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any, Final
 
 import orjson
 import plotly.offline
 
-from betty_otel._entry import entry_error, value_text
+from betty_otel._entry import entry_error, number_text, value_text
+from betty_otel._report.buckets import utc_moment
 from betty_otel._report.charts import Figure
 from betty_otel._report.summary import ReportData
 
@@ -72,7 +72,7 @@ def number(value: object, digits: int = 1) -> str:
     """A number for a table cell (``-`` when missing)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return esc(value)
-    return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
+    return number_text(value, digits) if isinstance(value, float) else f"{value:,}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], kinds: Sequence[str]) -> str:
@@ -164,7 +164,7 @@ def when(seconds: float | None) -> str:
     """Epoch seconds as UTC text for the page."""
     if seconds is None:
         return "-"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return utc_moment(seconds).isoformat(sep=" ", timespec="seconds")[:19] + " UTC"
 
 
 def summary_line(data: ReportData) -> str:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from itertools import compress
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import NUMBER_TYPES, entry_time, format_timestamp, is_number
+from betty_otel._entry import NUMBER_TYPES, entry_time, is_number
 from betty_otel._report.collect import Collector, raw_text
 from betty_otel._store import (
     Damage,
@@ -47,20 +48,27 @@ def _utc_stamps(stamps: list[bytes]) -> bool:
 
     Then bytes order is time order and a prefix is a time bucket. Checked in C: a
     digit that is not one only makes that entry's bucket unreadable (left out of
-    the charts over time, counted as untimed).
+    the charts over time, counted as untimed). A byte that is not ASCII (not UTF-8,
+    perhaps: the line is then no JSON) sends the block to the line-by-line parse.
     """
     if set(map(len, stamps)) != {32}:
         return False
     joined = b"".join(stamps)
+    if not joined.isascii():
+        return False
     count = len(stamps)
     return all(joined[at::32] == mark * count for at, mark in (*_STAMP_MARKS, *_STAMP_MARKS_UTC))
 
 
-def _stamp(moment: Any) -> bytes | None:
-    """A time filter bound in the store's timestamp format, for comparing raw bytes."""
+def _stamp(moment: datetime | None) -> bytes | None:
+    """A time filter bound in the store's timestamp format, for comparing raw bytes.
+
+    Written from the moment itself, not through float seconds, which would round a
+    bound near the end of year 9999 past it (and move any bound by a microsecond).
+    """
     if moment is None:
         return None
-    return format_timestamp(int(moment.timestamp() * 1_000_000) * 1000).encode()
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").encode()
 
 
 class _Reader:

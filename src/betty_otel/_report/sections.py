@@ -38,6 +38,8 @@ def _health(data: ReportData) -> Section:
         ["damaged regions (skipped)", damaged],
         ["legacy entries (old Betty tools)", f"{health.legacy:,}"],
         ["selected entries without a readable time", f"{health.untimed:,}"],
+        ["selected entries with a skill, status or caller that is not text", f"{health.foreign:,}"],
+        ["selected entries without a numeric duration", f"{health.no_duration:,}"],
     ]
     inner = table(["", ""], rows, ["", "num"])
     if health.damage:
@@ -51,6 +53,10 @@ def _health(data: ReportData) -> Section:
     inner += (
         '<p class="note">Legacy entries use a status such as "failed", the old '
         "<code>error</code> key, or have no trace id; they are read with Betty's meaning. "
+        "Values of other kinds are shown as well as they can be: a time that is no readable "
+        "time (missing, not ISO 8601, or no date in UTC) as written, and left out of the "
+        "charts over time; a skill, status or caller that is not text as JSON; an entry "
+        "without a numeric duration is counted but left out of the duration figures. "
         "Run <code>betty-telemetry check</code> for details on damage.</p>"
     )
     return ("health", "The log's health", inner)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from array import array
 from collections import Counter
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any, Final
 from betty_otel._entry import ERROR_STATUSES, STATUSES
 from betty_otel._report.buckets import DisplayUnit, choose_unit, prefix_start
 from betty_otel._report.collect import Cell, Collector, Health
+from betty_otel.query.groups import SortedValues
 
 __all__ = ["ReportData", "SkillRow", "TrendPoint", "percentiles", "summarize"]
 
@@ -62,13 +62,9 @@ class ReportData:
 
 
 def percentiles(values: array[float]) -> tuple[float | None, float | None, float | None]:
-    """p50, p95 and p99 by linear interpolation between the closest ranks (as `stats`)."""
-    if not values:
-        return None, None, None
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return cuts[49], cuts[94], cuts[98]
+    """p50, p95 and p99 by linear interpolation between the closest ranks: `stats`'s own."""
+    found = SortedValues([], values)
+    return found.percentile(50), found.percentile(95), found.percentile(99)
 
 
 def summarize(collector: Collector, trend_skills: int = 8) -> ReportData:

@@ -43,6 +43,9 @@ class FileReport:
     entries: int = 0
     other_layout: int = 0
     """Entries not on a line of their own (the old tools' indent=2, or one-line arrays)."""
+    not_objects: int = 0
+    """Elements of the array that are no JSON object (a number, a list...): no entry,
+    so every reader skips them."""
     not_array: bool = False
     torn_tail: bool = False
     damage: list[Damage] = field(default_factory=list)
@@ -327,11 +330,23 @@ def _check(fd: int, report: FileReport) -> None:
         return
     parser = ForwardParser()
     for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
-        found = sum(1 for _ in parser.feed(offset, line))
-        report.entries += found
+        found = _count(report, parser.feed(offset, line))
         if found and not is_entry_line(line.rstrip(b"\r")):
             report.other_layout += found
-    report.entries += sum(1 for _ in parser.flush())
+    _count(report, parser.flush())
     torn = parser.finish()
     report.damage = parser.take_damage()
     report.torn_tail = bool(torn)
+
+
+def _count(report: FileReport, elements: Iterator[tuple[int, Any]]) -> int:
+    """Count elements into report: objects are entries; the rest no reader shows. Returns
+    the entries counted."""
+    found = 0
+    for _, value in elements:
+        if isinstance(value, dict):
+            found += 1
+        else:
+            report.not_objects += 1
+    report.entries += found
+    return found

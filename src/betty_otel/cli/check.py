@@ -66,6 +66,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         for problem, fix in problems:
             out(f"  - {problem}")
             out(f"    fix: {fix}")
+        if report.not_objects:
+            out(
+                f"  note: {report.not_objects:,} elements of the array are not JSON objects"
+                " (a number, a string, a list...): no entry, so readers skip them"
+            )
         if report.other_layout:
             out(
                 f"  note: {report.other_layout:,} entries in the old Betty tools' layout"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Final
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 import betty_otel
-from betty_otel._replay import entry_to_span
+from betty_otel._replay import ATTR_NOTE, ATTR_TIMESTAMP, entry_to_span
 from betty_otel._setup import TRACER_NAME, otlp_exporter
 from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import UsageError
@@ -51,6 +52,21 @@ class _LastMessage(logging.Handler):
             self.message = str(record.msg)
 
 
+_BATCH_CHARS: Final = 1 << 19
+"""A batch is sent once its spans' texts reach this many characters, whatever --batch-size
+says: at most 4 bytes each, the request stays under the 4 MiB a collector accepts by
+default over gRPC. A span's texts are bounded (`betty_otel._replay`), so one span fits."""
+_SPAN_CHARS: Final = 64
+"""What a span takes besides its texts (ids, times, kind, status), about."""
+
+
+def _text_size(span: ReadableSpan) -> int:
+    """About the characters a span takes in a request: its name, attribute keys and texts."""
+    items = (span.attributes or {}).items()
+    texts = sum(len(key) + (len(value) if isinstance(value, str) else 8) for key, value in items)
+    return _SPAN_CHARS + len(span.name) + texts
+
+
 class _Replay:
     """Sends the spans of a file's entries in batches; counts what went and what not."""
 
@@ -61,8 +77,12 @@ class _Replay:
         self.batch_size = batch_size
         self.progress = progress
         self.batch: list[ReadableSpan] = []
+        self.batch_chars = 0
+        """About the size of the batch's texts (see _BATCH_CHARS)."""
         self.exported = 0
         self.skipped = 0
+        self.moved = 0
+        """Spans sent at another time than their entry's (outside what OTLP carries)."""
 
     def flush(self) -> bool:
         """Send the batch; False when the collector rejected it or did not answer."""
@@ -72,6 +92,7 @@ class _Replay:
             return False
         self.exported += len(self.batch)
         self.batch.clear()
+        self.batch_chars = 0
         if self.progress is not None:
             self.progress.show(f"exporting: {self.exported:,} spans sent")
         return True
@@ -83,14 +104,30 @@ class _Replay:
         """
         scope = InstrumentationScope(TRACER_NAME, betty_otel.__version__)
         for entry in iter_query(path, filters=filters, newest_first=False):
-            span = entry_to_span(entry, resource, scope)
+            span = entry_to_span(entry, resource, scope, otlp=True)
             if span is None:
                 self.skipped += 1
                 continue
+            self.moved += ATTR_NOTE in (span.attributes or {})
             self.batch.append(span)
-            if len(self.batch) >= self.batch_size and not self.flush():
+            self.batch_chars += _text_size(span)
+            full = len(self.batch) >= self.batch_size or self.batch_chars >= _BATCH_CHARS
+            if full and not self.flush():
                 break
         return self.flush()
+
+
+def _notes(skipped: int, moved: int) -> str:
+    """What the summary line adds about entries that could not be sent as they are."""
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} entries without a readable timestamp skipped")
+    if moved:
+        notes.append(
+            f"{moved} entries with a time outside what OTLP carries sent at the nearest"
+            f" time it does, with {ATTR_NOTE} and {ATTR_TIMESTAMP}"
+        )
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -115,8 +152,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         otel_logger.propagate = True
         if replay.progress is not None:
             replay.progress.clear()
-    exported, skipped = replay.exported, replay.skipped
-    note = f" ({skipped} entries without a readable timestamp skipped)" if skipped else ""
+    exported = replay.exported
+    note = _notes(replay.skipped, replay.moved)
     if not ok:
         detail = f": {quiet.message}" if quiet.message else ""
         err(

@@ -22,9 +22,11 @@ from betty_otel.cli.render import (
     default_format,
     dumps,
     entry_cells,
+    entry_notes,
     error_cell,
     number_cell,
     print_entries,
+    print_notes,
     status_cell,
     table,
     text,
@@ -69,6 +71,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     filters = filters_from(args)
     found = query(log_file(args.file, must_exist=True), filters=filters, limit=args.limit)
     print_entries(found, fmt)
+    print_notes(entry_notes(found))
     return 0
 
 
@@ -97,6 +100,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     filters = filters_from(args)
     result = stats(log_file(args.file, must_exist=True), by=args.by, filters=filters)
     fmt = default_format(args.format, "table", "json")
+    print_notes(_stats_notes(result.values()))
     if fmt == "json":
         out(dumps([dataclasses.asdict(group) for group in result.values()], indent=True))
         return 0
@@ -109,6 +113,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
     total = sum(group.count for group in result.values())
     out(f"\n{total:,} entries in {len(result):,} groups (percentiles: linear interpolation)")
     return 0
+
+
+def _stats_notes(groups: Iterable[GroupStats]) -> list[str]:
+    """What stats made of durations that are no numbers."""
+    without = sum(group.count - group.durations for group in groups)
+    if not without:
+        return []
+    which = "entry has" if without == 1 else "entries have"
+    return [f"{without:,} {which} no duration_ms that is a number: counted, no duration figures"]
 
 
 _TREE_INDENT: Final = 16
@@ -214,6 +227,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if not roots:
         err(f"Error: no entries with trace id {args.trace_id} in {path}")
         return 1
+    print_notes(entry_notes(node.entry for root in roots for _, node in root.walk()))
     pending: list[str] = []
     size = 0
     for piece in _TRACE_LINES[args.format](roots):
@@ -279,6 +293,7 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
     for entry in reversed(newest[: args.lines]):
         show(entry)
     sys.stdout.flush()
+    print_notes(entry_notes(newest[: args.lines]))
     marker = entry_signature(newest[0]) if newest else None
     if args.follow:
         absent = "" if log_exists(path) else ", which does not exist yet"
@@ -298,6 +313,7 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
         if entries:
             marker = entry_signature(entries[-1])
         sys.stdout.flush()
+        print_notes(entry_notes(entries))
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

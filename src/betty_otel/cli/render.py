@@ -1,20 +1,34 @@
 """What the commands print: aligned tables of short cells, JSON and JSON lines.
 
 Cells are single lines with their control characters escaped (`text`); everything
-is printed through `betty_otel.cli.terminal`, which escapes what is left.
+is printed through `betty_otel.cli.terminal`, which escapes what is left. Any entry
+is shown, whatever it holds: a value the schema does not promise (a timestamp that
+is no time, a skill that is an object, a duration that is text) is shown as well as
+it can be, and `entry_notes` says on stderr what was made of it.
 """
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timezone
 from typing import Any, Final
 
-import orjson
-
-from betty_otel._entry import canonical_status, entry_error, entry_time, value_text
-from betty_otel.cli.terminal import escape_controls, out
+from betty_otel._entry import (
+    canonical_status,
+    entry_error,
+    entry_time,
+    has_foreign_text,
+    is_number,
+    number_text,
+    parse_iso_time,
+    value_text,
+)
+from betty_otel._jsonout import json_bytes
+from betty_otel.cli.parser import PROG
+from betty_otel.cli.terminal import err, escape_controls, out
 
 __all__ = [
     "MAX_WIDTH",
@@ -22,15 +36,17 @@ __all__ = [
     "default_format",
     "dumps",
     "entry_cells",
+    "entry_notes",
     "error_cell",
     "number_cell",
     "print_entries",
+    "print_notes",
     "status_cell",
     "table",
     "text",
 ]
 
-MAX_WIDTH: Final = {"skill": 40, "caller": 28, "error": 60, "status": 20}
+MAX_WIDTH: Final = {"skill": 40, "caller": 28, "error": 60, "status": 20, "time": 32}
 """The widest a table cell of these columns gets before it is clipped."""
 
 _ENTRY_HEADERS: Final = ["time (UTC)", "skill", "status", "duration_ms", "caller", "error"]
@@ -38,9 +54,8 @@ _ENTRY_RIGHT: Final = frozenset({3})
 
 
 def dumps(value: Any, *, indent: bool = False) -> str:
-    """JSON text of what a command prints (non-string keys and odd values as text)."""
-    option = orjson.OPT_INDENT_2 if indent else 0
-    return orjson.dumps(value, option=option | orjson.OPT_NON_STR_KEYS, default=str).decode()
+    """JSON text of what a command prints, whatever the entries hold (any depth)."""
+    return json_bytes(value, indent=indent).decode()
 
 
 def text(value: object) -> str:
@@ -62,15 +77,17 @@ def clip(cell: str, width: int) -> str:
 
 
 def _time_cell(value: object) -> str:
+    """The time in UTC; a timestamp that is no readable time as written (see `entry_notes`)."""
     moment = entry_time(value)
     if moment is None:
-        return text(value)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return clip(text(value), MAX_WIDTH["time"])
+    return moment.astimezone(timezone.utc).isoformat(sep=" ", timespec="seconds")[:19]
 
 
 def number_cell(value: object, digits: int = 1) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:,.{digits}f}"
+    """A number as `number_text`; anything else as `text`."""
+    if is_number(value):
+        return number_text(value, digits)
     return text(value)
 
 
@@ -125,6 +142,48 @@ def default_format(given: str | None, tty_default: str, pipe_default: str) -> st
     if given:
         return given
     return tty_default if sys.stdout.isatty() else pipe_default
+
+
+_NOTES: Final = {
+    "untimed": "without a readable timestamp (missing, not ISO 8601, or no date in UTC):"
+    " time shown as written, ordered as the oldest",
+    "naive": "with a timestamp without an offset: read as UTC",
+    "text": "whose skill, status or caller is not text: shown as JSON",
+    "duration": "whose duration_ms is not a number >= 0: shown as written",
+}
+"""What the output makes of each kind of value the schema does not promise."""
+
+
+def _oddities(entry: Mapping[str, Any]) -> Iterator[str]:
+    """The kinds of _NOTES an entry has."""
+    stamp = entry.get("timestamp")
+    if entry_time(stamp) is None:
+        yield "untimed"
+    elif (written := parse_iso_time(str(stamp))) is not None and written.tzinfo is None:
+        yield "naive"  # (a readable timestamp is a string)
+    if has_foreign_text(entry):
+        yield "text"
+    duration = entry.get("duration_ms")
+    if not (is_number(duration) and 0 <= duration < math.inf):
+        yield "duration"
+
+
+def entry_notes(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One line per kind of odd value among entries, with how many: shown as well as can be."""
+    counts: Counter[str] = Counter()
+    for entry in entries:
+        counts.update(_oddities(entry))
+    return [
+        f"{counts[kind]:,} {'entry' if counts[kind] == 1 else 'entries'} {note}"
+        for kind, note in _NOTES.items()
+        if counts[kind]
+    ]
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    """Notes on stderr, one line each, apart from the output (JSON stays JSON)."""
+    for note in notes:
+        err(f"{PROG}: note: {note}")
 
 
 def print_entries(entries: list[dict[str, Any]], fmt: str) -> None:

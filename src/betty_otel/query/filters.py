@@ -84,7 +84,8 @@ def parse_time(value: datetime | str, *, now: datetime | None = None) -> datetim
     A datetime or ISO string without an offset is taken as UTC, the file's default.
 
     Raises:
-        ValueError: the text is none of those (the message says what is accepted).
+        ValueError: the text is none of those (the message says what is accepted), or
+            the time is no date in UTC.
         TypeError: value is neither a datetime nor a string.
     """
     given: object = value  # checked at run time: callers may pass anything
@@ -108,7 +109,13 @@ def parse_time(value: datetime | str, *, now: datetime | None = None) -> datetim
     else:
         msg = f"a time must be a datetime or a string, got {type(given).__name__}"
         raise TypeError(msg)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    try:
+        moment.astimezone(timezone.utc)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        msg = f"Invalid time {value!r}: it is no date in UTC (before the year 1 or after 9999)"
+        raise ValueError(msg) from None
+    return moment
 
 
 def _text_set(name: str, value: TextFilter, fold: bool = False) -> frozenset[str] | None:

@@ -133,14 +133,32 @@ class SortedValues:
         return max(from_small, from_big)
 
     def percentile(self, q: float) -> float | None:
-        """Linear interpolation between closest ranks (numpy "linear")."""
+        """Linear interpolation between closest ranks (numpy "linear").
+
+        Between two values whose difference overflows (durations near the float's
+        limit, only in a foreign entry) the weighted mean is taken instead: a figure
+        between them, never infinity or NaN.
+        """
         if not self.size:
             return None
         rank = (self.size - 1) * q / 100
         low = math.floor(rank)
         high = min(low + 1, self.size - 1)
         low_value = self.at(low)
-        return low_value + (self.at(high) - low_value) * (rank - low)
+        if high == low:
+            return low_value
+        high_value, part = self.at(high), rank - low
+        found = low_value + (high_value - low_value) * part
+        return found if math.isfinite(found) else low_value * (1 - part) + high_value * part
+
+    def mean(self) -> float | None:
+        """The mean; the sum's overflow (durations near the float's limit) avoided."""
+        if not self.size:
+            return None
+        found = self.total / self.size
+        if math.isfinite(found):
+            return found
+        return math.fsum(value / self.size for values in (self.big, self.small) for value in values)
 
 
 @dataclass
@@ -188,7 +206,7 @@ class Group:
             p95=values.percentile(95),
             p99=values.percentile(99),
             max=float(values.at(size - 1)) if size else None,
-            mean=values.total / size if size else None,
+            mean=values.mean(),
         )
 
 

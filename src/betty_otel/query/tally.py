@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import NUMBER_TYPES, canonical_status
+from betty_otel._entry import NUMBER_TYPES, canonical_status, value_text
 from betty_otel._store import Damage, ForwardParser
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
@@ -40,10 +40,9 @@ class _Inexact(Exception):  # noqa: N818 - internal signal, never escapes this m
 
 
 def _key_text(value: object) -> str | None:
-    """A group key or status as text: strings as they are, missing as None, others as JSON."""
-    if value is None or isinstance(value, str):
-        return value
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    """A group key or status as text: missing as None, else by the readers' one rule
+    (`betty_otel._entry.value_text`), so a group is named as the CLI and report show it."""
+    return None if value is None else value_text(value)
 
 
 _CONTROL: Final = re.compile(rb"[\x00-\x1f]")
