@@ -37,7 +37,7 @@ from betty_otel._secret_keys import (
     normalise_key,
 )
 from betty_otel._secret_pairs import quoted, redact_pairs
-from betty_otel._secret_shapes import SECRET_STEMS, redact_shapes
+from betty_otel._secret_shapes import has_secret_stem, redact_shapes
 from betty_otel._secret_values import (
     CONTEXT_RULES,
     REDACTED,
@@ -58,8 +58,10 @@ __all__ = [
     "type_name",
 ]
 
-SECRET_TRIGGER: Final = re.compile(r"[-:=_.<bB+/@]|[0-9A-Za-z]{16}")
-"""Every detector but the secret words of the generic rule needs one of these."""
+SECRET_TRIGGER: Final = re.compile(r"[-:=_.<bB+/@]")
+"""A character most detectors need; the others need a long word or a secret word."""
+_LONG_ALNUM: Final = r"[0-9A-Za-z]{16}"  # a token with no separator (AKIA..., a random key)
+_SHORTEST_NEAR: Final = 12  # "pin " and an 8-character credential
 
 _SHORTEST_SECRET: Final = 5
 """Shortest text that can hold a secret pair: a three-letter name, "=" and one char."""
@@ -79,11 +81,13 @@ class RedactionRules:
 
 # The tables as the pass loop reads them: one entry per trigger, in table order (a tuple
 # per rule and an inner loop over its triggers would double the cost of a pass). Token
-# rules run only on text holding a long enough word (one C-level search); a rule without
-# a trigger ("") then always runs.
+# rules run only on text holding a long enough word, grouped by the first character of
+# their trigger (a text lacks most capitals, so most groups are skipped with one set
+# lookup).
 _GATES: Final = tuple((trigger, rule) for rule in CONTEXT_RULES for trigger in rule.triggers)
 _TOKEN_GATES: Final = tuple(
-    (trigger, rule) for rule in TOKEN_RULES for trigger in (rule.triggers or ("",))
+    (first, tuple((t, rule) for rule in TOKEN_RULES for t in rule.triggers if t[0] == first))
+    for first in dict.fromkeys(t[0] for rule in TOKEN_RULES for t in rule.triggers)
 )
 # Every token is a run of SHORTEST_TOKEN word characters: prose and paths rarely hold one.
 _LONG_WORD: Final = rf"[A-Za-z0-9_.\-]{{{SHORTEST_TOKEN}}}"
@@ -146,11 +150,13 @@ def _fix_surrogates(text: str) -> str:
 
 
 def _default_needs_scan(text: str) -> bool:
-    """Whether any detector could change the text (a trigger, or a secret word in it)."""
-    return (
-        SECRET_TRIGGER.search(text) is not None
-        or compiled(SECRET_STEMS).search(text.lower()) is not None
-    )
+    """Whether any detector could change the text: a trigger character, a long word or,
+    for the generic rule, a secret word."""
+    if SECRET_TRIGGER.search(text) is not None:
+        return True
+    if len(text) < _SHORTEST_NEAR:
+        return False
+    return compiled(_LONG_ALNUM).search(text) is not None or has_secret_stem(text.lower())
 
 
 def _always(text: str) -> bool:  # noqa: ARG001 - extra patterns may match any text
@@ -209,10 +215,15 @@ class Redactor:
         text = _fix_surrogates(text)
         if len(text) < self.min_scan or not self.needs_scan(text):
             return text
-        for _ in range(4):  # one pass may expose a match for another
-            redacted = self._redact_once(text, random_runs)
+        # One pass may expose a match for another. The generic rules run once the tables
+        # have nothing left to find (they are the costlier scan, and need no second look
+        # unless they changed something).
+        for _ in range(4):
+            redacted = self._redact_once(text)
             if redacted == text:
-                break
+                redacted = redact_shapes(text, self.key_kind, random_runs=random_runs)
+                if redacted == text:
+                    break
             text = redacted
         return text
 
@@ -228,7 +239,7 @@ class Redactor:
         except Exception:  # noqa: BLE001 - never break the caller's error path
             return "<unrepresentable text>"
 
-    def _redact_once(self, text: str, random_runs: bool) -> str:
+    def _redact_once(self, text: str) -> str:
         # The text as it was before this pass is enough for folded triggers: no
         # replacement creates a trigger word.
         lowered = text.lower()
@@ -238,9 +249,12 @@ class Redactor:
                 text = rule.pattern.sub(rule.replacement, text)
                 ran = rule
         if len(text) >= SHORTEST_TOKEN and compiled(_LONG_WORD).search(text) is not None:
-            for trigger, rule in _TOKEN_GATES:
-                if trigger in text:
-                    text = rule.pattern.sub(rule.replacement, text)
+            present = set(text)
+            for first, gates in _TOKEN_GATES:
+                if first in present:
+                    for trigger, rule in gates:
+                        if trigger in text:
+                            text = rule.pattern.sub(rule.replacement, text)
         if "</" in text:
             text = compiled(_XML_ELEMENT, re.DOTALL).sub(self._xml_repl, text)
         if "'-" in text or '"-' in text:
@@ -249,7 +263,6 @@ class Redactor:
             text = compiled(_ARGV_TEXT).sub(self._argv_repl, text)
         if "=" in text or ":" in text:
             text = redact_pairs(text, self.key_kind)
-        text = redact_shapes(text, self.key_kind, random_runs=random_runs)
         for pattern in self._patterns:
             text = pattern.sub(REDACTED, text)
         return text

@@ -109,8 +109,7 @@ class Sanitizer:
     def _use_rules(self, rules: RedactionRules | None) -> None:
         """Redact by these process-wide rules from now on (betty_otel.redaction changed)."""
         redactor = Redactor(self._extra_keys, rules)
-        # Sanitized text and kind (_secret_keys) of each short key seen: per instance
-        # (redaction depends on the keys and rules), bounded by refusing new entries once full.
+        # Each short key's sanitized text and kind: per instance (it depends on the rules).
         self._keys: dict[str, tuple[str, int]] = {}
         self._min_scan = redactor.min_scan
         self._needs_scan = redactor.needs_scan
@@ -197,11 +196,16 @@ class Sanitizer:
         redacted = self._redactor.redact(text[: limit + _SCAN_MARGIN], random_runs=random_runs)
         return self._cut(redacted, len(redacted) + unread, random_runs=random_runs)
 
-    def _keyed_text(self, text: str, kind: int) -> str:
-        """A string under a key of this kind: a shaped key's token is replaced whole."""
-        if kind == KEY_SHAPED and token_shaped(text):
+    def _keyed(self, value: object, kind: int, depth: int, st: _State) -> Any:
+        """Under a shaped key a token (str, bytes, UUID...) becomes the marker; under a
+        data key random-looking text stays."""
+        if kind == KEY_DATA and isinstance(value, str):
+            return self._leaf(self._text(str.__str__(value), random_runs=False), st)
+        result = self._walk(value, depth, st)
+        if kind == KEY_SHAPED and isinstance(result, str) and token_shaped(result):
+            st.total += json_size(REDACTED) - json_size(result)  # as a second pass counts
             return REDACTED
-        return self._text(text, random_runs=kind != KEY_DATA)
+        return result
 
     def _cut(self, redacted: str, total: int, *, random_runs: bool) -> str:
         """Cut redacted text to the budget where no new match appears: a cut can create one
@@ -342,8 +346,8 @@ class Sanitizer:
                 kind = type(value)
                 if key_kind == KEY_SECRET:
                     out[text] = self._leaf(REDACTED, st)
-                elif key_kind and isinstance(value, str):
-                    out[text] = self._leaf(self._keyed_text(str.__str__(value), key_kind), st)
+                elif key_kind:
+                    out[text] = self._keyed(value, key_kind, depth + 1, st)
                 # The commonest values inlined: a call per item adds up on the hot path.
                 elif (
                     (kind is int and _I64_MIN <= value <= _I64_MAX) or kind is bool or value is None
@@ -407,10 +411,7 @@ class Sanitizer:
             st.active.discard(id(owner))
 
     def _secret_items(self, owner: object) -> set[int] | None:
-        """Items of a list or tuple that are secret by what precedes them (see _redact).
-
-        Only sequences that can hold a name (a str or bytes first item) are looked at.
-        """
+        """Items of a list or tuple secret by the name before them (first item str or bytes)."""
         if type(owner) is not list and type(owner) is not tuple:
             return None
         if len(owner) < 2 or not isinstance(owner[0], (str, bytes)):

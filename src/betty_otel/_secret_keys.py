@@ -64,8 +64,8 @@ KEY_DATA: Final = 3
 SECRET_NAMES: Final[frozenset[str]] = frozenset(
     {
         # Whole names only: as endings they would catch ordinary words ("spin", "oauth").
-        "auth", "pin", "bearer", "jwt", "signature", "sig", "dsn",
-        "connectionstring", "connstr", "ssn", "creditcard", "cvv", "cvc", "csrf", "xsrf",
+        "auth", "pin", "bearer", "jwt", "signature", "sig", "ssn", "creditcard", "cvv",
+        "cvc", "csrf", "xsrf",
         # framework cookies and settings: Node connect.sid, Laravel, CodeIgniter, Rack
         "connectsid", "laravelsession", "cisession", "racksession",
     }
@@ -89,6 +89,8 @@ SECRET_ENDINGS: Final[tuple[str, ...]] = (
     "clientkey", "serverkey", "appkey", "authkey", "sharedkey", "sharedaccesskey",
     "sshkey", "deploykey", "rootkey", "adminkey", "writekey", "jwtkey", "saskey",
     "accountkey", "storagekey", "subscriptionkey", "functionskey", "consumerkey",
+    # connection strings and DSNs (they hold passwords), wallet seed phrases
+    "dsn", "connectionstring", "connstr", "mnemonic", "seedphrase", "recoveryphrase",
     # HTTP, signed URLs (X-Amz-Signature, X-Goog-Signature)
     "authorization", "cookie", "cookies", "setcookie", "amzsignature", "googsignature",
     # sessions (Java JSESSIONID, PHP PHPSESSID, ASP.NET_SessionId, Django sessionid)

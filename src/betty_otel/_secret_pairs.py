@@ -36,8 +36,9 @@ __all__ = ["quoted", "redact_pairs"]
 _PAIR_REVERSED: Final = r"[:=][ \t]*(?:\"\\|'\\|[\"'])?([A-Za-z0-9_.\-]{1,64})(?![A-Za-z0-9_.\-])"
 _QUOTE_PREFIX: Final = r"(?:[bBrRuUfF]{1,2}(?=[\"']))?"  # "password=b'...'" from a bytes repr
 _PAIR_VALUE: Final = (
-    r"=?[ \t]*(?:(?:bearer|basic|token)[ \t]+)?"
-    r"(?P<val>\\\"(?:[^\"\\\n]|\\[^\"\n])*(?:\\\")?"
+    r"=?>?[ \t]*(?:(?:bearer|basic|token)[ \t]+)?"
+    r"(?P<val>(?P<triple>\"\"\"|''')(?:.|\n)*?(?:(?P=triple)|\Z)"
+    r"|\\\"(?:[^\"\\\n]|\\[^\"\n])*(?:\\\")?"
     rf"|{_QUOTE_PREFIX}\"(?:[^\"\\\n]|\\.)*\"?"
     rf"|{_QUOTE_PREFIX}'(?:[^'\\\n]|\\.)*'?"
     r"|(?P<open>[\[{(<])"
@@ -54,6 +55,7 @@ _EOL_VALUE_KEYS: Final = frozenset({"cookie", "setcookie", "authorization", "pro
 _HEAD_WORDS: Final = frozenset({"key", "keys", "code", "string"})
 _WORD_BEFORE: Final = r"([A-Za-z][A-Za-z0-9_\-]{0,31}) $"
 _OPENING: Final = {"[": "]", "{": "}", "(": ")", "<": ">"}
+_BRACKETS: Final = r"[()\[\]{}]"
 
 
 def redact_pairs(text: str, key_kind: Callable[[str], int]) -> str:
@@ -73,7 +75,7 @@ def redact_pairs(text: str, key_kind: Callable[[str], int]) -> str:
         kind = _pair_kind(text, key, key_start, key_kind)
         if kind not in (KEY_SECRET, KEY_SHAPED):
             continue
-        span = _value_span(text, key, size - 1 - match.start())
+        span = _value_span(text, key, key_start, size - 1 - match.start())
         if span is None:
             continue
         start, end, replacement = span
@@ -98,7 +100,7 @@ def _pair_kind(text: str, key: str, key_start: int, key_kind: Callable[[str], in
     return kind
 
 
-def _value_span(text: str, key: str, separator: int) -> tuple[int, int, str] | None:
+def _value_span(text: str, key: str, key_start: int, separator: int) -> tuple[int, int, str] | None:
     """Where the value of a secret pair lies, and what replaces it; None if there is none."""
     value = compiled(_PAIR_VALUE, re.IGNORECASE).match(text, separator + 1)
     if value is None:
@@ -116,12 +118,21 @@ def _value_span(text: str, key: str, separator: int) -> tuple[int, int, str] | N
         return start, _bracket_end(text, end - 1), REDACTED
     if value.group("block"):
         return start, _block_end(text, separator), REDACTED
+    if value.group("triple"):  # a TOML or Python multi-line string
+        quotes = value.group("triple")
+        return start, end, quotes + REDACTED + quotes
     if '"' in value.group("val") or "'" in value.group("val"):
         return start, end, quoted(value.group("val"))
     if sep == "=" and not spaced and compiled(_ENV_KEY).fullmatch(key.lstrip("-")):
         env = compiled(_ENV_VALUE).match(text, start)  # DB_PASSWORD=p@ss;w0rd! to the space
         return start, env.end() if env else end, REDACTED
-    if spaced or (sep == "=" and text[separator - 1 : separator] in (" ", "\t")):
+    # Written with spaces, or a whole line of an INI or properties file (an option such
+    # as "--password=x --user bob" is one word).
+    if (
+        spaced
+        or text[separator - 1 : separator] in (" ", "\t")
+        or (_starts_line(text, key_start) and not key.startswith("-"))
+    ):
         return start, _spaced_end(text, start, end), REDACTED
     if sep == "=" and text[end : end + 1] == " ":  # "Password=my pass;" in a DSN
         line = text[end : _line_end(text, end)]
@@ -129,6 +140,12 @@ def _value_span(text: str, key: str, separator: int) -> tuple[int, int, str] | N
         if semi > 0 and "=" not in line[:semi]:
             end += semi
     return start, end, REDACTED
+
+
+def _starts_line(text: str, key_start: int) -> bool:
+    """Whether the key starts its line (INI and properties files: ``password=my pass``)."""
+    line_start = max(text.rfind("\n", 0, key_start), text.rfind("\r", 0, key_start)) + 1
+    return text[line_start:key_start].strip(" \t\"'") in ("", "export", "set", "-")
 
 
 def _spaced_end(text: str, start: int, end: int) -> int:
@@ -143,14 +160,13 @@ def _spaced_end(text: str, start: int, end: int) -> int:
     if stop is not None:
         limit = stop.start()
     depth = 0
-    for index in range(start, limit):
-        char = text[index]
-        if char in "([{":
+    for bracket in compiled(_BRACKETS).finditer(text, start, limit):
+        if bracket.group() in "([{":
             depth += 1
-        elif char in ")]}":
-            if depth == 0:
-                limit = index
-                break
+        elif depth == 0:
+            limit = bracket.start()
+            break
+        else:
             depth -= 1
     while limit > end and text[limit - 1] in " \t":
         limit -= 1

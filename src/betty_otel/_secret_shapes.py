@@ -23,10 +23,13 @@ from typing import Final
 from betty_otel._secret_keys import KEY_DATA, KEY_SECRET, WORDS
 from betty_otel._secret_values import REDACTED, compiled, credential_like
 
-__all__ = ["SECRET_STEMS", "looks_random", "redact_shapes"]
+__all__ = ["SECRET_STEMS", "has_secret_stem", "looks_random", "redact_shapes"]
 
-_VOWELS: Final = frozenset("aeiouyAEIOUY")
+_NOT_VOWELS: Final = str.maketrans("", "", "aeiouyAEIOUY")
+_NOT_SEPARATORS: Final = str.maketrans("", "", "+/=_-")
 
+_SHORTEST_RUN: Final = 20
+_SHORTEST_NEAR: Final = 12  # "pin " and an 8-character credential
 _RUN: Final = r"[A-Za-z0-9+/_\-][A-Za-z0-9+/=_\-]{19,}"
 _DIGIT: Final = r"[0-9]"
 _PIECE_SEPARATORS: Final = r"[+/=_\-]"
@@ -35,12 +38,12 @@ _TYPED_ID: Final = r"[a-z]{2,12}[_\-][A-Za-z0-9]+"
 _DIGEST: Final = r"(?:sha(?:1|224|256|384|512)|md5)[_\-]"
 _FILE_SIGNATURES: Final = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "JVBERi0", "PHN2Zy", "UEsDB")
 _PUBLIC_KEYS: Final = ("pk_live_", "pk_test_")  # Stripe publishable keys: public by design
-_KEY_BEFORE: Final = r"([A-Za-z0-9_.\-]{1,64})[\"']?[ \t]*[:=][ \t]*[\"']?$"
 
-SECRET_STEMS: Final = r"pass|pwd|secret|token|key|cred|auth|pin|otp"  # noqa: S105 - a regex
-"""A secret word's stem, in lowercased text: where the generic rule looks for a name."""
+SECRET_STEMS: Final = ("pass", "pwd", "secret", "token", "key", "cred", "auth", "otp")
+"""Stems of the secret words, in lowercased text: where the generic rule looks for a name."""
+_NAME_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_KEY_CHARS: Final = _NAME_CHARS | {"."}
 # What may link a secret name to its value.
-_NAME: Final = r"[A-Za-z0-9_\-]"
 _HEAD_WORDS: Final = frozenset({"key", "keys", "code"})
 _LINK: Final = (
     r"(?:[ \t]*(?::|=|:=|=>|->)[ \t]*|[ \t]+(?:(?:is|was|are|of|to|set to|equals)[ \t]+)?"
@@ -57,12 +60,11 @@ def looks_random(run: str) -> bool:
     its letters and digits are in them (a random 40-character key about 10%, identifiers,
     paths and model names 60% or more).
     """
-    if not 20 <= len(run) <= 256 or run.lower() == run or run.upper() == run:
+    if not _SHORTEST_RUN <= len(run) <= 256 or run.lower() == run or run.upper() == run:
         return False
     if compiled(_DIGIT).search(run) is None:
         return False
-    alnum = sum(char.isalnum() for char in run)
-    return _word_letters(run) < alnum * 0.4
+    return _word_letters(run) < len(run.translate(_NOT_SEPARATORS)) * 0.4
 
 
 def _word_letters(run: str) -> int:
@@ -77,28 +79,65 @@ def _word_letters(run: str) -> int:
                 continue
             if len(word) == 3 and not (constant or word.islower()):
                 continue
-            if sum(char in _VOWELS for char in word) * 5 >= len(word):
+            if (len(word) - len(word.translate(_NOT_VOWELS))) * 5 >= len(word):
                 total += len(word)
     return total
 
 
 def redact_shapes(text: str, key_kind: Callable[[str], int], *, random_runs: bool = True) -> str:
-    """The generic pass: credentials after secret words, then random-looking runs."""
-    text = _redact_near_words(text, key_kind)
-    if random_runs and len(text) >= 20:
-        text = compiled(_RUN).sub(lambda match: _random_repl(match, key_kind), text)
+    """The generic pass: credentials after secret words, then random-looking runs.
+
+    Each part first checks, cheaply, what it needs: a secret word's stem; a long text
+    with both cases and a digit.
+    """
+    lowered = text.lower()
+    if len(text) >= _SHORTEST_NEAR and has_secret_stem(lowered):
+        text = _redact_near_words(text, lowered, key_kind)
+    if (
+        random_runs
+        and len(text) >= _SHORTEST_RUN
+        and lowered != text
+        and text.upper() != text
+        and compiled(_DIGIT).search(text) is not None
+    ):
+        text = _redact_random_runs(text, key_kind)
     return text
 
 
-def _redact_near_words(text: str, key_kind: Callable[[str], int]) -> str:
-    """Replace a credential-like word that follows a secret key and linking words."""
-    lowered = text.lower()
+def _redact_random_runs(text: str, key_kind: Callable[[str], int]) -> str:
+    """Replace random-looking runs. Only words (between blanks) long enough to hold one
+    are searched: a regex over the whole text would try a run at every character."""
+    long_words = [word for word in text.split() if len(word) >= _SHORTEST_RUN]
     parts: list[str] = []
     last = 0
-    for stem in compiled(SECRET_STEMS).finditer(lowered):
-        if stem.start() < last:
+    position = 0
+    for word in long_words:
+        position = text.find(word, position)
+        for run in compiled(_RUN).finditer(text, position, position + len(word)):
+            shown = _random_repl(run, key_kind)
+            if shown != run.group(0):
+                parts += (text[last : run.start()], shown)
+                last = run.end()
+        position += len(word)
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def has_secret_stem(lowered: str) -> bool:
+    """Whether lowercased text holds a secret word's stem (the generic rule's first test)."""
+    return any(stem in lowered for stem in SECRET_STEMS)
+
+
+def _redact_near_words(text: str, lowered: str, key_kind: Callable[[str], int]) -> str:
+    """Replace a credential-like word that follows a secret key and linking words."""
+    parts: list[str] = []
+    last = 0
+    for stem_start, stem_end in _stem_spans(lowered):
+        if stem_start < last:
             continue
-        start, end = _word_bounds(text, stem.start(), stem.end())
+        start, end = _word_bounds(text, stem_start, stem_end)
         if not _names_secret(text, start, end, key_kind):
             continue
         link = compiled(_LINK).match(text, end)
@@ -116,14 +155,30 @@ def _redact_near_words(text: str, key_kind: Callable[[str], int]) -> str:
     return "".join(parts)
 
 
+def _stem_spans(lowered: str) -> list[tuple[int, int]]:
+    """Where the stems are, in order (a few ``find`` calls: cheaper than one regex scan)."""
+    spans = []
+    for stem in SECRET_STEMS:
+        index = lowered.find(stem)
+        while index >= 0:
+            spans.append((index, index + len(stem)))
+            index = lowered.find(stem, index + 1)
+    return sorted(spans)
+
+
 def _word_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     """The whole name around a stem found inside it."""
-    name = compiled(_NAME)
-    while start > 0 and name.match(text, start - 1):
-        start -= 1
-    while end < len(text) and name.match(text, end):
+    while end < len(text) and text[end] in _NAME_CHARS:
         end += 1
-    return start, end
+    return _name_start(text, start, _NAME_CHARS), end
+
+
+def _name_start(text: str, end: int, chars: frozenset[str]) -> int:
+    """Where the name of these characters that ends at ``end`` starts (64 at most)."""
+    start = end
+    while start > 0 and end - start < 64 and text[start - 1] in chars:
+        start -= 1
+    return start
 
 
 def _names_secret(text: str, start: int, end: int, key_kind: Callable[[str], int]) -> bool:
@@ -133,9 +188,7 @@ def _names_secret(text: str, start: int, end: int, key_kind: Callable[[str], int
         return True
     if word.lower() not in _HEAD_WORDS or start < 2 or text[start - 1] != " ":
         return False
-    before = start - 1
-    while before > 0 and compiled(_NAME).match(text, before - 1):
-        before -= 1
+    before = _name_start(text, start - 1, _NAME_CHARS)
     return before < start - 1 and key_kind(f"{text[before : start - 1]} {word}") == KEY_SECRET
 
 
@@ -159,8 +212,12 @@ def _kept(match: re.Match[str], key_kind: Callable[[str], int]) -> bool:
         return True
     if run.startswith(_FILE_SIGNATURES + _PUBLIC_KEYS):
         return True
-    before = match.string[max(0, match.start() - 80) : match.start()]
+    text = match.string
+    before = text[max(0, match.start() - 80) : match.start()].rstrip(" \t\"'")
     if before.endswith("base64,"):
         return True
-    key = compiled(_KEY_BEFORE).search(before)
-    return key is not None and key_kind(key.group(1)) == KEY_DATA
+    if not before.endswith((":", "=")):
+        return False
+    key_end = len(before[:-1].rstrip(" \t\"'"))
+    key_start = _name_start(before, key_end, _KEY_CHARS)
+    return key_start < key_end and key_kind(before[key_start:key_end]) == KEY_DATA

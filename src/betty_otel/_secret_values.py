@@ -51,8 +51,7 @@ class ValueRule(NamedTuple):
     name: str
     """What it finds, for the documentation and tests."""
     triggers: tuple[str, ...]
-    """Literals of which every match contains one: the pattern runs only if one is present
-    (no triggers: whenever the text holds a long word)."""
+    """Literals of which every match contains one: the pattern runs only if one is present."""
     fold_case: bool
     """Whether the triggers are looked for in the lowercased text."""
     source: str
@@ -298,7 +297,7 @@ TOKEN_RULES: Final[tuple[ValueRule, ...]] = (
     ValueRule("JWTs", ("eyJ",), False, _JWT, REDACTED),
     *(_token_rule(*token) for token in VENDOR_TOKENS),
     ValueRule("Telegram bot tokens (the bot id kept)", (":A",), False, _TELEGRAM, f":{REDACTED}"),
-    ValueRule("Discord bot tokens", (), False, _DISCORD_BOT, REDACTED),
+    ValueRule("Discord bot tokens", (".",), False, _DISCORD_BOT, REDACTED),
     ValueRule("Azure AD client secrets", ("Q~",), False, _AZURE_SECRET, REDACTED),
     ValueRule("Azure DevOps tokens", ("AZDO",), False, _AZURE_DEVOPS, REDACTED),
     ValueRule("Terraform Cloud tokens", (".atlasv1.",), False, _TERRAFORM, REDACTED),
