@@ -109,13 +109,17 @@ def field_value(obj: object, name: str) -> object:
 
 
 def scalar_text(value: object) -> str | None:
-    """Text of a value JSON has no type for (dates, times, UUIDs, Decimals, paths, bytes)."""
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes_text(value)
-    loaded = tuple(getattr(sys.modules[m], n) for m, n in _STR_TYPES if m in sys.modules)
-    return str(value) if isinstance(value, loaded) else None
+    """Text of a value JSON has no type for (dates, times, UUIDs, Decimals, paths, bytes);
+    None for anything else, or when a hostile subclass raises."""
+    try:
+        if isinstance(value, (dt.date, dt.time)):
+            return value.isoformat()
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes_text(value)
+        loaded = tuple(getattr(sys.modules[m], n) for m, n in _STR_TYPES if m in sys.modules)
+        return str(value) if isinstance(value, loaded) else None
+    except Exception:  # noqa: BLE001 - the caller falls back to the value's repr
+        return None
 
 
 def dataclass_items(value: object) -> tuple[int, Iterator[tuple[str, object]]] | None:

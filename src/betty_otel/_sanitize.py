@@ -4,21 +4,17 @@ Values from user code may hold anything: credentials, 10 MB blobs, cycles, objec
 ``repr`` raises. This runs on the decorator's hot path: it never raises, and a small dict
 of plain values costs a copy.
 
-Conversion: dataclasses become dicts of their fields, ``model_dump()`` results are used
-(exceptions guarded), enums become their value, named tuples dicts, tuples lists, sets
-sorted lists (``_leaves`` converts the leaves: dates, UUIDs, bytes, big ints, keys);
-NaN/inf become ``"NaN"``/``"Infinity"``/``"-Infinity"``; iterators and generators are never
-consumed; anything else is its (redacted, truncated) ``repr``. By key (``_secret_keys``):
-a secret key's value is replaced whole by ``REDACTED``, whatever its type; a shaped key's
-(``session``) when it is a token; a data key's text (``trace_id``) keeps random-looking
-strings. Secret values inside every string are redacted.
+Conversion: dataclasses become dicts of their fields, ``model_dump()`` results are used,
+enums their value, named tuples dicts, tuples lists, sets sorted lists, NaN/inf strings
+(``_leaves`` converts the leaves); iterators are never consumed; anything else is its
+``repr``. By key (``_secret_keys``): a secret key's value is replaced whole, whatever its
+type; a shaped key's (``session``) when it is a token; a data key's text (``trace_id``)
+keeps random-looking strings. Secret values inside every string are redacted.
 
-Budgets: strings are redacted, then cut to ``max_value_chars`` (``...<truncated N
-chars>``; of an oversized string only what can survive, plus 16 KB, is scanned);
-containers keep ``max_items`` entries (then ``"<N more items>"``) and ``max_depth``
-levels; past ``max_total_chars`` of JSON the rest of each open container becomes one
-``"<truncated: size budget exceeded>"``. Markers are stable, so ``sanitize(sanitize(x))
-== sanitize(x)``.
+Budgets: strings are redacted, then cut to ``max_value_chars`` (of an oversized string
+only what can survive, plus 16 KB, is scanned); containers keep ``max_items`` entries and
+``max_depth`` levels; past ``max_total_chars`` of JSON the rest of each open container
+becomes one marker. Markers are stable: ``sanitize(sanitize(x)) == sanitize(x)``.
 """
 
 from __future__ import annotations
@@ -199,8 +195,11 @@ class Sanitizer:
     def _keyed(self, value: object, kind: int, depth: int, st: _State) -> Any:
         """Under a shaped key a token (str, bytes, UUID...) becomes the marker; under a
         data key random-looking text stays."""
-        if kind == KEY_DATA and isinstance(value, str):
-            return self._leaf(self._text(str.__str__(value), random_runs=False), st)
+        text = str.__str__(value) if isinstance(value, str) else scalar_text(value)
+        if text is not None and kind == KEY_DATA:
+            return self._leaf(self._text(text, random_runs=False), st)
+        if text is not None and token_shaped(text):
+            return self._leaf(REDACTED, st)
         result = self._walk(value, depth, st)
         if kind == KEY_SHAPED and isinstance(result, str) and token_shaped(result):
             st.total += json_size(REDACTED) - json_size(result)  # as a second pass counts

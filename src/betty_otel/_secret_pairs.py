@@ -56,6 +56,7 @@ _HEAD_WORDS: Final = frozenset({"key", "keys", "code", "string"})
 _WORD_BEFORE: Final = r"([A-Za-z][A-Za-z0-9_\-]{0,31}) $"
 _OPENING: Final = {"[": "]", "{": "}", "(": ")", "<": ">"}
 _BRACKETS: Final = r"[()\[\]{}]"
+_LABEL: Final = r"[A-Za-z_][\w.]*:"  # "RuntimeError:", "ERROR:" before a message
 
 
 def redact_pairs(text: str, key_kind: Callable[[str], int]) -> str:
@@ -143,9 +144,11 @@ def _value_span(text: str, key: str, key_start: int, separator: int) -> tuple[in
 
 
 def _starts_line(text: str, key_start: int) -> bool:
-    """Whether the key starts its line (INI and properties files: ``password=my pass``)."""
+    """Whether the key starts its line (INI and properties files: ``password=my pass``),
+    or the message after an exception's name (``ValueError: password=my pass``)."""
     line_start = max(text.rfind("\n", 0, key_start), text.rfind("\r", 0, key_start)) + 1
-    return text[line_start:key_start].strip(" \t\"'") in ("", "export", "set", "-")
+    before = text[line_start:key_start].strip(" \t\"'")
+    return before in ("", "export", "set", "-") or compiled(_LABEL).fullmatch(before) is not None
 
 
 def _spaced_end(text: str, start: int, end: int) -> int:

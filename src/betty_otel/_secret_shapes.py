@@ -30,7 +30,7 @@ _NOT_SEPARATORS: Final = str.maketrans("", "", "+/=_-")
 
 _SHORTEST_RUN: Final = 20
 _SHORTEST_NEAR: Final = 12  # "pin " and an 8-character credential
-_RUN: Final = r"[A-Za-z0-9+/_\-][A-Za-z0-9+/=_\-]{19,}"
+_RUN: Final = r"[A-Za-z0-9+/_\-]{20,}={0,2}"  # "=" only as base64 padding: key=value is two
 _DIGIT: Final = r"[0-9]"
 _PIECE_SEPARATORS: Final = r"[+/=_\-]"
 _CAPITALS: Final = r"[A-Z]+"
@@ -43,6 +43,7 @@ SECRET_STEMS: Final = ("pass", "pwd", "secret", "token", "key", "cred", "auth", 
 """Stems of the secret words, in lowercased text: where the generic rule looks for a name."""
 _NAME_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _KEY_CHARS: Final = _NAME_CHARS | {"."}
+_QUOTING: Final = " \t\"'\\"  # blanks and quotes (escaped too) between a key and its value
 # What may link a secret name to its value.
 _HEAD_WORDS: Final = frozenset({"key", "keys", "code"})
 _LINK: Final = (
@@ -213,11 +214,11 @@ def _kept(match: re.Match[str], key_kind: Callable[[str], int]) -> bool:
     if run.startswith(_FILE_SIGNATURES + _PUBLIC_KEYS):
         return True
     text = match.string
-    before = text[max(0, match.start() - 80) : match.start()].rstrip(" \t\"'")
+    before = text[max(0, match.start() - 80) : match.start()].rstrip(_QUOTING)
     if before.endswith("base64,"):
         return True
     if not before.endswith((":", "=")):
         return False
-    key_end = len(before[:-1].rstrip(" \t\"'"))
+    key_end = len(before[:-1].rstrip(_QUOTING))
     key_start = _name_start(before, key_end, _KEY_CHARS)
     return key_start < key_end and key_kind(before[key_start:key_end]) == KEY_DATA

@@ -239,9 +239,11 @@ _PEM: Final = (
 )
 _PUTTY: Final = r"Private-Lines:.*?(?:Private-MAC:[^\r\n]*|\Z)"
 # scheme://user:password@host: the password may hold "/", "#", "+", "?" or "@"; it ends
-# at the first "@" after which the host runs, without another "@", to "/?#", a space or
-# the end. A port ("host:8080/path?mail=a@b") is not a password.
-_URL_CREDS: Final = r"(://[^\s/?#@:]*:)(?![0-9]+(?:[/?#\s]|$))\S+?@(?=[^\s@/?#]*(?:[\s/?#]|$))"
+# at the last "@" followed by a host name (then a port, "/?#", a quote, a space or the
+# end). A port ("host:8080/path?mail=a@b") is not a password.
+_URL_CREDS: Final = (
+    r"(://[^\s/?#@:]*:)(?![0-9]+(?:[/?#\s]|$))\S*@(?=[A-Za-z0-9.\-]+(?:[:/?#\s\"'<>),;]|$))"
+)
 # scheme://TOKEN@host: a token as the whole user part (Sentry DSNs, git over HTTPS).
 _URL_TOKEN: Final = r"(://)([A-Za-z0-9_\-.~%]{16,})@(?=[A-Za-z0-9])"  # noqa: S105 - a regex
 _AUTH_SCHEME: Final = (
