@@ -574,3 +574,16 @@ def test_each_text_case_reaches_neither_file_nor_span_as_input_metadata_or_error
     assert S not in recorded_text(memory)
     (entry,) = helpers.strict_entries(memory[0])
     assert REDACTED in entry["error_message"]
+
+
+HOSTILE_TEXTS = {
+    "many url schemes": "://a:" * 4000, "stems in one word": "passpasspass" * 1500,
+    "curl options": "curl -u " * 2000, "open brackets": "password=(" * 2000,
+    "quotes in a value": "password=(" + "'x\"" * 5000, "indented lines": "key:\n" + " \n" * 8000,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS.values(), ids=HOSTILE_TEXTS.keys())
+def test_hostile_repetitions_are_redacted_to_a_fixed_point(text: str) -> None:
+    """Text built to make the new rules backtrack still comes back, stable and encodable."""
+    redacted(text).encode("utf-8")

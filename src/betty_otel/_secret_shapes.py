@@ -135,10 +135,12 @@ def _redact_near_words(text: str, lowered: str, key_kind: Callable[[str], int]) 
     """Replace a credential-like word that follows a secret key and linking words."""
     parts: list[str] = []
     last = 0
+    seen = 0  # the end of the last name looked at: a stem inside it is the same name
     for stem_start, stem_end in _stem_spans(lowered):
-        if stem_start < last:
+        if stem_start < max(last, seen):
             continue
         start, end = _word_bounds(text, stem_start, stem_end)
+        seen = end
         if not _names_secret(text, start, end, key_kind):
             continue
         link = compiled(_LINK).match(text, end)

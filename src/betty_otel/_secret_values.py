@@ -240,9 +240,11 @@ _PEM: Final = (
 _PUTTY: Final = r"Private-Lines:.*?(?:Private-MAC:[^\r\n]*|\Z)"
 # scheme://user:password@host: the password may hold "/", "#", "+", "?" or "@"; it ends
 # at the last "@" followed by a host name (then a port, "/?#", a quote, a space or the
-# end). A port ("host:8080/path?mail=a@b") is not a password.
+# end), within 1024 characters (so that hostile text costs linear time). A port
+# ("host:8080/path?mail=a@b") is not a password.
 _URL_CREDS: Final = (
-    r"(://[^\s/?#@:]*:)(?![0-9]+(?:[/?#\s]|$))\S*@(?=[A-Za-z0-9.\-]+(?:[:/?#\s\"'<>),;]|$))"
+    r"(://[^\s/?#@:]*:)(?![0-9]+(?:[/?#\s]|$))\S{0,1024}@"
+    r"(?=[A-Za-z0-9.\-]+(?:[:/?#\s\"'<>),;]|$))"
 )
 # scheme://TOKEN@host: a token as the whole user part (Sentry DSNs, git over HTTPS).
 _URL_TOKEN: Final = r"(://)([A-Za-z0-9_\-.~%]{16,})@(?=[A-Za-z0-9])"  # noqa: S105 - a regex
@@ -255,7 +257,11 @@ _SLACK_WEBHOOK: Final = r"(hooks\.slack\.com/services/[A-Z0-9]+/[A-Z0-9]+/)[A-Za
 _DISCORD_WEBHOOK: Final = r"(discord(?:app)?\.com/api/webhooks/[0-9]+/)[A-Za-z0-9_\-]+"
 _TEAMS_WEBHOOK: Final = r"(webhook\.office\.com/webhookb2/)[^\s\"'<>]+"
 _ORACLE: Final = r"((?:jdbc:oracle:[a-z]+:@?|sqlplus[ \t]+)[^/\s@:\"']+/)[^@\s\"']+(?=@)"
-_CURL_USER: Final = r"(curl[^\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^:\s\"']*:)[^\s\"']+"
+# curl -u user:password (in text that names curl): the option, its user, then the secret.
+_CURL_USER: Final = (
+    r"(-(?<=[ \t]-)(?:u|-user)(?:[ \t]+|=)(?P<q>[\"'])?[^:\s\"'\-][^:\s\"']*:)"
+    r"(?(q)[^\"'\n]+|[^\s\"']+)"
+)
 _TELEGRAM: Final = r":(?<=[0-9]{5}:)A[A-Za-z0-9_\-]{29,40}(?![A-Za-z0-9_\-])"
 _DISCORD_BOT: Final = (
     r"[MNO](?<![A-Za-z0-9_\-][MNO])[A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40}"
