@@ -53,6 +53,7 @@ __all__ = [
     "RedactionRules",
     "Redactor",
     "hide_secret_args",
+    "named_secret",
     "safe_repr",
     "secret_positions",
     "type_name",
@@ -112,6 +113,7 @@ _ATTACHED_PASSWORD_OPTION: Final = {
     "mysqlcheck": "-p", "mysqlshow": "-p", "mariadb": "-p", "mariadb-dump": "-p",
     "sshpass": "-p",
 }  # fmt: skip
+_NAMED_VALUE_MAX_KEYS: Final = 8  # {"name": ..., "value": ...} and a few more fields
 # Programs whose user option carries "user:password" (curl -u bob:secret).
 _USER_PASSWORD_OPTIONS: Final = {"curl": frozenset({"-u", "--user", "-U", "--proxy-user"})}
 
@@ -315,6 +317,19 @@ def secret_positions(items: Sequence[object], is_secret_key: Callable[[str], boo
             if isinstance(item, str) and item.startswith(attached) and len(item) > len(attached)
         )  # fmt: skip
     return found
+
+
+def named_secret(mapping: object, is_secret_key: Callable[[str], bool]) -> str | None:
+    """The key of a small dict whose value is secret by the name beside it: ``"value"`` in
+    ``{"name": "X-API-Key", "value": ...}`` (HAR headers, Kubernetes env, form fields)."""
+    if type(mapping) is not dict or len(mapping) > _NAMED_VALUE_MAX_KEYS:
+        return None
+    for value_key in ("value", "Value"):
+        if value_key in mapping:
+            names = (mapping.get(name) for name in ("name", "Name", "key", "Key"))
+            if any(isinstance(name, str) and is_secret_key(name) for name in names):
+                return value_key
+    return None
 
 
 def _name_text(item: object) -> str | None:

@@ -43,6 +43,7 @@ from betty_otel._redact import (
     REDACTED,
     RedactionRules,
     Redactor,
+    named_secret,
     safe_repr,
     secret_positions,
     type_name,
@@ -141,8 +142,8 @@ class Sanitizer:
         Gives exactly what the full walk gives for such a dict; None (take the full
         walk) at the first key or value that needs more than a copy.
         """
-        if len(value) > self._max_items:
-            return None
+        if len(value) > self._max_items or "value" in value or "Value" in value:
+            return None  # a "value" may be secret by its sibling "name" (named_secret)
         keys = self._keys
         min_scan = self._min_scan
         out: dict[str, Any] = {}
@@ -193,8 +194,7 @@ class Sanitizer:
         return self._cut(redacted, len(redacted) + unread, random_runs=random_runs)
 
     def _keyed(self, value: object, kind: int, depth: int, st: _State) -> Any:
-        """Under a shaped key a token (str, bytes, UUID...) becomes the marker; under a
-        data key random-looking text stays."""
+        """A shaped key's token (str, bytes, UUID) is the marker; a data key's text keeps runs."""
         text = str.__str__(value) if isinstance(value, str) else scalar_text(value)
         if text is not None and kind == KEY_DATA:
             return self._leaf(self._text(text, random_runs=False), st)
@@ -331,6 +331,7 @@ class Sanitizer:
         try:
             out: dict[str, Any] = {}
             cap = n if n <= self._max_items else self._max_items - 1
+            named = named_secret(owner, self._redactor.is_secret_key)
             for i, (key, value) in enumerate(items):
                 # Budget before the item cap, in the same order a second pass sees them.
                 if st.total > self._max_total:
@@ -343,7 +344,7 @@ class Sanitizer:
                     continue
                 st.total += len(text) + 4
                 kind = type(value)
-                if key_kind == KEY_SECRET:
+                if key_kind == KEY_SECRET or text == named:
                     out[text] = self._leaf(REDACTED, st)
                 elif key_kind:
                     out[text] = self._keyed(value, key_kind, depth + 1, st)

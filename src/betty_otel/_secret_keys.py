@@ -64,8 +64,8 @@ KEY_DATA: Final = 3
 SECRET_NAMES: Final[frozenset[str]] = frozenset(
     {
         # Whole names only: as endings they would catch ordinary words ("spin", "oauth").
-        "auth", "pin", "bearer", "jwt", "signature", "sig", "ssn", "creditcard", "cvv",
-        "cvc", "csrf", "xsrf",
+        "auth", "pin", "bearer", "jwt", "signature", "sig", "hmac", "ssn", "creditcard",
+        "cvv", "cvc", "csrf", "xsrf",
         # framework cookies and settings: Node connect.sid, Laravel, CodeIgniter, Rack
         "connectsid", "laravelsession", "cisession", "racksession",
     }

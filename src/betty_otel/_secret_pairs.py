@@ -39,8 +39,8 @@ _PAIR_VALUE: Final = (
     r"=?>?[ \t]*(?:(?:bearer|basic|token)[ \t]+)?"
     r"(?P<val>(?P<triple>\"\"\"|''')(?:.|\n)*?(?:(?P=triple)|\Z)"
     r"|\\\"(?:[^\"\\\n]|\\[^\"\n])*(?:\\\")?"
-    rf"|{_QUOTE_PREFIX}\"(?:[^\"\\\n]|\\.)*\"?"
-    rf"|{_QUOTE_PREFIX}'(?:[^'\\\n]|\\.)*'?"
+    rf"|{_QUOTE_PREFIX}\"(?:[^\"\\\n]|\\.|\"\")*\"?"
+    rf"|{_QUOTE_PREFIX}'(?:[^'\\\n]|\\.|'')*'?"
     r"|(?P<open>[\[{(<])"
     r"|(?P<call>[A-Za-z_][\w.]*)\("
     r"|(?P<block>[|>][-+0-9]{0,2})(?=[ \t]*(?:\r?\n|\Z))"
@@ -54,6 +54,8 @@ _EOL_VALUE_KEYS: Final = frozenset({"cookie", "setcookie", "authorization", "pro
 # Keys named by the word before them: "api key", "private key", "auth code", "connection string".
 _HEAD_WORDS: Final = frozenset({"key", "keys", "code", "string"})
 _WORD_BEFORE: Final = r"([A-Za-z][A-Za-z0-9_\-]{0,31}) $"
+# A "name" or "key" entry before a "value" entry: HAR headers, Kubernetes env, form fields.
+_NAME_BEFORE: Final = r"\b(?:[Nn]ame|[Kk]ey)[\"']?[ \t]*[:=][ \t]*[\"']?([A-Za-z0-9_.\-]{1,64})"
 _OPENING: Final = {"[": "]", "{": "}", "(": ")", "<": ">"}
 _BRACKETS: Final = r"[()\[\]{}]"
 _LABEL: Final = r"[A-Za-z_][\w.]*:"  # "RuntimeError:", "ERROR:" before a message
@@ -91,13 +93,20 @@ def redact_pairs(text: str, key_kind: Callable[[str], int]) -> str:
 
 
 def _pair_kind(text: str, key: str, key_start: int, key_kind: Callable[[str], int]) -> int:
-    """The key's kind; a head word (``key``) is read with the word before it."""
+    """The key's kind; a head word (``key``) is read with the word before it, and a
+    ``value`` with the name beside it (``{"name": "X-API-Key", "value": "..."}``)."""
     kind = key_kind(key)
-    if kind == KEY_SECRET or normalise_key(key) not in _HEAD_WORDS:
+    if kind == KEY_SECRET:
         return kind
-    before = compiled(_WORD_BEFORE).search(text, max(0, key_start - 33), key_start)
-    if before is not None and key_kind(f"{before.group(1)} {key}") == KEY_SECRET:
-        return KEY_SECRET
+    plain = normalise_key(key)
+    if plain == "value":
+        names = list(compiled(_NAME_BEFORE).finditer(text, max(0, key_start - 160), key_start))
+        if names and key_kind(names[-1].group(1)) == KEY_SECRET:
+            return KEY_SECRET
+    elif plain in _HEAD_WORDS:
+        before = compiled(_WORD_BEFORE).search(text, max(0, key_start - 33), key_start)
+        if before is not None and key_kind(f"{before.group(1)} {key}") == KEY_SECRET:
+            return KEY_SECRET
     return kind
 
 
@@ -134,7 +143,8 @@ def _value_span(text: str, key: str, key_start: int, separator: int) -> tuple[in
         or text[separator - 1 : separator] in (" ", "\t")
         or (_starts_line(text, key_start) and not key.startswith("-"))
     ):
-        return start, _spaced_end(text, start, end), REDACTED
+        quote = text[key_start - 1] if key_start and text[key_start - 1] in "'\"" else ""
+        return start, _spaced_end(text, start, end, quote), REDACTED
     if sep == "=" and text[end : end + 1] == " ":  # "Password=my pass;" in a DSN
         line = text[end : _line_end(text, end)]
         semi = line.find(";")
@@ -151,14 +161,17 @@ def _starts_line(text: str, key_start: int) -> bool:
     return before in ("", "export", "set", "-") or compiled(_LABEL).fullmatch(before) is not None
 
 
-def _spaced_end(text: str, start: int, end: int) -> int:
+def _spaced_end(text: str, start: int, end: int, quote: str) -> int:
     """The end of an unquoted value written with spaces: its line, up to what ends it.
 
-    The next pair (``, user: bob``), a closing quote (``'...', 'x'``) or a closing
-    bracket opened before the value (``{password: a b}``) ends it; trailing blanks
-    are not part of it.
+    The next pair (``, user: bob``), a closing quote (``'...', 'x'``), the quote that
+    opened before the key (``-H 'X-Api-Key: a b' https://...``) or a closing bracket
+    opened before the value (``{password: a b}``) ends it; trailing blanks are not part
+    of it.
     """
     limit = _line_end(text, start)
+    if quote and text.find(quote, end, limit) >= 0:
+        limit = text.find(quote, end, limit)
     stop = compiled(_NEXT_PAIR).search(text, end, limit)
     if stop is not None:
         limit = stop.start()

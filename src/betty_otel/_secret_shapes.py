@@ -47,7 +47,8 @@ _QUOTING: Final = " \t\"'\\"  # blanks and quotes (escaped too) between a key an
 # What may link a secret name to its value.
 _HEAD_WORDS: Final = frozenset({"key", "keys", "code"})
 _LINK: Final = (
-    r"(?:[ \t]*(?::|=|:=|=>|->)[ \t]*|[ \t]+(?:(?:is|was|are|of|to|set to|equals)[ \t]+)?"
+    r"(?:[ \t]*(?::|=|:=|=>|->)[ \t]*"
+    r"|[ \t]+(?:(?:for|of)[ \t]+\S{1,64}[ \t]+)?(?:(?:is|was|are|of|to|set to|equals)[ \t]+)?"
     r"|[ \t]*[(\[][ \t]*)[\"'`]?"
     r"(?P<val>[^\s\"'`,;()\[\]{}<>*][^\s\"'`,;()\[\]{}<>]*)"
 )
@@ -147,7 +148,7 @@ def _redact_near_words(text: str, lowered: str, key_kind: Callable[[str], int]) 
         if link is None:
             continue
         value = link.group("val").rstrip(_TRAILING)
-        if not credential_like(value):
+        if REDACTED in value or not credential_like(value):
             continue
         value_start = link.start("val")
         parts += (text[last:value_start], REDACTED)

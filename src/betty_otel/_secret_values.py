@@ -102,6 +102,14 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str, str], ...]] = (
     ("Voyage AI", "pa-", _MIXED + r"[A-Za-z0-9_\-]{40,}"),
     ("Pinecone", "pcsk_", r"[A-Za-z0-9_]{40,}"),
     ("Chroma Cloud", "ck-", _MIXED + r"[A-Za-z0-9]{30,}"),
+    ("NVIDIA", "nvapi-", r"[A-Za-z0-9_\-]{40,}"),
+    ("Cerebras", "csk-", r"[a-z0-9]{40,}"),
+    ("Together AI", "tgp_v1_", r"[A-Za-z0-9_\-]{30,}"),
+    ("Jina AI", "jina_", r"[A-Za-z0-9_\-]{40,}"),
+    ("Firecrawl", "fc-", r"[a-f0-9]{32}"),
+    ("turbopuffer", "tpuf_", r"[A-Za-z0-9]{30,}"),
+    ("E2B", "e2b_", r"[a-f0-9]{40}"),
+    ("Neon", "napi_", r"[A-Za-z0-9]{40,}"),
     # clouds
     ("AWS access key ids", "AKIA", r"[0-9A-Z]{16}"),
     ("AWS temporary key ids", "ASIA", r"[0-9A-Z]{16}"),
@@ -136,6 +144,9 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str, str], ...]] = (
     ("Infisical service tokens", "st.", r"[A-Za-z0-9\-]{8,}\.[A-Za-z0-9]{16,}\.[A-Za-z0-9]{16,}"),
     ("1Password service accounts", "ops_", r"eyJ[A-Za-z0-9+/=_\-]{40,}"),
     ("1Password secret keys", "A3-", r"[A-Z0-9]{6}-[A-Z0-9]{5,11}-[A-Z0-9\-]{11,}"),
+    ("Bitwarden Secrets Manager", "0.",
+     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.[A-Za-z0-9]{20,}:[A-Za-z0-9+/=]{20,}"),
+    ("Phase service and user tokens", "pss_", r"(?:service|user):v[0-9]:[A-Za-z0-9:]{40,}"),
     ("age secret keys", "AGE-SECRET-KEY-1", r"[0-9A-Z]{58}"),
     # CI, deploys, monitoring
     ("Pulumi", "pul-", r"[a-f0-9]{40}"),
@@ -161,6 +172,7 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str, str], ...]] = (
     ("Stripe webhook secrets", "whsec_", r"[A-Za-z0-9]{24,}"),
     ("Square", "sq0", r"(?:atp|csp)-[A-Za-z0-9_\-]{22,}"),
     ("Square access tokens", "EAAA", r"[A-Za-z0-9_\-+=]{40,}"),
+    ("Meta (Facebook, WhatsApp) access tokens", "EAA", r"[A-Za-z0-9]{100,}"),
     ("Shopify", "shp", r"(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"),
     ("Braintree access tokens", "access_token$",
      r"(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}"),
@@ -270,6 +282,15 @@ _AZURE_SECRET: Final = r"Q~(?<=[A-Za-z0-9_~.]{3}[0-9]Q~)[A-Za-z0-9_~.\-]{31,34}"
 _AZURE_DEVOPS: Final = r"[A-Za-z0-9]{76}AZDO[A-Za-z0-9]{4}"
 _TERRAFORM: Final = r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,}"
 _MAILCHIMP: Final = r"[0-9a-f]{32}-us[0-9]{1,2}(?![0-9])"
+# Private keys in base64 DER, without PEM armour: PKCS#1 RSA (MIIEpAIBAAKC...), PKCS#8
+# RSA (MIIEvQIBADANBgkqhkiG9w0BAQEFAASC...; a public key has AAOC there), EC and Ed25519.
+_DER_KEY: Final = (
+    r"M(?:II[A-Za-z0-9+/]{3}IBA(?:AKC|DANBgkqhkiG9w0BAQEFAASC)|IGHAgEAMBMGByqGSM49|C4CAQAwBQYDK2Vw)"
+    r"[A-Za-z0-9+/=]*(?:(?:\\n|\r?\n)[A-Za-z0-9+/=]+)*"
+)
+# mysql -pSECRET (attached: "-p db" asks for the password) and sshpass -p SECRET.
+_MYSQL_PASSWORD: Final = r"-p(?<=[ \t]-p)[^\s\"'\-][^\s\"']*"  # noqa: S105 - a regex
+_SSHPASS_PASSWORD: Final = r"-p(?<=[ \t]-p)[ \t]+[^\s\"'\-][^\s\"']*"  # noqa: S105 - a regex
 
 
 def _auth_repl(match: re.Match[str]) -> str:
@@ -295,6 +316,8 @@ CONTEXT_RULES: Final[tuple[ValueRule, ...]] = (
     ValueRule("Teams webhooks", ("webhook.office.com",), True, _TEAMS_WEBHOOK, rf"\1{REDACTED}"),
     ValueRule("Oracle user/password@", ("jdbc:oracle", "sqlplus"), True, _ORACLE, rf"\1{REDACTED}"),
     ValueRule("curl -u user:password", ("curl",), False, _CURL_USER, rf"\1{REDACTED}"),
+    ValueRule("mysql -pSECRET", ("mysql", "mariadb"), True, _MYSQL_PASSWORD, f"-p{REDACTED}"),
+    ValueRule("sshpass -p SECRET", ("sshpass",), True, _SSHPASS_PASSWORD, f"-p {REDACTED}"),
 )
 """Detectors of a secret by what surrounds it, in the order they run."""
 
@@ -310,6 +333,13 @@ TOKEN_RULES: Final[tuple[ValueRule, ...]] = (
     ValueRule("Azure DevOps tokens", ("AZDO",), False, _AZURE_DEVOPS, REDACTED),
     ValueRule("Terraform Cloud tokens", (".atlasv1.",), False, _TERRAFORM, REDACTED),
     ValueRule("Mailchimp", ("-us",), False, _MAILCHIMP, REDACTED),
+    ValueRule(
+        "Base64 private keys",
+        ("IBAAKC", "AQEFAASC", "IGHAgEAMBMGByqGSM49", "C4CAQAwBQYDK2Vw"),
+        False,
+        _DER_KEY,
+        REDACTED,
+    ),
 )
 """Detectors of a secret by its own form (case-sensitive prefixes), after CONTEXT_RULES."""
 
