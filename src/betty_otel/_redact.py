@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from betty_otel._secret_keys import (
     KEY_PLAIN,
@@ -62,21 +61,19 @@ __all__ = [
 SECRET_TRIGGER: Final = re.compile(r"[-:=_.<bB+/@]")
 """A character most detectors need; the others need a long word or a secret word."""
 _LONG_ALNUM: Final = r"[0-9A-Za-z]{16}"  # a token with no separator (AKIA..., a random key)
-_SHORTEST_NEAR: Final = 12  # "pin " and an 8-character credential
 
 _SHORTEST_SECRET: Final = 5
 """Shortest text that can hold a secret pair: a three-letter name, "=" and one char."""
 
 
-@dataclass(frozen=True)
-class RedactionRules:
+class RedactionRules(NamedTuple):
     """Process-wide additions to the default rules (see ``betty_otel.redaction``)."""
 
     redact_keys: frozenset[str] = frozenset()
     """More secret names, normalised, matched exactly."""
     allow_keys: frozenset[str] = frozenset()
     """Names never secret by key, normalised, matched exactly (value detectors still run)."""
-    patterns: tuple[re.Pattern[str], ...] = field(default=())
+    patterns: tuple[re.Pattern[str], ...] = ()
     """More value detectors: every match is replaced whole."""
 
 
@@ -156,8 +153,6 @@ def _default_needs_scan(text: str) -> bool:
     for the generic rule, a secret word."""
     if SECRET_TRIGGER.search(text) is not None:
         return True
-    if len(text) < _SHORTEST_NEAR:
-        return False
     return compiled(_LONG_ALNUM).search(text) is not None or has_secret_stem(text.lower())
 
 

@@ -23,13 +23,13 @@ from typing import Final
 from betty_otel._secret_keys import KEY_DATA, KEY_SECRET, WORDS
 from betty_otel._secret_values import REDACTED, compiled, credential_like
 
-__all__ = ["SECRET_STEMS", "has_secret_stem", "looks_random", "redact_shapes"]
+__all__ = ["has_secret_stem", "looks_random", "redact_shapes"]
 
 _NOT_VOWELS: Final = str.maketrans("", "", "aeiouyAEIOUY")
 _NOT_SEPARATORS: Final = str.maketrans("", "", "+/=_-")
 
 _SHORTEST_RUN: Final = 20
-_SHORTEST_NEAR: Final = 12  # "pin " and an 8-character credential
+_SHORTEST_NEAR: Final = 12  # "key " and an 8-character credential
 _RUN: Final = r"[A-Za-z0-9+/_\-]{20,}={0,2}"  # "=" only as base64 padding: key=value is two
 _DIGIT: Final = r"[0-9]"
 _PIECE_SEPARATORS: Final = r"[+/=_\-]"
@@ -39,13 +39,13 @@ _DIGEST: Final = r"(?:sha(?:1|224|256|384|512)|md5)[_\-]"
 _FILE_SIGNATURES: Final = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "JVBERi0", "PHN2Zy", "UEsDB")
 _PUBLIC_KEYS: Final = ("pk_live_", "pk_test_")  # Stripe publishable keys: public by design
 
-SECRET_STEMS: Final = ("pass", "pwd", "secret", "token", "key", "cred", "auth", "otp")
+_STEMS: Final = ("pass", "pwd", "secret", "token", "key", "cred", "auth", "otp")
 """Stems of the secret words, in lowercased text: where the generic rule looks for a name."""
 _NAME_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _KEY_CHARS: Final = _NAME_CHARS | {"."}
 _QUOTING: Final = " \t\"'\\"  # blanks and quotes (escaped too) between a key and its value
+_HEAD_WORDS: Final = frozenset({"key", "keys", "code"})  # read with the word before them
 # What may link a secret name to its value.
-_HEAD_WORDS: Final = frozenset({"key", "keys", "code"})
 _LINK: Final = (
     r"(?:[ \t]*(?::|=|:=|=>|->)[ \t]*"
     r"|[ \t]+(?:(?:for|of)[ \t]+\S{1,64}[ \t]+)?(?:(?:is|was|are|of|to|set to|equals)[ \t]+)?"
@@ -93,7 +93,7 @@ def redact_shapes(text: str, key_kind: Callable[[str], int], *, random_runs: boo
     with both cases and a digit.
     """
     lowered = text.lower()
-    if len(text) >= _SHORTEST_NEAR and has_secret_stem(lowered):
+    if has_secret_stem(lowered):
         text = _redact_near_words(text, lowered, key_kind)
     if (
         random_runs
@@ -128,8 +128,9 @@ def _redact_random_runs(text: str, key_kind: Callable[[str], int]) -> str:
 
 
 def has_secret_stem(lowered: str) -> bool:
-    """Whether lowercased text holds a secret word's stem (the generic rule's first test)."""
-    return any(stem in lowered for stem in SECRET_STEMS)
+    """Whether lowercased text is long enough for a secret word and a credential, and holds
+    a secret word's stem (the generic rule's first test)."""
+    return len(lowered) >= _SHORTEST_NEAR and any(stem in lowered for stem in _STEMS)
 
 
 def _redact_near_words(text: str, lowered: str, key_kind: Callable[[str], int]) -> str:
@@ -162,7 +163,7 @@ def _redact_near_words(text: str, lowered: str, key_kind: Callable[[str], int]) 
 def _stem_spans(lowered: str) -> list[tuple[int, int]]:
     """Where the stems are, in order (a few ``find`` calls: cheaper than one regex scan)."""
     spans = []
-    for stem in SECRET_STEMS:
+    for stem in _STEMS:
         index = lowered.find(stem)
         while index >= 0:
             spans.append((index, index + len(stem)))
