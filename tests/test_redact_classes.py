@@ -321,6 +321,7 @@ def test_a_session_or_code_holding_a_token_is_redacted(key: str, value: str) -> 
     assert _sanitized({key: value.encode()}) == {key: REDACTED}
     assert value not in redacted(f"GET /cb?{key}={value}&state=ok")
     assert value not in redacted(f'{{"{key}": "{value}"}}')
+    assert redacted(f"{key}: {value} has expired") == f"{key}: {REDACTED} has expired"
 
 
 @pytest.mark.parametrize("key", SHAPED_KEYS)

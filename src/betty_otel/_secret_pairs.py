@@ -82,8 +82,12 @@ def redact_pairs(text: str, key_kind: Callable[[str], int]) -> str:
         if span is None:
             continue
         start, end, replacement = span
-        if kind == KEY_SHAPED and not token_shaped(text[start:end].strip("\"'`")):
-            continue
+        if kind == KEY_SHAPED:  # only a token: "session: <token> expired" keeps "expired"
+            first = (text[start:end].split(None, 1) or [""])[0]
+            if not token_shaped(first.strip("\"'`")):
+                continue
+            if first != text[start:end]:
+                end, replacement = start + len(first), REDACTED
         parts += (text[last:start], replacement)
         last = end
     if not parts:
