@@ -8,6 +8,8 @@
 - Logs: `betty_errors` (error records of betty_otel's loggers).
 - Faults: `stop_the_clock` (files set aside all get the same time), the `umask_zero`
   fixture (import it into a test module that uses it by name).
+- Redaction: `token_chars` (a token body from a seed: no credential written in a test),
+  `redacted` (text as betty_otel records it, checked stable under a second pass).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
+import string
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +28,7 @@ from typing import Any
 import orjson
 import pytest
 
+from betty_otel import redaction
 from betty_otel._store import TelemetryStore, iter_entries
 
 Entry = dict[str, Any]
@@ -31,6 +36,7 @@ Entry = dict[str, Any]
 BOM = b"\xef\xbb\xbf"
 INVALID_NAME = re.compile(r"^telemetry\.json\.invalid-\d{8}T\d{6}\.\d{6}Z$")
 """The name of a foreign file moved aside (``telemetry.json.invalid-<UTC>``)."""
+ALPHANUMERIC = string.ascii_letters + string.digits
 
 
 def make_entry(number: int, **extra: Any) -> Entry:
@@ -144,3 +150,18 @@ def umask_zero() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+def token_chars(
+    seed: int, length: int, alphabet: str = string.ascii_letters + string.digits
+) -> str:
+    """A random token body, the same for the same seed."""
+    rng = random.Random(seed)
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def redacted(text: str) -> str:
+    """The text as betty_otel records it; a second pass must change nothing."""
+    once = redaction.redact(text)
+    assert redaction.redact(once) == once
+    return once

@@ -1,13 +1,24 @@
 """Leaf values as JSON text: the size a string takes, keys, bytes, big ints, markers.
 
-The small conversions the sanitizer applies at the leaves of a value, each total
-(never raises) and cheap; kept apart so the walk in ``_sanitize`` reads as a walk.
+The small conversions the sanitizer applies at the leaves of a value, each cheap; kept
+apart so the walk in ``_sanitize`` reads as a walk. Date/time values become ISO text,
+UUIDs, Decimals and paths ``str``; bytes-like values up to 1024 bytes of valid UTF-8
+are decoded, others become ``"<bytes len=N>"``; ints outside the signed 64-bit range
+become strings; non-string dict keys become ``str`` (``null``/``true``/``false`` for
+None/bools). The standard modules a conversion needs (dataclasses, uuid, decimal,
+numbers, heapq) are not imported for it: a value of their types exists only once its
+module is loaded, so a one-shot capture of plain values never loads them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-from typing import Final
+import sys
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
+from itertools import islice
+from typing import Any, Final
 
 import orjson
 
@@ -17,11 +28,17 @@ __all__ = [
     "SMALL_BYTES",
     "big_int_text",
     "bytes_text",
-    "field_value",
+    "dataclass_items",
     "json_size",
     "key_to_str",
+    "number_value",
+    "scalar_text",
+    "set_items",
     "truncation_suffix",
 ]
+
+_STR_TYPES: Final = (("uuid", "UUID"), ("decimal", "Decimal"), ("pathlib", "PurePath"))
+"""Types shown as their ``str``, by module and name."""
 
 SMALL_BYTES: Final = 1024
 """Bytes-like values up to this size are decoded when they are valid UTF-8."""
@@ -89,3 +106,51 @@ def field_value(obj: object, name: str) -> object:
         return getattr(obj, name)
     except Exception:  # noqa: BLE001 - e.g. an init=False field never set
         return "<unavailable>"
+
+
+def scalar_text(value: object) -> str | None:
+    """Text of a value JSON has no type for (dates, times, UUIDs, Decimals, paths, bytes);
+    None for anything else, or when a hostile subclass raises."""
+    try:
+        if isinstance(value, (dt.date, dt.time)):
+            return value.isoformat()
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes_text(value)
+        loaded = tuple(getattr(sys.modules[m], n) for m, n in _STR_TYPES if m in sys.modules)
+        return str(value) if isinstance(value, loaded) else None
+    except Exception:  # noqa: BLE001 - the caller falls back to the value's repr
+        return None
+
+
+def dataclass_items(value: object) -> tuple[int, Iterator[tuple[str, object]]] | None:
+    """The number of a dataclass instance's fields and its (name, value) pairs, else None."""
+    if not hasattr(type(value), "__dataclass_fields__") or isinstance(value, type):
+        return None
+    import dataclasses  # noqa: PLC0415 - loaded already: it made the value's class
+
+    fields = dataclasses.fields(value)  # type: ignore[arg-type]
+    return len(fields), ((f.name, field_value(value, f.name)) for f in fields)
+
+
+def number_value(value: object) -> int | float | None:
+    """A registered ``numbers.Integral`` or ``Real`` (numpy scalars, Fraction) as int or float."""
+    numbers = sys.modules.get("numbers")
+    if numbers is None:  # no number type registers without it
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return None
+
+
+def set_items(value: AbstractSet[Any], cap: int) -> list[Any]:
+    """A set's first ``cap`` elements: sorted (the smallest), else in iteration order."""
+    try:
+        if cap >= len(value):
+            return sorted(value)
+        import heapq  # noqa: PLC0415 - only for sets past the item budget
+
+        return heapq.nsmallest(cap, value)
+    except Exception:  # noqa: BLE001 - mixed or hostile element types
+        return list(islice(value, cap))

@@ -1,40 +1,50 @@
 """Redaction: secret keys and secret values replaced inside text, by one ``Redactor``.
 
 Inputs, metadata and error text come from user code and may hold credentials. Every
-execution record passes through here on the decorator's hot path, so everything is
-compiled at import time, key decisions are cached, and text without any character a
-detector needs skips the regexes after one cheap search (``SECRET_TRIGGER``).
+execution record passes through here on the decorator's hot path, so key decisions are
+cached, patterns are compiled on first use, and text without anything a detector needs
+skips every pass after one cheap test (``needs_scan``).
 
-What is secret is read from tables: key names by ``_secret_keys`` (``password2``,
-``new_password``, ``api_keys``, ``JSESSIONID``, ``mfa_code``, but not ``pad_token`` or
-``next_page_token``), key-free value detectors by ``_secret_values`` (PEM blocks, URL
-passwords, Bearer/Basic, JWTs, vendor token formats). Inside text, a secret key's value
-is also found in these shapes, and replaced (quotes kept):
+What is secret is read from the rule modules, applied in this order by each pass:
 
-- ``key=value`` and ``key: value`` pairs: JSON and YAML (``"password": "x"``, also
-  with escaped quotes), query strings, environment assignments (``DB_PASSWORD=p@ss;w!``
-  runs to the next space), connection strings (``Password=my pass;`` runs to ``;``);
-  a ``{...}`` or ``[...]`` value is replaced whole; ``Cookie:`` and
-  ``Authorization:`` headers run to the end of the line;
-- XML elements ``<password>x</password>`` (attributes are pairs);
-- command lines: ``--password x``, and list reprs ``'--password', 'x'`` as
-  ``CalledProcessError`` quotes them.
+- ``_secret_values``: key-free detectors (PEM blocks, URL passwords, Bearer/Basic,
+  webhook URLs, JWTs and the vendor token formats);
+- XML elements ``<password>x</password>`` and command lines (``--password x``, and
+  list reprs ``'--password', 'x'`` as ``CalledProcessError`` quotes them);
+- ``_secret_pairs``: the value of a secret key in ``key=value`` / ``key: value`` text,
+  whatever its form (quoted, a bracket or call repr, a YAML block, words with spaces);
+- ``_secret_shapes``: generic rules (a credential after a secret word, random-looking
+  strings of credential length), which a data key's value is spared.
 
-Process-wide extra rules (``RedactionRules``: more secret names, allowed names, extra
-patterns) come from ``betty_otel.redaction``. Redaction is repeated to a fixed point,
-so redacting twice changes nothing.
+Key names are classified by ``_secret_keys`` (``key_kind``). Process-wide extra rules
+(``RedactionRules``: more secret names, allowed names, extra patterns) come from
+``betty_otel.redaction``. Redaction is repeated to a fixed point, so redacting twice
+changes nothing.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
-from betty_otel._secret_keys import default_secret_key, normalise_key
-from betty_otel._secret_values import CONTEXT_RULES, REDACTED, SHORTEST_TOKEN, TOKEN_RULES
+from betty_otel._secret_keys import (
+    KEY_PLAIN,
+    KEY_SECRET,
+    KEY_SHAPED,
+    default_key_kind,
+    normalise_key,
+)
+from betty_otel._secret_pairs import quoted, redact_pairs
+from betty_otel._secret_shapes import has_secret_stem, redact_shapes
+from betty_otel._secret_values import (
+    CONTEXT_RULES,
+    REDACTED,
+    SHORTEST_TOKEN,
+    TOKEN_RULES,
+    compiled,
+    token_shaped,
+)
 
 __all__ = [
     "REDACTED",
@@ -42,86 +52,67 @@ __all__ = [
     "RedactionRules",
     "Redactor",
     "hide_secret_args",
+    "named_secret",
     "safe_repr",
     "secret_positions",
     "type_name",
 ]
 
-SECRET_TRIGGER: Final = re.compile(r"[-:=_.<bB]|[ASEd][0-9A-Za-z]{15}")
-"""Every detector needs one of these: text without any match is never changed."""
+SECRET_TRIGGER: Final = re.compile(r"[-:=_.<bB+/@]")
+"""A character most detectors need; the others need a long word or a secret word."""
+_LONG_ALNUM: Final = r"[0-9A-Za-z]{16}"  # a token with no separator (AKIA..., a random key)
 
 _SHORTEST_SECRET: Final = 5
 """Shortest text that can hold a secret pair: a three-letter name, "=" and one char."""
 
 
-@dataclass(frozen=True)
-class RedactionRules:
+class RedactionRules(NamedTuple):
     """Process-wide additions to the default rules (see ``betty_otel.redaction``)."""
 
     redact_keys: frozenset[str] = frozenset()
     """More secret names, normalised, matched exactly."""
     allow_keys: frozenset[str] = frozenset()
     """Names never secret by key, normalised, matched exactly (value detectors still run)."""
-    patterns: tuple[re.Pattern[str], ...] = field(default=())
+    patterns: tuple[re.Pattern[str], ...] = ()
     """More value detectors: every match is replaced whole."""
 
 
 # The tables as the pass loop reads them: one entry per trigger, in table order (a tuple
 # per rule and an inner loop over its triggers would double the cost of a pass). Token
-# rules run only on text holding a long enough word (one C-level search).
-_GATES: Final = tuple(
-    (trigger, rule.fold_case, rule.pattern, rule.replacement)
-    for rule in CONTEXT_RULES
-    for trigger in rule.triggers
-)
+# rules run only on text holding a long enough word, grouped by the first character of
+# their trigger (a text lacks most capitals, so most groups are skipped with one set
+# lookup).
+_GATES: Final = tuple((trigger, rule) for rule in CONTEXT_RULES for trigger in rule.triggers)
 _TOKEN_GATES: Final = tuple(
-    (trigger, rule.pattern, rule.replacement) for rule in TOKEN_RULES for trigger in rule.triggers
+    (first, tuple((t, rule) for rule in TOKEN_RULES for t in rule.triggers if t[0] == first))
+    for first in dict.fromkeys(t[0] for rule in TOKEN_RULES for t in rule.triggers)
 )
 # Every token is a run of SHORTEST_TOKEN word characters: prose and paths rarely hold one.
-_LONG_WORD: Final = re.compile(rf"[A-Za-z0-9_.\-]{{{SHORTEST_TOKEN}}}")
-
-# "key: value" pairs are found from their separator: the pattern runs over the reversed
-# text (separator, then the key backwards), so only ":" and "=" positions are tried.
-# A JSON key may end with an escaped quote (\"), which reads '"\' reversed.
-_PAIR_REVERSED: Final = re.compile(
-    r"[:=][ \t]*(?:\"\\|'\\|[\"'])?([A-Za-z0-9_.\-]{1,64})(?![A-Za-z0-9_.\-])"
-)
-_QUOTE_PREFIX: Final = r"(?:[bBrRuUfF]{1,2}(?=[\"']))?"  # "password=b'...'" from a bytes repr
-_PAIR_VALUE: Final = re.compile(
-    r"=?[ \t]*(?:(?:bearer|basic|token)[ \t]+)?"
-    r"(?P<val>\\\"(?:[^\"\\\n]|\\[^\"\n])*(?:\\\")?"
-    rf"|{_QUOTE_PREFIX}\"(?:[^\"\\\n]|\\.)*\"?"
-    rf"|{_QUOTE_PREFIX}'(?:[^'\\\n]|\\.)*'?"
-    r"|(?P<open>[\[{])"
-    r"|[^\s,;&\"'`<>(){}\[\]]+)",
-    re.IGNORECASE,
-)
-_ENV_VALUE: Final = re.compile(r"[^\s\"'`]+")
-_ENV_KEY: Final = re.compile(r"[A-Z][A-Z0-9_]*")
-_EOL_VALUE_KEYS: Final = frozenset({"cookie", "setcookie", "authorization", "proxyauthorization"})
-_CLOSING: Final = {"[": "]", "{": "}"}
-_XML_ELEMENT: Final = re.compile(
+_LONG_WORD: Final = rf"[A-Za-z0-9_.\-]{{{SHORTEST_TOKEN}}}"
+_XML_ELEMENT: Final = (
     r"<(?P<tag>[A-Za-z_][\w.:\-]*)(?:\s[^<>]*)?>"
-    r"(?P<val>(?:<!\[CDATA\[.*?\]\]>|[^<])*)</(?P=tag)\s*>",
-    re.DOTALL,
+    r"(?P<val>(?:<!\[CDATA\[.*?\]\]>|[^<])*)</(?P=tag)\s*>"
 )
 # A quoted option then its quoted value, as a list's repr shows an argv: '--password', 'x'.
-_ARGV_REPR: Final = re.compile(
+_ARGV_REPR: Final = (
     r"(?P<q>['\"])-{1,2}(?P<flag>[A-Za-z][\w.\-]*)(?P=q),[ \t]*"
     r"(?P<val>b?'(?:[^'\\\n]|\\.)*'|b?\"(?:[^\"\\\n]|\\.)*\")"
 )
 # An option then its value on a command line: --password x, --token 'a b'.
-_ARGV_TEXT: Final = re.compile(
+_ARGV_TEXT: Final = (
     r"--(?<![\w\-]--)(?P<flag>[A-Za-z][\w.\-]*)[ \t]+"
     r"(?P<val>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'\-][^\s\"']*)"
 )
-_OPTION: Final = re.compile(r"-{1,2}([A-Za-z][\w.\-]*)")
+_OPTION: Final = r"-{1,2}([A-Za-z][\w.\-]*)"
 # Programs whose password option takes its value attached ("mysql -pSECRET").
 _ATTACHED_PASSWORD_OPTION: Final = {
     "mysql": "-p", "mysqldump": "-p", "mysqladmin": "-p", "mysqlimport": "-p",
     "mysqlcheck": "-p", "mysqlshow": "-p", "mariadb": "-p", "mariadb-dump": "-p",
     "sshpass": "-p",
 }  # fmt: skip
+_NAMED_VALUE_MAX_KEYS: Final = 8  # {"name": ..., "value": ...} and a few more fields
+# Programs whose user option carries "user:password" (curl -u bob:secret).
+_USER_PASSWORD_OPTIONS: Final = {"curl": frozenset({"-u", "--user", "-U", "--proxy-user"})}
 
 # -- text of any object --------------------------------------------------------------------
 
@@ -157,35 +148,16 @@ def _fix_surrogates(text: str) -> str:
     return text
 
 
-def _line_end(text: str, start: int) -> int:
-    """Index of the first CR or LF at or after start, else the end of text."""
-    ends = [i for i in (text.find("\n", start), text.find("\r", start)) if i >= 0]
-    return min(ends) if ends else len(text)
+def _default_needs_scan(text: str) -> bool:
+    """Whether any detector could change the text: a trigger character, a long word or,
+    for the generic rule, a secret word."""
+    if SECRET_TRIGGER.search(text) is not None:
+        return True
+    return compiled(_LONG_ALNUM).search(text) is not None or has_secret_stem(text.lower())
 
 
-def _bracket_end(text: str, start: int) -> int:
-    """Index after the bracket closing the one at start (quotes ignored), else the end."""
-    opening = text[start]
-    closing = _CLOSING[opening]
-    depth = 0
-    for index in range(start, len(text)):
-        char = text[index]
-        if char == opening:
-            depth += 1
-        elif char == closing:
-            depth -= 1
-            if depth == 0:
-                return index + 1
-    return len(text)
-
-
-def _quoted(value: str) -> str:
-    """The marker inside the value's own quotes and prefix (a quote left open stays open)."""
-    if value.startswith('\\"'):
-        return '\\"' + REDACTED + ('\\"' if value.endswith('\\"') and len(value) > 3 else "")
-    cut = 1 + min(i for i in (value.find('"'), value.find("'")) if i >= 0)
-    closed = len(value) > cut and value[-1] == value[cut - 1]
-    return value[:cut] + REDACTED + (value[-1] if closed else "")
+def _always(text: str) -> bool:  # noqa: ARG001 - extra patterns may match any text
+    return True
 
 
 # -- the redactor --------------------------------------------------------------------------
@@ -208,26 +180,47 @@ class Redactor:
         self._patterns = rules.patterns
         self.min_scan: Final = 1 if self._patterns else _SHORTEST_SECRET
         """Shortest text worth scanning (any text when there are extra patterns)."""
-        self.trigger: Final = re.compile("") if self._patterns else SECRET_TRIGGER
-        """What a text must contain to be scanned at all (anything, with extra patterns)."""
+        self.needs_scan: Final[Callable[[str], bool]] = (
+            _always if self._patterns else _default_needs_scan
+        )
+        """Whether a text must be scanned at all (any text, with extra patterns)."""
+
+    def key_kind(self, key: str) -> int:
+        """The kind of a (raw) key (``_secret_keys``): allowed names plain, extra ones secret."""
+        if self._allow and normalise_key(key) in self._allow:
+            return KEY_PLAIN
+        kind = default_key_kind(key)
+        if kind != KEY_SECRET and self._extra and normalise_key(key) in self._extra:
+            return KEY_SECRET
+        return kind
 
     def is_secret_key(self, key: str) -> bool:
-        """Whether a (raw) key names a secret: allowed names never, defaults by the rule."""
-        if self._allow and normalise_key(key) in self._allow:
-            return False
-        if default_secret_key(key):
-            return True
-        return bool(self._extra) and normalise_key(key) in self._extra
+        """Whether a (raw) key names a secret whatever its value."""
+        return self.key_kind(key) == KEY_SECRET
 
-    def redact(self, text: str) -> str:
-        """The text made UTF-8 encodable, secret values replaced (to a fixed point)."""
+    def secret_value(self, key: str, value: str) -> bool:
+        """Whether the value under this key is secret: a secret key, or a shaped one's token."""
+        kind = self.key_kind(key)
+        return kind == KEY_SECRET or (kind == KEY_SHAPED and token_shaped(value.strip("\"'`")))
+
+    def redact(self, text: str, *, random_runs: bool = True) -> str:
+        """The text made UTF-8 encodable, secret values replaced (to a fixed point).
+
+        ``random_runs=False`` for the value of a data key (an id, a digest, a cursor):
+        random-looking strings stay, every other detector runs.
+        """
         text = _fix_surrogates(text)
-        if len(text) < self.min_scan or self.trigger.search(text) is None:
+        if len(text) < self.min_scan or not self.needs_scan(text):
             return text
-        for _ in range(4):  # one pass may expose a match for another
+        # One pass may expose a match for another. The generic rules run once the tables
+        # have nothing left to find (they are the costlier scan, and need no second look
+        # unless they changed something).
+        for _ in range(4):
             redacted = self._redact_once(text)
             if redacted == text:
-                break
+                redacted = redact_shapes(text, self.key_kind, random_runs=random_runs)
+                if redacted == text:
+                    break
             text = redacted
         return text
 
@@ -248,92 +241,44 @@ class Redactor:
         # replacement creates a trigger word.
         lowered = text.lower()
         ran = None  # a rule with several triggers runs once
-        for trigger, fold_case, pattern, replacement in _GATES:
-            if pattern is not ran and trigger in (lowered if fold_case else text):
-                text = pattern.sub(replacement, text)
-                ran = pattern
-        if len(text) >= SHORTEST_TOKEN and _LONG_WORD.search(text) is not None:
-            for trigger, pattern, replacement in _TOKEN_GATES:
-                if trigger in text:
-                    text = pattern.sub(replacement, text)
+        for trigger, rule in _GATES:
+            if rule is not ran and trigger in (lowered if rule.fold_case else text):
+                text = rule.pattern.sub(rule.replacement, text)
+                ran = rule
+        if len(text) >= SHORTEST_TOKEN and compiled(_LONG_WORD).search(text) is not None:
+            present = set(text)
+            for first, gates in _TOKEN_GATES:
+                if first in present:
+                    for trigger, rule in gates:
+                        if trigger in text:
+                            text = rule.pattern.sub(rule.replacement, text)
         if "</" in text:
-            text = _XML_ELEMENT.sub(self._xml_repl, text)
+            text = compiled(_XML_ELEMENT, re.DOTALL).sub(self._xml_repl, text)
         if "'-" in text or '"-' in text:
-            text = _ARGV_REPR.sub(self._argv_repl, text)
+            text = compiled(_ARGV_REPR).sub(self._argv_repl, text)
         if "--" in text:
-            text = _ARGV_TEXT.sub(self._argv_repl, text)
+            text = compiled(_ARGV_TEXT).sub(self._argv_repl, text)
         if "=" in text or ":" in text:
-            text = self._redact_pairs(text)
+            text = redact_pairs(text, self.key_kind)
         for pattern in self._patterns:
             text = pattern.sub(REDACTED, text)
         return text
 
     def _xml_repl(self, match: re.Match[str]) -> str:
-        tag = match.group("tag")
-        if not self.is_secret_key(tag.rpartition(":")[2]) or not match.group("val"):
+        tag = match.group("tag").rpartition(":")[2]
+        if not match.group("val") or not self.secret_value(tag, match.group("val")):
             return match.group(0)
         start, end = match.span("val")
         whole = match.start()
         return match.group(0)[: start - whole] + REDACTED + match.group(0)[end - whole :]
 
     def _argv_repl(self, match: re.Match[str]) -> str:
-        if not self.is_secret_key(match.group("flag")):
-            return match.group(0)
         value = match.group("val")
+        if not self.secret_value(match.group("flag"), value):
+            return match.group(0)
         start = match.start("val") - match.start()
-        new = _quoted(value) if "'" in value or '"' in value else REDACTED
+        new = quoted(value) if "'" in value or '"' in value else REDACTED
         return match.group(0)[:start] + new
-
-    def _redact_pairs(self, text: str) -> str:
-        """Replace the value of each ``key=value`` / ``key: value`` pair with a secret key.
-
-        Every separator is a candidate, so "url=https://x/?token=abc" reaches the inner
-        pair; a candidate inside a value already replaced is skipped.
-        """
-        size = len(text)
-        parts: list[str] = []
-        last = 0
-        for match in reversed(list(_PAIR_REVERSED.finditer(text[::-1]))):
-            key_start, key_end = size - match.end(1), size - match.start(1)
-            key = text[key_start:key_end]
-            if key_start < last or not self.is_secret_key(key):
-                continue
-            separator = size - 1 - match.start()
-            span = self._value_span(text, key, separator)
-            if span is None:
-                continue
-            start, end, replacement = span
-            parts += (text[last:start], replacement)
-            last = end
-        if not parts:
-            return text
-        parts.append(text[last:])
-        return "".join(parts)
-
-    def _value_span(self, text: str, key: str, separator: int) -> tuple[int, int, str] | None:
-        """Where the value of a secret pair lies, and what replaces it; None if empty."""
-        value = _PAIR_VALUE.match(text, separator + 1)
-        if value is None:
-            return None
-        start, end = value.span("val")
-        if text.startswith(REDACTED, start):  # already replaced: the marker is the value
-            return None
-        sep = text[separator]
-        if sep == ":" and normalise_key(key) in _EOL_VALUE_KEYS:
-            return start, _line_end(text, start), REDACTED
-        if value.group("open"):
-            return start, _bracket_end(text, start), REDACTED
-        if '"' in value.group("val") or "'" in value.group("val"):
-            return start, end, _quoted(value.group("val"))
-        if sep == "=" and start == separator + 1 and _ENV_KEY.fullmatch(key.lstrip("-")):
-            env = _ENV_VALUE.match(text, start)  # DB_PASSWORD=p@ss;w0rd! to the space
-            return start, env.end() if env else end, REDACTED
-        if sep == "=" and text[end : end + 1] == " ":  # "Password=my pass;" in a DSN
-            line = text[end : _line_end(text, end)]
-            semi = line.find(";")
-            if semi > 0 and "=" not in line[:semi]:
-                end += semi
-        return start, end, REDACTED
 
 
 def secret_positions(items: Sequence[object], is_secret_key: Callable[[str], bool]) -> set[int]:
@@ -341,7 +286,8 @@ def secret_positions(items: Sequence[object], is_secret_key: Callable[[str], boo
 
     A pair ``(name, value)`` with a secret name (headers as ``[("Authorization", ...)]``,
     str or bytes); in an argv, the value after a secret option (``--password x``); and
-    the attached ``-pSECRET`` of the programs in ``_ATTACHED_PASSWORD_OPTION``.
+    the attached ``-pSECRET`` of the programs in ``_ATTACHED_PASSWORD_OPTION`` and the
+    ``user:password`` of ``curl -u``.
     """
     found: set[int] = set()
     if len(items) == 2:
@@ -349,16 +295,16 @@ def secret_positions(items: Sequence[object], is_secret_key: Callable[[str], boo
         if name is not None and is_secret_key(name):
             found.add(1)
         return found
-    attached = None
     first = _name_text(items[0]) if items else None
-    if first is not None:
-        attached = _ATTACHED_PASSWORD_OPTION.get(first.rpartition("/")[2])
+    program = first.rpartition("/")[2] if first is not None else ""
+    attached = _ATTACHED_PASSWORD_OPTION.get(program)
+    user_options = _USER_PASSWORD_OPTIONS.get(program, frozenset())
     for index, item in enumerate(items[:-1]):
         text = _name_text(item)
         if text is None or not text.startswith("-"):
             continue
-        option = _OPTION.fullmatch(text)
-        if option is not None and is_secret_key(option.group(1)):
+        option = compiled(_OPTION).fullmatch(text)
+        if text in user_options or (option is not None and is_secret_key(option.group(1))):
             found.add(index + 1)
     if attached is not None:
         found.update(
@@ -366,6 +312,19 @@ def secret_positions(items: Sequence[object], is_secret_key: Callable[[str], boo
             if isinstance(item, str) and item.startswith(attached) and len(item) > len(attached)
         )  # fmt: skip
     return found
+
+
+def named_secret(mapping: object, is_secret_key: Callable[[str], bool]) -> str | None:
+    """The key of a small dict whose value is secret by the name beside it: ``"value"`` in
+    ``{"name": "X-API-Key", "value": ...}`` (HAR headers, Kubernetes env, form fields)."""
+    if type(mapping) is not dict or len(mapping) > _NAMED_VALUE_MAX_KEYS:
+        return None
+    for value_key in ("value", "Value"):
+        if value_key in mapping:
+            names = (mapping.get(name) for name in ("name", "Name", "key", "Key"))
+            if any(isinstance(name, str) and is_secret_key(name) for name in names):
+                return value_key
+    return None
 
 
 def _name_text(item: object) -> str | None:
@@ -417,6 +376,8 @@ def _shown_args(exc: BaseException, redactor: Redactor) -> tuple[str, str] | Non
 
 def _secret_parameters(exc: BaseException, redactor: Redactor) -> set[int]:
     """Positions of args whose ``__init__`` parameter (after self) has a secret name."""
+    import inspect  # noqa: PLC0415 - only for exceptions with several args: keeps start-up light
+
     init = type(exc).__init__
     if init is BaseException.__init__ or not inspect.isfunction(init):
         return set()

@@ -1,66 +1,55 @@
 """Safe conversion of arbitrary Python values to bounded, strict JSON, secrets redacted.
 
 Values from user code may hold anything: credentials, 10 MB blobs, cycles, objects whose
-``repr`` raises. This runs on the decorator's hot path, so it never raises and keeps the
-common case (a small dict of plain values) cheap. What is a secret is ``_redact``'s rule.
+``repr`` raises. This runs on the decorator's hot path: it never raises, and a small dict
+of plain values costs a copy.
 
-Conversion: dataclasses become dicts of their fields, ``model_dump()`` results are used
-(exceptions guarded), enums become their value, date/time values ISO text, UUID, Decimal
-and paths ``str``; bytes-like values up to 1024 bytes of valid UTF-8 are decoded, others
-become ``"<bytes len=N>"``; sets become sorted lists (iteration order when unsortable),
-tuples lists; NaN/inf become ``"NaN"``/``"Infinity"``/``"-Infinity"``; ints outside the
-signed 64-bit range become strings; lone surrogates become U+FFFD; non-string dict keys
-become ``str`` (``null``/``true``/``false`` for None/bools; on a key collision the first
-entry wins); iterators and generators are never consumed (``"<generator not consumed>"``);
-anything else is its (redacted, truncated) ``repr``, or ``"<unrepresentable T>"`` when
-``repr`` and ``str`` both raise. The value of a secret key is replaced whole by
-``REDACTED``, whatever its type; secret values inside every string are redacted.
+Conversion: dataclasses become dicts of their fields, ``model_dump()`` results are used,
+enums their value, named tuples dicts, tuples lists, sets sorted lists, NaN/inf strings
+(``_leaves`` converts the leaves); iterators are never consumed; anything else is its
+``repr``. By key (``_secret_keys``): a secret key's value is replaced whole, whatever its
+type; a shaped key's (``session``) when it is a token; a data key's text (``trace_id``)
+keeps random-looking strings. Secret values inside every string are redacted.
 
-Budgets: strings are redacted first, then cut to ``max_value_chars`` with a
-``...<truncated N chars>`` suffix (of an oversized string only the part that can survive,
-plus a 16 KB margin, is scanned: the rest is dropped unread); containers keep
-``max_items`` entries, the last being a ``"<N more items>"`` marker; containers nested
-deeper than ``max_depth`` become a marker; once the running JSON size passes
-``max_total_chars``, the rest of each open container collapses into one
-``"<truncated: size budget exceeded>"`` marker. All markers are stable under a second
-pass, so ``sanitize(sanitize(x)) == sanitize(x)``.
+Budgets: strings are redacted, then cut to ``max_value_chars`` (of an oversized string
+only what can survive, plus 16 KB, is scanned); containers keep ``max_items`` entries and
+``max_depth`` levels; past ``max_total_chars`` of JSON the rest of each open container
+becomes one marker. Markers are stable: ``sanitize(sanitize(x)) == sanitize(x)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import enum
 import functools
-import heapq
 import math
-import numbers
-import uuid
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from decimal import Decimal
 from itertools import islice
-from pathlib import PurePath
 from typing import Any, Final
 
 import orjson
 
 from betty_otel._leaves import (
     big_int_text,
-    bytes_text,
-    field_value,
+    dataclass_items,
     json_size,
     key_to_str,
+    number_value,
+    scalar_text,
+    set_items,
     truncation_suffix,
 )
 from betty_otel._redact import (
     REDACTED,
     RedactionRules,
     Redactor,
+    named_secret,
     safe_repr,
     secret_positions,
     type_name,
 )
+from betty_otel._secret_keys import KEY_DATA, KEY_SECRET, KEY_SHAPED
+from betty_otel._secret_values import token_shaped
 from betty_otel._state import STATE
 
 __all__ = ["Sanitizer", "default_sanitizer", "to_json_text"]
@@ -117,11 +106,10 @@ class Sanitizer:
     def _use_rules(self, rules: RedactionRules | None) -> None:
         """Redact by these process-wide rules from now on (betty_otel.redaction changed)."""
         redactor = Redactor(self._extra_keys, rules)
-        # Sanitized text and secrecy of each short key seen: per instance (redaction depends
-        # on the keys and rules), bounded by refusing new entries once full.
-        self._keys: dict[str, tuple[str, bool]] = {}
+        # Each short key's sanitized text and kind: per instance (it depends on the rules).
+        self._keys: dict[str, tuple[str, int]] = {}
         self._min_scan = redactor.min_scan
-        self._trigger = redactor.trigger
+        self._needs_scan = redactor.needs_scan
         self._redactor = redactor
         self._rules = rules
 
@@ -154,8 +142,8 @@ class Sanitizer:
         Gives exactly what the full walk gives for such a dict; None (take the full
         walk) at the first key or value that needs more than a copy.
         """
-        if len(value) > self._max_items:
-            return None
+        if len(value) > self._max_items or "value" in value or "Value" in value:
+            return None  # a "value" may be secret by its sibling "name" (named_secret)
         keys = self._keys
         min_scan = self._min_scan
         out: dict[str, Any] = {}
@@ -164,15 +152,17 @@ class Sanitizer:
             info = keys.get(key) if type(key) is str else None
             if info is None:
                 return None
-            text, secret = info
+            text, key_kind = info
             if text in out:
                 return None
             total += len(text) + _SCALAR_COST + (len(item) * 2 if type(item) is str else 0)
             if total > self._max_total:
                 return None
             kind = type(item)
-            if secret:
+            if key_kind == KEY_SECRET:
                 out[text] = REDACTED
+            elif key_kind and kind is str:  # a shaped or data key's text: the full walk
+                return None
             elif (
                 (kind is int and _I64_MIN <= item <= _I64_MAX)
                 or kind is bool
@@ -183,7 +173,7 @@ class Sanitizer:
                     and len(item) <= 256
                     and item.isascii()
                     and item.isprintable()
-                    and (len(item) < min_scan or self._trigger.search(item) is None)
+                    and (len(item) < min_scan or not self._needs_scan(item))
                 )
             ):
                 out[text] = item
@@ -191,44 +181,53 @@ class Sanitizer:
                 return None
         return out
 
-    # -- text ----------------------------------------------------------------------------
-
-    def _text(self, text: str) -> str:
-        """Full string treatment: surrogates fixed, secrets redacted, then cut to budget."""
+    def _text(self, text: str, *, random_runs: bool = True) -> str:
+        """Surrogates fixed, secrets redacted (``Redactor.redact``), then cut to budget."""
         limit = self._max_value_chars
         if len(text) <= limit:
-            redacted = self._redactor.redact(text)
-            return redacted if len(redacted) <= limit else self._cut(redacted, len(redacted))
+            redacted = self._redactor.redact(text, random_runs=random_runs)
+            if len(redacted) <= limit:
+                return redacted
+            return self._cut(redacted, len(redacted), random_runs=random_runs)
         unread = max(0, len(text) - limit - _SCAN_MARGIN)
-        redacted = self._redactor.redact(text[: limit + _SCAN_MARGIN])
-        return self._cut(redacted, len(redacted) + unread)
+        redacted = self._redactor.redact(text[: limit + _SCAN_MARGIN], random_runs=random_runs)
+        return self._cut(redacted, len(redacted) + unread, random_runs=random_runs)
 
-    def _cut(self, redacted: str, total: int) -> str:
-        """Cut already-redacted text to the budget at a point where no new match appears.
+    def _keyed(self, value: object, kind: int, depth: int, st: _State) -> Any:
+        """A shaped key's token (str, bytes, UUID) is the marker; a data key's text keeps runs."""
+        text = str.__str__(value) if isinstance(value, str) else scalar_text(value)
+        if text is not None and kind == KEY_DATA:
+            return self._leaf(self._text(text, random_runs=False), st)
+        if text is not None and token_shaped(text):
+            return self._leaf(REDACTED, st)
+        result = self._walk(value, depth, st)
+        if kind == KEY_SHAPED and isinstance(result, str) and token_shaped(result):
+            st.total += json_size(REDACTED) - json_size(result)  # as a second pass counts
+            return REDACTED
+        return result
 
-        A cut can create a match (half a marker after "password=" reads as a new value),
-        so each candidate is checked and the cut moves back until the result is stable.
+    def _cut(self, redacted: str, total: int, *, random_runs: bool) -> str:
+        """Cut redacted text to the budget where no new match appears: a cut can create one
+        (half a marker after "password=" reads as a value), so the cut moves back until stable.
         """
         cut = min(self._max_value_chars - len(truncation_suffix(total)), len(redacted))
         for _ in range(_CUT_ATTEMPTS):
             candidate = redacted[:cut] + truncation_suffix(total - cut)
-            if self._redactor.redact(candidate) == candidate:
+            if self._redactor.redact(candidate, random_runs=random_runs) == candidate:
                 return candidate
             space = redacted.rfind(" ", 0, cut - 1)
             cut = space if space > 0 else max(0, cut - 64)
         return truncation_suffix(total)
 
-    def _key_info(self, key: object) -> tuple[str, bool]:
-        """The sanitized key text and whether its value must be redacted."""
+    def _key_info(self, key: object) -> tuple[str, int]:
+        """The sanitized key text and its kind (``_secret_keys``: secret, shaped, data)."""
         text = key if type(key) is str else key_to_str(key)
         info = self._keys.get(text)
         if info is None:
-            info = (self._text(text), self._redactor.is_secret_key(text))
+            info = (self._text(text), self._redactor.key_kind(text))
             if len(text) <= _KEY_CACHE_MAX_LEN and len(self._keys) < _KEY_CACHE_SIZE:
                 self._keys[text] = info
         return info
-
-    # -- values --------------------------------------------------------------------------
 
     def _leaf(self, text: str, st: _State) -> str:
         """Emit a string that has already been through ``_text`` (or is a marker)."""
@@ -242,7 +241,7 @@ class Sanitizer:
                 len(value) <= self._max_value_chars
                 and value.isascii()
                 and value.isprintable()
-                and (len(value) < self._min_scan or self._trigger.search(value) is None)
+                and (len(value) < self._min_scan or not self._needs_scan(value))
             ):
                 st.total += json_size(value)
                 return value
@@ -289,16 +288,12 @@ class Sanitizer:
             return self._walk_seq(value, value, len(value), depth, st)
         if isinstance(value, AbstractSet):
             return self._walk_set(value, depth, st)
-        if isinstance(value, (dt.date, dt.time)):
-            return self._leaf(self._text(value.isoformat()), st)
-        if isinstance(value, (uuid.UUID, Decimal, PurePath)):
-            return self._leaf(self._text(str(value)), st)
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return self._leaf(self._text(bytes_text(value)), st)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            fields = dataclasses.fields(value)
-            items = ((f.name, field_value(value, f.name)) for f in fields)
-            return self._walk_mapping(value, items, len(fields), depth, st)
+        text = scalar_text(value)
+        if text is not None:
+            return self._leaf(self._text(text), st)
+        fields_of = dataclass_items(value)
+        if fields_of is not None:
+            return self._walk_mapping(value, fields_of[1], fields_of[0], depth, st)
         dump = getattr(type(value), "model_dump", None)  # on the type: mocks answer anything
         if callable(dump):
             data = dump(value)
@@ -314,10 +309,9 @@ class Sanitizer:
             return self._leaf(f"<{type_name(value)} not consumed>", st)
         if isinstance(value, Collection):
             return self._walk_seq(value, value, len(value), depth, st)
-        if isinstance(value, numbers.Integral):
-            return self._walk(int(value), depth, st)
-        if isinstance(value, numbers.Real):
-            return self._walk(float(value), depth, st)
+        number = number_value(value)
+        if number is not None:
+            return self._walk(number, depth, st)
         return self._leaf(self._text(safe_repr(value)), st)
 
     def _enter(self, owner: object, depth: int, st: _State) -> str | None:
@@ -337,6 +331,7 @@ class Sanitizer:
         try:
             out: dict[str, Any] = {}
             cap = n if n <= self._max_items else self._max_items - 1
+            named = named_secret(owner, self._redactor.is_secret_key)
             for i, (key, value) in enumerate(items):
                 # Budget before the item cap, in the same order a second pass sees them.
                 if st.total > self._max_total:
@@ -344,13 +339,15 @@ class Sanitizer:
                     return out
                 if i >= cap:
                     break
-                text, secret = self._key_info(key)
+                text, key_kind = self._key_info(key)
                 if text in out:  # "1" and 1: keep the first, so a second pass agrees
                     continue
                 st.total += len(text) + 4
                 kind = type(value)
-                if secret:
+                if key_kind == KEY_SECRET or text == named:
                     out[text] = self._leaf(REDACTED, st)
+                elif key_kind:
+                    out[text] = self._keyed(value, key_kind, depth + 1, st)
                 # The commonest values inlined: a call per item adds up on the hot path.
                 elif (
                     (kind is int and _I64_MIN <= value <= _I64_MAX) or kind is bool or value is None
@@ -414,10 +411,7 @@ class Sanitizer:
             st.active.discard(id(owner))
 
     def _secret_items(self, owner: object) -> set[int] | None:
-        """Items of a list or tuple that are secret by what precedes them (see _redact).
-
-        Only sequences that can hold a name (a str or bytes first item) are looked at.
-        """
+        """Items of a list or tuple secret by the name before them (first item str or bytes)."""
         if type(owner) is not list and type(owner) is not tuple:
             return None
         if len(owner) < 2 or not isinstance(owner[0], (str, bytes)):
@@ -425,14 +419,9 @@ class Sanitizer:
         return secret_positions(owner, self._redactor.is_secret_key)
 
     def _walk_set(self, value: AbstractSet[Any], depth: int, st: _State) -> Any:
-        """Sorted (only the kept smallest when large), else iteration order if unsortable."""
         n = len(value)
         cap = n if n <= self._max_items else self._max_items - 1
-        try:
-            ordered = sorted(value) if n == cap else heapq.nsmallest(cap, value)
-        except Exception:  # noqa: BLE001 - mixed or hostile element types
-            ordered = list(islice(value, cap))
-        return self._walk_seq(value, ordered, n, depth, st)
+        return self._walk_seq(value, set_items(value, cap), n, depth, st)
 
 
 @functools.cache

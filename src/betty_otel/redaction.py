@@ -1,14 +1,22 @@
 """What betty_otel treats as a secret, and how a program adds to it or allows names.
 
 Secrets are replaced by ``REDACTED`` before anything is put on a span, so neither the
-log file nor a collector ever receives them. Two kinds of rule, both tables:
+log file nor a collector ever receives them. Three kinds of rule:
 
 - Secret keys (dict keys, parameter names, header names, ``key=value`` in text, XML
   elements, command-line options): ``SECRET_NAMES``, ``SECRET_ENDINGS``, read after
   dropping trailing ``QUALIFIERS``, except ``NOT_SECRET_ENDINGS`` (the rule is spelled
-  out in the README). The value of a secret key is replaced whole, whatever its type.
+  out in the README). The value of a secret key is replaced whole, whatever its type
+  and however text spells it (quoted, a tuple or object repr, a YAML block). The
+  value of a ``SHAPED_NAMES`` / ``SHAPED_ENDINGS`` key (``session``) is replaced when
+  it is shaped like a token; a key whose last word is one of ``DATA_WORDS``
+  (``trace_id``, ``sha256``) keeps random-looking values.
 - Secret values found without a key: ``VALUE_RULES`` (PEM blocks, URL passwords,
-  Bearer/Basic, JWTs, Slack webhooks and the ``VENDOR_TOKENS`` formats).
+  Bearer/Basic, JWTs, webhook URLs and the ``VENDOR_TOKENS`` formats).
+- Generic rules, as secret scanners have them: a credential-like word after a secret
+  name (``my api key is X``), and random-looking strings of credential length
+  (mixed-case letters and digits, 20 to 256 characters). Hex strings (git SHAs, trace
+  ids, digests), UUIDs, paths and identifiers are not random-looking.
 
 ``set_rules`` adds to them for the whole process, for decorators already applied too:
 per function, ``capture_telemetry(sanitize_keys=[...])`` and
@@ -25,21 +33,27 @@ from typing import Final
 
 from betty_otel._redact import REDACTED, RedactionRules, Redactor
 from betty_otel._secret_keys import (
+    DATA_WORDS,
     NOT_SECRET_ENDINGS,
     QUALIFIERS,
     SECRET_ENDINGS,
     SECRET_NAMES,
+    SHAPED_ENDINGS,
+    SHAPED_NAMES,
     normalise_key,
 )
 from betty_otel._secret_values import VALUE_RULES, VENDOR_TOKENS
 from betty_otel._state import STATE
 
 __all__ = [
+    "DATA_WORDS",
     "NOT_SECRET_ENDINGS",
     "QUALIFIERS",
     "REDACTED",
     "SECRET_ENDINGS",
     "SECRET_NAMES",
+    "SHAPED_ENDINGS",
+    "SHAPED_NAMES",
     "VALUE_RULES",
     "VENDOR_TOKENS",
     "is_secret_key",
