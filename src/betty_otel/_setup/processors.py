@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from betty_otel._entry import ATTR_SKILL
 from betty_otel._errors import internal_error
+from betty_otel._record import record_of
 from betty_otel._state import STATE
-from betty_otel.exporter import BettyFileExporter
+from betty_otel.exporter import BettyFileExporter, Ended
 
 __all__ = [
     "BatchFileProcessor",
@@ -53,16 +54,20 @@ def creator_writes() -> Iterator[None]:
         otel_context.detach(token)
 
 
-def _for_the_file(span: ReadableSpan) -> bool:
-    """An execution's span (sampled or not) or any other sampled span (for all_spans),
-    unless its creator writes it itself (see creator_writes)."""
+def _for_the_file(span: ReadableSpan) -> Ended | None:
+    """The span and its execution's record, when the file takes it: an execution's span
+    (sampled or not; see `betty_otel._record`), or any other sampled span (for
+    all_spans); None when its creator writes it itself (see creator_writes)."""
+    record = record_of(span)
+    if record is not None:  # a Run's span: its creator is never TelemetryCapture
+        return span, record
     if otel_context.get_value(_CREATOR_WRITES) is not None:
-        return False
+        return None
     context = span.context
     if context is not None and context.trace_flags.sampled:
-        return True
+        return span, None
     attributes = span.attributes
-    return attributes is not None and ATTR_SKILL in attributes
+    return (span, None) if attributes is not None and ATTR_SKILL in attributes else None
 
 
 def _mark_forked() -> None:
@@ -125,8 +130,9 @@ class FileProcessor(SpanProcessor):
         self._exporter = exporter
 
     def on_end(self, span: ReadableSpan) -> None:
-        if _for_the_file(span):
-            self._exporter.export((span,))
+        ended = _for_the_file(span)
+        if ended is not None:
+            self._exporter.write((ended,))
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
@@ -174,7 +180,7 @@ class BatchFileProcessor(SpanProcessor):
         self._room = threading.Condition(self._lock)
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
-        self._queue: list[ReadableSpan] = []
+        self._queue: list[Ended] = []
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._overflowing = False
@@ -185,10 +191,11 @@ class BatchFileProcessor(SpanProcessor):
         self._synchronous = True
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not _for_the_file(span):
+        ended = _for_the_file(span)
+        if ended is None:
             return
         if self._synchronous:
-            self._exporter.export((span,))
+            self._exporter.write((ended,))
             return
         with self._lock:
             if self._stopped:
@@ -196,14 +203,14 @@ class BatchFileProcessor(SpanProcessor):
             elif len(self._queue) >= self._max_queue and not self._room_made():
                 late = False
             else:
-                self._queue.append(span)
+                self._queue.append(ended)
                 if len(self._queue) >= self._max_batch:
                     self._wake.set()
                 if self._thread is None:
                     self._start_writer()
                 return
         if late:  # a span after shutdown: the exporter counts it as dropped
-            self._exporter.export((span,))
+            self._exporter.write((ended,))
         else:
             self._exporter.drop(1, "the batch queue is full and the file is not being written")
 
@@ -215,7 +222,7 @@ class BatchFileProcessor(SpanProcessor):
         except RuntimeError:  # no new threads at interpreter shutdown
             self._synchronous = True
             queued, self._queue = self._queue, []
-            self._exporter.export(queued)
+            self._exporter.write(queued)
             return
         self._thread = thread
 
@@ -248,7 +255,7 @@ class BatchFileProcessor(SpanProcessor):
                 self._overflowing = False
                 self._room.notify_all()
             if queued:
-                self._exporter.export(queued)
+                self._exporter.write(queued)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 - SDK signature
         self._drain()
