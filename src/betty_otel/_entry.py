@@ -1,7 +1,8 @@
 """The entry schema: statuses, validation, the timestamp format, span -> entry.
 
-`execution_entry` is the only place an execution becomes an entry (from an SDK span in
-`span_to_entry`, or from what a span would hold on TelemetryCapture's direct path), and
+`execution_entry` is the only place an execution becomes an entry (in `span_to_entry`, from
+betty_otel's record of the execution (see `betty_otel._record`) or a span's attributes, or
+from what a span would hold on TelemetryCapture's direct path), and
 `betty_otel._replay` the only place an entry becomes a span again, so the file and any
 OTel backend always describe an execution the same way. Nothing here imports OpenTelemetry:
 reading and writing the log need neither its SDK nor its API.

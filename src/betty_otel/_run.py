@@ -1,9 +1,12 @@
-"""One execution being recorded: its span, and how its outcome becomes the span's.
+"""One execution being recorded: its span, its record, and how its outcome becomes both.
 
 `Run` is the one place where an outcome (a return value, a status, an exception)
-becomes the span's betty.* attributes and status, for the decorator, the context
-manager and TelemetryCapture alike. Redaction happens before anything is put on
-the span, so the file and any collector receive only redacted data.
+becomes betty_otel's record of the execution (the entry is made from it, see
+`betty_otel._record`) and the span's betty.* attributes and status (its projection
+for a collector), for the decorator and the context manager alike. Redaction happens
+before anything is put on the span, so the file and any collector receive only
+redacted data; what it removed is removed from the rest of the execution too (see
+`betty_otel._known_secrets`).
 """
 
 from __future__ import annotations

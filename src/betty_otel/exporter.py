@@ -54,6 +54,9 @@ def write_spans(
 class BettyFileExporter(SpanExporter):
     """Map each finished span to a Betty entry and append the batch to telemetry.json.
 
+    An execution's entry is made from betty_otel's record of it (see
+    `betty_otel._record`); other spans from their attributes.
+
     A batch is one locked append. ``export()`` never raises: a failure (unwritable
     path, full disk, lock timeout) is logged once per kind of failure, counted in
     ``dropped``, and reported as ``SpanExportResult.FAILURE``.

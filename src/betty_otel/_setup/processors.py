@@ -5,9 +5,11 @@ report a failed write to its caller) is ended inside `creator_writes()`; the fil
 processors leave it alone, so it is written exactly once, by the exporter path its
 creator called.
 
-The file processors write every recording span of an execution (``betty.skill``)
-whatever its sampled flag: on a program's provider the program's sampler decides
-what its own exporters see, never what the audit log holds (see `sampling`).
+The file processors write every recording span of an execution whatever its sampled
+flag: on a program's provider the program's sampler decides what its own exporters
+see, never what the audit log holds (see `sampling`). An execution's span is known by
+its record (`betty_otel._record`), which the processor takes as the span ends and keeps
+beside it until the entry is written: the entry is made from it.
 """
 
 from __future__ import annotations
