@@ -147,12 +147,13 @@ class Run:
 
     The record (`attributes` as the span started with them, then the outcome) is what
     the entry is made of (see `betty_otel._record`); the span is its projection for a
-    collector. User code sees a `CurrentSpan` of the run, never the span itself.
+    collector. User code sees its `current` span, never the span itself.
     """
 
     __slots__ = (
         "asked_status",
         "attributes",
+        "current",
         "error",
         "metadata",
         "sanitizer",
@@ -180,14 +181,13 @@ class Run:
         self.asked_status: Status | None = None
         """The span status user code asked for (see CurrentSpan.set_status)."""
         self.token: object | None = None
+        self.current: CurrentSpan | None = CurrentSpan(self)
+        """The span code sees as current; dropped when the run ends, so the reference
+        cycle between the two does not keep a finished run for the garbage collector."""
 
     def attach(self) -> None:
-        """Make the execution current, so nested executions become its children.
-
-        The current span is a new `CurrentSpan` each time: the run never holds it, so
-        no reference cycle keeps a finished run (and its span) for the garbage collector.
-        """
-        self.token = otel_context.attach(trace.set_span_in_context(CurrentSpan(self)))
+        """Make the execution current, so nested executions become its children."""
+        self.token = otel_context.attach(trace.set_span_in_context(self.current or self.span))
 
     def detach(self) -> None:
         token, self.token = self.token, None
@@ -280,6 +280,7 @@ class Run:
         span.set_attributes(record if self.touched else ends)
         if self.status in ERROR_STATUSES or self.asked_status is not None:
             span.set_status(self._span_status())
+        self.current = None
         end_with_record(span, record, end_time)
 
     def _scrub(self, ends: dict[str, Any]) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from betty_otel._current import CurrentSpan
 from betty_otel._entry import (
     ATTR_CALLER,
     ATTR_SKILL,
@@ -82,7 +81,8 @@ class TelemetryContext:
         """The OTel span of the running block, as code sees it (the current span
         inside it; see `betty_otel._current`); a non-recording span outside it."""
         run = self._run
-        return CurrentSpan(run) if run is not None else trace.INVALID_SPAN
+        current = None if run is None else run.current
+        return current if current is not None else trace.INVALID_SPAN
 
     def set_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Replace the recorded inputs (redacted before they reach the span)."""
