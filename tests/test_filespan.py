@@ -25,6 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
 import betty_otel
@@ -258,15 +260,23 @@ def test_an_sdk_setting_that_changes_spans_keeps_the_sdk_tracer(
     assert not isinstance(pipeline().tracer, FileTracer)
 
 
-def test_an_attribute_value_limit_cuts_the_entry_as_the_sdk_does(
+def test_an_attribute_value_limit_cuts_the_span_a_collector_sees_never_the_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The entry is made from betty_otel's record of the execution, not from the span."""
     monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "4")
     path = tmp_path / "t.json"
-    betty_otel.configure(path, otlp=False)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)  # reads the limit, as a program's does
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    betty_otel.configure(path, otlp=False, tracer_provider=provider)
     capture_telemetry(skill_name="cut", caller="long-caller")(lambda: None)()
     (entry,) = read_entries(path)
-    assert entry["caller"] == "long"
+    assert (entry["skill"], entry["caller"]) == ("cut", "long-caller")
+    (span,) = memory.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["betty.caller"] == "long"
+    provider.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -300,13 +310,11 @@ def test_a_console_exporter_keeps_the_sdk_tracer(
 # -- the FileSpan as a span --------------------------------------------------------
 
 
-def _current_span_of_a_call() -> FileSpan:
-    spans: list[FileSpan] = []
-    capture_telemetry(skill_name="kept")(
-        lambda: spans.append(trace.get_current_span())  # type: ignore[arg-type]
-    )()
+def _current_span_of_a_call() -> Any:
+    """The current span as the code of a call sees it (any span: it is read as one)."""
+    spans: list[trace.Span] = []
+    capture_telemetry(skill_name="kept")(lambda: spans.append(trace.get_current_span()))()
     (span,) = spans
-    assert isinstance(span, FileSpan)
     return span
 
 
@@ -315,7 +323,11 @@ def test_a_file_span_ended_twice_or_changed_after_its_end_writes_its_entry_once_
 ) -> None:
     path = tmp_path / "t.json"
     betty_otel.configure(path, otlp=False, batch=True)  # mapped later: a change would show
-    span = _current_span_of_a_call()
+    tracer = pipeline().tracer
+    assert isinstance(tracer, FileTracer)
+    span = tracer.start_span("kept", attributes={"betty.skill": "kept", "betty.status": "success"})
+    assert isinstance(span, FileSpan)
+    span.end()
     assert not span.is_recording()
     span.set_attribute("betty.status", "failure")
     span.set_status(Status(StatusCode.ERROR, "late"))

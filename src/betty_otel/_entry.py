@@ -1,7 +1,8 @@
 """The entry schema: statuses, validation, the timestamp format, span -> entry.
 
-`execution_entry` is the only place an execution becomes an entry (from an SDK span in
-`span_to_entry`, or from what a span would hold on TelemetryCapture's direct path), and
+`execution_entry` is the only place an execution becomes an entry (in `span_to_entry`, from
+betty_otel's record of the execution (see `betty_otel._record`) or a span's attributes, or
+from what a span would hold on TelemetryCapture's direct path), and
 `betty_otel._replay` the only place an entry becomes a span again, so the file and any
 OTel backend always describe an execution the same way. Nothing here imports OpenTelemetry:
 reading and writing the log need neither its SDK nor its API.
@@ -16,6 +17,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, cast
 
 from betty_otel._jsontext import JSONDecodeError, loads
+from betty_otel._record import Record, record_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -279,23 +281,36 @@ def _attribute_dict(span: ReadableSpan) -> dict[str, Any]:
 
 
 def span_to_entry(
-    span: ReadableSpan, *, tz: tzinfo | None = None, all_spans: bool = False
+    span: ReadableSpan,
+    *,
+    record: Record | None = None,
+    tz: tzinfo | None = None,
+    all_spans: bool = False,
 ) -> dict[str, Any] | None:
     """Map a finished span to a Betty entry; None for a span that is not Betty's.
 
-    Spans without ``betty.skill`` (other instrumentation in the process) map to
-    None unless all_spans (see `execution_entry`).
+    The execution's content comes from betty_otel's record of it (given, or the one
+    `record_of` finds while the span ends), its ids and times from the span: nothing
+    code did to the span changes the entry. A span without a record (made by hand,
+    or read back) is mapped from its attributes; one without ``betty.skill`` (other
+    instrumentation in the process) maps to None unless all_spans (see
+    `execution_entry`).
     """
-    attributes = _attribute_dict(span)
-    if attributes.get(ATTR_SKILL) is None and not all_spans:
-        return None
+    if record is None:
+        record = record_of(span)
+    outcome: SpanOutcome | None = None  # a record's betty.status says it all
+    if record is None:
+        record = _attribute_dict(span)
+        if record.get(ATTR_SKILL) is None and not all_spans:
+            return None
+        outcome = span.status
     start = span.start_time or 0
     context = span.get_span_context()
     parent = span.parent
     return execution_entry(
-        attributes,
+        record,
         name=span.name,
-        outcome=span.status,
+        outcome=outcome,
         start=start,
         end=span.end_time or start,
         ids=(context.trace_id, context.span_id) if context else None,

@@ -10,6 +10,7 @@ from a shell script stays quick.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -89,15 +90,36 @@ def manual_execution(
     attributes: dict[str, Any] = {ATTR_SKILL: skill, ATTR_CALLER: caller, ATTR_STATUS: status}
     error = None
     if inputs_copy or metadata_copy or error_message is not None:
-        # Only now: the sanitizer and its secret rules are most of this path's imports.
-        from betty_otel._sanitize import default_sanitizer, to_json_text  # noqa: PLC0415
-
-        sanitizer = default_sanitizer()
-        if inputs_copy:
-            attributes[ATTR_INPUTS] = to_json_text(sanitizer.sanitize(inputs_copy))
-        if error_message is not None:
-            error = attributes[ATTR_ERROR] = sanitizer.sanitize(error_message)
-        sanitized = sanitizer.sanitize(metadata_copy) if metadata_copy else None
-        if sanitized:
-            attributes[ATTR_METADATA] = to_json_text(sanitized)
+        error = _redact_into(attributes, inputs_copy, error_message, metadata_copy)
     return ManualExecution(skill, status, error, attributes, start, end)
+
+
+def _redact_into(
+    attributes: dict[str, Any],
+    inputs: dict[Any, Any],
+    error_message: str | None,
+    metadata: dict[Any, Any],
+) -> str | None:
+    """Put the redacted inputs, error message and metadata into attributes; return the
+    message. What redaction removed from the inputs and metadata is also removed from
+    the message and the metadata (see `betty_otel._known_secrets`)."""
+    # Only now: the sanitizer and its secret rules are most of this path's imports.
+    from betty_otel._known_secrets import NO_SECRETS, learned, scrub, scrub_json_text  # noqa: PLC0415
+    from betty_otel._sanitize import default_sanitizer, to_json_text  # noqa: PLC0415
+
+    sanitizer = default_sanitizer()
+    redactor = sanitizer.redactor
+    secrets = NO_SECRETS
+    texts = {}
+    for key, raw in ((ATTR_INPUTS, inputs), (ATTR_METADATA, metadata)):
+        sanitized = sanitizer.sanitize(raw) if raw else None
+        if sanitized:
+            texts[key] = text = to_json_text(sanitized)
+            secrets = learned(secrets, text, functools.partial(dict, raw), redactor)
+    attributes.update(texts)
+    if secrets and ATTR_METADATA in texts:
+        attributes[ATTR_METADATA] = scrub_json_text(texts[ATTR_METADATA], secrets)
+    if error_message is None:
+        return None
+    error = attributes[ATTR_ERROR] = scrub(sanitizer.sanitize(error_message), secrets)
+    return error

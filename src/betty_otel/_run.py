@@ -1,9 +1,12 @@
-"""One execution being recorded: its span, and how its outcome becomes the span's.
+"""One execution being recorded: its span, its record, and how its outcome becomes both.
 
 `Run` is the one place where an outcome (a return value, a status, an exception)
-becomes the span's betty.* attributes and status, for the decorator, the context
-manager and TelemetryCapture alike. Redaction happens before anything is put on
-the span, so the file and any collector receive only redacted data.
+becomes betty_otel's record of the execution (the entry is made from it, see
+`betty_otel._record`) and the span's betty.* attributes and status (its projection
+for a collector), for the decorator and the context manager alike. Redaction happens
+before anything is put on the span, so the file and any collector receive only
+redacted data; what it removed is removed from the rest of the execution too (see
+`betty_otel._known_secrets`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from typing import Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, Status
 
+from betty_otel._current import CurrentSpan
 from betty_otel._entry import (
     ATTR_ERROR,
+    ATTR_INPUTS,
     ATTR_METADATA,
     ATTR_STATUS,
     ERROR_STATUSES,
@@ -27,6 +32,8 @@ from betty_otel._entry import (
     is_status,
 )
 from betty_otel._errors import internal_error
+from betty_otel._known_secrets import NO_SECRETS, Secrets, learned, scrub, scrub_json_text
+from betty_otel._record import end_with_record
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
 from betty_otel._span_status import span_status_for
@@ -136,26 +143,73 @@ def outcome_of_result(result: object) -> tuple[str, str | None]:
 
 
 class Run:
-    """One execution being recorded: its span and the Betty outcome of it."""
+    """One execution being recorded: its span, and betty_otel's own record of it.
 
-    __slots__ = ("error", "metadata", "sanitizer", "span", "status", "token")
+    The record (`attributes` as the span started with them, then the outcome) is what
+    the entry is made of (see `betty_otel._record`); the span is its projection for a
+    collector. User code sees its `current` span, never the span itself.
+    """
 
-    def __init__(self, span: Span, sanitizer: Sanitizer) -> None:
+    __slots__ = (
+        "asked_status",
+        "attributes",
+        "current",
+        "error",
+        "metadata",
+        "sanitizer",
+        "secrets",
+        "span",
+        "status",
+        "token",
+        "touched",
+    )
+
+    def __init__(self, span: Span, sanitizer: Sanitizer, attributes: dict[str, Any]) -> None:
         self.span = span
         self.sanitizer = sanitizer
+        self.attributes = attributes
+        """The span's attributes at its start (betty.skill, betty.caller, betty.inputs,
+        code.*); replaced, never changed in place (the decorator shares one dict)."""
         self.status = "success"
         self.error: str | None = None
-        self.metadata: dict[str, Any] | None = None
+        self.metadata: str | None = None
+        """The redacted metadata as JSON text; None when there is none."""
+        self.secrets: Secrets = NO_SECRETS
+        """What redaction removed from the inputs and metadata (see _known_secrets)."""
+        self.touched = False
+        """User code set attributes on the span (which may have evicted ours)."""
+        self.asked_status: Status | None = None
+        """The span status user code asked for (see CurrentSpan.set_status)."""
         self.token: object | None = None
+        self.current: CurrentSpan | None = CurrentSpan(self)
+        """The span code sees as current; dropped when the run ends, so the reference
+        cycle between the two does not keep a finished run for the garbage collector."""
 
     def attach(self) -> None:
-        """Make the span current, so nested executions become its children."""
-        self.token = otel_context.attach(trace.set_span_in_context(self.span))
+        """Make the execution current, so nested executions become its children."""
+        self.token = otel_context.attach(trace.set_span_in_context(self.current or self.span))
 
     def detach(self) -> None:
         token, self.token = self.token, None
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
+
+    def set_inputs(self, inputs: object) -> None:
+        """Record inputs (TelemetryContext): redacted, their secrets learned, on the span."""
+        sanitizer = self.sanitizer
+        text = to_json_text(sanitizer.sanitize(inputs))
+        self.secrets = learned(self.secrets, text, lambda: inputs, sanitizer.redactor)
+        self.attributes = {**self.attributes, ATTR_INPUTS: text}
+        self.span.set_attribute(ATTR_INPUTS, text)
+
+    def set_metadata(self, metadata: object) -> None:
+        """Record metadata: redacted, its secrets learned; on the span when it ends."""
+        sanitizer = self.sanitizer
+        sanitized = sanitizer.sanitize(metadata)
+        text = to_json_text(sanitized) if sanitized else None
+        if text is not None:
+            self.secrets = learned(self.secrets, text, lambda: metadata, sanitizer.redactor)
+        self.metadata = text
 
     def set_error(self, status: str, message: str | None) -> None:
         self.status = status
@@ -166,52 +220,89 @@ class Run:
 
         An error status the code set before it raised (TelemetryContext.set_error or
         set_status) is kept, with its message if it gave one: the code knows best
-        what went wrong. The exception still becomes the span's exception event,
-        with the semantic conventions' attributes: ``exception.type`` the qualified
-        class name, ``exception.message`` the exception's own message only.
+        what went wrong. The exception still becomes the span's exception event.
         """
         text = _message_of(exc)
         status, message = _outcome(exc, text)
         kept = self.status in ERROR_STATUSES
         if not kept:
             self.status = status  # before anything that can fail: never a false success
-        redactor = self.sanitizer.redactor
         if not kept or self.error is None:
             self.error = (
                 None
                 if message is None
-                else self.sanitizer.sanitize(hide_secret_args(exc, redactor, message))
+                else self.sanitizer.sanitize(
+                    hide_secret_args(exc, self.sanitizer.redactor, message)
+                )
             )
-        if status not in ERROR_STATUSES:
-            return
+        if status in ERROR_STATUSES:
+            self.span.add_event("exception", self.exception_event(exc, text))
+
+    def exception_event(
+        self, exc: BaseException, text: str | None = None, *, escaped: bool = True
+    ) -> dict[str, Any]:
+        """The attributes of an exception event, as the semantic conventions name them:
+        ``exception.type`` the qualified class name, ``exception.message`` the
+        exception's own message only; text redacted, known secrets removed."""
+        if text is None:
+            text = _message_of(exc)
         try:
             stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         except Exception:  # noqa: BLE001 - traceback reads the class's name, which may raise
-            stack = message or ""
-        stack = hide_secret_args(exc, redactor, stack)
-        self.span.add_event(
-            "exception",
-            {
-                "exception.type": _type_text(type(exc), qualified=True),
-                "exception.message": self.sanitizer.sanitize(hide_secret_args(exc, redactor, text)),
-                "exception.stacktrace": self.sanitizer.sanitize(stack),
-                "exception.escaped": True,
-            },
-        )
+            stack = text
+        redactor = self.sanitizer.redactor
+        sanitize = self.sanitizer.sanitize
+        secrets = self.secrets
+        return {
+            "exception.type": scrub(_type_text(type(exc), qualified=True), secrets),
+            "exception.message": scrub(sanitize(hide_secret_args(exc, redactor, text)), secrets),
+            "exception.stacktrace": scrub(
+                sanitize(hide_secret_args(exc, redactor, stack)), secrets
+            ),
+            "exception.escaped": escaped,
+        }
 
     def end(self, end_time: int | None = None) -> None:
-        """Put the outcome on the span and end it (this exports it)."""
-        status = self.status
-        attributes: dict[str, Any] = {ATTR_STATUS: status}
-        if self.error is not None:
-            attributes[ATTR_ERROR] = self.error
-        if self.metadata:
-            attributes[ATTR_METADATA] = to_json_text(self.metadata)
+        """Complete the record, put it on the span (its projection) and end the span
+        with it: the file's entry is made from the record (see betty_otel._record)."""
+        ends: dict[str, Any] = {ATTR_STATUS: self.status}
+        if self.secrets:
+            self._scrub(ends)
+        else:
+            if self.error is not None:
+                ends[ATTR_ERROR] = self.error
+            if self.metadata is not None:
+                ends[ATTR_METADATA] = self.metadata
+        record = {**self.attributes, **ends}
         span = self.span
-        span.set_attributes(attributes)
-        if status in ERROR_STATUSES:  # setting UNSET changes nothing, yet costs ~2 µs a call
-            span.set_status(span_status_for(status, self.error))
-        span.end(end_time=end_time)
+        # Attributes user code added may have evicted ours (the SDK's count limit):
+        # then all of the record goes on again, as the newest.
+        span.set_attributes(record if self.touched else ends)
+        if self.status in ERROR_STATUSES or self.asked_status is not None:
+            span.set_status(self._span_status())
+        self.current = None
+        end_with_record(span, record, end_time)
+
+    def _scrub(self, ends: dict[str, Any]) -> None:
+        """The outcome and metadata with the execution's known secrets removed (the
+        inputs keep what redaction left: they are where the secrets were learned)."""
+        secrets = self.secrets
+        if self.error is not None:
+            self.error = ends[ATTR_ERROR] = scrub(self.error, secrets)
+        if self.metadata is not None:
+            ends[ATTR_METADATA] = scrub_json_text(self.metadata, secrets)
+
+    def _span_status(self) -> Status:
+        """ERROR with the message for a failed execution, else the status user code
+        asked for, its description redacted."""
+        status = self.status
+        asked = self.asked_status
+        if status in ERROR_STATUSES or asked is None:
+            return span_status_for(status, self.error)
+        if asked.description is None:
+            return asked
+        description = scrub(self.sanitizer.sanitize(asked.description), self.secrets)
+        return Status(asked.status_code, description)
 
 
 def start_run(
@@ -230,7 +321,7 @@ def start_run(
     # every instrumented call, and the context manager costs ten times more.
     try:
         context = root_parent(remote_parent)
-        return Run(tracer.start_span(skill, context, attributes=attributes), sanitizer)
+        return Run(tracer.start_span(skill, context, attributes=attributes), sanitizer, attributes)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("starting a span")
         return None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import inspect
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from opentelemetry.sdk.trace import Tracer, TracerProvider
@@ -37,6 +37,7 @@ class ProcessState:
         "batch_processors",
         "bind_plans",
         "default_path",
+        "ending",
         "errors_lock",
         "forked",
         "internal_errors",
@@ -82,6 +83,9 @@ class ProcessState:
         self.default_path: tuple[tuple[str, str], Path] | None = None
         """The log file when none is given, and the ($BETTY_TELEMETRY_FILE, $BETTY_HOME)
         it was resolved for (owner: _store)."""
+        self.ending: dict[int, tuple[int, Mapping[str, Any]]] = {}
+        """The record of each execution whose span is ending right now, by span id, with
+        its trace id: what the file processors map it from (owner: _record)."""
         self.bind_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = {}
         """Each plain signature's bind plan, by id (owner: _inputs); bounded, pins its
         signatures."""

@@ -86,8 +86,9 @@ class TelemetryCapture:
         with creator_writes():  # the pipeline's file processors leave this span to us
             span.end(end_time=execution.end)
         try:
-            # SDK tracers make SDK spans, which are ReadableSpans.
-            (entry,) = write_spans(self._store, [span])  # type: ignore[list-item]
+            # The entry is made from the checked capture, whatever the span kept of it
+            # (attribute limits). SDK tracers make SDK spans, which are ReadableSpans.
+            (entry,) = write_spans(self._store, [(span, execution.attributes)])  # type: ignore[list-item]
         finally:
             # No descriptor outlives the call: programs create a TelemetryCapture per
             # capture, and capture is not the hot path (the decorator's exporter is).

@@ -17,7 +17,6 @@ from opentelemetry.trace import Span
 
 from betty_otel._entry import (
     ATTR_CALLER,
-    ATTR_INPUTS,
     ATTR_SKILL,
     validate_mapping,
     validate_status,
@@ -25,7 +24,7 @@ from betty_otel._entry import (
 )
 from betty_otel._errors import handle_internal_errors
 from betty_otel._run import DEFAULT_CALLER, Run, finish_run, start_run, text_of
-from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
+from betty_otel._sanitize import Sanitizer, default_sanitizer
 from betty_otel._setup import pipeline
 from betty_otel.propagation import detect_caller
 
@@ -79,9 +78,11 @@ class TelemetryContext:
 
     @property
     def span(self) -> Span:
-        """The OTel span of the running block (a non-recording span outside it)."""
+        """The OTel span of the running block, as code sees it (the current span
+        inside it; see `betty_otel._current`); a non-recording span outside it."""
         run = self._run
-        return run.span if run is not None else trace.INVALID_SPAN
+        current = None if run is None else run.current
+        return current if current is not None else trace.INVALID_SPAN
 
     def set_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Replace the recorded inputs (redacted before they reach the span)."""
@@ -115,9 +116,7 @@ class TelemetryContext:
 
     def _put_inputs(self, run: Run) -> None:
         with handle_internal_errors("recording inputs"):
-            run.span.set_attribute(
-                ATTR_INPUTS, to_json_text(self._sanitizer.sanitize(self._inputs))
-            )
+            run.set_inputs(self._inputs)
 
     def __enter__(self) -> TelemetryContext:
         if self._run is not None:
@@ -158,7 +157,7 @@ class TelemetryContext:
             if self._status is not None:
                 run.set_error(self._status, self._error)
             if self._metadata:
-                run.metadata = self._sanitizer.sanitize(self._metadata)
+                run.set_metadata(self._metadata)
         finish_run(run, exc)  # without an exception: a None result, which keeps the status
 
     async def __aenter__(self) -> TelemetryContext:

@@ -15,32 +15,38 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from betty_otel._entry import span_to_entry
 from betty_otel._errors import count_internal_error
+from betty_otel._record import Record, record_of
 from betty_otel._store import TelemetryStore
 
-__all__ = ["BettyFileExporter", "write_spans"]
+__all__ = ["BettyFileExporter", "Ended", "write_spans"]
 
 logger = logging.getLogger(__name__)
 
 
+Ended = tuple[ReadableSpan, Record | None]
+"""A finished span and betty_otel's record of its execution (None for a span without one)."""
+
+
 def write_spans(
     store: TelemetryStore,
-    spans: Sequence[ReadableSpan],
+    spans: Sequence[Ended],
     *,
     tz: tzinfo | None = None,
     all_spans: bool = False,
 ) -> list[dict[str, Any]]:
-    """Append the Betty entries of finished spans to store as one write; return them.
+    """Append the Betty entries of finished spans as one write; return them.
 
-    The one path from spans to a telemetry file: BettyFileExporter.export writes
-    through it, and so does TelemetryCapture.capture, which must report a failure.
+    The one path from spans to a telemetry file: BettyFileExporter writes through
+    it, and so does TelemetryCapture.capture, which must report a failure. Each
+    entry is made from its span's record when it has one (see `betty_otel._record`).
 
     Raises:
         OSError: what TelemetryStore.append raises; nothing was written then.
     """
     entries = [
         entry
-        for span in spans
-        if (entry := span_to_entry(span, tz=tz, all_spans=all_spans)) is not None
+        for span, record in spans
+        if (entry := span_to_entry(span, record=record, tz=tz, all_spans=all_spans)) is not None
     ]
     store.append(entries)
     return entries
@@ -48,6 +54,9 @@ def write_spans(
 
 class BettyFileExporter(SpanExporter):
     """Map each finished span to a Betty entry and append the batch to telemetry.json.
+
+    An execution's entry is made from betty_otel's record of it (see
+    `betty_otel._record`); other spans from their attributes.
 
     A batch is one locked append. ``export()`` never raises: a failure (unwritable
     path, full disk, lock timeout) is logged once per kind of failure, counted in
@@ -103,7 +112,16 @@ class BettyFileExporter(SpanExporter):
         return self._store.lock_timeout
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Append the Betty entries of spans as one write; never raises."""
+        """Append the Betty entries of spans as one write; never raises.
+
+        A span exported while it ends (a synchronous processor) is mapped from its
+        execution's record; see `write`.
+        """
+        return self.write([(span, record_of(span)) for span in spans])
+
+    def write(self, spans: Sequence[Ended]) -> SpanExportResult:
+        """Append the entries of spans, each with the record its processor took as it
+        ended (a batch is written after its spans ended); never raises."""
         if self._shutdown:  # e.g. an execution in flight across shutdown() or a reconfigure
             self._count_drop("shutdown", len(spans), "it ended after this exporter was shut down")
             return SpanExportResult.FAILURE

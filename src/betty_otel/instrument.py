@@ -21,6 +21,8 @@ from opentelemetry.context import Context
 from betty_otel._entry import ATTR_CALLER, ATTR_INPUTS, ATTR_SKILL, validate_text
 from betty_otel._errors import internal_error
 from betty_otel._inputs import bind_inputs
+from betty_otel._known_secrets import NO_SECRETS, learned
+from betty_otel._redact import REDACTED
 from betty_otel._run import DEFAULT_CALLER, Run, finish_run, start_run
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
 from betty_otel._setup import pipeline
@@ -95,6 +97,7 @@ class _Spec:
     ) -> Run | None:
         attributes = self.attributes
         metadata: dict[str, str] = {}
+        secrets = NO_SECRETS
         if self.detect_caller:
             try:  # not handle_internal_errors: this is on every call (see start_run)
                 caller, metadata = detect_caller(self.caller)
@@ -103,31 +106,46 @@ class _Spec:
                 internal_error("detecting the caller")
         if self.capture_inputs:
             try:  # not handle_internal_errors: this is on every call (see start_run)
-                attributes = {
-                    **attributes,
-                    ATTR_INPUTS: to_json_text(self._inputs(instance, args, kwargs)),
-                }
+                text = to_json_text(self._inputs(self.sanitizer, instance, args, kwargs))
+                attributes = {**attributes, ATTR_INPUTS: text}
+                if REDACTED in text:  # redaction removed something: learn what it was
+                    secrets = learned(
+                        secrets,
+                        text,
+                        lambda: self._inputs(_Arguments(), instance, args, kwargs),
+                        self.sanitizer.redactor,
+                    )
             except Exception:  # noqa: BLE001 - telemetry must never break the host program
                 internal_error("capturing inputs")
         run = start_run(tracer, self.skill, attributes, self.sanitizer, remote_parent)
-        if run is not None and metadata:
-            run.metadata = self.sanitizer.sanitize(metadata)
+        if run is not None:
+            run.secrets = secrets
+            if metadata:
+                run.set_metadata(metadata)
         return run
 
-    def _inputs(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _inputs(
+        self, sanitizer: Sanitizer, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Arguments by parameter name, defaults applied, self/cls left out, redacted."""
         signature = self.signature
         if signature is None:
-            return self.sanitizer.sanitize({"args": list(args), "kwargs": kwargs})
+            return sanitizer.sanitize({"args": list(args), "kwargs": kwargs})
         skip_self = self.skip_self
         if instance is not None and skip_self is not None:
             # A bound call (method or classmethod): wrapt passes self/cls apart from args.
-            return bind_inputs(
-                self.sanitizer, signature, (instance, *args), kwargs, skip_first=True
-            )
+            return bind_inputs(sanitizer, signature, (instance, *args), kwargs, skip_first=True)
         # Called through the class (Class.method(obj, ...)): leave self/cls out too.
         skip = bool(skip_self) and bool(args)
-        return bind_inputs(self.sanitizer, signature, args, kwargs, skip_first=skip)
+        return bind_inputs(sanitizer, signature, args, kwargs, skip_first=skip)
+
+
+class _Arguments(Sanitizer):
+    """Converts nothing: with it, `_Spec._inputs` gives a call's arguments by name as
+    they were passed, to learn which values redaction removed (see _known_secrets)."""
+
+    def sanitize(self, value: object) -> Any:
+        return value
 
 
 class _FunctionWrapper(wrapt.FunctionWrapper[Any, Any]):

@@ -4,8 +4,9 @@ On betty_otel's own provider with no collector and not all_spans, nothing but ou
 file processor would ever receive an execution's span, and the SDK's span (limits,
 locks, BoundedAttributes, events) costs more per call than the whole rest of the
 decorator. There `configure()` uses a `FileTracer` instead (see `pipeline`): its
-`FileSpan` is an OpenTelemetry API span (so it is the current span inside the
-execution: nesting, `subprocess_env`, log correlation keep working) and a
+`FileSpan` is an OpenTelemetry API span (so it can be current inside the execution,
+behind `betty_otel._current.CurrentSpan`: nesting, `subprocess_env`, log correlation
+keep working) and a
 `ReadableSpan` with what the entry is made of, handed to the file processor when
 it ends, exactly as the SDK span would have been. It is made as the SDK's tracer
 makes a span on our ALWAYS_ON provider: ids as RandomIdGenerator makes them, the

@@ -5,9 +5,11 @@ report a failed write to its caller) is ended inside `creator_writes()`; the fil
 processors leave it alone, so it is written exactly once, by the exporter path its
 creator called.
 
-The file processors write every recording span of an execution (``betty.skill``)
-whatever its sampled flag: on a program's provider the program's sampler decides
-what its own exporters see, never what the audit log holds (see `sampling`).
+The file processors write every recording span of an execution whatever its sampled
+flag: on a program's provider the program's sampler decides what its own exporters
+see, never what the audit log holds (see `sampling`). An execution's span is known by
+its record (`betty_otel._record`), which the processor takes as the span ends and keeps
+beside it until the entry is written: the entry is made from it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from betty_otel._entry import ATTR_SKILL
 from betty_otel._errors import internal_error
+from betty_otel._record import record_of
 from betty_otel._state import STATE
-from betty_otel.exporter import BettyFileExporter
+from betty_otel.exporter import BettyFileExporter, Ended
 
 __all__ = [
     "BatchFileProcessor",
@@ -53,16 +56,20 @@ def creator_writes() -> Iterator[None]:
         otel_context.detach(token)
 
 
-def _for_the_file(span: ReadableSpan) -> bool:
-    """An execution's span (sampled or not) or any other sampled span (for all_spans),
-    unless its creator writes it itself (see creator_writes)."""
+def _for_the_file(span: ReadableSpan) -> Ended | None:
+    """The span and its execution's record, when the file takes it: an execution's span
+    (sampled or not; see `betty_otel._record`), or any other sampled span (for
+    all_spans); None when its creator writes it itself (see creator_writes)."""
+    record = record_of(span)
+    if record is not None:  # a Run's span: its creator is never TelemetryCapture
+        return span, record
     if otel_context.get_value(_CREATOR_WRITES) is not None:
-        return False
+        return None
     context = span.context
     if context is not None and context.trace_flags.sampled:
-        return True
+        return span, None
     attributes = span.attributes
-    return attributes is not None and ATTR_SKILL in attributes
+    return (span, None) if attributes is not None and ATTR_SKILL in attributes else None
 
 
 def _after_fork_in_child() -> None:
@@ -134,8 +141,9 @@ class FileProcessor(SpanProcessor):
         self._exporter = exporter
 
     def on_end(self, span: ReadableSpan) -> None:
-        if _for_the_file(span):
-            self._exporter.export((span,))
+        ended = _for_the_file(span)
+        if ended is not None:
+            self._exporter.write((ended,))
 
     def shutdown(self) -> None:
         self._exporter.shutdown()
@@ -182,7 +190,7 @@ class BatchFileProcessor(SpanProcessor):
         self._room = threading.Condition(self._lock)
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
-        self._queue: list[ReadableSpan] = []
+        self._queue: list[Ended] = []
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._overflowing = False
@@ -193,10 +201,11 @@ class BatchFileProcessor(SpanProcessor):
         self._synchronous = True
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not _for_the_file(span):
+        ended = _for_the_file(span)
+        if ended is None:
             return
         if self._synchronous:
-            self._exporter.export((span,))
+            self._exporter.write((ended,))
             return
         with self._lock:
             if self._stopped:
@@ -204,14 +213,14 @@ class BatchFileProcessor(SpanProcessor):
             elif len(self._queue) >= self._max_queue and not self._room_made():
                 late = False
             else:
-                self._queue.append(span)
+                self._queue.append(ended)
                 if len(self._queue) >= self._max_batch:
                     self._wake.set()
                 if self._thread is None:
                     self._start_writer()
                 return
         if late:  # a span after shutdown: the exporter counts it as dropped
-            self._exporter.export((span,))
+            self._exporter.write((ended,))
         else:
             self._exporter.drop(1, "the batch queue is full and the file is not being written")
 
@@ -223,7 +232,7 @@ class BatchFileProcessor(SpanProcessor):
         except RuntimeError:  # no new threads at interpreter shutdown
             self._synchronous = True
             queued, self._queue = self._queue, []
-            self._exporter.export(queued)
+            self._exporter.write(queued)
             return
         self._thread = thread
 
@@ -256,7 +265,7 @@ class BatchFileProcessor(SpanProcessor):
                 self._overflowing = False
                 self._room.notify_all()
             if queued:
-                self._exporter.export(queued)
+                self._exporter.write(queued)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:  # noqa: ARG002 - SDK signature
         self._drain()
