@@ -217,13 +217,13 @@ def test_known_secrets_belong_to_one_execution(
 
     @capture_telemetry(skill_name="report")
     def report() -> None:
-        raise ValueError("the old password first-pw-1 expired")  # no secret of this call
+        raise ValueError("the account first-pw-1 expired")  # no secret of this call
 
     with pytest.raises(ValueError, match="expired"):
         report()
     path, _ = recorded
     assert read_entries(path)[-1]["error_message"] == (
-        "ValueError: the old password first-pw-1 expired"
+        "ValueError: the account first-pw-1 expired"
     )
 
 
