@@ -14,9 +14,11 @@ import contextlib
 import logging
 import os
 import resource
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ from betty_otel.query import proof as proof_module
 from betty_otel.query import stats
 from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL
 from betty_otel.query.proof import Proof
-from betty_otel.query.summary import read_summary
+from betty_otel.query.summary import read_summary, summary_path
 from helpers import append_entries, make_entry
 from legacy_writer import legacy_append
 from test_stats_summary import figures, recount
@@ -289,3 +291,56 @@ def test_a_truncation_under_the_mapping_kills_only_the_child_quietly(
     monkeypatch.undo()
     assert path.stat().st_size == 100
     assert figures(stats(path)) == recount(path, tmp_path)
+
+
+def test_a_summary_of_the_older_version_is_replaced(tmp_path: Path) -> None:
+    """A version 1 summary (sampled windows, which could not see an in-place edit) is
+    never used: stats reads the whole file and writes a version 2 summary over it."""
+    path = tmp_path / "telemetry.json"
+    append_entries(path, [entry(i) for i in range(30)])
+    summary = summary_path(path)
+    summary.write_bytes(b"betty-otel stats summary 1\n" + bytes(64))
+    summary.chmod(0o600)
+    assert figures(stats(path)) == recount(path, tmp_path)
+    assert summary.read_bytes().startswith(b"betty-otel stats summary 2\n")
+    assert read_summary(path)[0].end > 0
+
+
+CHILDREN = {
+    "stalls": ("time.sleep(600)", "no answer in 0 s"),
+    "raises": ("raise RuntimeError('boom')", "the child died"),
+    "exits at once": ("os._exit(0)", "the child died"),
+}
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(("code", "answer"), CHILDREN.values(), ids=CHILDREN.keys())
+def test_a_proof_child_that_fails_costs_a_whole_read_and_is_reaped(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    code: str,
+    answer: str,
+) -> None:
+    """A forked proof child that stalls (waited for a bounded time, here shortened), raises
+    or exits without answering: the summary is not trusted, the file is read whole, the
+    figures equal a full recount and the child is killed and reaped."""
+    monkeypatch.setenv(ENV_PARALLEL, "fork")
+    monkeypatch.setenv(ENV_MIN_BYTES, "0")
+    path = tmp_path / "telemetry.json"
+    append_entries(path, [entry(i) for i in range(300)])
+    stats(path)
+    append_entries(path, [entry(i) for i in range(300, 320)])
+
+    def failing(found: Any, chunks: Any) -> bool:
+        exec(code, {"os": os, "time": time})
+        return True
+
+    monkeypatch.setattr(proof_module, "spans_match", failing)
+    monkeypatch.setattr(proof_module, "_WAIT_SECONDS", 0.2)
+    with caplog.at_level(logging.DEBUG, logger="betty_otel.query.proof"):
+        result = figures(stats(path))
+    monkeypatch.undo()
+    assert result == recount(path, tmp_path)
+    assert [r.getMessage() for r in caplog.records] == [f"stats summary proof (fork): {answer}"]
+    assert psutil.Process().children() == []

@@ -36,7 +36,6 @@ import logging
 import os
 import select
 import signal
-import time
 from collections.abc import Callable, Iterator
 from typing import Final
 
@@ -61,7 +60,7 @@ class Proof:
     """Whether the file open at fd still holds the bytes record counted.
 
     Use as a context manager: a forked child, if any, starts hashing at once and is
-    killed and reaped on leaving; `holds` gives the answer.
+    killed and reaped on leaving; `holds` gives the answer (found once).
     """
 
     def __init__(self, fd: int, record: Record) -> None:
@@ -69,6 +68,7 @@ class Proof:
         self.record = record
         self.pid = 0
         self.answer_fd = -1
+        self.found: bool | None = None
         if record.end >= min_bytes() and start_method() == "fork":
             try:
                 self.pid, self.answer_fd = fork_child(self._in_child)
@@ -81,15 +81,22 @@ class Proof:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def concurrent(self) -> bool:
+        """True when a forked child hashes while the caller goes on (else `holds` hashes)."""
+        return self.pid > 0
+
     def holds(self) -> bool:
         """True when every span's bytes are the same (waits for the child, if any)."""
-        if self.pid:
-            answer = self._answer()
-            logger.debug("stats summary proof (fork): %s", answer)
-            return answer == "same bytes"
-        same = spans_match(self.record, self._read)
-        logger.debug("stats summary proof (this process): %s", same)
-        return same
+        if self.found is None:
+            if self.pid:
+                answer = self._answer()
+                logger.debug("stats summary proof (fork): %s", answer)
+                self.found = answer == "same bytes"
+            else:
+                self.found = spans_match(self.record, self._read)
+                logger.debug("stats summary proof (this process): %s", self.found)
+        return self.found
 
     def close(self) -> None:
         """Kill and reap the child, if any."""
@@ -106,15 +113,12 @@ class Proof:
     def _answer(self) -> str:
         """What the child found: ``same bytes``, ``changed``, or why there is no answer."""
         bound = _WAIT_SECONDS + self.record.end / _WAIT_BYTES_PER_SECOND
-        deadline = time.monotonic() + bound
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return f"no answer in {bound:.0f} s"
-            readable, _, _ = select.select([self.answer_fd], [], [], left)
-            if readable:
-                answer = os.read(self.answer_fd, 1)
-                return {b"1": "same bytes", b"0": "changed"}.get(answer, "the child died")
+        waiting = select.poll()  # not select.select: the descriptor may be above 1023
+        waiting.register(self.answer_fd, select.POLLIN)
+        if not waiting.poll(bound * 1000):
+            return f"no answer in {bound:.0f} s"
+        answer = os.read(self.answer_fd, 1)
+        return {b"1": "same bytes", b"0": "changed"}.get(answer, "the child died")
 
     def _in_child(self, out: int) -> None:
         """In the forked child: hash through a mapping (pread if the file cannot be mapped)

@@ -194,10 +194,10 @@ def _resume(
 ) -> Record | None:
     """Add a valid record and the bytes after it to result; the record to keep (None: invalid).
 
-    The bytes after the record are read while the record's bytes are proven unchanged
-    (`Proof`, perhaps in a forked child). Damage after the record (rare) makes the
-    caller read the whole file instead, so that damage is handled exactly as a whole
-    read does.
+    The bytes after the record are read once the record's bytes are proven unchanged
+    (`Proof`), or meanwhile when a forked child proves them. Damage after the record
+    (rare) makes the caller read the whole file instead, so that damage is handled
+    exactly as a whole read does.
     """
     info = os.fstat(fd)
     if (info.st_dev, info.st_ino) != (record.dev, record.ino) or size < record.end:
@@ -205,6 +205,8 @@ def _resume(
     capture = Capture(record.end, record.seed)
     pattern = line_pattern(caller=record.by == "caller")
     with Proof(fd, record) as proof:
+        if not proof.concurrent and not proof.holds():  # hashed here: read no more for it
+            return None
         found = tally_file(
             fd, size, record.by, Filters(), pattern, start=record.end, capture=capture
         )
