@@ -351,7 +351,8 @@ class Helper:
                 os.set_blocking(self.notes_fd, False)
             elif self.method == "spawn":
                 self._spawn(fd, {**options, "points": points}, filters)
-            logger.debug("stats helper started (%s) for %d parts", self.method, len(points) - 2)
+            if self.method is not None:
+                logger.debug("stats helper started (%s) for %d parts", self.method, len(points) - 2)
         except (OSError, ValueError) as exc:
             logger.debug("stats helper not started (%s: %s)", self.method, exc)
             self.method = None
