@@ -95,7 +95,8 @@ class Proof:
                 self.found = answer == "same bytes"
             else:
                 self.found = spans_match(self.record, self._read)
-                logger.debug("stats summary proof (this process): %s", self.found)
+                answer = "same bytes" if self.found else "changed"
+                logger.debug("stats summary proof (this process): %s", answer)
         return self.found
 
     def close(self) -> None:
