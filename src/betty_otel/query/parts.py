@@ -38,10 +38,8 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,7 @@ import orjson
 
 from betty_otel._store import Damage, parse_entry_line
 from betty_otel._store.format import is_entry_line
+from betty_otel.query.children import fork_child, reap, stop_child
 from betty_otel.query.groups import Group
 from betty_otel.query.summary import Span
 
@@ -65,13 +64,11 @@ __all__ = [
     "Work",
     "decode_part",
     "encode_part",
-    "fork_child",
     "min_bytes",
     "plan",
     "spawn_arguments",
     "split_points",
     "start_method",
-    "stop_child",
     "worker_command",
 ]
 
@@ -85,8 +82,6 @@ _MIN_BYTES: Final = 32 << 20
 _MAX_PARTS: Final = 32
 """Parts per file: 8 per threshold's worth of bytes (4 MiB at the default), at most 32."""
 _LINE_LOOKUP: Final = 1 << 16
-_REAP_SECONDS: Final = 10.0
-"""How long to wait for a killed helper to be reaped (a bound, never reached in practice)."""
 _OFF: Final = frozenset({"0", "off", "false", "no"})
 _PYTHON: Final = re.compile(r"(python|pypy)[0-9.]*(\.exe)?", re.IGNORECASE)
 
@@ -235,44 +230,6 @@ def spawn_arguments(arguments: dict[str, Any]) -> list[str]:
     """What follows `worker_command`: arguments (JSON), then this process's sys.path (JSON)."""
     path = [entry for entry in sys.path if isinstance(entry, str)]
     return [orjson.dumps(arguments).decode(), orjson.dumps(path).decode()]
-
-
-def fork_child(work: Callable[[int], None]) -> tuple[int, int]:
-    """Fork a child that runs work(the write end of a pipe) and exits: (its pid, the read end).
-
-    The child never returns into the caller's code, not even on a signal (all are blocked
-    until its own try block), and leaves with os._exit: 0 when work returned, else 1.
-    """
-    reading, writing = os.pipe()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                os.close(reading)
-                work(writing)
-                code = 0
-            finally:
-                os._exit(code)
-    except OSError:
-        os.close(reading)
-        raise
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        os.close(writing)
-    return pid, reading
-
-
-def stop_child(pid: int) -> int | None:
-    """Kill and reap a forked child; its exit status when it had ended by itself."""
-    ended, status = os.waitpid(pid, os.WNOHANG)
-    if ended:
-        return os.waitstatus_to_exitcode(status)
-    os.kill(pid, signal.SIGKILL)
-    _reap(lambda: os.waitpid(pid, os.WNOHANG)[0] or None)
-    return None
 
 
 def split_points(fd: int, size: int, parts: int) -> list[int]:
@@ -428,7 +385,7 @@ class Helper:
             if self.process is not None:
                 ended = self.process.poll()
                 self.process.kill()
-                _reap(self.process.poll)
+                reap(self.process.poll)
             elif self.pid > 0:
                 ended = stop_child(self.pid)
         except OSError as exc:
@@ -450,17 +407,6 @@ class Helper:
             self.pid = 0
             self.notes_fd = -1
             self.output.close()
-
-
-def _reap(poll: Callable[[], int | None]) -> None:
-    """Wait for a killed helper (poll: its exit status, None while it runs), at most
-    _REAP_SECONDS: a bound never reached in practice, so that nothing hangs on it."""
-    deadline = time.monotonic() + _REAP_SECONDS
-    while poll() is None:
-        if time.monotonic() > deadline:
-            logger.warning("betty_otel: stats helper not reaped in %s s", _REAP_SECONDS)
-            return
-        time.sleep(0.001)
 
 
 def plan(fd: int, size: int, start: int) -> list[int] | None:

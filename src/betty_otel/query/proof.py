@@ -39,7 +39,8 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from betty_otel.query.parts import fork_child, min_bytes, start_method, stop_child
+from betty_otel.query.children import fork_child, stop_child
+from betty_otel.query.parts import min_bytes, start_method
 from betty_otel.query.summary import Record, new_hasher
 
 __all__ = ["Proof"]
