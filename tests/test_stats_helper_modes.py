@@ -63,7 +63,7 @@ def figures(result: dict[Any, Any]) -> dict[str, Any]:
 
 CASES = {
     "PYTHONSAFEPATH=1, spawned": ([], {"PYTHONSAFEPATH": "1"}, "spawn"),
-    "-P, spawned": (["-P"], {}, "spawn"),
+    **({"-P, spawned": (["-P"], {}, "spawn")} if sys.version_info >= (3, 11) else {}),  # -P: 3.11
     "-I, spawned": (["-I"], {}, "spawn"),
     "-I, forked": (["-I"], {}, "fork"),
     "PYTHONPATH relative to the working folder, PYTHONSAFEPATH=1, spawned": (
