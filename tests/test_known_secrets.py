@@ -222,9 +222,7 @@ def test_known_secrets_belong_to_one_execution(
     with pytest.raises(ValueError, match="expired"):
         report()
     path, _ = recorded
-    assert read_entries(path)[-1]["error_message"] == (
-        "ValueError: the account first-pw-1 expired"
-    )
+    assert read_entries(path)[-1]["error_message"] == ("ValueError: the account first-pw-1 expired")
 
 
 @pytest.mark.parametrize(

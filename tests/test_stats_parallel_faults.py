@@ -9,6 +9,7 @@ on it, and no process is left behind (checked with psutil).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -232,11 +233,12 @@ def test_stats_with_other_threads_running(log: Path) -> None:
     ["below the threshold", "one CPU", "frozen", "not python", "turned off"],
 )
 def test_no_helper_where_it_cannot_help(
-    log: Path, monkeypatch: pytest.MonkeyPatch, setting: str
+    log: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, setting: str
 ) -> None:
     """A file below the threshold (32 MiB by default), one CPU allowed (affinity), a frozen
     program or an interpreter that is not Python (an embedding server) when a helper must
-    be spawned, or BETTY_OTEL_STATS_PARALLEL=0: read by this process alone."""
+    be spawned, or BETTY_OTEL_STATS_PARALLEL=0: read by this process alone, and the debug
+    log says why (but for a small file: most files are)."""
     started: list[Helper] = []
 
     def enter(self: Helper) -> Helper:
@@ -256,8 +258,22 @@ def test_no_helper_where_it_cannot_help(
         monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")
     else:
         monkeypatch.setenv(ENV_PARALLEL, "0")
-    assert repr(stats(log, by="skill")) == expected(log)
+    with caplog.at_level(logging.DEBUG, logger="betty_otel.query.parts"):
+        assert repr(stats(log, by="skill")) == expected(log)
     assert started == []
+    why = {
+        "below the threshold": [],
+        "one CPU": ["this process may use one CPU only"],
+        "frozen": ["no Python interpreter to start (a frozen or embedding program), and no fork"],
+        "not python": [
+            "no Python interpreter to start (a frozen or embedding program), and no fork"
+        ],
+        "turned off": [f"{ENV_PARALLEL}=0"],
+    }[setting]
+    size = log.stat().st_size
+    assert [r.getMessage() for r in caplog.records] == [
+        f"stats: {size} bytes read without a helper ({reason})" for reason in why
+    ]
 
 
 PROBE = """

@@ -11,9 +11,12 @@ reaped before the read returns or raises.
 
 The helper is forked (no start-up cost) on Linux while no other thread runs;
 with threads (a forked child could find their locks held forever) or elsewhere,
-it is a new interpreter, ``python -m betty_otel.query.worker`` (about 0.1 s of
-imports to start, more without compiled ``.pyc`` files), when `sys.executable` is
-a Python interpreter (not a frozen or embedding program).
+it is a new interpreter running `betty_otel.query.worker` (about 0.1 s of imports
+to start, more without compiled ``.pyc`` files), when `sys.executable` is a Python
+interpreter (not a frozen or embedding program). That interpreter gets this process's
+``sys.path``, so it imports the same betty_otel whatever ``PYTHONSAFEPATH``, ``-P``,
+``-I`` or a relative ``PYTHONPATH`` say. Which way a helper ran, how many parts it
+did, or why a large file was read without one, is logged at debug level.
 
 A helper's part is used only when the read reaching it was at a seam
 (`ForwardParser.at_seam`: between elements, nothing pending, no indented layout
@@ -35,12 +38,10 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -48,7 +49,9 @@ import orjson
 
 from betty_otel._store import Damage, parse_entry_line
 from betty_otel._store.format import is_entry_line
+from betty_otel.query.children import fork_child, reap, stop_child
 from betty_otel.query.groups import Group
+from betty_otel.query.summary import Span
 
 if TYPE_CHECKING:
     import subprocess
@@ -61,7 +64,9 @@ __all__ = [
     "Work",
     "decode_part",
     "encode_part",
+    "min_bytes",
     "plan",
+    "spawn_arguments",
     "split_points",
     "start_method",
     "worker_command",
@@ -77,8 +82,6 @@ _MIN_BYTES: Final = 32 << 20
 _MAX_PARTS: Final = 32
 """Parts per file: 8 per threshold's worth of bytes (4 MiB at the default), at most 32."""
 _LINE_LOOKUP: Final = 1 << 16
-_REAP_SECONDS: Final = 10.0
-"""How long to wait for a killed helper to be reaped (a bound, never reached in practice)."""
 _OFF: Final = frozenset({"0", "off", "false", "no"})
 _PYTHON: Final = re.compile(r"(python|pypy)[0-9.]*(\.exe)?", re.IGNORECASE)
 
@@ -88,9 +91,9 @@ class PartResult:
     """What a helper found in one part: groups by (key, status), damage, where it ended.
 
     seam: the part ends between elements with nothing pending (`ForwardParser.at_seam`).
-    pieces, tail and trail are for the stats summary's windows (`summary.Capture`):
-    the window bytes read, the bytes before the part's last complete element, and
-    the part's last bytes.
+    start and spans are for the stats summary (`summary.Capture.take`): the digests of
+    the bytes the part counted, from its start on (None: no summary asked, or the
+    bytes were not all seen).
     """
 
     index: int
@@ -99,19 +102,17 @@ class PartResult:
     damage: list[Damage]
     end: int
     seam: bool
-    pieces: list[tuple[int, bytes]] = field(default_factory=list)
-    tail: bytes = b""
-    trail: tuple[int, bytes] = (0, b"")
+    start: int = 0
+    spans: list[Span] | None = None
 
 
 def encode_part(part: PartResult) -> bytes:
-    """A part as bytes: a JSON header, then the durations (doubles), then the captured bytes."""
+    """A part as bytes: a JSON header, then the durations (doubles)."""
     blob = bytearray()
     groups = []
     for (key, status), group in part.groups.items():
         groups.append([key, status, group.count, group.statuses, len(group.durations)])
         blob += group.durations.tobytes()
-    captured = [*(data for _, data in part.pieces), part.tail, part.trail[1]]
     header = orjson.dumps(
         {
             "index": part.index,
@@ -120,13 +121,12 @@ def encode_part(part: PartResult) -> bytes:
             "damage": [[d.offset, d.length, d.reason] for d in part.damage],
             "end": part.end,
             "seam": part.seam,
-            "pieces": [[offset, len(data)] for offset, data in part.pieces],
-            "tail": len(part.tail),
-            "trail": [part.trail[0], len(part.trail[1])],
+            "start": part.start,
+            "spans": part.spans,
             "order": sys.byteorder,
         }
     )
-    body = len(header).to_bytes(4, "big") + header + bytes(blob) + b"".join(captured)
+    body = len(header).to_bytes(4, "big") + header + bytes(blob)
     return len(body).to_bytes(8, "big") + body
 
 
@@ -143,18 +143,15 @@ def decode_part(data: bytes) -> PartResult:
         group.durations.frombytes(view[: numeric * 8])
         view = view[numeric * 8 :]
         groups[key, status] = group
-    pieces = []
-    for offset, size in head["pieces"]:
-        pieces.append((offset, bytes(view[:size])))
-        view = view[size:]
-    tail, view = bytes(view[: head["tail"]]), view[head["tail"] :]
-    trail_end, trail_size = head["trail"]
-    if len(view) != trail_size:
+    if len(view):
         raise ValueError("length")
     damage = [Damage(offset, size, reason) for offset, size, reason in head["damage"]]
+    spans = head["spans"]
+    if spans is not None:
+        spans = [(int(end), str(digest)) for end, digest in spans]
     return PartResult(
         head["index"], groups, head["plain"], damage, head["end"], head["seam"],
-        pieces, tail, (trail_end, bytes(view)),
+        int(head["start"]), spans,
     )  # fmt: skip
 
 
@@ -166,7 +163,8 @@ def _setting() -> str | None:
     return "spawn" if value == "spawn" else "fork"
 
 
-def _min_bytes() -> int:
+def min_bytes() -> int:
+    """The smallest file (or summarised prefix, `betty_otel.query.proof`) given to a helper."""
     text = os.environ.get(ENV_MIN_BYTES, "").strip()
     try:
         return max(0, int(text)) if text else _MIN_BYTES
@@ -206,13 +204,32 @@ def _threads() -> int:
 
 
 def worker_command() -> list[str] | None:
-    """The command that starts a new-interpreter helper; None when there is none."""
+    """The command that starts a new-interpreter helper; None when there is none.
+
+    ``-I``: the helper's ``sys.path`` is not what the environment or its working folder
+    say (``PYTHONSAFEPATH``, ``PYTHONPATH`` relative to another folder...) but this
+    process's own, handed over (`spawn_arguments`), so it imports the very betty_otel
+    and orjson this process runs.
+    """
     executable = sys.executable
     if getattr(sys, "frozen", False) or not executable:
         return None
     if not _PYTHON.fullmatch(Path(executable).name):
         return None
-    return [executable, "-m", "betty_otel.query.worker"]
+    return [executable, "-I", "-c", _BOOTSTRAP]
+
+
+_BOOTSTRAP: Final = (
+    "import sys, json; sys.path[:] = json.loads(sys.argv[2]); "
+    "from betty_otel.query.worker import main; main(sys.argv[1])"
+)
+"""The helper's first lines: this process's sys.path (its second argument), then the worker."""
+
+
+def spawn_arguments(arguments: dict[str, Any]) -> list[str]:
+    """What follows `worker_command`: arguments (JSON), then this process's sys.path (JSON)."""
+    path = [entry for entry in sys.path if isinstance(entry, str)]
+    return [orjson.dumps(arguments).decode(), orjson.dumps(path).decode()]
 
 
 def split_points(fd: int, size: int, parts: int) -> list[int]:
@@ -283,42 +300,22 @@ class Helper:
         self.notes_fd = -1
         self.notes = b""
         self.output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.method = start_method()
         try:
-            method = start_method()
-            if method == "fork":
-                self._fork(work)
-            elif method == "spawn":
+            if self.method == "fork":
+                output = self.output.fileno()
+                self.pid, self.notes_fd = fork_child(lambda notes: work(output, notes))
+                os.set_blocking(self.notes_fd, False)
+            elif self.method == "spawn":
                 self._spawn(fd, {**options, "points": points}, filters)
+            if self.method is not None:
+                logger.debug("stats helper started (%s) for %d parts", self.method, len(points) - 2)
         except (OSError, ValueError) as exc:
-            logger.debug("stats helper not started (%s)", exc)
+            logger.debug("stats helper not started (%s: %s)", self.method, exc)
+            self.method = None
         except BaseException:  # Ctrl-C while starting it: no helper left behind
             self.close()
             raise
-
-    def _fork(self, work: Work) -> None:
-        """Fork a child that runs work and exits; it never returns into the caller's code,
-        not even on a signal (blocked until its own try block)."""
-        notes, notes_out = os.pipe()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        try:
-            self.pid = os.fork()
-            if self.pid == 0:
-                code = 1
-                try:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                    os.close(notes)
-                    work(self.output.fileno(), notes_out)
-                    code = 0
-                finally:
-                    os._exit(code)
-        except OSError:
-            os.close(notes)
-            raise
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            os.close(notes_out)
-        self.notes_fd = notes
-        os.set_blocking(notes, False)
 
     def _spawn(self, fd: int, options: dict[str, Any], filters: Any) -> None:
         import pickle  # noqa: PLC0415
@@ -327,14 +324,12 @@ class Helper:
         command = worker_command()
         assert command is not None
         arguments = {**options, "fd": fd, "out": self.output.fileno()}
-        package = Path(__file__).resolve().parents[2]  # the folder that holds betty_otel
         self.process = subprocess.Popen(
-            [*command, orjson.dumps(arguments).decode()],
+            [*command, *spawn_arguments(arguments)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             pass_fds=(fd, self.output.fileno()),
-            cwd=package,  # -m puts the working folder first on sys.path: ours, not the caller's
         )
         assert self.process.stdin is not None
         assert self.process.stdout is not None
@@ -351,15 +346,21 @@ class Helper:
 
     def ready(self, index: int) -> bool:
         """True when the helper has completed part index and every part after it."""
-        if self.notes_fd >= 0 and self.done > index:
-            with contextlib.suppress(OSError):  # BlockingIOError: nothing new
-                self.notes += os.read(self.notes_fd, 1 << 16)
-            lines = self.notes.split(b"\n")
-            for line in lines[:-1]:
-                if line.strip().isdigit() and int(line) == self.done - 1:
-                    self.done -= 1
-            self.notes = lines[-1]
+        if self.done > index:
+            self._read_notes()
         return self.done <= index
+
+    def _read_notes(self) -> None:
+        """Take the part numbers the helper has written so far (never waits)."""
+        if self.notes_fd < 0:
+            return
+        with contextlib.suppress(OSError):  # BlockingIOError: nothing new
+            self.notes += os.read(self.notes_fd, 1 << 16)
+        lines = self.notes.split(b"\n")
+        for line in lines[:-1]:
+            if line.strip().isdigit() and int(line) == self.done - 1:
+                self.done -= 1
+        self.notes = lines[-1]
 
     def results(self, index: int) -> list[PartResult | None]:
         """The results of parts index and after (None where one cannot be read back)."""
@@ -378,14 +379,15 @@ class Helper:
 
     def close(self) -> None:
         """Kill and reap the helper (whatever it is doing), and drop its results."""
+        ended = None
         try:
+            self._read_notes()
             if self.process is not None:
+                ended = self.process.poll()
                 self.process.kill()
-                _reap(self.process.poll)
+                reap(self.process.poll)
             elif self.pid > 0:
-                os.kill(self.pid, signal.SIGKILL)
-                pid = self.pid
-                _reap(lambda: os.waitpid(pid, os.WNOHANG)[0] or None)
+                ended = stop_child(self.pid)
         except OSError as exc:
             logger.warning("betty_otel: stats helper not stopped (%s)", exc)
         finally:
@@ -394,27 +396,41 @@ class Helper:
                 self.process.stdout.close()
             elif self.notes_fd >= 0:
                 os.close(self.notes_fd)
+            if self.method is not None:
+                logger.debug(
+                    "stats helper (%s): %d of %d parts done%s", self.method,
+                    len(self.points) - 1 - self.done, len(self.points) - 2,
+                    f"; it had failed with status {ended}" if ended else "",
+                )  # fmt: skip
+            self.method = None
             self.process = None
             self.pid = 0
             self.notes_fd = -1
             self.output.close()
 
 
-def _reap(poll: Callable[[], int | None]) -> None:
-    """Wait for a killed helper (poll: its exit status, None while it runs), at most
-    _REAP_SECONDS: a bound never reached in practice, so that nothing hangs on it."""
-    deadline = time.monotonic() + _REAP_SECONDS
-    while poll() is None:
-        if time.monotonic() > deadline:
-            logger.warning("betty_otel: stats helper not reaped in %s s", _REAP_SECONDS)
-            return
-        time.sleep(0.001)
-
-
 def plan(fd: int, size: int, start: int) -> list[int] | None:
-    """The split points for reading a file with a helper; None to read it here alone."""
-    if start != 0 or size < max(_min_bytes(), 2) or _cpus() < 2 or start_method() is None:
+    """The split points for reading a file with a helper; None to read it here alone.
+
+    A whole read large enough for a helper that goes without one says why (debug level).
+    """
+    if start != 0 or size < max(min_bytes(), 2):
         return None
-    parts = max(2, min(_MAX_PARTS, size * 8 // max(_min_bytes(), 1)))
+    alone = _why_alone()
+    if alone is not None:
+        logger.debug("stats: %d bytes read without a helper (%s)", size, alone)
+        return None
+    parts = max(2, min(_MAX_PARTS, size * 8 // max(min_bytes(), 1)))
     points = split_points(fd, size, parts)
     return points if len(points) > 2 else None
+
+
+def _why_alone() -> str | None:
+    """Why no helper can run here, or None when one can."""
+    if _cpus() < 2:
+        return "this process may use one CPU only"
+    if _setting() is None:
+        return f"{ENV_PARALLEL}={os.environ.get(ENV_PARALLEL)}"
+    if start_method() is None:
+        return "no Python interpreter to start (a frozen or embedding program), and no fork"
+    return None

@@ -308,6 +308,15 @@ def scan_fd(
         _feed(parser, carry_offset, carry, found)
         yield found
     if final:
+        # An element whose closing brace is in the file is complete even before its
+        # separator or the bracket (an old writer killed right after it): as the readers.
+        found = Block(offset, b"", [], [], [])
+        for end, value in parser.flush():
+            found.last_end = max(found.last_end, end)
+            if isinstance(value, dict):
+                found.entries.append(value)
+        if found.last_end >= 0:
+            yield found
         parser.finish()
     yield from parser.take_damage()
 

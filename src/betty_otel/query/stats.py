@@ -18,16 +18,19 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from betty_otel._store import Damage, resolve_path, telemetry_file_of, warn_damage
 from betty_otel.query.filters import FilterArgs, Filters, PathArg, filters_of
 from betty_otel.query.groups import MISSING, Group, GroupStats, Run, ordered
+from betty_otel.query.proof import Proof
 from betty_otel.query.scan import line_pattern, scan_entries, scan_files
 from betty_otel.query.summary import (
     Capture,
     Record,
+    Span,
     SummaryGroup,
     make_record,
+    new_seed,
     read_summary,
     write_summary,
 )
-from betty_otel.query.tally import FileTally, Tally, finish_groups, tally_file
+from betty_otel.query.tally import Tally, finish_groups, tally_file
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -62,9 +65,10 @@ def stats(
     Counts and percentiles are exact (see `GroupStats`). Without filters, or with
     only the filter on the grouping key itself (``skill`` with ``by="skill"``...),
     stats keeps a summary beside the log, ``telemetry.json.stats``, and the next
-    call reads only what was appended since; it is checked against each file
-    (identity, size, sampled bytes up to the summarised offset) and rebuilt when
-    the file was rewritten, truncated, repaired, replaced or rotated away. Other
+    call reads only what was appended since; it is used only once every byte it
+    counted is proven unchanged (`betty_otel.query.proof`: each file's summarised
+    bytes hashed again, at memory speed), and rebuilt when the file was edited in
+    place, rewritten, truncated, repaired, replaced or rotated away. Other
     filters (times, trace ids, durations, other keys) read every entry. Either
     way the result is the same (``mean`` to the last digits: `GroupStats`). A
     summary that cannot be written (a read-only folder) or read changes nothing
@@ -162,7 +166,7 @@ def _summarised(log: Path, by: str) -> _Summarised | None:
                 kept.append(updated)
                 changed = changed or updated is not record
                 return
-        capture = Capture(0, size)
+        capture = Capture(0, new_seed())
         found = tally_file(fd, size, by, Filters(), pattern, capture=capture)
         for item in found.damage:
             report(item)
@@ -171,11 +175,12 @@ def _summarised(log: Path, by: str) -> _Summarised | None:
         for key, group in groups.items():
             result.add(key, group)
         changed = True
-        if found.end > 0:
+        spans = capture.close(found.end)
+        if spans is not None:
             damage = [(item.offset, item.length, item.reason) for item in found.damage]
             summary = {key: _summary_group(group) for key, group in groups.items()}
-            window = capture.windows(found.end)
-            kept.append(make_record(fd, by, found.end, window, found.tally.plain, damage, summary))
+            proof = (found.end, capture.seed, spans)
+            kept.append(make_record(fd, by, proof, found.tally.plain, damage, summary))
 
     scan_files(log, on_file)
     others = [r for r in records if r.by != by and (r.dev, r.ino) in seen]
@@ -189,17 +194,24 @@ def _resume(
 ) -> Record | None:
     """Add a valid record and the bytes after it to result; the record to keep (None: invalid).
 
-    Damage after the record (rare) makes the caller read the whole file instead,
-    so that damage is handled exactly as a whole read does.
+    The bytes after the record are read once the record's bytes are proven unchanged
+    (`Proof`), or meanwhile when a forked child proves them. Damage after the record
+    (rare) makes the caller read the whole file instead, so that damage is handled
+    exactly as a whole read does.
     """
-    chunks = record.matches(fd, size)
-    if chunks is None:
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) != (record.dev, record.ino) or size < record.end:
         return None
-    capture = Capture(record.end, size)
+    capture = Capture(record.end, record.seed)
     pattern = line_pattern(caller=record.by == "caller")
-    found = tally_file(fd, size, record.by, Filters(), pattern, start=record.end, capture=capture)
-    if found.damage:
-        return None
+    with Proof(fd, record) as proof:
+        if not proof.concurrent and not proof.holds():  # hashed here: read no more for it
+            return None
+        found = tally_file(
+            fd, size, record.by, Filters(), pattern, start=record.end, capture=capture
+        )
+        if found.damage or not proof.holds():
+            return None
     for offset, length, reason in record.damage:
         report(Damage(offset, length, reason))
     stored = {key: _stored_group(group) for key, group in record.groups.items()}
@@ -207,36 +219,29 @@ def _resume(
     result.plain = result.plain and record.plain and found.tally.plain
     for key, group in [*stored.items(), *fresh.items()]:
         result.add(key, group)
-    if found.end < 0 or size - record.end <= max(_REWRITE, record.end // 16):
+    spans = capture.close(found.end)
+    if spans is None or size - record.end <= max(_REWRITE, record.end // 16):
         return record
-    return _extended(fd, record, chunks, found, capture, [stored, fresh])
+    return _extended(fd, record, (found.end, spans), found.tally.plain, [stored, fresh])
 
 
 def _extended(
     fd: int,
     record: Record,
-    chunks: list[bytes],
-    found: FileTally,
-    capture: Capture,
+    tail: tuple[int, list[Span]],
+    plain: bool,
     parts: list[dict[str | None, Group]],
 ) -> Record:
-    """The record moved on to found.end: its groups merged, its windows kept, a new tail."""
+    """The record moved on to the end of tail: its groups merged, its spans followed by
+    the tail's (the digests of the bytes counted since)."""
     groups: dict[str | None, Group] = {}
     for part in parts:
         for key, group in part.items():
             groups.setdefault(key, Group()).merge(group)
     summary = {key: _summary_group(group) for key, group in _runs(groups).items()}
-    old = [
-        (window, chunk)
-        for window, chunk in zip(record.windows, chunks, strict=True)
-        if window[0] == 0 or sum(window) != record.end
-    ]
-    tail_spans, tail_chunks = capture.windows(found.end)
-    spans = [window for window, _ in old] + tail_spans
-    data = [chunk for _, chunk in old] + tail_chunks
-    damage = record.damage
-    plain = record.plain and found.tally.plain
-    return make_record(fd, record.by, found.end, (spans, data), plain, damage, summary)
+    end, spans = tail
+    proof = (end, record.seed, [*record.spans, *spans])
+    return make_record(fd, record.by, proof, record.plain and plain, record.damage, summary)
 
 
 def _runs(groups: dict[str | None, Group]) -> dict[str | None, Group]:

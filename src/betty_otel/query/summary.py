@@ -1,4 +1,4 @@
-"""The stats summary kept beside the log: what a file's first bytes hold, checked before use.
+"""The stats summary kept beside the log: what a file's first bytes hold, proven before use.
 
 ``telemetry.json.stats`` (the log's name plus ``.stats``) holds, for each file of the
 log (the current file and its rotated backups, known by device and inode number) and
@@ -6,15 +6,15 @@ each grouping (skill, caller, status), the groups of every complete entry up to 
 offset: counts per status word and the sorted durations. `betty_otel.query.stats`
 then reads only the bytes after that offset.
 
-A record is used only when the file it names is still the same bytes up to its
-offset: same device and inode, at least that size, and the same bytes in a set of
-windows (the whole prefix up to 1 MiB; beyond, its first 64 KiB, 30 spread 4 KiB
-windows and the last 4 KiB before the offset), compared by BLAKE2 digest. Appends
-write only after the offset (they replace the closing bracket), so they keep a
-record valid; a rewrite (the original Betty writer's ``json.dump``), a truncation
-below the offset, a replaced or moved file fails the check, and the file is read
-whole again. The window bytes are taken from the very blocks the scan read, so a
-change during the scan cannot be recorded as the scanned state.
+A record also holds the xxh3-128 digests (seeded at random, per record) of the bytes
+it counted, in spans that cover the whole prefix up to its offset. The digests are
+taken from the very blocks the scan parsed (`Capture`; a helper's part
+(`betty_otel.query.parts`) hands over the digest of the bytes it parsed), so a record
+describes exactly the bytes it counted, whatever happens to the file during the scan.
+Before a record is used, every span is hashed again from the file and compared
+(`betty_otel.query.proof`): a record is used only when the file still holds the very
+bytes it counted. A record moved forward keeps its spans and adds those of the bytes
+counted since, so a stale record is never carried forward.
 
 The summary is a cache and is never trusted: it is read only when it is a regular
 file (not a symbolic link) owned by this user and writable by no one else, its
@@ -28,26 +28,31 @@ silent (logged at debug level) and never changes a result.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import itertools
 import logging
 import os
 import stat
 import sys
-import zlib
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+
+if TYPE_CHECKING:
+    from xxhash import xxh3_128
 
 __all__ = [
     "SUFFIX",
     "Capture",
     "Record",
+    "Span",
     "SummaryGroup",
     "make_record",
+    "new_hasher",
+    "new_seed",
     "read_summary",
     "summary_path",
     "write_summary",
@@ -57,22 +62,38 @@ logger = logging.getLogger(__name__)
 
 SUFFIX: Final = ".stats"
 """The summary's name is the log's name plus this."""
-_MAGIC: Final = b"betty-otel stats summary 1\n"
+_FAMILY: Final = b"betty-otel stats summary "
+"""How every version of the summary starts: a file starting so may be replaced."""
+_MAGIC: Final = _FAMILY + b"2\n"
 _MAX_BYTES: Final = 1 << 31
 """A summary larger than this is not read."""
-_WHOLE: Final = 1 << 20
-"""Files up to this size are checked whole."""
-_HEAD: Final = 1 << 16
-_WINDOW: Final = 1 << 12
-_SPREAD: Final = 30
-_MAX_WINDOWS: Final = _SPREAD + 2
+_MAX_SPANS: Final = 4096
+"""Spans per record: a whole read in parts makes at most 34, each move forward one
+more, and moves forward come at geometric steps of the file's size (`stats`)."""
 _MAX_DAMAGE: Final = 1000
 _BY: Final = ("skill", "caller", "status")
+_DIGEST_CHARACTERS: Final = frozenset("0123456789abcdef")
+
+Span = tuple[int, str]
+"""The end offset of a span (it starts where the one before ends, the first at 0), and
+the hex xxh3-128 digest of its bytes."""
 
 
 def summary_path(log: Path) -> Path:
     """Where the summary of the log at log lives: beside it, its name plus ``.stats``."""
     return log.with_name(log.name + SUFFIX)
+
+
+def new_seed() -> int:
+    """A random seed for a new record's digests (63 bits: a JSON integer everywhere)."""
+    return int.from_bytes(os.urandom(8), "big") >> 1
+
+
+def new_hasher(seed: int) -> xxh3_128:
+    """An xxh3-128 hasher with seed."""
+    import xxhash  # noqa: PLC0415 - only stats needs it; `import betty_otel.query` stays quick
+
+    return xxhash.xxh3_128(seed=seed)
 
 
 @dataclass
@@ -96,122 +117,102 @@ class Record:
     ino: int
     by: str
     end: int
-    windows: list[tuple[int, int]]
-    digest: str
+    seed: int
+    spans: list[Span]
+    """The digests of the bytes counted, with seed: spans covering [0, end)."""
     plain: bool
     """Every grouping value was a string or missing (so key filters can be answered)."""
     damage: list[tuple[int, int, str]]
     groups: dict[str | None, SummaryGroup]
 
-    def matches(self, fd: int, size: int) -> list[bytes] | None:
-        """The window bytes when the file open at fd still holds the summarised bytes."""
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != (self.dev, self.ino) or size < self.end:
-            return None
-        chunks = [os.pread(fd, length, offset) for offset, length in self.windows]
-        return chunks if _digest(self.windows, chunks) == self.digest else None
-
 
 class Capture:
-    """The window bytes of a scan, taken from the blocks as they are read.
+    """The digests of the bytes a scan counts, taken from the blocks as they are read.
 
-    Windows are chosen from the size before reading (the summarised end is known only
-    at the end); `windows` clips them to the end and adds the last 4 KiB before it
-    (from start on), whichever blocks they were read in: a scan in parts
-    (`betty_otel.query.parts`) hands over its pieces and records the same windows.
+    The bytes after the last complete element wait (they are counted only if a later
+    element completes); a helper's part comes as digests of the bytes it read, and
+    closes the span being hashed here. Bytes not handed over (a gap) break the capture:
+    then `close` gives None and no record is made.
     """
 
-    def __init__(self, start: int, size: int) -> None:
+    def __init__(self, start: int, seed: int) -> None:
         self.start = start
-        if start > 0:
-            spans: list[tuple[int, int]] = []
-        elif size <= _WHOLE:
-            spans = [(0, size)]
-        else:
-            step = size // (_SPREAD + 1)
-            spans = [(0, _HEAD), *((step * k, _WINDOW) for k in range(1, _SPREAD + 1))]
-        self.spans = spans
-        self.buffers = [bytearray(length) for _, length in spans]
-        self.tail = b""
-        self.tail_end = start
-        self.recent = b""
-        """The last bytes (up to 4 KiB) read before recent_end."""
-        self.recent_end = start
+        self.seed = seed
+        self.restart()
 
-    def fill(self, base: int, data: bytes) -> None:
-        """Copy the parts of data (at offset base) that fall in a window."""
-        stop = base + len(data)
-        for (offset, length), buffer in zip(self.spans, self.buffers, strict=True):
-            low, high = max(offset, base), min(offset + length, stop)
-            if low < high:
-                buffer[low - offset : high - offset] = data[low - base : high - base]
+    def restart(self) -> None:
+        """Forget what was taken: the read starts over (from start)."""
+        self.spans: list[Span] = []
+        self.span_start = self.start
+        self.hasher = new_hasher(self.seed)
+        self.hashed = self.start
+        """The end of the bytes hashed into hasher (they start at span_start)."""
+        self.pending = bytearray()
+        """The bytes read after hashed, not hashed yet."""
+        self.broken = False
 
     def add(self, base: int, data: bytes, last_end: int) -> None:
         """Take a block read at base; last_end: just after its last complete element (or -1)."""
-        self.fill(base, data)
-        if last_end >= 0 and last_end <= base + len(data):
-            low = max(last_end - _WINDOW, self.start)
-            tail = data[max(low, base) - base : max(last_end - base, 0)]
-            if low < base and self.recent_end == base:
-                before = self.recent[max(0, len(self.recent) - (base - low)) :]
-                tail = before[: len(before) - max(base - last_end, 0)] + tail
-            self.tail, self.tail_end = tail, last_end
-        stop = base + len(data)
-        if stop - _WINDOW >= max(base, self.recent_end):
-            self.recent = data[-_WINDOW:]
-        elif base <= self.recent_end < stop:
-            self.recent = (self.recent + data[self.recent_end - base :])[-_WINDOW:]
-        elif base > self.recent_end:
-            self.recent = data[-_WINDOW:]
-        self.recent_end = max(self.recent_end, stop)
+        seen = self.hashed + len(self.pending)
+        if self.broken or base > seen:
+            self.broken = True
+            return
+        view = memoryview(data)[seen - base :]  # a block may repeat bytes already taken
+        if last_end <= self.hashed:
+            self.pending += view
+        elif last_end <= seen:
+            self.hasher.update(self.pending[: last_end - self.hashed])
+            self.pending = self.pending[last_end - self.hashed :] + view
+        elif last_end <= seen + len(view):
+            self.hasher.update(self.pending)
+            self.hasher.update(view[: last_end - seen])
+            self.pending = bytearray(view[last_end - seen :])
+        else:
+            self.broken = True
+            return
+        self.hashed = max(self.hashed, last_end)
 
-    def pieces(self, low: int, high: int) -> list[tuple[int, bytes]]:
-        """The window bytes read in [low, high), as (offset, bytes)."""
-        found = []
-        for (offset, length), buffer in zip(self.spans, self.buffers, strict=True):
-            start, stop = max(offset, low), min(offset + length, high)
-            if start < stop:
-                found.append((start, bytes(buffer[start - offset : stop - offset])))
-        return found
+    def take(self, start: int, spans: list[Span] | None) -> None:
+        """Take a helper's part: the digests of the bytes it counted, from start on."""
+        seen = self.hashed + len(self.pending)
+        if self.broken or not spans or seen != start or not _well_formed(start, spans):
+            self.broken = True
+            return
+        self._close_span(start)
+        self.spans.extend(spans)
+        self.span_start = self.hashed = spans[-1][0]
 
-    def windows(self, end: int) -> tuple[list[tuple[int, int]], list[bytes]]:
-        """The windows inside [0, end), and their bytes."""
-        spans: list[tuple[int, int]] = []
-        chunks: list[bytes] = []
-        for (offset, length), buffer in zip(self.spans, self.buffers, strict=True):
-            kept = min(length, end - offset)
-            if kept > 0:
-                spans.append((offset, kept))
-                chunks.append(bytes(buffer[:kept]))
-        if self.tail and self.tail_end == end:
-            spans.append((end - len(self.tail), len(self.tail)))
-            chunks.append(self.tail)
-        return spans, chunks
+    def close(self, end: int) -> list[Span] | None:
+        """The spans from the start up to end (None when the bytes up to end were not all
+        handed over, or go beyond end)."""
+        if self.broken or not self.hashed <= end <= self.hashed + len(self.pending):
+            return None
+        self._close_span(end)
+        return self.spans if self.spans else None
 
-
-def _digest(windows: list[tuple[int, int]], chunks: list[bytes]) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for (offset, length), chunk in zip(windows, chunks, strict=True):
-        digest.update(b"%d:%d:" % (offset, length))
-        digest.update(chunk)
-    return digest.hexdigest()
+    def _close_span(self, stop: int) -> None:
+        """End the span being hashed at stop (from the bytes waiting); start a new one."""
+        cut = stop - self.hashed
+        self.hasher.update(self.pending[:cut])
+        if stop > self.span_start:
+            self.spans.append((stop, self.hasher.hexdigest()))
+        self.pending = self.pending[cut:]
+        self.span_start = self.hashed = stop
+        self.hasher = new_hasher(self.seed)
 
 
 def make_record(
     fd: int,
     by: str,
-    end: int,
-    windows: tuple[list[tuple[int, int]], list[bytes]],
+    proof: tuple[int, int, list[Span]],
     plain: bool,
     damage: list[tuple[int, int, str]],
     groups: dict[str | None, SummaryGroup],
 ) -> Record:
-    """A record of the file open at fd, its windows digested."""
+    """A record of the file open at fd; proof: its end, seed and spans."""
     info = os.fstat(fd)
-    spans, chunks = windows
-    return Record(
-        info.st_dev, info.st_ino, by, end, spans, _digest(spans, chunks), plain, damage, groups
-    )
+    end, seed, spans = proof
+    return Record(info.st_dev, info.st_ino, by, end, seed, spans, plain, damage, groups)
 
 
 # -- the file -----------------------------------------------------------------
@@ -253,15 +254,20 @@ def _read_private(path: Path) -> bytes | None:
         os.close(fd)
 
 
+def _checksum(body: memoryview | bytes) -> bytes:
+    import xxhash  # noqa: PLC0415 - see new_hasher
+
+    return xxhash.xxh3_64_digest(body)
+
+
 def _decode(data: bytes) -> list[Record]:
     """Parse and check every field (raises ValueError / TypeError / KeyError when invalid)."""
-    head = len(_MAGIC) + 12
+    head = len(_MAGIC) + 16
     if not data.startswith(_MAGIC) or len(data) < head:
         raise ValueError("not a summary")
-    checksum = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "big")
-    if zlib.crc32(memoryview(data)[len(_MAGIC) + 4 :]) != checksum:
+    if _checksum(memoryview(data)[len(_MAGIC) + 8 :]) != data[len(_MAGIC) : len(_MAGIC) + 8]:
         raise ValueError("checksum")
-    length = int.from_bytes(data[len(_MAGIC) + 4 : head], "big")
+    length = int.from_bytes(data[len(_MAGIC) + 8 : head], "big")
     header = orjson.loads(data[head : head + length])
     blob = memoryview(data)[head + length :]
     if header["order"] != sys.byteorder or len(blob) % 8:
@@ -296,9 +302,7 @@ def _record(item: Any, values: Sequence[float], taken: int) -> tuple[Record, int
     if not isinstance(item, dict) or item.get("by") not in _BY:
         raise ValueError("record")
     end = _int(item["end"], 1)
-    windows = [(_int(w[0]), _int(w[1])) for w in item["windows"]]
-    if len(windows) > _MAX_WINDOWS or any(o + n > end for o, n in windows):
-        raise ValueError("windows")
+    spans = _spans(item["spans"], end)
     damage = [(_int(d[0], -1), _int(d[1]), _text(d[2])) for d in item["damage"]]
     if len(damage) > _MAX_DAMAGE or not isinstance(item["plain"], bool):
         raise ValueError("damage")
@@ -315,12 +319,31 @@ def _record(item: Any, values: Sequence[float], taken: int) -> tuple[Record, int
             raise TypeError("group total")
         groups[key] = SummaryGroup(count, counts, values[taken : taken + numeric], float(total))
         taken += numeric
-    digest = _text(item["digest"])
+    seed = _int(item["seed"])
+    if seed >= 1 << 63:
+        raise ValueError("seed")
     record = Record(
-        _int(item["dev"]), _int(item["ino"]), item["by"], end, windows, digest,
+        _int(item["dev"]), _int(item["ino"]), item["by"], end, seed, spans,
         item["plain"], damage, groups,
     )  # fmt: skip
     return record, taken
+
+
+def _spans(items: Any, end: int) -> list[Span]:
+    """Spans that cover [0, end) in increasing order, each with a 128-bit hex digest."""
+    spans = [(_int(item[0], 1), _text(item[1])) for item in items]  # raises on other shapes
+    if not spans or len(spans) > _MAX_SPANS or spans[-1][0] != end or not _well_formed(0, spans):
+        raise ValueError("spans")
+    return spans
+
+
+def _well_formed(start: int, spans: list[Span]) -> bool:
+    """True when spans follow one another from start on, each with a 128-bit hex digest."""
+    ends = [start, *(end for end, _ in spans)]
+    return all(low < high for low, high in itertools.pairwise(ends)) and all(
+        isinstance(digest, str) and len(digest) == 32 and _DIGEST_CHARACTERS.issuperset(digest)
+        for _, digest in spans
+    )
 
 
 def write_summary(log: Path, records: list[Record]) -> None:
@@ -341,7 +364,8 @@ def write_summary(log: Path, records: list[Record]) -> None:
 
 
 def _replaceable(target: Path) -> bool:
-    """True when nothing is at target, or a symbolic link, or a summary (even a damaged one)."""
+    """True when nothing is at target, or a symbolic link, or a summary (even a damaged one,
+    or one of an older version)."""
     try:
         info = target.lstat()
     except FileNotFoundError:
@@ -354,7 +378,7 @@ def _replaceable(target: Path) -> bool:
         return True
     fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        return os.pread(fd, len(_MAGIC), 0) == _MAGIC
+        return os.pread(fd, len(_FAMILY), 0) == _FAMILY
     finally:
         os.close(fd)
 
@@ -386,8 +410,8 @@ def _encode(records: list[Record]) -> bytes:
                 "ino": record.ino,
                 "by": record.by,
                 "end": record.end,
-                "windows": record.windows,
-                "digest": record.digest,
+                "seed": record.seed,
+                "spans": record.spans,
                 "plain": record.plain,
                 "damage": record.damage[:_MAX_DAMAGE],
                 "groups": groups,
@@ -395,4 +419,4 @@ def _encode(records: list[Record]) -> bytes:
         )
     header = orjson.dumps({"order": sys.byteorder, "records": items})
     body = len(header).to_bytes(8, "big") + header + blob.tobytes()
-    return _MAGIC + zlib.crc32(body).to_bytes(4, "big") + body
+    return _MAGIC + _checksum(body) + body

@@ -252,12 +252,12 @@ def tally_file(
     try:
         points = plan(fd, size, start)
         if points is not None:
-            taken = capture is not None
+            seed = None if capture is None else capture.seed
             options = {"size": size, "by": by, "stamp": pattern.stamp, "caller": pattern.caller}
-            options["capture"] = taken
+            options["capture"] = seed
 
             def work(out: int, notes: int) -> None:
-                serve_parts(fd, size, points, by, filters, pattern, capture=taken,
+                serve_parts(fd, size, points, by, filters, pattern, capture=seed,
                             out=out, notes=notes)  # fmt: skip
 
             with Helper(fd, points, options, filters, work) as helper:
@@ -267,6 +267,8 @@ def tally_file(
         reader.read(start, size, final=True)
         return reader.finish()
     except _Inexact:
+        if capture is not None:
+            capture.restart()  # its digests must be of the bytes this read counts
         reader = _Reader(fd, by, filters, pattern, capture, exact=True, start=start)
         reader.read(start, size, final=True)
         return reader.finish()
@@ -305,7 +307,7 @@ def _read_with(reader: _Reader, helper: Helper) -> FileTally:
 
 def serve_parts(
     fd: int, size: int, points: list[int], by: str, filters: Filters, pattern: LinePattern,
-    *, capture: bool, out: int, notes: int,
+    *, capture: int | None, out: int, notes: int,
 ) -> None:  # fmt: skip
     """What a helper does: read the parts from the last down to part 1, each result
     written to out (`encode_part`), then its index and a newline to notes; stop when
@@ -324,9 +326,10 @@ def serve_parts(
 
 def tally_part(
     fd: int, size: int, points: list[int], index: int, by: str, filters: Filters,
-    pattern: LinePattern, *, capture: bool,
+    pattern: LinePattern, *, capture: int | None,
 ) -> PartResult:  # fmt: skip
-    """What a helper reads: part index of the file's split points (`betty_otel.query.worker`)."""
+    """What a helper reads: part index of the file's split points (`betty_otel.query.worker`);
+    capture: the summary's seed (None: no summary)."""
     low, high = points[index], points[index + 1]
     try:
         return _part(fd, size, low, high, index, by, filters, pattern, capture, exact=False)
@@ -336,20 +339,18 @@ def tally_part(
 
 def _part(
     fd: int, size: int, low: int, high: int, index: int, by: str, filters: Filters,
-    pattern: LinePattern, capture: bool, *, exact: bool,
+    pattern: LinePattern, capture: int | None, *, exact: bool,
 ) -> PartResult:  # fmt: skip
-    windows = Capture(0, size) if capture else None
-    reader = _Reader(fd, by, filters, pattern, windows, exact=exact, start=low)
+    taken = None if capture is None else Capture(low, capture)
+    reader = _Reader(fd, by, filters, pattern, taken, exact=exact, start=low)
     reader.read(low, high, final=high == size)
     found = reader.finish()
     for group in found.tally.groups.values():  # sorted here, merged cheaply by the parent
         group.durations = array("d", ordered(group.durations))
     seam = reader.parser.at_seam
     part = PartResult(index, found.tally.groups, found.tally.plain, found.damage, found.end, seam)
-    if windows is not None:
-        part.pieces = windows.pieces(low, high)
-        part.tail = windows.tail if windows.tail_end == found.end >= 0 else b""
-        part.trail = (windows.recent_end, windows.recent)
+    if taken is not None:  # every byte of the part, the last one's up to its last element
+        part.start, part.spans = low, taken.close(high if high < size else found.end)
     return part
 
 
@@ -387,18 +388,13 @@ class _Reader:
                 found.tally.add_entry(entry)
 
     def take(self, part: PartResult) -> None:
-        """Add a helper's part (its windows bytes handed over in file order)."""
-        found, capture = self.found, self.capture
+        """Add a helper's part (and the digests of its bytes, in file order)."""
+        found = self.found
         found.tally.merge_groups(part.groups, part.plain)
         found.damage.extend(part.damage)
         found.end = max(found.end, part.end)
-        if capture is not None:
-            for offset, data in part.pieces:
-                capture.fill(offset, data)
-            if part.tail:
-                capture.add(part.end - len(part.tail), part.tail, part.end)
-            trail_end, trail = part.trail
-            capture.add(trail_end - len(trail), trail, -1)
+        if self.capture is not None:
+            self.capture.take(part.start, part.spans)
 
     def finish(self) -> FileTally:
         self.raw.into(self.found.tally)

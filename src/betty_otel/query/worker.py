@@ -1,10 +1,12 @@
-"""The helper process of a parallel stats read: ``python -m betty_otel.query.worker ARGS``.
+"""The helper process of a parallel stats read, in a new interpreter.
 
-Started by `betty_otel.query.parts.Helper` when it cannot fork, never by hand: it
-runs `betty_otel.query.tally.serve_parts` with its notes on standard output. ARGS
-is one JSON object (the inherited descriptors of the log and of the output file,
-size, split points, grouping, what the pattern captures); the filters come pickled
-on standard input, from the parent.
+Started by `betty_otel.query.parts.Helper` when it cannot fork, never by hand
+(`betty_otel.query.parts.worker_command`: the interpreter takes the parent's
+``sys.path``, then calls `main`): it runs `betty_otel.query.tally.serve_parts` with
+its notes on standard output. The argument is one JSON object (the inherited
+descriptors of the log and of the output file, size, split points, grouping, what
+the pattern captures, the summary's seed); the filters come pickled on standard
+input, from the parent.
 """
 
 from __future__ import annotations
@@ -27,7 +29,3 @@ def main(argument: str) -> None:
         options["fd"], options["size"], options["points"], options["by"], filters, pattern,
         capture=options["capture"], out=options["out"], notes=sys.stdout.fileno(),
     )  # fmt: skip
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])
