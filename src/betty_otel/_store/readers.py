@@ -43,14 +43,20 @@ class FileReport:
     entries: int = 0
     other_layout: int = 0
     """Entries not on a line of their own (the old tools' indent=2, or one-line arrays)."""
+    rewritten: int = 0
+    """Of those, entries betty_otel wrote (with trace and span ids): another writer, such
+    as the original Betty writer (json.dump(indent=2) of the whole file), rewrote them."""
     not_array: bool = False
+    empty: bool = False
+    """The file exists but holds no JSON value (0 bytes, or only whitespace): json.load,
+    and so the original Betty writer, fails on it."""
     torn_tail: bool = False
     damage: list[Damage] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when the file is a valid, complete JSON array (or absent/empty)."""
-        return not (self.not_array or self.torn_tail or self.damage)
+        """True when the file is a valid, complete JSON array (or absent)."""
+        return not (self.not_array or self.empty or self.torn_tail or self.damage)
 
 
 def warn_damage(path: Path) -> Callable[[Damage], None]:
@@ -322,16 +328,24 @@ def check_file(path: str | os.PathLike[str] | None = None) -> FileReport:
 
 
 def _check(fd: int, report: FileReport) -> None:
-    if head_kind(fd) == "foreign":
-        report.not_array = True
+    kind = head_kind(fd)
+    if kind != "array":
+        report.not_array = kind == "foreign"
+        report.empty = kind == "empty"
         return
     parser = ForwardParser()
     for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
-        found = sum(1 for _ in parser.feed(offset, line))
-        report.entries += found
+        found = [value for _, value in parser.feed(offset, line)]
+        report.entries += len(found)
         if found and not is_entry_line(line.rstrip(b"\r")):
-            report.other_layout += found
+            report.other_layout += len(found)
+            report.rewritten += sum(1 for value in found if _ours(value))
     report.entries += sum(1 for _ in parser.flush())
     torn = parser.finish()
     report.damage = parser.take_damage()
     report.torn_tail = bool(torn)
+
+
+def _ours(value: Any) -> bool:
+    """True for an entry betty_otel wrote: it carries trace and span ids."""
+    return isinstance(value, dict) and "trace_id" in value and "span_id" in value

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from betty_otel._store import FileReport, TelemetryStore, check_file, log_files
+from betty_otel._store.legacy import ORIGINAL_CAP, legacy_path, limit_of, read_legacy
 from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import PROG
 from betty_otel.cli.terminal import out
@@ -26,6 +27,13 @@ def _problems(report: FileReport, repair: str) -> list[tuple[str, str]]:
                 f" $BETTY_TELEMETRY_FILE; if it is, `{repair}` moves it aside to"
                 f" {name}.invalid-<UTC time> and starts a new log (the next capture would"
                 " too): nothing is deleted; mend the moved file by hand to keep its data",
+            )
+        )
+    if report.empty:
+        problems.append(
+            (
+                "empty: no JSON value (json.load, and so the original Betty writer, fails on it)",
+                f"`{repair}` writes an empty array into it (the next capture would too)",
             )
         )
     if report.torn_tail:
@@ -55,9 +63,46 @@ def _repair_command(file: Path, args: argparse.Namespace, path: Path) -> str:
     return f"{PROG} repair --file {shlex.quote(str(file))}"
 
 
+def _notes(report: FileReport) -> list[str]:
+    """What check says about a file beyond its problems: layouts, and old writers' rewrites."""
+    notes = []
+    if report.other_layout:
+        notes.append(
+            f"{report.other_layout:,} entries in the old Betty tools' layout"
+            " (indent=2 or one line): read and appended as they are, nothing to fix"
+        )
+    if report.rewritten:
+        notes.append(
+            f"an old Betty writer rewrote this file: {report.rewritten:,} entries betty_otel"
+            " wrote are now in its layout (json.dump(indent=2) of the whole file)"
+        )
+    return notes
+
+
+def _legacy_note(path: Path) -> str | None:
+    """The note that old Betty writers were seen writing the log, from the record beside it."""
+    record = read_legacy(path)
+    if record is None:
+        return None
+    seen = record.get("seen")
+    since = f" (first seen {seen})" if isinstance(seen, str) else ""
+    limit = record.get("limit")
+    if not isinstance(limit, int):
+        limit = limit_of(ORIGINAL_CAP)
+    return (
+        f"an old Betty writer rewrote this log{since}, and old writers keep only their"
+        f" newest entries: betty_otel keeps {path.name} under {limit:,} entries by rotating"
+        f" it to {path.name}.1, {path.name}.2, ... (read as one log; nothing is deleted)."
+        f" Record: {legacy_path(path).name}"
+    )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     path = log_file(args.file, must_exist=True)
     failed = False
+    note = _legacy_note(path)
+    if note is not None:
+        out(f"note: {note}")
     for file in log_files(path):
         report = check_file(file)
         problems = _problems(report, _repair_command(file, args, path))
@@ -66,11 +111,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         for problem, fix in problems:
             out(f"  - {problem}")
             out(f"    fix: {fix}")
-        if report.other_layout:
-            out(
-                f"  note: {report.other_layout:,} entries in the old Betty tools' layout"
-                " (indent=2 or one line): read and appended as they are, nothing to fix"
-            )
+        for line in _notes(report):
+            out(f"  note: {line}")
         failed = failed or bool(problems)
     return 1 if failed else 0
 
@@ -86,6 +128,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
     after = check_file(path)
     if before.not_array:
         out(f"{path} was not a JSON array: moved it aside and started a new, empty log")
+    elif before.empty:
+        out(f"{path} held no JSON value: wrote an empty array into it")
     elif removed:
         out(
             f"Repaired {path}: removed a torn tail of {removed:,} bytes after the last "
