@@ -67,7 +67,6 @@ GRACE: Final = 0.5
 """Seconds a tail that may be an old writer's dump still landing must stay unchanged
 before it is cut or appended to. The old writer's gap between unlock and close is
 microseconds unless it is descheduled; a crashed one is repaired after this."""
-_GRACE_NS: Final = int(GRACE * 1e9)
 _REFRESH: Final = 1 << 18
 """Bytes appended since the record's count after which a writer records a new count, so
 a writer that starts later counts at most about this much."""
@@ -102,35 +101,31 @@ def _may_be_landing(fd: int, size: int) -> bool:
     return not line.strip(b" ") or line.startswith(b"  ")
 
 
-def _wait_while_landing(fd: int, size: int, deadline: float, path: Path) -> bool:
-    """Wait while the end of the file (of size bytes, empty or torn) may still be landing.
-
-    Returns True when the file changed meanwhile (look at it again); False when it cannot
-    be an old writer's dump in progress, or has stayed the same for GRACE seconds.
+def _changes_within_grace(fd: int, before: os.stat_result, deadline: float, path: Path) -> bool:
+    """Wait until the file differs from before (True) or has stayed as before for GRACE
+    seconds (False). before is its fstat taken before its bytes were looked at, so a
+    change in between is seen too.
 
     Raises:
-        LockTimeoutError: it kept changing, or looked unsettled, until the deadline.
+        LockTimeoutError: neither happened by the deadline.
     """
-    if not _may_be_landing(fd, size):
-        return False
-    first = os.fstat(fd)
-    seen = (first.st_size, first.st_mtime_ns, first.st_ctime_ns)
+    seen = (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
     watched = time.monotonic()
     delay = 0.0005
     while True:
+        info = os.fstat(fd)
+        if (info.st_size, info.st_mtime_ns, info.st_ctime_ns) != seen:
+            return True
         now = time.monotonic()
         # Its change time, which no one can set back, says how long it has been the same;
         # watching covers a clock that was stepped back.
-        if now - watched >= GRACE or time.time_ns() - first.st_ctime_ns >= _GRACE_NS:
+        if now - watched >= GRACE or time.time_ns() - before.st_ctime_ns >= GRACE * 1e9:
             return False
         if now >= deadline:
             msg = "timed out waiting for an old Betty writer's last bytes to land"
             raise LockTimeoutError(errno.EAGAIN, msg, str(path))
         time.sleep(min(delay, max(deadline - now, 0.0)))
         delay = min(delay * 2, 0.01)
-        info = os.fstat(fd)
-        if (info.st_size, info.st_mtime_ns, info.st_ctime_ns) != seen:
-            return True
 
 
 def settled_end(fd: int, deadline: float, path: Path) -> tuple[int, int, bytes]:
@@ -142,9 +137,12 @@ def settled_end(fd: int, deadline: float, path: Path) -> tuple[int, int, bytes]:
         LockTimeoutError: it did not settle by the deadline.
     """
     while True:
-        size = os.fstat(fd).st_size
+        before = os.fstat(fd)
+        size = before.st_size
         pos, prefix = insertion_point(fd, size)
-        if (pos >= 0 and size > 0) or not _wait_while_landing(fd, size, deadline, path):
+        if (pos >= 0 and size > 0) or not _may_be_landing(fd, size):
+            return size, pos, prefix
+        if not _changes_within_grace(fd, before, deadline, path):
             return size, pos, prefix
 
 
