@@ -44,12 +44,16 @@ import fcntl
 import io
 import json
 import os
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 ORIGINAL_CAP = 100_000
 """Entries the original writer keeps (the newest) when it rewrites the file."""
+FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+"""Python 3.12+ warns when a process with threads forks; tests of the gap do that on purpose."""
 
 
 class _LateFileIO(io.FileIO):
@@ -142,3 +146,35 @@ def legacy_append(
 def legacy_text(entries: list[Any]) -> bytes:
     """The bytes the original writer leaves for entries: json.dump(indent=2) and a newline."""
     return (json.dumps(entries, indent=2) + "\n").encode()
+
+
+# -- probes for tests of the gap ------------------------------------------------
+
+
+def lock_is_held(path: Path) -> bool:
+    """True while some writer holds flock(LOCK_EX) on the file at path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def waits_for_flock(pid: int) -> bool:
+    """True while process pid waits for a flock (a ``->`` line of /proc/locks)."""
+    pattern = re.compile(rf"^\d+: -> FLOCK\s+ADVISORY\s+WRITE {pid} ", re.MULTILINE)
+    return pattern.search(Path("/proc/locks").read_text()) is not None
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Wait until condition holds (a test's way to order events; never a timing claim)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.0005)

@@ -9,13 +9,11 @@ rest, every acknowledged entry is there exactly once, and the old writer keeps w
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,7 @@ from betty_otel import capture_telemetry
 from betty_otel._store import TelemetryStore, check_file, iter_entries
 from cli_helpers import CLI
 from helpers import load_strict
-from legacy_writer import legacy_append, legacy_text
-
-# Python 3.12+ warns when a process with threads forks; the fork cases do that on purpose.
-FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+from legacy_writer import FORK_WARNING, legacy_append, legacy_text, lock_is_held, until
 
 SEED: list[dict[str, Any]] = [
     {"id": f"old-{n}", "skill": "legacy.seed", "inputs": {"n": n}} for n in range(3)
@@ -50,28 +45,6 @@ def seeded(path: Path) -> Path:
     for entry in SEED:
         legacy_append(path, entry)
     return path
-
-
-def lock_is_held(path: Path) -> bool:
-    """True while some writer holds flock(LOCK_EX) on the file at path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.0005)
 
 
 def assert_at_rest(path: Path, expected: set[str]) -> None:

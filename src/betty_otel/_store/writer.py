@@ -328,7 +328,7 @@ class TelemetryStore:
         if not state.checked_head:
             fd = self._ensure_array(fd)
             self._current().checked_head = True
-        size, pos, prefix = self._settled_end(fd)
+        size, pos, prefix = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
         if pos < 0:
             self._cut(fd, size)
             fd = self._current().fd
@@ -342,10 +342,6 @@ class TelemetryStore:
             pos, prefix = insertion_point(fd, size)
             self._cap.rotated(fd, self._current().ino, pos)
         return fd, size, pos, late_newline_at(fd, size, pos, prefix)
-
-    def _settled_end(self, fd: int) -> tuple[int, int, bytes]:
-        """settled_end within lock_timeout (see legacy)."""
-        return settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
 
     def _restore(self, fd: int, pos: int, old_tail: bytes) -> None:
         """Put the file back to its previous end after a failed append."""
@@ -379,8 +375,7 @@ class TelemetryStore:
         logger(__name__).warning(
             "%s %s; moved it aside to %s and started a new log", self.path, why, aside
         )
-        self.close()
-        return self._flock(time.monotonic() + self.lock_timeout, os.getpid())
+        return self._follow_path()
 
     def _repair_locked(self, fd: int) -> int:
         """Settle the file, then cut a torn tail back to the last complete element and close
@@ -392,7 +387,7 @@ class TelemetryStore:
         if head_kind(fd) == "foreign":
             self._ensure_array(fd)
             return 0
-        size, pos, _ = self._settled_end(fd)
+        size, pos, _ = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
         if pos >= 0:
             fill_empty(fd, self.path, fsync=self.fsync)
             return 0
@@ -431,13 +426,23 @@ class TelemetryStore:
         the new file at the path, locked."""
         shift_backups(self.path, keep)
         replace_with_new(self.path, backup_path(self.path, 1), sync=self.fsync)
-        # Writers waiting on the old inode notice the path moved and reopen; we keep
-        # the old lock until the new file is ours.
+        return self._follow_path()
+
+    def _follow_path(self) -> int:
+        """Lock the new file at the path, then let go of the old one; return the new fd.
+
+        Writers waiting on the old inode notice the path moved and reopen; we keep the old
+        lock until the new file is ours. The old one is unlocked before it is closed: a
+        child forked meanwhile shares that lock, and closing our descriptor alone would
+        leave it held for as long as the child lives.
+        """
         old = self._open
         self._open = None
         try:
             return self._flock(time.monotonic() + self.lock_timeout, os.getpid())
         finally:
             if old is not None:
+                with contextlib.suppress(OSError):
+                    fcntl_flock(old.fd, unlock=True)
                 with contextlib.suppress(OSError):
                     os.close(old.fd)
