@@ -12,24 +12,27 @@ appended to while it may still change: the writer waits, holding the lock (the o
 writer's close needs none), until the file changes (then it looks again) or has stayed the
 same for `GRACE` seconds, by its change time or as watched; at most the store's
 lock_timeout. A crashed old writer's tail is then repaired as any torn tail. The one such
-prefix that is valid JSON, all but the final newline (``...}\\n]``), is appended to at once:
-the separator gets a newline exactly where the late one lands (`late_newline_at`).
+prefix that is valid JSON, all but the final newline (an indented ``}``, a newline, ``]``),
+is appended to at once: the separator gets a newline exactly where the late one lands
+(`late_newline_at`).
 
 The cap. An old writer that loads more entries than its cap keeps the newest and drops the
-rest. Once an old writer's write has been seen (the element before the closing bracket is
-indented: the old layout, never ours), the log records it beside itself
-(``telemetry.json.legacy``, `legacy_path`), and every betty_otel writer from then on keeps
-the live file at most `limit_of(cap)` entries, 90% of the cap: an append that would pass
-it rotates the file first (it becomes ``telemetry.json.1``; older backups move up; none is
-deleted) and readers read the rotated files as one log. The margin leaves room for 10,000
-old captures between two of ours and for old writers that opened the file just before
-the rotation (they write into the backup, still part of the log).
+rest. Once an old writer's write has been seen (the live file starts, or ends, in its
+indent=2 layout, which ours never do; or the record ``telemetry.json.legacy`` beside the log
+says so, `legacy_path`), every betty_otel writer keeps the live file at most
+`limit_of(cap)` entries, 90% of the cap: an append that would pass it rotates the file
+first (it becomes ``telemetry.json.1``; older backups move up; none is deleted; the record
+is written, since the new file starts in our layout) and readers read the rotated files as
+one log. The margin leaves room for 10,000 old captures between two of ours and for old
+writers that opened the file just before the rotation (they write into the backup, still
+part of the log).
 
 Counting costs an append nothing: a writer knows the count after its own appends
-(`CapGuard`), counts only lines appended by others since, and recounts the whole file
-only when an old writer rewrote it since (its tail is indented again), which is work in
-proportion to that rewrite. The record beside the log carries a recent count to writers
-that start later, checked against the file before use.
+(`CapGuard`), counts only the lines others appended since, and counts the whole file only
+when an old writer rewrote it since (its tail is in the old layout again), work in
+proportion to that rewrite, or when it starts and the file is too large for the bound its
+size gives. The record also carries a recent count of a large file to writers that start
+later, checked against the file before use.
 """
 
 from __future__ import annotations

@@ -73,8 +73,10 @@ def _notes(report: FileReport) -> list[str]:
         )
     if report.rewritten:
         notes.append(
-            f"an old Betty writer rewrote this file: {report.rewritten:,} entries betty_otel"
-            " wrote are now in its layout (json.dump(indent=2) of the whole file)"
+            f"an old Betty writer (or another tool) rewrote this file: {report.rewritten:,}"
+            " entries betty_otel wrote are no longer one per line (the original writer"
+            " rewrites the whole file with json.dump(indent=2) and keeps only its newest"
+            " 100,000 entries)"
         )
     return notes
 
