@@ -1,8 +1,9 @@
 """Faults at the seam with the original Betty writer, and logs old tools cannot read.
 
 - An old writer killed in its gap (after its unlock, before close() flushed its last
-  bytes) leaves a torn tail for good: it is repaired once it has stayed the same for the
-  grace period, and the old writer works again.
+  bytes) leaves a torn tail for good: the next append sets it aside whole once it has
+  stayed the same for the grace period (it is repaired in place once at rest), and the
+  old writer works again.
 - A tail that keeps changing is waited for at most lock_timeout: never a hang, and the
   decorated call returns as always.
 - Whatever betty_otel leaves at the path is a JSON array that json.load (and so the old
@@ -26,7 +27,7 @@ import pytest
 
 import betty_otel
 from betty_otel import LockTimeoutError, capture_telemetry
-from betty_otel._store import TelemetryStore, check_file
+from betty_otel._store import TelemetryStore, check_file, iter_entries
 from cli_helpers import run
 from helpers import append_entries, load_strict, repair_file
 from legacy_writer import legacy_append, legacy_text, lock_is_held, until
@@ -36,8 +37,13 @@ pytestmark = pytest.mark.faults
 SEED = [{"id": f"old-{n}", "skill": "legacy.seed"} for n in range(4)]
 
 
+def entry_id(entry: dict[str, Any]) -> str:
+    return str(entry.get("id") or entry["inputs"]["n"])
+
+
 def ids(path: Path) -> list[str]:
-    return [str(entry.get("id") or entry["inputs"]["n"]) for entry in load_strict(path)]
+    """The ids in the live file, as json.load reads it."""
+    return [entry_id(entry) for entry in load_strict(path)]
 
 
 def in_child(work: Callable[[], object]) -> int:
@@ -59,24 +65,54 @@ def in_child(work: Callable[[], object]) -> int:
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("late", [1, 2, 3, 30, 200, 10_000], ids=lambda late: f"late-{late}")
-def test_an_old_writer_killed_in_its_gap_is_repaired_and_works_again(
-    tmp_path: Path, late: int
-) -> None:
-    """The killed writer's buffered bytes never land (10,000: none of its dump did). The
-    next append waits out the grace period, keeps every complete element of what landed,
-    appends; json.load reads the file and the old writer appends to it again."""
-    path = tmp_path / "telemetry.json"
+KILLED_AT = [1, 2, 3, 30, 200, 10_000]
+"""Bytes of the killed old writer's dump that never land (10,000: none of it did)."""
+
+
+def killed_in_its_gap(path: Path, late: int) -> list[str]:
+    """The old writer appends to SEED and is killed in its gap with late bytes buffered;
+    returns the ids of the elements that are complete in what landed."""
     for entry in SEED:
         legacy_append(path, entry)
     text = legacy_text([*SEED, {"id": "old-killed"}])
     code = in_child(lambda: legacy_append(path, {"id": "old-killed"}, late=late, between=die))
     assert code == 9
     assert path.read_bytes() == text[: max(0, len(text) - late)]
-    kept = complete_ids(path.read_bytes())
+    return complete_ids(path.read_bytes())
+
+
+@pytest.mark.parametrize("late", KILLED_AT, ids=lambda late: f"late-{late}")
+def test_an_old_writer_killed_in_its_gap_is_set_aside_whole_and_works_again(
+    tmp_path: Path, late: int
+) -> None:
+    """Just after it died, no one can tell it from one stopped in its gap: the next append
+    waits out the grace period, sets the file aside (telemetry.json.1, not cut: bytes that
+    may still land go there) and appends to a new log; the log holds every complete
+    element once, json.load reads the live file and the old writer appends to it again."""
+    path = tmp_path / "telemetry.json"
+    kept = killed_in_its_gap(path, late)
+    left = path.read_bytes()
+    append_entries(path, [{"skill": "ours", "inputs": {"n": "ours"}}])
+    assert [entry_id(e) for e in iter_entries(path, newest_first=False)] == [*kept, "ours"]
+    if late > 1:  # what landed is set aside byte for byte
+        assert path.with_name("telemetry.json.1").read_bytes() == left
+    assert check_file(path).ok
+    legacy_append(path, {"id": "old-again"})
+    assert ids(path)[-2:] == ["ours", "old-again"]
+
+
+@pytest.mark.parametrize("late", KILLED_AT, ids=lambda late: f"late-{late}")
+def test_an_old_writers_tail_at_rest_is_repaired_in_place(
+    tmp_path: Path, late: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead old writer's tail that has not changed for AT_REST seconds (simulated: 0) is
+    cut back to its last complete element like any torn tail, in the file itself."""
+    monkeypatch.setattr("betty_otel._store.legacy.AT_REST", 0.0)
+    path = tmp_path / "telemetry.json"
+    kept = killed_in_its_gap(path, late)
     append_entries(path, [{"skill": "ours", "inputs": {"n": "ours"}}])
     assert ids(path) == [*kept, "ours"]
-    assert check_file(path).ok
+    assert not path.with_name("telemetry.json.1").exists()
     legacy_append(path, {"id": "old-again"})
     assert ids(path) == [*kept, "ours", "old-again"]
 
@@ -109,7 +145,8 @@ def test_a_tail_that_keeps_changing_is_waited_for_at_most_lock_timeout(
 ) -> None:
     """An old writer's dump that keeps growing without ever closing: a store gives up with
     LockTimeoutError after lock_timeout, the decorated call returns as always (the drop
-    logged and counted), and once the file settles the next append works."""
+    logged and counted), and once the file stops changing the next append sets it aside
+    and works."""
     path = tmp_path / "telemetry.json"
     path.write_bytes(legacy_text(SEED)[:-3])
     stop = threading.Event()
@@ -135,8 +172,10 @@ def test_a_tail_that_keeps_changing_is_waited_for_at_most_lock_timeout(
         stop.set()
         landing.join()
     betty_otel.shutdown()
-    append_entries(path, [{"skill": "ours", "inputs": {"n": "after"}}])
-    assert ids(path) == [*(str(entry["id"]) for entry in SEED), "after"]
+    append_entries(path, [{"skill": "ours", "inputs": {"n": "after"}}])  # sets it aside
+    whole = [entry_id(entry) for entry in iter_entries(path, newest_first=False)]
+    assert whole == [*(str(entry["id"]) for entry in SEED), "after"]
+    assert ids(path) == ["after"]
     assert any("old Betty writer" in record.getMessage() for record in caplog.records)
 
 

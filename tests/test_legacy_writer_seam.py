@@ -22,7 +22,7 @@ import pytest
 
 import betty_otel
 from betty_otel import capture_telemetry
-from betty_otel._store import TelemetryStore, check_file, iter_entries
+from betty_otel._store import TelemetryStore, check_file, iter_entries, log_files
 from cli_helpers import CLI
 from helpers import load_strict
 from legacy_writer import FORK_WARNING, legacy_append, legacy_text, lock_is_held, until
@@ -48,16 +48,17 @@ def seeded(path: Path) -> Path:
 
 
 def assert_at_rest(path: Path, expected: set[str]) -> None:
-    """json.load reads the file; it holds expected exactly once; the old writer still works;
-    the readers and check agree."""
-    data = load_strict(path)
-    assert b"\0" not in path.read_bytes()
-    ids = [entry_id(entry) for entry in data]
+    """json.load reads the file and every file of the log; the log holds expected exactly
+    once (a tail set aside is in the rotated files); check agrees; the old writer works."""
+    live = [entry_id(entry) for entry in load_strict(path)]
+    for file in log_files(path):
+        assert b"\0" not in file.read_bytes()
+        assert isinstance(load_strict(file), list)
+        assert check_file(file).ok
+    ids = [entry_id(entry) for entry in iter_entries(path, newest_first=False)]
     assert sorted(ids) == sorted(expected)
-    assert check_file(path).ok
-    assert [entry_id(e) for e in iter_entries(path, newest_first=False)] == ids
     legacy_append(path, {"id": "old-after"})
-    assert [entry_id(entry) for entry in load_strict(path)] == [*ids, "old-after"]
+    assert [entry_id(entry) for entry in load_strict(path)] == [*live, "old-after"]
 
 
 # ---------------------------------------------------------------------------
@@ -269,6 +270,36 @@ def test_a_large_log_with_the_real_buffers_loses_nothing(log: Path) -> None:
     before = {entry_id(entry) for entry in load_strict(log)}
     expected = old_writer_with_one_writer_in_its_gap(log, "store", None)
     assert_at_rest(log, expected | before)
+
+
+def old_writer_stopped_in_its_gap_until_our_writer_is_done(
+    path: Path, kind: str, late: int | None
+) -> set[str]:
+    """As above, but the old writer stays stopped in its gap until our writer has finished:
+    longer than any grace period."""
+    started: list[Callable[[], bool]] = []
+
+    def stopped_in_the_gap() -> None:
+        started.append(WRITERS[kind](path, "ours"))
+        until(started[0], f"the {kind} writer to finish")
+
+    legacy_append(path, {"id": "old-new"}, late=late, between=stopped_in_the_gap)
+    betty_otel.shutdown()
+    return {*(str(entry["id"]) for entry in SEED), "old-new", "ours"}
+
+
+@pytest.mark.filterwarnings(FORK_WARNING)
+@pytest.mark.parametrize("split", sorted(SPLITS))
+@pytest.mark.parametrize("kind", ["store", "sync", "cli capture", "forked child"])
+def test_an_old_writer_stopped_in_its_gap_longer_than_the_grace_period_loses_nothing(
+    log: Path, kind: str, split: str
+) -> None:
+    """Our writer gives up waiting for the late bytes: it sets the file aside (rotated to
+    telemetry.json.1, where they land when the old writer resumes) and appends to a new
+    one. Nothing is cut: the log holds every entry once, every file of it is whole."""
+    configure_for(kind, log)
+    late = late_bytes(split)
+    assert_at_rest(log, old_writer_stopped_in_its_gap_until_our_writer_is_done(log, kind, late))
 
 
 # ---------------------------------------------------------------------------

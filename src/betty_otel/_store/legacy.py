@@ -7,11 +7,14 @@ flock and rewrites the whole file: ``json.load``, append, keep the newest 100,00
 that text (nothing at all, for a log under about 8 KiB); the rest lands at its offset later.
 
 Late bytes. A file whose end may be such a prefix (empty; or torn with a last line of the
-indent=2 layout: blank, indented, or the opening bracket alone) is neither cut nor
-appended to while it may still change: the writer waits, holding the lock (the old
-writer's close needs none), until the file changes (then it looks again) or has stayed the
-same for `GRACE` seconds, by its change time or as watched; at most the store's
-lock_timeout. A crashed old writer's tail is then repaired as any torn tail. The one such
+indent=2 layout: blank, indented, or the opening bracket alone) is never cut nor written
+into while it may still change: the writer waits, holding the lock (the old writer's close
+needs none), until the file changes (then it looks again) or has stayed the same for
+`GRACE` seconds, by its change time or as watched; at most the store's lock_timeout. A file
+that stayed the same may be a stopped old writer's, or a dead one's: it is set aside whole
+by a rotation (it becomes ``telemetry.json.1``, where late bytes land harmlessly and
+readers read it with the log) and the append goes to a new file. Only a tail unchanged for
+`AT_REST` seconds is repaired in place, as any torn tail. The one such
 prefix that is valid JSON, all but the final newline (an indented ``}``, a newline, ``]``),
 is appended to at once: the separator gets a newline exactly where the late one lands
 (`late_newline_at`).
@@ -50,10 +53,11 @@ from betty_otel._jsontext import JSONDecodeError, dumps, loads
 from betty_otel._store.errors import LockTimeoutError
 from betty_otel._store.files import write_private
 from betty_otel._store.format import BOM, SEP, WHITESPACE
-from betty_otel._store.lines import line_ending_at
+from betty_otel._store.lines import line_ending_at, lines_backward
 from betty_otel._store.tail import insertion_point
 
 __all__ = [
+    "AT_REST",
     "GRACE",
     "ORIGINAL_CAP",
     "CapGuard",
@@ -67,9 +71,12 @@ __all__ = [
 ORIGINAL_CAP: Final = 100_000
 """Entries the original Betty writer keeps when it rewrites the log (the newest)."""
 GRACE: Final = 0.5
-"""Seconds a tail that may be an old writer's dump still landing must stay unchanged
-before it is cut or appended to. The old writer's gap between unlock and close is
-microseconds unless it is descheduled; a crashed one is repaired after this."""
+"""Seconds a tail that may be an old writer's dump still landing is waited for. The old
+writer's gap between unlock and close is microseconds unless it is descheduled; one that
+stays the same this long is set aside (rotated), not written into."""
+AT_REST: Final = 60.0
+"""Seconds after its last change that such a tail counts as a dead writer's leftover,
+repaired in place like any torn tail."""
 _REFRESH: Final = 1 << 18
 """Bytes appended since the record's count after which a writer records a new count, so
 a writer that starts later counts at most about this much."""
@@ -95,13 +102,23 @@ def limit_of(cap: int) -> int:
 
 
 def _may_be_landing(fd: int, size: int) -> bool:
-    """True when the file may be a strict prefix of an old writer's json.dump(indent=2)."""
+    """True when the file may be a strict prefix of an old writer's json.dump(indent=2):
+    empty, or its last two lines that are not blank are of that layout (indented, or the
+    opening bracket alone at the start), never our layout nor lines after a closed array."""
     if size == 0:
         return True
-    line = line_ending_at(fd, size)
-    if len(line) == size:  # one line: only the opening bracket starts such a dump
-        return line == b"["
-    return not line.strip(b" ") or line.startswith(b"  ")
+    seen = 0
+    for offset, line in lines_backward(fd, size):
+        if not line.strip(b" "):
+            continue  # a blank line, or an indentation cut short
+        if line == b"[" and offset == 0:
+            return True
+        if not line.startswith(b"  "):
+            return False
+        seen += 1
+        if seen == 2:
+            return True
+    return False
 
 
 def _changes_within_grace(fd: int, before: os.stat_result, deadline: float, path: Path) -> bool:
@@ -131,22 +148,29 @@ def _changes_within_grace(fd: int, before: os.stat_result, deadline: float, path
         delay = min(delay * 2, 0.01)
 
 
-def settled_end(fd: int, deadline: float, path: Path) -> tuple[int, int, bytes]:
+def settled_end(fd: int, deadline: float, path: Path) -> tuple[int, int, bytes, bool]:
     """The size, insertion point and prefix (see tail.insertion_point) of the locked file,
-    once its end is not an old writer's dump still landing: a file that is empty, or torn
-    in the old layout, is looked at again until it is settled.
+    and whether its end may still be an old writer's dump in progress.
+
+    A file that is empty, or torn in the old layout, is looked at again until it changes
+    into something else or stays the same for GRACE seconds. If it then changed less than
+    AT_REST seconds ago, its end may still land (an old writer stopped in its gap, or one
+    that just died: no one can tell): True, and the caller must not write into it. One
+    unchanged for AT_REST is a dead writer's leftover, repaired like any torn tail.
 
     Raises:
-        LockTimeoutError: it did not settle by the deadline.
+        LockTimeoutError: it kept changing until the deadline.
     """
     while True:
         before = os.fstat(fd)
         size = before.st_size
         pos, prefix = insertion_point(fd, size)
         if (pos >= 0 and size > 0) or not _may_be_landing(fd, size):
-            return size, pos, prefix
+            return size, pos, prefix, False
+        if time.time_ns() - before.st_ctime_ns >= AT_REST * 1e9:
+            return size, pos, prefix, False
         if not _changes_within_grace(fd, before, deadline, path):
-            return size, pos, prefix
+            return size, pos, prefix, True
 
 
 def late_newline_at(fd: int, size: int, pos: int, prefix: bytes) -> bytes:
@@ -328,9 +352,12 @@ class CapGuard:
         if self._recorded < 0 or (pos > _REFRESH and pos - self._recorded > _REFRESH):
             self._record(census)
 
-    def rotated(self, fd: int, ino: tuple[int, int], pos: int) -> None:
-        """The live file was rotated: the new one (insertion point pos) holds no element,
-        and no longer says that old writers were seen; the record will."""
+    def rotated(self, fd: int, ino: tuple[int, int], pos: int, *, old_writer: bool) -> None:
+        """The live file was rotated (old_writer: it was an old writer's dump): the new one
+        (insertion point pos) holds no element, and no longer says that old writers were
+        seen; the record will."""
+        if old_writer and self._seen is None:
+            self._seen = _seen_in(read_legacy(self.path))
         self._census = _Census(ino, pos, 0, _mark(fd, pos), exact=True)
         self._recorded = -1
 

@@ -41,7 +41,7 @@ from betty_otel._store.last_write import still_ends_with, tail_to_remember
 from betty_otel._store.legacy import ORIGINAL_CAP, CapGuard, late_newline_at, settled_end
 from betty_otel._store.lines import head_kind
 from betty_otel._store.location import resolve_path
-from betty_otel._store.repair import cut_torn_tail, fill_empty
+from betty_otel._store.repair import cut_torn_tail, fill_empty, restore_end
 from betty_otel._store.rotation import create_log, replace_with_new, shift_backups
 from betty_otel._store.tail import insertion_point
 
@@ -310,7 +310,7 @@ class TelemetryStore:
             if self.fsync:
                 os.fsync(fd)
         except BaseException:
-            self._restore(fd, pos, old_tail)
+            restore_end(fd, pos, old_tail, self.path)
             raise
         state.end = end
         state.tail = tail_to_remember(payload, lines[-1])
@@ -328,31 +328,24 @@ class TelemetryStore:
         if not state.checked_head:
             fd = self._ensure_array(fd)
             self._current().checked_head = True
-        size, pos, prefix = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
-        if pos < 0:
+        size, pos, prefix, landing = settled_end(
+            fd, time.monotonic() + self.lock_timeout, self.path
+        )
+        if pos < 0 and not landing:
             self._cut(fd, size)
             fd = self._current().fd
             size = os.fstat(fd).st_size
             pos, prefix = insertion_point(fd, size)
             if pos < 0:  # pragma: no cover - repair always leaves a closed array
                 raise StoreError(errno.EIO, "file still malformed after repair", str(self.path))
-        if self._cap.must_rotate(fd, self._current().ino, pos, incoming):
+        if landing or self._cap.must_rotate(fd, self._current().ino, pos, incoming):
+            # A tail that may still land is set aside whole, never written into (see legacy).
+            old_writer = landing and size > 0  # an old writer's dump, not just an empty file
             fd = self._rotate(keep=None)
             size = os.fstat(fd).st_size
             pos, prefix = insertion_point(fd, size)
-            self._cap.rotated(fd, self._current().ino, pos)
+            self._cap.rotated(fd, self._current().ino, pos, old_writer=old_writer)
         return fd, size, pos, late_newline_at(fd, size, pos, prefix)
-
-    def _restore(self, fd: int, pos: int, old_tail: bytes) -> None:
-        """Put the file back to its previous end after a failed append."""
-        try:
-            os.ftruncate(fd, pos)
-            pwrite_all(fd, old_tail, pos)
-        except OSError:
-            logger(__name__).exception(
-                "could not restore %s after a failed append; the next writer repairs it",
-                self.path,
-            )
 
     # -- repair -------------------------------------------------------------
 
@@ -387,15 +380,15 @@ class TelemetryStore:
         if head_kind(fd) == "foreign":
             self._ensure_array(fd)
             return 0
-        size, pos, _ = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
+        # An explicit repair cuts what stayed the same for the grace period (see legacy).
+        size, pos, _, _ = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
         if pos >= 0:
             fill_empty(fd, self.path, fsync=self.fsync)
             return 0
         return self._cut(fd, size)
 
     def _cut(self, fd: int, size: int) -> int:
-        """Cut the torn tail of a settled file of size bytes, or move the file aside when
-        what follows its last complete element is not a torn append; the bytes removed."""
+        """Cut a settled torn tail (see repair.cut_torn_tail) or move the file aside."""
         removed = cut_torn_tail(fd, self.path, size, fsync=self.fsync)
         if removed is None:
             self._move_aside("is not a JSON array of entries")
@@ -412,13 +405,18 @@ class TelemetryStore:
         if size == 0 or size + incoming <= self.max_bytes:
             return fd
         # Settle the file before it becomes a backup: foreign content is moved aside (with
-        # its warning), and a torn tail is repaired, or the backup would stay torn for good.
-        if head_kind(fd) == "foreign" or insertion_point(fd, size)[0] < 0:
-            self._repair_locked(fd)
-            fd = self._current().fd
-            size = os.fstat(fd).st_size
-            if size == 0 or size + incoming <= self.max_bytes:
-                return fd
+        # its warning), and a torn tail is repaired, or the backup would stay torn for good;
+        # but one that may still land goes into the backup as it is (see legacy).
+        if head_kind(fd) == "foreign":
+            fd = self._ensure_array(fd)
+        elif insertion_point(fd, size)[0] < 0:
+            size, pos, _, landing = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
+            if pos < 0 and not landing:
+                self._cut(fd, size)
+        fd = self._current().fd
+        size = os.fstat(fd).st_size
+        if size == 0 or size + incoming <= self.max_bytes:
+            return fd
         return self._rotate(keep=self.backups)
 
     def _rotate(self, *, keep: int | None) -> int:

@@ -15,8 +15,12 @@ from betty_otel.cli.terminal import out
 __all__ = ["cmd_check", "cmd_repair"]
 
 
-def _problems(report: FileReport, repair: str) -> list[tuple[str, str]]:
-    """Each problem of report, with what fixes it (repair: the repair command for the file)."""
+def _problems(report: FileReport, repair: str, *, live: bool) -> list[tuple[str, str]]:
+    """Each problem of report, with what fixes it (repair: the repair command for the file).
+
+    An empty rotated file is no problem (live is False): old tools load only the live one,
+    and a writer may have set aside an empty file that an old writer was still writing.
+    """
     name = report.path.name
     problems = []
     if report.not_array:
@@ -29,11 +33,12 @@ def _problems(report: FileReport, repair: str) -> list[tuple[str, str]]:
                 " too): nothing is deleted; mend the moved file by hand to keep its data",
             )
         )
-    if report.empty:
+    if report.empty and live:
         problems.append(
             (
                 "empty: no JSON value (json.load, and so the original Betty writer, fails on it)",
-                f"`{repair}` writes an empty array into it (the next capture would too)",
+                f"`{repair}` writes an empty array into it (the next capture also leaves a"
+                " log that json.load reads)",
             )
         )
     if report.torn_tail:
@@ -107,7 +112,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         out(f"note: {note}")
     for file in log_files(path):
         report = check_file(file)
-        problems = _problems(report, _repair_command(file, args, path))
+        problems = _problems(report, _repair_command(file, args, path), live=file == path)
         verdict = "OK" if not problems else f"{len(problems)} problem(s)"
         out(f"{file}: {report.entries:,} entries, {verdict}")
         for problem, fix in problems:
@@ -140,7 +145,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
         )
     else:
         out(f"Nothing to repair: {path} ends with a complete JSON array")
-    problems = _problems(after, _repair_command(path, args, path))
+    problems = _problems(after, _repair_command(path, args, path), live=True)
     for problem, _ in problems:
         out(f"  - still: {problem}")
     if problems:
