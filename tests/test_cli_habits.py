@@ -275,6 +275,10 @@ def test_check_notes_the_old_tools_layout_without_calling_it_a_problem(
         f"{path}: 4 entries, OK",
         "  note: 4 entries in the old Betty tools' layout (indent=2 or one line):"
         " read and appended as they are, nothing to fix",
+        # ENTRIES carry betty_otel's ids: in another layout, someone rewrote them.
+        "  note: an old Betty writer (or another tool) rewrote this file: 4 entries betty_otel"
+        " wrote are no longer one per line (the original writer rewrites the whole file with"
+        " json.dump(indent=2) and keeps only its newest 100,000 entries)",
     ]
     TelemetryStore(path).append([make_entry(9)])  # our appends are one line each
     assert "  note: 4 entries" in run("check", "--file", str(path)).stdout

@@ -242,15 +242,21 @@ def test_append_never_rewrites_existing_entries(log_path: Path, layout: str) -> 
         assert after.startswith(b"   ")
         last_brace = b"   " + last_brace[len(BOM) :]
     assert after.startswith(last_brace)
-    assert after[len(last_brace) :] == b",\n" + orjson.dumps(make_entry(10)) + b"\n]\n"
+    # An indented last element and a bracket with no newline after it may be an old Betty
+    # writer whose final newline is still to land there: a blank line takes it.
+    late = b"\n" if re.search(rb"\n[ \t]+}\n]\Z", original) else b""
+    assert after[len(last_brace) :] == b",\n" + late + orjson.dumps(make_entry(10)) + b"\n]\n"
 
 
 @pytest.mark.parametrize("layout", sorted(EMPTY_LAYOUTS))
 def test_empty_files_read_empty_and_accept_appends(log_path: Path, layout: str) -> None:
-    """0-byte, whitespace, ``[]``, ``[\\n]`` and BOM-only files are empty logs that take appends."""
+    """0-byte, whitespace, ``[]``, ``[\\n]`` and BOM-only files are empty logs that take
+    appends; check calls the ones without a JSON value (json.load fails on them) a problem."""
     log_path.write_bytes(EMPTY_LAYOUTS[layout])
     assert_readers_agree(log_path, [])
-    assert check_file(log_path).ok
+    report = check_file(log_path)
+    assert report.empty is (b"[" not in EMPTY_LAYOUTS[layout])
+    assert report.ok is not report.empty
     new = [make_entry(1), make_entry(2)]
     append_entries(log_path, new)
     assert load_strict(log_path) == new
@@ -659,7 +665,8 @@ def test_unserialisable_entry_writes_nothing(log_path: Path) -> None:
 
 
 def test_fsync_option_fsyncs_the_file(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With fsync=True every append fsyncs the data file (and the folder when opening it)."""
+    """With fsync=True every append fsyncs the data file (and the folder when opening it);
+    a new file is fsynced once more, holding its empty array, before it is linked in place."""
     real_fsync = os.fsync
     synced: list[str] = []
 
@@ -672,10 +679,10 @@ def test_fsync_option_fsyncs_the_file(log_path: Path, monkeypatch: pytest.Monkey
     store = TelemetryStore(log_path, fsync=True)
     try:
         store.append([make_entry(1)])
-        assert synced.count("file") == 1
+        assert synced.count("file") == 2
         assert "dir" in synced
         store.append([make_entry(2)])
-        assert synced.count("file") == 2
+        assert synced.count("file") == 3
     finally:
         store.close()
     synced.clear()

@@ -41,7 +41,7 @@ TESTS = REPO_ROOT / "tests"
 FIXTURE = REPO_ROOT.parent / "shared" / "fixtures" / "betty-registry-telemetry.json"
 
 WORKER = r"""
-import os, sys, threading, time
+import fcntl, os, sys, threading, time
 from betty_otel._store import TelemetryStore
 from legacy_writer import legacy_append
 
@@ -117,7 +117,11 @@ def crash(path, writer, ack_file, count, keep):
 def legacy(path, writer, count, go):
     wait_for(go)
     for i in range(count):
-        legacy_append(path, entry(f"{writer}-{i}"))
+        # Old writers take turns: two of them break each other in one gap (the second loads
+        # the first's half-written file), with or without betty_otel beside them.
+        with open(go + ".old-writers", "a") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            legacy_append(path, entry(f"{writer}-{i}"))
 
 
 mode = sys.argv[1]
@@ -411,7 +415,8 @@ def test_real_registry_file_keeps_heterogeneous_entries(registry_copy: Path) -> 
 
 @pytest.mark.timeout(90)
 def test_legacy_writer_and_store_side_by_side_lose_nothing(tmp_path: Path, worker: Path) -> None:
-    """Old whole-file writers and our appenders on one file at once: the exact id set survives."""
+    """Old whole-file writers (the original, unlocking before its last bytes land; taking
+    turns among themselves) and our appenders on one file at once: the exact id set survives."""
     path = tmp_path / "telemetry.json"
     legacy_append(path, {"id": "seed", "skill": "seed"})
     go = tmp_path / "go"

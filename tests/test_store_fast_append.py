@@ -255,9 +255,9 @@ def _another_store(log: Log, count: int) -> None:
 
 def _original_writer(log: Log, _count: int) -> None:
     """The original Betty writer rewrites the whole file; it fails (and writes nothing) on a
-    file that json.load rejects, so it runs only on one it reads."""
+    file that json.load rejects (an empty one too), so it runs only on one it reads."""
     try:
-        json.loads(log.path.read_bytes() or b"[]")
+        json.loads(log.path.read_bytes())
     except FileNotFoundError:
         pass
     except ValueError:

@@ -3,7 +3,8 @@
 location: where the file is; format: the canonical line layout; lines: positioned
 reads; parser: the tolerant forward parser; tail: where the array ends (and whether
 a tail may be cut); last_write: the tail our last append left, checked with one read;
-files and writer: locking, appends, repair, rotation; snapshot:
+files and writer: locking, appends; repair: cutting a torn tail; rotation: a new log put
+in place; legacy: the original Betty writer's late bytes and cap; snapshot:
 opening the files for reading, one view across a rotation; readers: streaming
 entries and checks.
 

@@ -1,4 +1,4 @@
-"""File operations of the writer: whole writes, private copies, names set aside, flock.
+"""File operations of the writer: whole writes, private copies, names set aside, locks.
 
 Nothing is ever overwritten: a file moved or saved aside gets a new name that
 says why, and a failed private copy leaves nothing behind.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from betty_otel._state import STATE
 from betty_otel._store.errors import StoreError
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "backup_path",
     "fcntl_flock",
     "fsync_dir",
+    "path_lock",
     "pwrite_all",
     "write_private",
 ]
@@ -59,11 +62,17 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += written
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Create path (mode 0600, never an existing name or a symlink) holding data."""
+def write_private(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Create path (mode 0600, never an existing name or a symlink) holding data.
+
+    With sync, data is on disk (fsync) before this returns: a file renamed or linked into
+    place afterwards is never found empty after a power loss.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         pwrite_all(fd, data, 0)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         with contextlib.suppress(OSError):  # no empty or partial copy left by a full disk
             path.unlink()
@@ -93,3 +102,26 @@ def fcntl_flock(fd: int, *, unlock: bool) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+# In-process locking. flock is per open file description, so threads of one
+# process share a per-path lock (in STATE); a forked child gets fresh locks and
+# never uses (or unlocks) a descriptor inherited from its parent.
+
+
+def path_lock(key: str) -> threading.Lock:
+    """The lock that the threads of this process take before flock on the file key."""
+    with STATE.path_locks_lock:
+        lock = STATE.path_locks.get(key)
+        if lock is None:
+            lock = STATE.path_locks[key] = threading.Lock()
+        return lock
+
+
+def _after_fork_in_child() -> None:
+    # The parent's lock may be held by a thread that did not fork: replace it.
+    STATE.path_locks_lock = threading.Lock()
+    STATE.path_locks.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

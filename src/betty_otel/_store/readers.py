@@ -46,14 +46,20 @@ class FileReport:
     not_objects: int = 0
     """Elements of the array that are no JSON object (a number, a list...): no entry,
     so every reader skips them."""
+    rewritten: int = 0
+    """Of those, entries betty_otel wrote (with trace and span ids): another writer, such
+    as the original Betty writer (json.dump(indent=2) of the whole file), rewrote them."""
     not_array: bool = False
+    empty: bool = False
+    """The file exists but holds no JSON value (0 bytes, or only whitespace): json.load,
+    and so the original Betty writer, fails on it."""
     torn_tail: bool = False
     damage: list[Damage] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when the file is a valid, complete JSON array (or absent/empty)."""
-        return not (self.not_array or self.torn_tail or self.damage)
+        """True when the file is a valid, complete JSON array (or absent)."""
+        return not (self.not_array or self.empty or self.torn_tail or self.damage)
 
 
 def warn_damage(path: Path) -> Callable[[Damage], None]:
@@ -325,28 +331,33 @@ def check_file(path: str | os.PathLike[str] | None = None) -> FileReport:
 
 
 def _check(fd: int, report: FileReport) -> None:
-    if head_kind(fd) == "foreign":
-        report.not_array = True
+    kind = head_kind(fd)
+    if kind != "array":
+        report.not_array = kind == "foreign"
+        report.empty = kind == "empty"
         return
     parser = ForwardParser()
     for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
-        found = _count(report, parser.feed(offset, line))
-        if found and not is_entry_line(line.rstrip(b"\r")):
-            report.other_layout += found
-    _count(report, parser.flush())
+        found = [value for _, value in parser.feed(offset, line)]
+        entries = _count(report, found)
+        if entries and not is_entry_line(line.rstrip(b"\r")):
+            report.other_layout += entries
+            report.rewritten += sum(1 for value in found if _ours(value))
+    _count(report, [value for _, value in parser.flush()])
     torn = parser.finish()
     report.damage = parser.take_damage()
     report.torn_tail = bool(torn)
 
 
-def _count(report: FileReport, elements: Iterator[tuple[int, Any]]) -> int:
+def _count(report: FileReport, values: list[Any]) -> int:
     """Count elements into report: objects are entries; the rest no reader shows. Returns
     the entries counted."""
-    found = 0
-    for _, value in elements:
-        if isinstance(value, dict):
-            found += 1
-        else:
-            report.not_objects += 1
+    found = sum(1 for value in values if isinstance(value, dict))
+    report.not_objects += len(values) - found
     report.entries += found
     return found
+
+
+def _ours(value: Any) -> bool:
+    """True for an entry betty_otel wrote: it carries trace and span ids."""
+    return isinstance(value, dict) and "trace_id" in value and "span_id" in value

@@ -4,13 +4,15 @@ Readers follow a symbolic link (writers never write through one), never block on
 FIFO or a device (``O_NONBLOCK``, then fstat must show a regular file) and raise
 only `StoreError`. A missing file is an empty log.
 
-Rotation renames each backup ``.k`` to ``.k+1`` (the oldest first) and then the file
-to ``.1``, under the writers' lock. A reader opens the file and each backup, then
-checks that every name still names the file it opened and that the names after the
-last one are still absent. Files only move to a higher index, and a descriptor
-held open keeps its inode number from being reused, so when every name still
-matches, no rotation step happened in between: the descriptors are the log at one
-moment, with no entry twice and none missing. Otherwise it tries again (a few
+Rotation renames each backup ``.k`` to ``.k+1`` (the oldest first), then gives the
+file the name ``.1`` as well (a hard link) and renames a new file over the path, under
+the writers' lock (`betty_otel._store.rotation`). A reader opens the file and each
+backup, then checks that every name still names the file it opened, that the names
+after the last one are still absent, and that no file was opened under two names (the
+moment between the link and the rename). Files only move to a higher index, and a
+descriptor held open keeps its inode number from being reused, so when every name
+still matches, no rotation step happened in between: the descriptors are the log at
+one moment, with no entry twice and none missing. Otherwise it tries again (a few
 times, a few milliseconds in all); then it opens the files once more while holding
 a shared lock on the current file, which a rotation (under the exclusive lock)
 cannot pass, waiting at most LOCK_WAIT seconds; past that it reads the last view
@@ -179,7 +181,8 @@ def _flock_shared(fd: int, deadline: float) -> bool:
 def _attempt(path: Path) -> list[OpenFile] | None:
     """One lock-free try: the opened files when they form one view, else None."""
     opened, hole = _open_all(path)
-    if not hole and _still_named(opened):
+    idents = [item.ident for item in opened if item.ident is not None]
+    if not hole and len(set(idents)) == len(idents) and _still_named(opened):
         return opened
     _close(opened)
     return None

@@ -9,8 +9,10 @@ then skips the search for the end (see last_write).
 
 Crash safety: a writer killed mid-append leaves a torn tail; the next writer
 repairs it under the lock, keeping every complete entry (the removed bytes are
-saved beside the file). A file that is not a JSON array is moved aside, never
-overwritten.
+saved beside the file, see repair). A file that is not a JSON array is moved aside,
+never overwritten, and a new log takes its place (see rotation: the path never goes
+missing or empty). The original Betty writer's late bytes and its cap are kept in
+check as described in legacy.
 """
 
 from __future__ import annotations
@@ -25,61 +27,42 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from betty_otel._logs import logger
-from betty_otel._state import STATE
 from betty_otel._store.errors import LockTimeoutError, StoreError
 from betty_otel._store.files import (
     aside_path,
     backup_path,
     fcntl_flock,
     fsync_dir,
+    path_lock,
     pwrite_all,
-    write_private,
 )
-from betty_otel._store.format import BOM, CLOSE, SEP, WHITESPACE, encode_entry
+from betty_otel._store.format import BOM, CLOSE, SEP, encode_entry
 from betty_otel._store.last_write import still_ends_with, tail_to_remember
-from betty_otel._store.lines import data_end, head_kind
+from betty_otel._store.legacy import ORIGINAL_CAP, CapGuard, late_newline_at, settled_end
+from betty_otel._store.lines import head_kind
 from betty_otel._store.location import resolve_path
-from betty_otel._store.tail import insertion_point, is_torn_append
+from betty_otel._store.repair import cut_torn_tail, fill_empty, restore_end
+from betty_otel._store.rotation import create_log, replace_with_new, shift_backups
+from betty_otel._store.tail import insertion_point
 
 __all__ = ["TelemetryStore"]
 
-_OPEN_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-# In-process locking. flock is per open file description, so threads of one
-# process share a per-path lock (in STATE); a forked child gets fresh locks and
-# never uses (or unlocks) a descriptor inherited from its parent.
-
-
-def _path_lock(key: str) -> threading.Lock:
-    with STATE.path_locks_lock:
-        lock = STATE.path_locks.get(key)
-        if lock is None:
-            lock = STATE.path_locks[key] = threading.Lock()
-        return lock
-
-
-def _after_fork_in_child() -> None:
-    # The parent's lock may be held by a thread that did not fork: replace it.
-    STATE.path_locks_lock = threading.Lock()
-    STATE.path_locks.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_OPEN_FLAGS: Final = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_TRIES: Final = 5
+"""Creations in a row before giving up on a path that something keeps removing."""
 
 
 class _Open:
     """A descriptor on the data file, valid in the process that opened it (a plain
     record: a one-shot capture does not import dataclasses)."""
 
-    __slots__ = ("checked_head", "created", "end", "fd", "ino", "pid", "tail")
+    __slots__ = ("checked_head", "end", "fd", "ino", "pid", "tail")
 
-    def __init__(self, fd: int, pid: int, ino: tuple[int, int], *, created: bool) -> None:
+    def __init__(self, fd: int, pid: int, ino: tuple[int, int]) -> None:
         self.fd = fd
         self.pid = pid
         self.ino = ino
         self.checked_head = False
-        self.created = created  # this store created the file and has not written to it yet
         self.end = 0
         """Where our last append through this descriptor left the end of the file."""
         self.tail = b""
@@ -99,6 +82,9 @@ class TelemetryStore:
             default) never rotates, since an audit log must not drop data silently.
         backups: rotated files kept (``telemetry.json.1`` newest); the oldest beyond
             this count is deleted at rotation.
+        legacy_cap: the most entries the original Betty writer keeps when it rewrites
+            the log. Once one has been seen writing it, the live file is rotated before
+            it holds more than 90% of this (see legacy), so that writer drops nothing.
 
     Raises:
         ValueError: a setting is out of range.
@@ -112,6 +98,7 @@ class TelemetryStore:
         lock_timeout: float = 10.0,
         max_bytes: int = 0,
         backups: int = 5,
+        legacy_cap: int = ORIGINAL_CAP,
     ) -> None:
         if not lock_timeout > 0:
             msg = f"lock_timeout must be a positive number of seconds, got {lock_timeout!r}"
@@ -122,6 +109,9 @@ class TelemetryStore:
         if max_bytes and backups < 1:
             msg = f"backups must be >= 1 when rotating (max_bytes={max_bytes}), got {backups!r}"
             raise ValueError(msg)
+        if legacy_cap < 10:
+            msg = f"legacy_cap must be >= 10 entries, got {legacy_cap!r}"
+            raise ValueError(msg)
         self.path = resolve_path(path)
         self.fsync = fsync
         self.lock_timeout = lock_timeout
@@ -130,6 +120,7 @@ class TelemetryStore:
         self._key = str(self.path)
         self._open: _Open | None = None
         self._path_lock: tuple[int, threading.Lock] | None = None  # (pid, lock), see _lock
+        self._cap = CapGuard(self.path, legacy_cap)
 
     # -- public -------------------------------------------------------------
 
@@ -160,7 +151,16 @@ class TelemetryStore:
             self._unlock(thread_lock)
 
     def repair(self) -> int:
-        """Repair a torn tail under the lock; return the number of bytes removed."""
+        """Repair the file under the lock; return the number of bytes removed.
+
+        A torn tail is cut back to the last complete entry (saved beside the file), a
+        file that is not a JSON array is moved aside and a new log started, and an empty
+        file gets an empty array. A tail an old Betty writer may still be writing is
+        waited for first (see legacy).
+
+        Raises:
+            LockTimeoutError: the lock, or a settled file, was not had within lock_timeout.
+        """
         with self.locked() as fd:
             return self._repair_locked(fd)
 
@@ -195,7 +195,7 @@ class TelemetryStore:
         pid = os.getpid()
         cached = self._path_lock
         if cached is None or cached[0] != pid:
-            cached = self._path_lock = (pid, _path_lock(self._key))
+            cached = self._path_lock = (pid, path_lock(self._key))
         thread_lock = cached[1]
         if not thread_lock.acquire(timeout=self.lock_timeout):
             raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
@@ -255,19 +255,7 @@ class TelemetryStore:
         if state is not None:
             with contextlib.suppress(OSError):
                 os.close(state.fd)
-        self._make_folders()
-        created = True
-        try:
-            try:
-                fd = os.open(self.path, _OPEN_FLAGS | os.O_EXCL, 0o600)
-            except FileExistsError:
-                created = False
-                fd = os.open(self.path, _OPEN_FLAGS, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                msg = "refusing to write through a symbolic link"
-                raise StoreError(errno.ELOOP, msg, str(self.path)) from exc
-            raise
+        fd = self._open_or_create()
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -277,20 +265,22 @@ class TelemetryStore:
         except BaseException:
             os.close(fd)  # a failed folder fsync must not leak the descriptor
             raise
-        self._open = _Open(fd, pid, (info.st_dev, info.st_ino), created=created)
+        self._open = _Open(fd, pid, (info.st_dev, info.st_ino))
         return self._open
 
-    def _make_folders(self) -> None:
-        """Create the file's missing folders, each 0700."""
-        parent = self.path.parent
-        if parent.exists():
-            return
-        # mkdir(parents=True) creates missing ancestors with the umask's mode, not 0o700.
-        for folder in [*reversed(parent.parents), parent]:
-            if not folder.exists():
-                folder.mkdir(mode=0o700, exist_ok=True)
-        if self.fsync:
-            fsync_dir(parent.parent if parent.parent != parent else parent)
+    def _open_or_create(self) -> int:
+        """Open the file for writing; a missing one is first created whole (see rotation)."""
+        for _ in range(_CREATE_TRIES):
+            try:
+                return os.open(self.path, _OPEN_FLAGS)
+            except FileNotFoundError:
+                create_log(self.path, sync=self.fsync)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    msg = "refusing to write through a symbolic link"
+                    raise StoreError(errno.ELOOP, msg, str(self.path)) from exc
+                raise
+        raise StoreError(errno.ENOENT, "the file kept disappearing", str(self.path))
 
     def _current(self) -> _Open:
         """The descriptor in use now (repair or rotation may have switched to a new file)."""
@@ -302,13 +292,13 @@ class TelemetryStore:
 
     def _append_locked(self, fd: int, lines: Sequence[bytes]) -> None:
         state = self._current()
-        if state.tail and still_ends_with(fd, state.end, state.tail):
+        if state.tail and still_ends_with(fd, state.end, state.tail) and self._cap.fits(len(lines)):
             # The file ends as our last append left it: insertion_point would answer
             # this, and the bytes after pos are CLOSE (see last_write for the argument).
             size = state.end
             pos, prefix, old_tail = size - len(CLOSE), SEP, CLOSE
         else:
-            fd, size, pos, prefix = self._insertion_point(fd)
+            fd, size, pos, prefix = self._insertion_point(fd, len(lines))
             state = self._current()
             old_tail = os.pread(fd, size - pos, pos) if size > pos else b""
         payload = b"".join((prefix, SEP.join(lines), CLOSE))
@@ -320,54 +310,44 @@ class TelemetryStore:
             if self.fsync:
                 os.fsync(fd)
         except BaseException:
-            self._restore(fd, pos, old_tail)
-            if size == 0 and state.created:
-                self._discard_created(fd)
+            restore_end(fd, pos, old_tail, self.path)
             raise
-        state.created = False
         state.end = end
         state.tail = tail_to_remember(payload, lines[-1])
+        self._cap.appended(state.ino, end - len(CLOSE), len(lines), payload)
 
-    def _insertion_point(self, fd: int) -> tuple[int, int, int, bytes]:
-        """The careful path: check the head once, find the end, repair a torn tail.
+    def _insertion_point(self, fd: int, incoming: int) -> tuple[int, int, int, bytes]:
+        """The careful path: check the head once, find the end, repair a torn tail, keep
+        the file under the old writers' cap.
 
-        Returns the descriptor to write to (repair may have moved a foreign file aside
-        and reopened), the file's size, the insertion point and the bytes before the
+        Returns the descriptor to write to (a repair or a rotation may have put a new
+        file at the path), the file's size, the insertion point and the bytes before the
         new entries.
         """
         state = self._current()
         if not state.checked_head:
             fd = self._ensure_array(fd)
             self._current().checked_head = True
-        size = os.fstat(fd).st_size
-        pos, prefix = insertion_point(fd, size)
-        if pos < 0:
-            self._repair_locked(fd)
+        size, pos, prefix, landing = settled_end(
+            fd, time.monotonic() + self.lock_timeout, self.path
+        )
+        if pos < 0 and not landing:
+            self._cut(fd, size)
             fd = self._current().fd
             size = os.fstat(fd).st_size
             pos, prefix = insertion_point(fd, size)
             if pos < 0:  # pragma: no cover - repair always leaves a closed array
                 raise StoreError(errno.EIO, "file still malformed after repair", str(self.path))
-        return fd, size, pos, prefix
+        if landing or self._cap.must_rotate(fd, self._current().ino, pos, incoming):
+            # A tail that may still land is set aside whole, never written into (see legacy).
+            old_writer = landing and size > 0  # an old writer's dump, not just an empty file
+            fd = self._rotate(keep=None)
+            size = os.fstat(fd).st_size
+            pos, prefix = insertion_point(fd, size)
+            self._cap.rotated(fd, self._current().ino, pos, old_writer=old_writer)
+        return fd, size, pos, late_newline_at(fd, size, pos, prefix)
 
-    def _discard_created(self, fd: int) -> None:
-        """Remove the empty file a failed first append created: json.load rejects 0 bytes."""
-        with contextlib.suppress(OSError):
-            info = os.fstat(fd)
-            current = self.path.lstat()
-            if info.st_size == 0 and (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino):
-                self.path.unlink()
-
-    def _restore(self, fd: int, pos: int, old_tail: bytes) -> None:
-        """Put the file back to its previous end after a failed append."""
-        try:
-            os.ftruncate(fd, pos)
-            pwrite_all(fd, old_tail, pos)
-        except OSError:
-            logger(__name__).exception(
-                "could not restore %s after a failed append; the next writer repairs it",
-                self.path,
-            )
+    # -- repair -------------------------------------------------------------
 
     def _ensure_array(self, fd: int) -> int:
         """Move a file that is not a JSON array aside and start a fresh one.
@@ -381,17 +361,18 @@ class TelemetryStore:
         return self._move_aside("is not a JSON array")
 
     def _move_aside(self, why: str) -> int:
-        """Rename the whole file to ``.invalid-<UTC>`` (bytes intact) and lock a fresh one."""
+        """Give the whole file the name ``.invalid-<UTC>`` (bytes intact), put a new empty
+        log at the path and lock it."""
         aside = aside_path(self.path, "invalid")
-        self.path.rename(aside)
+        replace_with_new(self.path, aside, sync=self.fsync)
         logger(__name__).warning(
             "%s %s; moved it aside to %s and started a new log", self.path, why, aside
         )
-        self.close()
-        return self._flock(time.monotonic() + self.lock_timeout, os.getpid())
+        return self._follow_path()
 
     def _repair_locked(self, fd: int) -> int:
-        """Cut a torn tail back to the last complete element and close the array.
+        """Settle the file, then cut a torn tail back to the last complete element and close
+        the array, or give an empty file an empty array; return the bytes removed.
 
         Only a torn append after an array of entries is cut (see is_torn_append);
         any other file that starts with ``[`` is moved aside whole, like a foreign one.
@@ -399,43 +380,20 @@ class TelemetryStore:
         if head_kind(fd) == "foreign":
             self._ensure_array(fd)
             return 0
-        size = os.fstat(fd).st_size
-        if insertion_point(fd, size)[0] >= 0:
+        # An explicit repair cuts what stayed the same for the grace period (see legacy).
+        size, pos, _, _ = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
+        if pos >= 0:
+            fill_empty(fd, self.path, fsync=self.fsync)
             return 0
-        # A NUL-filled tail (a crash extended the file, not its data) holds nothing to keep:
-        # it is cut without being read.
-        end = data_end(fd, size)
-        # The tolerant parser, only for a repair: an append does not import it.
-        from betty_otel._store.parser import array_prefix  # noqa: PLC0415
+        return self._cut(fd, size)
 
-        cut, entries = array_prefix(fd, end)
-        removed = os.pread(fd, end - cut, cut)
-        if not (entries and is_torn_append(removed)):
+    def _cut(self, fd: int, size: int) -> int:
+        """Cut a settled torn tail (see repair.cut_torn_tail) or move the file aside."""
+        removed = cut_torn_tail(fd, self.path, size, fsync=self.fsync)
+        if removed is None:
             self._move_aside("is not a JSON array of entries")
             return 0
-        if removed.strip(WHITESPACE):
-            aside = aside_path(self.path, "torn")
-            write_private(aside, removed)
-            logger(__name__).warning(
-                "repaired a torn tail of %s: removed %d bytes after the last complete entry "
-                "(saved to %s)",
-                self.path,
-                len(removed),
-                aside,
-            )
-        if end < size:
-            logger(__name__).warning(
-                "repaired %s: dropped %d NUL bytes at its end (a crash extended the file, "
-                "not its data)",
-                self.path,
-                size - end,
-            )
-        closing = b"[" + CLOSE if cut == 0 else CLOSE
-        os.ftruncate(fd, cut)
-        pwrite_all(fd, closing, cut)
-        if self.fsync:
-            os.fsync(fd)
-        return size - cut
+        return removed
 
     # -- rotation -----------------------------------------------------------
 
@@ -447,16 +405,35 @@ class TelemetryStore:
         if size == 0 or size + incoming <= self.max_bytes:
             return fd
         # Settle the file before it becomes a backup: foreign content is moved aside (with
-        # its warning), and a torn tail is repaired, or the backup would stay torn for good.
-        if head_kind(fd) == "foreign" or insertion_point(fd, size)[0] < 0:
-            self._repair_locked(fd)
-            fd = self._current().fd
-            size = os.fstat(fd).st_size
-            if size == 0 or size + incoming <= self.max_bytes:
-                return fd
-        self._shift_backups()
-        # Writers waiting on the old inode notice the path moved and reopen; we keep
-        # the old lock until the new file is ours.
+        # its warning), and a torn tail is repaired, or the backup would stay torn for good;
+        # but one that may still land goes into the backup as it is (see legacy).
+        if head_kind(fd) == "foreign":
+            fd = self._ensure_array(fd)
+        elif insertion_point(fd, size)[0] < 0:
+            size, pos, _, landing = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
+            if pos < 0 and not landing:
+                self._cut(fd, size)
+        fd = self._current().fd
+        size = os.fstat(fd).st_size
+        if size == 0 or size + incoming <= self.max_bytes:
+            return fd
+        return self._rotate(keep=self.backups)
+
+    def _rotate(self, *, keep: int | None) -> int:
+        """Make the file backup 1 (see rotation.shift_backups for keep); return the fd of
+        the new file at the path, locked."""
+        shift_backups(self.path, keep)
+        replace_with_new(self.path, backup_path(self.path, 1), sync=self.fsync)
+        return self._follow_path()
+
+    def _follow_path(self) -> int:
+        """Lock the new file at the path, then let go of the old one; return the new fd.
+
+        Writers waiting on the old inode notice the path moved and reopen; we keep the old
+        lock until the new file is ours. The old one is unlocked before it is closed: a
+        child forked meanwhile shares that lock, and closing our descriptor alone would
+        leave it held for as long as the child lives.
+        """
         old = self._open
         self._open = None
         try:
@@ -464,15 +441,6 @@ class TelemetryStore:
         finally:
             if old is not None:
                 with contextlib.suppress(OSError):
+                    fcntl_flock(old.fd, unlock=True)
+                with contextlib.suppress(OSError):
                     os.close(old.fd)
-
-    def _shift_backups(self) -> None:
-        """Rename the file to backup 1 and each backup to the next; drop the oldest."""
-        for index in range(self.backups, 0, -1):
-            older = backup_path(self.path, index)
-            if index == self.backups:
-                with contextlib.suppress(FileNotFoundError):
-                    older.unlink()
-            newer = self.path if index == 1 else backup_path(self.path, index - 1)
-            with contextlib.suppress(FileNotFoundError):
-                newer.rename(older)

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from betty_otel._store import FileReport, TelemetryStore, check_file, log_files
+from betty_otel._store.legacy import ORIGINAL_CAP, legacy_path, limit_of, read_legacy
 from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import PROG
 from betty_otel.cli.terminal import out
@@ -14,8 +15,12 @@ from betty_otel.cli.terminal import out
 __all__ = ["cmd_check", "cmd_repair"]
 
 
-def _problems(report: FileReport, repair: str) -> list[tuple[str, str]]:
-    """Each problem of report, with what fixes it (repair: the repair command for the file)."""
+def _problems(report: FileReport, repair: str, *, live: bool) -> list[tuple[str, str]]:
+    """Each problem of report, with what fixes it (repair: the repair command for the file).
+
+    An empty rotated file is no problem (live is False): old tools load only the live one,
+    and a writer may have set aside an empty file that an old writer was still writing.
+    """
     name = report.path.name
     problems = []
     if report.not_array:
@@ -26,6 +31,14 @@ def _problems(report: FileReport, repair: str) -> list[tuple[str, str]]:
                 f" $BETTY_TELEMETRY_FILE; if it is, `{repair}` moves it aside to"
                 f" {name}.invalid-<UTC time> and starts a new log (the next capture would"
                 " too): nothing is deleted; mend the moved file by hand to keep its data",
+            )
+        )
+    if report.empty and live:
+        problems.append(
+            (
+                "empty: no JSON value (json.load, and so the original Betty writer, fails on it)",
+                f"`{repair}` writes an empty array into it (the next capture also leaves a"
+                " log that json.load reads)",
             )
         )
     if report.torn_tail:
@@ -55,27 +68,63 @@ def _repair_command(file: Path, args: argparse.Namespace, path: Path) -> str:
     return f"{PROG} repair --file {shlex.quote(str(file))}"
 
 
+def _notes(report: FileReport) -> list[str]:
+    """What check says about a file beyond its problems: layouts, and old writers' rewrites."""
+    notes = []
+    if report.not_objects:
+        notes.append(
+            f"{report.not_objects:,} elements of the array are not JSON objects"
+            " (a number, a string, a list...): no entry, so readers skip them"
+        )
+    if report.other_layout:
+        notes.append(
+            f"{report.other_layout:,} entries in the old Betty tools' layout"
+            " (indent=2 or one line): read and appended as they are, nothing to fix"
+        )
+    if report.rewritten:
+        notes.append(
+            f"an old Betty writer (or another tool) rewrote this file: {report.rewritten:,}"
+            " entries betty_otel wrote are no longer one per line (the original writer"
+            " rewrites the whole file with json.dump(indent=2) and keeps only its newest"
+            " 100,000 entries)"
+        )
+    return notes
+
+
+def _legacy_note(path: Path) -> str | None:
+    """The note that old Betty writers were seen writing the log, from the record beside it."""
+    record = read_legacy(path)
+    if record is None:
+        return None
+    seen = record.get("seen")
+    since = f" (first seen {seen})" if isinstance(seen, str) else ""
+    limit = record.get("limit")
+    if not isinstance(limit, int):
+        limit = limit_of(ORIGINAL_CAP)
+    return (
+        f"an old Betty writer rewrote this log{since}, and old writers keep only their"
+        f" newest entries: betty_otel keeps {path.name} under {limit:,} entries by rotating"
+        f" it to {path.name}.1, {path.name}.2, ... (read as one log; nothing is deleted)."
+        f" Record: {legacy_path(path).name}"
+    )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     path = log_file(args.file, must_exist=True)
     failed = False
+    note = _legacy_note(path)
+    if note is not None:
+        out(f"note: {note}")
     for file in log_files(path):
         report = check_file(file)
-        problems = _problems(report, _repair_command(file, args, path))
+        problems = _problems(report, _repair_command(file, args, path), live=file == path)
         verdict = "OK" if not problems else f"{len(problems)} problem(s)"
         out(f"{file}: {report.entries:,} entries, {verdict}")
         for problem, fix in problems:
             out(f"  - {problem}")
             out(f"    fix: {fix}")
-        if report.not_objects:
-            out(
-                f"  note: {report.not_objects:,} elements of the array are not JSON objects"
-                " (a number, a string, a list...): no entry, so readers skip them"
-            )
-        if report.other_layout:
-            out(
-                f"  note: {report.other_layout:,} entries in the old Betty tools' layout"
-                " (indent=2 or one line): read and appended as they are, nothing to fix"
-            )
+        for line in _notes(report):
+            out(f"  note: {line}")
         failed = failed or bool(problems)
     return 1 if failed else 0
 
@@ -91,6 +140,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
     after = check_file(path)
     if before.not_array:
         out(f"{path} was not a JSON array: moved it aside and started a new, empty log")
+    elif before.empty:
+        out(f"{path} held no JSON value: wrote an empty array into it")
     elif removed:
         out(
             f"Repaired {path}: removed a torn tail of {removed:,} bytes after the last "
@@ -99,7 +150,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
         )
     else:
         out(f"Nothing to repair: {path} ends with a complete JSON array")
-    problems = _problems(after, _repair_command(path, args, path))
+    problems = _problems(after, _repair_command(path, args, path), live=True)
     for problem, _ in problems:
         out(f"  - still: {problem}")
     if problems:

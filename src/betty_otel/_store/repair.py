@@ -1,0 +1,90 @@
+"""Repairs under the writers' lock: a torn tail cut back, an empty file given an empty
+array, the end put back after a failed append.
+
+A torn tail (a writer killed mid-append) is cut back to the last complete element and
+the array closed; the removed bytes are saved beside the file. Only a torn append after
+an array of entries is cut (see `betty_otel._store.tail.is_torn_append`): for anything
+else the caller moves the whole file aside. The caller also makes sure the tail is not
+an old Betty writer's dump still landing (see `betty_otel._store.legacy`) before any cut.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from betty_otel._logs import logger
+from betty_otel._store.files import aside_path, pwrite_all, write_private
+from betty_otel._store.format import CLOSE, WHITESPACE
+from betty_otel._store.lines import data_end, head_kind
+from betty_otel._store.rotation import EMPTY_ARRAY
+from betty_otel._store.tail import is_torn_append
+
+__all__ = ["cut_torn_tail", "fill_empty", "restore_end"]
+
+
+def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
+    """Cut the bytes after the last complete element and close the array.
+
+    size is the file's size; the file must not end with a closed array. Returns the
+    number of bytes removed, or None when those bytes are not a torn append after an
+    array of entries (the file must then be moved aside whole, never cut).
+    """
+    # A NUL-filled tail (a crash extended the file, not its data) holds nothing to keep:
+    # it is cut without being read.
+    end = data_end(fd, size)
+    # The tolerant parser, only for a repair: an append does not import it.
+    from betty_otel._store.parser import array_prefix  # noqa: PLC0415
+
+    cut, entries = array_prefix(fd, end)
+    removed = os.pread(fd, end - cut, cut)
+    if not (entries and is_torn_append(removed)):
+        return None
+    if removed.strip(WHITESPACE):
+        aside = aside_path(path, "torn")
+        write_private(aside, removed)
+        logger(__name__).warning(
+            "repaired a torn tail of %s: removed %d bytes after the last complete entry "
+            "(saved to %s)",
+            path,
+            len(removed),
+            aside,
+        )
+    if end < size:
+        logger(__name__).warning(
+            "repaired %s: dropped %d NUL bytes at its end (a crash extended the file, "
+            "not its data)",
+            path,
+            size - end,
+        )
+    closing = b"[" + CLOSE if cut == 0 else CLOSE
+    os.ftruncate(fd, cut)
+    pwrite_all(fd, closing, cut)
+    if fsync:
+        os.fsync(fd)
+    return size - cut
+
+
+def fill_empty(fd: int, path: Path, *, fsync: bool) -> bool:
+    """Write an empty array into a file that holds no JSON value (0 bytes, or only
+    whitespace); True when it did. json.load, and so the original Betty writer, fails on
+    such a file; there is nothing in it to keep."""
+    if head_kind(fd) != "empty":
+        return False
+    os.ftruncate(fd, 0)
+    pwrite_all(fd, EMPTY_ARRAY, 0)
+    if fsync:
+        os.fsync(fd)
+    logger(__name__).warning("%s held no JSON value: wrote an empty array into it", path)
+    return True
+
+
+def restore_end(fd: int, pos: int, old_tail: bytes, path: Path) -> None:
+    """Put the file back to its previous end (old_tail at pos) after a failed append."""
+    try:
+        os.ftruncate(fd, pos)
+        pwrite_all(fd, old_tail, pos)
+    except OSError:
+        logger(__name__).exception(
+            "could not restore %s after a failed append; the next writer repairs it", path
+        )
