@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
-from betty_otel._entry import canonical_status, entry_time, is_number, parse_iso_time
+from betty_otel._entry import (
+    canonical_status,
+    entry_time,
+    is_finite_number,
+    is_number,
+    parse_iso_time,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -192,10 +198,10 @@ class Filters:
         return self.until is None or moment < self.until
 
     def match_duration(self, duration: object) -> bool:
-        """The min_duration_ms filter: the duration must be a number >= it."""
+        """The min_duration_ms filter: the duration must be a finite number >= it."""
         if self.min_duration_ms is None:
             return True
-        return is_number(duration) and duration >= self.min_duration_ms
+        return is_finite_number(duration) and duration >= self.min_duration_ms
 
 
 _NO_FILTERS: Final = Filters()

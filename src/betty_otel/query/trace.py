@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from betty_otel._entry import entry_time, is_number, value_text
+from betty_otel._entry import entry_time, is_finite_number, value_text
 from betty_otel._logs import logger
 from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel.query.filters import PathArg, make_filters
@@ -98,10 +98,7 @@ def span_bounds(entry: Mapping[str, Any]) -> tuple[float, float] | None:
         return None
     end = moment.timestamp()
     duration = entry.get("duration_ms")
-    try:
-        start = end - float(duration) / 1000 if is_number(duration) else end
-    except OverflowError:  # an integer beyond float range
-        start = end
+    start = end - float(duration) / 1000 if is_finite_number(duration) else end
     return (start if math.isfinite(start) else end), end
 
 
