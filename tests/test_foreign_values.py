@@ -183,8 +183,10 @@ def test_a_group_stats_shows_can_be_selected(
     log.write_text(json.dumps([make_entry(1, **{key: value}), make_entry(2)]), encoding="utf-8")
     shown = json.dumps(value, sort_keys=True, separators=(",", ":"))  # as the README says
     assert shown in stats(log, by=key)
-    selected = make_filters(**{key: shown})
-    folded = make_filters(ignore_case=True, **{key: shown.upper()})
+    given: dict[str, Any] = {key: shown}
+    upper: dict[str, Any] = {key: shown.upper()}
+    selected = make_filters(**given)
+    folded = make_filters(ignore_case=True, **upper)
     assert [e[key] for e in query(log, filters=selected)] == [value]
     assert [e[key] for e in query(log, filters=folded)] == [value]
     assert sum(g.count for g in stats(log, by=key, filters=selected).values()) == 1
