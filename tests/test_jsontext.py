@@ -38,9 +38,21 @@ def orjson_unloaded() -> Iterator[None]:
 
 
 def exact(value: Any) -> bytes:
-    """value as orjson writes it: equal bytes for equal values, -0.0 and 0.0 told apart,
-    1 and 1.0 too (Python's == tells neither)."""
-    return orjson.dumps(value)
+    """value as JSON text: equal bytes for equal values, -0.0 and 0.0 told apart, 1 and 1.0
+    too (Python's == tells neither), NaN and Infinity told apart from null. The one
+    difference of the backends is made equal: an integer beyond 64 bits that a double holds
+    is a float to orjson (json keeps it exact)."""
+    return json.dumps(_as_orjson_reads(value), sort_keys=True).encode("utf-8", "surrogatepass")
+
+
+def _as_orjson_reads(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _as_orjson_reads(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_orjson_reads(item) for item in value]
+    if type(value) is int and not -(2**63) <= value < 2**64 and abs(value) < 2**1024:
+        return float(value)
+    return value
 
 
 # ---------------------------------------------------------------------------

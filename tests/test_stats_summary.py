@@ -171,13 +171,14 @@ def test_a_key_filter_selects_groups_by_the_filters_own_rule(
     assert figures(stats(path, **kwargs)) == entry_by_entry
 
 
-def test_non_string_keys_fall_back_to_a_whole_read_for_key_filters(tmp_path: Path) -> None:
-    """A skill 5 and a skill "5" share the group "5", but only the string matches the
-    filter "5": the summary cannot tell them apart, so such a log is read whole."""
+def test_a_key_filter_selects_the_whole_group_a_non_string_key_shares(tmp_path: Path) -> None:
+    """A skill 5 and a skill "5" share the group "5", and the filter "5" selects that group
+    whole (a group that is shown can be selected): the same with the summary or without."""
     path = tmp_path / "telemetry.json"
     append_entries(path, [make_entry(1, skill=5), make_entry(2, skill="5")])
     stats(path)
-    assert stats(path, skill="5")["5"].count == 1
+    assert stats(path, skill="5")["5"].count == 2
+    assert stats(path, skill="5", since="2000-01-01")["5"].count == 2  # a whole read
     assert stats(path)["5"].count == 2
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, cast
@@ -44,6 +45,7 @@ __all__ = [
     "execution_entry",
     "format_timestamp",
     "has_foreign_text",
+    "is_finite_number",
     "is_number",
     "is_status",
     "number_text",
@@ -237,6 +239,18 @@ def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, NUMBER_TYPES) and not isinstance(value, bool)
 
 
+def is_finite_number(value: object) -> TypeGuard[int | float]:
+    """A number readers can compute with: finite as a double (not NaN, not Infinity, no
+    integer beyond a double's range; ``json.load`` reads all three). Any other duration is
+    shown as written and left out of the duration figures."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return is_number(value) and -_DOUBLE_MAX <= value <= _DOUBLE_MAX
+
+
+_DOUBLE_MAX: Final = sys.float_info.max
+
+
 def _json_attr(attributes: Mapping[str, Any], key: str) -> Any:
     """Decode a JSON-text attribute into an object; {} when absent or not an object."""
     text = attributes.get(key)
@@ -378,6 +392,8 @@ def value_text(value: object) -> str:
     """
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and not math.isfinite(value):  # as json.dump writes it
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     # Readers only: a capture writes without loading orjson, which _jsonout imports.
     from betty_otel._jsonout import json_bytes  # noqa: PLC0415
 

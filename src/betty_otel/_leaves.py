@@ -25,8 +25,10 @@ import orjson
 from betty_otel._redact import type_name
 
 __all__ = [
+    "MAX_TEXT",
     "SMALL_BYTES",
     "big_int_text",
+    "bounded_text",
     "bytes_text",
     "dataclass_items",
     "json_size",
@@ -42,6 +44,25 @@ _STR_TYPES: Final = (("uuid", "UUID"), ("decimal", "Decimal"), ("pathlib", "Pure
 
 SMALL_BYTES: Final = 1024
 """Bytes-like values up to this size are decoded when they are valid UTF-8."""
+
+
+MAX_TEXT: Final = 65_536
+"""The most characters of JSON one value gets (the sanitizer's ``max_total_chars`` by
+default), and of one text a reader embeds or sends (`bounded_text`): a foreign entry's
+megabyte of text never makes a request too large or a report too slow to open."""
+
+
+def bounded_text(text: str) -> str:
+    """text as a report embeds it or an export sends it: cut to MAX_TEXT characters with
+    the truncation marker, a lone surrogate (``json.load`` reads ``"\\ud800"``) written as
+    its escape, since no UTF-8 encoder takes one."""
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + truncation_suffix(len(text) - MAX_TEXT)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def truncation_suffix(dropped: int) -> str:

@@ -32,7 +32,7 @@ from betty_otel._entry import (
     entry_signature,
     entry_status,
     entry_time,
-    is_number,
+    is_finite_number,
     value_text,
 )
 from betty_otel._span_status import span_status_for
@@ -89,7 +89,7 @@ def _span_times(entry: Mapping[str, Any], otlp: bool) -> tuple[int, int, bool] |
     end = min(max(exact, 0), _OTLP_LAST) if otlp else exact
     duration = entry.get("duration_ms")
     start = end
-    if is_number(duration) and duration >= 0:
+    if is_finite_number(duration) and duration >= 0:
         # A duration longer than the time since 1970 (a bad entry) starts at 0.
         start = max(0, end - round(min(duration, end / 1_000_000) * 1_000_000))
     return start, end, end != exact
@@ -134,19 +134,11 @@ def _attribute_value(value: object) -> Any:
     return value_text(value)
 
 
-_MAX_TEXT: Final = 65_536
-"""The most characters of a skill, status or caller a span carries (the sanitizer's budget
-of a whole value): a foreign entry's megabyte of text never makes a request too large."""
-
-
 def _bounded_text(value: object) -> str:
-    """`value_text` of a skill, status or caller, cut to _MAX_TEXT with the sanitizer's marker."""
-    text = value_text(value)
-    if len(text) <= _MAX_TEXT:
-        return text
-    from betty_otel._leaves import truncation_suffix  # noqa: PLC0415 - as the sanitizer, below
+    """`value_text` of a skill, status or caller as a span carries it (`bounded_text`)."""
+    from betty_otel._leaves import bounded_text  # noqa: PLC0415 - as the sanitizer, below
 
-    return text[:_MAX_TEXT] + truncation_suffix(len(text) - _MAX_TEXT)
+    return bounded_text(value_text(value))
 
 
 def _legacy_keys(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any, Final
 import orjson
 
 from betty_otel._leaves import (
+    MAX_TEXT,
     big_int_text,
     dataclass_items,
     json_size,
@@ -87,7 +88,7 @@ class Sanitizer:
         extra_keys: Iterable[str] = (),
         *,
         max_value_chars: int = 4096,
-        max_total_chars: int = 65536,
+        max_total_chars: int = MAX_TEXT,
         max_depth: int = 20,
         max_items: int = 200,
     ) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from betty_otel._entry import entry_error, value_text
+from betty_otel._leaves import bounded_text
 from betty_otel._report.buckets import utc_moment
 from betty_otel._report.summary import ReportData, TrendPoint
 from betty_otel.query import TraceNode
@@ -63,7 +64,7 @@ _FONT: Final = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-se
 def text(value: object) -> str:
     """A value from the log as text that plotly shows literally: HTML escaped, and ``%``
     too, so that a value put in a hover template is never read as a placeholder."""
-    raw = value if isinstance(value, str) else value_text(value)
+    raw = bounded_text(value if isinstance(value, str) else value_text(value))
     return html.escape(raw, quote=True).replace("%", "&#37;")
 
 
@@ -74,7 +75,7 @@ def _when(seconds: float) -> str:
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {
-        "title": {"text": html.escape(title), "x": 0.01},
+        "title": {"text": html.escape(bounded_text(title)), "x": 0.01},
         "font": _FONT,
         "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
         "paper_bgcolor": "#ffffff",

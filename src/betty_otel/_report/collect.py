@@ -24,8 +24,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
 from betty_otel._entry import (
     ERROR_STATUSES,
     canonical_status,
@@ -33,6 +31,7 @@ from betty_otel._entry import (
     has_foreign_text,
     value_text,
 )
+from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._report.buckets import coarser_prefix, utc_prefix
 from betty_otel._store import Damage, parse_entry_line
 
@@ -109,7 +108,7 @@ def raw_text(raw: bytes) -> str:
         ValueError: the capture is not a JSON string's contents.
     """
     if b"\\" in raw or any(byte < 0x20 for byte in raw):
-        text = orjson.loads(b'"' + raw + b'"')  # JSONDecodeError is a ValueError
+        text = loads(b'"' + raw + b'"')  # JSONDecodeError is a ValueError
         if not isinstance(text, str):
             raise ValueError(raw)
         return text
@@ -328,7 +327,7 @@ def _entries(heap: Iterable[tuple[float, int, Source]]) -> list[dict[str, Any]]:
         if isinstance(source, bytes):
             try:
                 value = parse_entry_line(source)
-            except orjson.JSONDecodeError:
+            except JSONDecodeError:
                 continue
             if isinstance(value, dict):
                 found.append(value)

@@ -18,6 +18,7 @@ import orjson
 import plotly.offline
 
 from betty_otel._entry import entry_error, number_text, value_text
+from betty_otel._leaves import bounded_text
 from betty_otel._report.buckets import utc_moment
 from betty_otel._report.charts import Figure
 from betty_otel._report.summary import ReportData
@@ -65,7 +66,8 @@ def esc(value: object) -> str:
     """Any value from the log as HTML text."""
     if value is None:
         return "-"
-    return html.escape(value if isinstance(value, str) else value_text(value), quote=True)
+    text = bounded_text(value if isinstance(value, str) else value_text(value))
+    return html.escape(text, quote=True)
 
 
 def number(value: object, digits: int = 1) -> str:

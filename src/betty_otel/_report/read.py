@@ -11,7 +11,6 @@ by every reader.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from itertools import compress
@@ -20,7 +19,8 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import NUMBER_TYPES, entry_time, is_number
+from betty_otel._entry import NUMBER_TYPES, entry_time, is_finite_number
+from betty_otel._jsontext import JSONDecodeError
 from betty_otel._report.collect import Collector, raw_text
 from betty_otel._store import (
     Damage,
@@ -134,7 +134,7 @@ class _Reader:
         """The durations of a block (None each where not a number); None: parse the lines."""
         joined = b",".join(raw)
         try:
-            values = orjson.loads(b"[" + joined + b"]")
+            values = orjson.loads(b"[" + joined + b"]")  # strict: NaN, 1e400... go line by line
         except orjson.JSONDecodeError:
             return None
         if len(values) != len(raw):  # a capture was part of a value
@@ -187,7 +187,7 @@ class _Reader:
             return False
         try:
             entry = parse_entry_line(line)
-        except orjson.JSONDecodeError:
+        except JSONDecodeError:
             return False
         return isinstance(entry, dict) and self.filters.matches(entry)
 
@@ -195,7 +195,7 @@ class _Reader:
         """A canonical-looking line whose captures need a real parse."""
         try:
             value = parse_entry_line(line)
-        except orjson.JSONDecodeError:
+        except JSONDecodeError:
             damage = Damage(-1, len(line), "entry line is not valid JSON")
             self.collector.add_damage(self.file, damage)
             warn_damage(self.file)(damage)
@@ -209,7 +209,7 @@ class _Reader:
         if not self.filters.matches(entry):
             return
         value = entry.get("duration_ms")
-        duration = float(value) if is_number(value) and math.isfinite(value) else None
+        duration = float(value) if is_finite_number(value) else None
         self.collector.add_entry(entry, moment, duration)
 
 

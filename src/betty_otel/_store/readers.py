@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store.format import BOM, WHITESPACE, is_entry_line, parse_entry_line
 from betty_otel._store.lines import data_end, head_kind, lines_backward, lines_forward
 from betty_otel._store.location import resolve_path
@@ -108,7 +107,7 @@ def _brace_line(offset: int, raw: bytes, line: bytes) -> tuple[list[Any], list[D
     if is_entry_line(line):
         try:
             return [parse_entry_line(line)], []
-        except orjson.JSONDecodeError:
+        except JSONDecodeError:
             pass
     found, problems = parse_line_alone(offset, raw)
     return [value for _, value in reversed(found)], problems
@@ -209,8 +208,8 @@ def _legacy_backward(
             if line == opening:
                 text = b"\n".join(reversed(parts)).rstrip(WHITESPACE).removesuffix(b",")
                 try:
-                    held = offset, orjson.loads(text)
-                except orjson.JSONDecodeError:
+                    held = offset, loads(text)
+                except JSONDecodeError:
                     break  # damage: the forward parser reports it
                 parts = []
             continue
@@ -240,8 +239,8 @@ def _legacy_whole(
     if followed:
         text = text.removesuffix(b",") + b"]"
     try:
-        values = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        values = loads(text)
+    except JSONDecodeError:
         values = None
     if isinstance(values, list):
         yield from (value for value in reversed(values) if isinstance(value, dict))

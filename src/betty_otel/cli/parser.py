@@ -258,7 +258,8 @@ that indentation and show [depth N]. --format json nests the same tree
 first, which parsers with a nesting limit read at any depth. A cycle of
 parents, a self-parent, a parent not in the log or a shared span id is broken
 and noted on the execution ([...] in the tree, "note" in JSON); damage is
-also reported on stderr. TRACE_ID is 32 hex digits (exit status 2 otherwise).
+also reported on stderr. TRACE_ID is any id the log holds (W3C's are 32 hex
+digits); one that looks like a path exits with status 2.
 Exit status 1 if the log does not exist or holds no entry of the trace.""",
     "tail": f"""examples:
   {PROG} tail               # the 10 newest entries, oldest first

@@ -42,7 +42,7 @@ from betty_otel.query import (
     stats,
     trace,
 )
-from betty_otel.query.trace import is_trace_id
+from betty_otel.query.trace import looks_like_path
 
 __all__ = ["cmd_query", "cmd_stats", "cmd_tail", "cmd_trace", "filters_from"]
 
@@ -219,8 +219,8 @@ more than making the lines of a large trace."""
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    if not is_trace_id(args.trace_id):
-        msg = f"TRACE_ID must be 32 hex digits (a W3C trace id), got {args.trace_id[:200]!r}"
+    if not args.trace_id or looks_like_path(args.trace_id):
+        msg = f"TRACE_ID must be a trace's id (32 hex digits for W3C), got {args.trace_id[:200]!r}"
         raise UsageError(msg)
     path = log_file(args.file, must_exist=True)
     roots = trace(path, args.trace_id)

@@ -9,7 +9,6 @@ it can be, and `entry_notes` says on stderr what was made of it.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,7 +20,7 @@ from betty_otel._entry import (
     entry_error,
     entry_time,
     has_foreign_text,
-    is_number,
+    is_finite_number,
     number_text,
     parse_iso_time,
     value_text,
@@ -86,7 +85,7 @@ def _time_cell(value: object) -> str:
 
 def number_cell(value: object, digits: int = 1) -> str:
     """A number as `number_text`; anything else as `text`."""
-    if is_number(value):
+    if is_finite_number(value):
         return number_text(value, digits)
     return text(value)
 
@@ -164,7 +163,7 @@ def _oddities(entry: Mapping[str, Any]) -> Iterator[str]:
     if has_foreign_text(entry):
         yield "text"
     duration = entry.get("duration_ms")
-    if not (is_number(duration) and 0 <= duration < math.inf):
+    if not (is_finite_number(duration) and duration >= 0):
         yield "duration"
 
 

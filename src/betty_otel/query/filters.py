@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
-from betty_otel._entry import canonical_status, entry_time, is_number, parse_iso_time
+from betty_otel._entry import (
+    canonical_status,
+    entry_time,
+    is_finite_number,
+    is_number,
+    parse_iso_time,
+    value_text,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -134,11 +141,12 @@ def _text_set(name: str, value: TextFilter, fold: bool = False) -> frozenset[str
 class Filters:
     """Which entries to select; None means "any". Build with `make_filters`.
 
-    Text filters match when the entry's value is a string in the set (so an
-    empty set matches nothing). Statuses compare by their canonical status
-    (`betty_otel._entry.canonical_status`): ``failure`` matches the ``"failed"`` of
-    older Betty tools and ``Failed`` matches ``failure``; an unknown word matches
-    only itself. With ``ignore_case``, skill, status and caller are compared
+    Text filters match when the entry's value, as readers show it (`value_text`: a
+    string as it is, any other value as its JSON with sorted keys), is in the set (so
+    an empty set matches nothing; a missing value never matches). Statuses compare by
+    their canonical status (`betty_otel._entry.canonical_status`): ``failure`` matches
+    the ``"failed"`` of older Betty tools and ``Failed`` matches ``failure``; an unknown
+    word matches only itself. With ``ignore_case``, skill, status and caller are compared
     casefolded (the sets hold casefolded values); trace ids always compare exactly.
     Times select ``since <= timestamp < until``; an
     entry whose timestamp is missing or unreadable matches no time filter.
@@ -175,7 +183,9 @@ class Filters:
             inside(self.skill, skill)
             and (
                 self.status is None
-                or (isinstance(status, str) and inside(self.status, canonical_status(status)))
+                or inside(
+                    self.status, canonical_status(status) if isinstance(status, str) else status
+                )
             )
             and inside(self.caller, caller)
         )
@@ -192,10 +202,10 @@ class Filters:
         return self.until is None or moment < self.until
 
     def match_duration(self, duration: object) -> bool:
-        """The min_duration_ms filter: the duration must be a number >= it."""
+        """The min_duration_ms filter: the duration must be a finite number >= it."""
         if self.min_duration_ms is None:
             return True
-        return is_number(duration) and duration >= self.min_duration_ms
+        return is_finite_number(duration) and duration >= self.min_duration_ms
 
 
 _NO_FILTERS: Final = Filters()
@@ -203,11 +213,21 @@ _NO_FILTERS_ANY_CASE: Final = Filters(ignore_case=True)
 
 
 def _in(allowed: frozenset[str] | None, value: object) -> bool:
-    return allowed is None or (isinstance(value, str) and value in allowed)
+    """value is in allowed, compared as readers show and group it (`value_text`): a skill
+    ``123`` or ``{"b":1,"a":2}`` that stats shows as a group is selected by that text."""
+    if allowed is None:
+        return True
+    if isinstance(value, str):
+        return value in allowed
+    return value is not None and value_text(value) in allowed
 
 
 def _in_folded(allowed: frozenset[str] | None, value: object) -> bool:
-    return allowed is None or (isinstance(value, str) and value.casefold() in allowed)
+    if allowed is None:
+        return True
+    if isinstance(value, str):
+        return value.casefold() in allowed
+    return value is not None and value_text(value).casefold() in allowed
 
 
 def make_filters(*, now: datetime | None = None, **filter_args: Unpack[FilterArgs]) -> Filters:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from betty_otel._entry import ERROR_STATUSES, NUMBER_TYPES, canonical_status
+from betty_otel._entry import ERROR_STATUSES, canonical_status, is_finite_number
 
 __all__ = [
     "MISSING",
@@ -215,5 +215,5 @@ def most_first(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def numbers(values: Iterable[Any]) -> list[Any]:
-    """The values that are numbers; values parsed from JSON, so bool is the only trap."""
-    return [value for value in values if type(value) in NUMBER_TYPES]
+    """The values that are durations to compute with (`is_finite_number`)."""
+    return [value for value in values if is_finite_number(value)]

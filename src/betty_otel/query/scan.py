@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from betty_otel._entry import entry_time
+from betty_otel._jsontext import JSONDecodeError
 from betty_otel._store import (
     Damage,
     ForwardParser,
@@ -436,7 +437,7 @@ def scan_entries(path: Path, filters: Filters) -> list[dict[str, Any]]:
                 for line in _lines_with(found.data, start, end, needles):
                     try:
                         value = parse_entry_line(line)
-                    except orjson.JSONDecodeError:
+                    except JSONDecodeError:
                         report(Damage(-1, len(line), "entry line is not valid JSON"))
                         continue
                     if isinstance(value, dict) and filters.matches(value):

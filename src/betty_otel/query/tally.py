@@ -20,6 +20,7 @@ from typing import Any, Final
 import orjson
 
 from betty_otel._entry import NUMBER_TYPES, canonical_status, value_text
+from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store import Damage, ForwardParser
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
@@ -52,13 +53,13 @@ def _decode(raw: bytes) -> str:
     """A captured JSON string's contents as text, exactly as a JSON parser reads them."""
     try:
         if b"\\" in raw:
-            text = orjson.loads(b'"' + raw + b'"')
+            text = loads(b'"' + raw + b'"')
             assert isinstance(text, str)
             return text
         if _CONTROL.search(raw):
             raise _Inexact
         return raw.decode("utf-8")
-    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, JSONDecodeError) as exc:
         raise _Inexact from exc
 
 
@@ -170,7 +171,7 @@ class _RawStats:
         keys: list[Any] = list(zip(spans, columns[-1], strict=True)) if self.caller else spans
         joined = b",".join(raw)
         try:
-            values = orjson.loads(b"[" + joined + b"]")
+            values = orjson.loads(b"[" + joined + b"]")  # strict: NaN, 1e400... go line by line
         except orjson.JSONDecodeError as exc:
             raise _Inexact from exc
         if len(values) != len(raw):  # a capture was part of a value

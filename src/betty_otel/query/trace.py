@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from betty_otel._entry import entry_time, is_number, value_text
+from betty_otel._entry import entry_time, is_finite_number, value_text
 from betty_otel._logs import logger
 from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel.query.filters import PathArg, make_filters
 from betty_otel.query.scan import scan_entries
 
-__all__ = ["TraceNode", "is_trace_id", "read_trace", "span_bounds", "trace"]
+__all__ = ["TraceNode", "is_trace_id", "looks_like_path", "read_trace", "span_bounds", "trace"]
 
 _TRACE_ID: Final = re.compile(r"[0-9a-fA-F]{32}")
 _DAMAGE: Final = ("cycle", "self-parent", "duplicate span id")
@@ -87,6 +87,15 @@ def is_trace_id(value: object) -> bool:
     return isinstance(value, str) and _TRACE_ID.fullmatch(value) is not None
 
 
+def looks_like_path(value: str) -> bool:
+    """True for a trace id that is no W3C id and looks like a file's name (``a/b``,
+    ``telemetry.json``): a wrong call, while other foreign ids (``gggg...``, 31 or 64
+    characters, ``123``), which ``--trace-id`` finds, are read."""
+    return not is_trace_id(value) and (
+        "/" in value or "\\" in value or value.lower().endswith(".json")
+    )
+
+
 def span_bounds(entry: Mapping[str, Any]) -> tuple[float, float] | None:
     """(start, end) of an execution in epoch seconds; None when its time is unreadable.
 
@@ -98,10 +107,7 @@ def span_bounds(entry: Mapping[str, Any]) -> tuple[float, float] | None:
         return None
     end = moment.timestamp()
     duration = entry.get("duration_ms")
-    try:
-        start = end - float(duration) / 1000 if is_number(duration) else end
-    except OverflowError:  # an integer beyond float range
-        start = end
+    start = end - float(duration) / 1000 if is_finite_number(duration) else end
     return (start if math.isfinite(start) else end), end
 
 
@@ -147,9 +153,9 @@ def _checked_trace_id(trace_id: object) -> str:
     if not isinstance(trace_id, str):
         msg = f"trace_id must be a string of 32 hex digits, got {type(trace_id).__name__}"
         raise TypeError(msg)
-    if not is_trace_id(trace_id):
-        msg = f"trace_id must be 32 hex digits (a W3C trace id), got {trace_id[:200]!r}"
-        if "/" in trace_id or "." in trace_id:
+    if not trace_id or looks_like_path(trace_id):
+        msg = f"trace_id must be a trace's id (32 hex digits for W3C), got {trace_id[:200]!r}"
+        if trace_id:
             msg += ", which looks like a path: the log comes first, trace(telemetry_file, trace_id)"
         raise ValueError(msg)
     return trace_id
@@ -177,7 +183,8 @@ def trace(
 
     Raises:
         TypeError: no trace id, a trace id that is not a string, an argument twice.
-        ValueError: a trace id that is not 32 hex digits (a path where the id belongs).
+        ValueError: an empty trace id, or one that is no W3C id and looks like a path (a
+            path where the id belongs); any other foreign id is read, as ``--trace-id``.
     """
     log, wanted = _call_parts(log_and_trace_id, telemetry_file, trace_id)
     checked = _checked_trace_id(wanted)
