@@ -10,13 +10,12 @@ import argparse
 import contextlib
 import importlib
 import io
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 from betty_otel._logs import configure_later, logger
 from betty_otel.cli.parser import COMMANDS, PROG, UsageError, build_parser
-from betty_otel.cli.terminal import err, escape_controls
+from betty_otel.cli.terminal import err, escape_controls, open_closed_streams, quiet_stdout
 
 __all__ = ["main"]
 
@@ -59,7 +58,12 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status."""
+    """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status.
+
+    A closed stdout or stderr, or a stdout whose reader went away, is never an error:
+    what would go there is dropped.
+    """
+    open_closed_streams()
     given = sys.argv[1:] if argv is None else list(argv)
     named = given[0] if given and given[0] in COMMANDS else None
     parser = build_parser(named)  # only that command's family: quicker, parses alike
@@ -81,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (| head): not an error. Keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        quiet_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - a CLI reports errors; it does not dump tracebacks
         logger(__name__).debug("%s failed", args.command, exc_info=True)
