@@ -443,7 +443,7 @@ def test_the_cli_refuses_a_trace_id_that_is_not_one(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines()[-1] == (
-        f"betty-telemetry: error: TRACE_ID must be 32 hex digits (a W3C trace id), got '{log}'"
+        f"betty-telemetry: error: trace_id must be 32 hex digits (a W3C trace id), got '{log}'"
     )
 
 
