@@ -27,6 +27,8 @@ DOC = Path(__file__).resolve().parents[1].parent / "shared" / "betty" / "telemet
 SKILL = Path("skills") / "telemetry.capture"
 SHIMS = ("telemetry_capture.py", "telemetry_utils.py")
 FALLBACK = "betty_otel_fallback.py"
+FALLBACKS = (FALLBACK, "betty_otel_fallback_helper.py", "betty_otel_fallback_log.py")
+"""The fallback and its parts, beside the shims."""
 
 # Names the documentation's examples leave to the reader ("... implementation").
 STUBS = """\
