@@ -1,31 +1,24 @@
 """What the telemetry.capture shims run when their interpreter cannot import betty_otel.
 
-Skills run with the interpreter they were started with: often the system ``python3``,
-while betty_otel lives in a virtual environment. ``betty-telemetry install-skill``
-records the installing interpreter in the shims (``INSTALLED``: its path and import
-paths) and copies this module and its two parts beside them (``betty_otel_fallback.py``,
-``_helper.py``, ``_log.py``). A shim that cannot import betty_otel takes its names from
-`dropin`: the original skill's API and command line, with its checks and messages,
-recording each execution
+Skills run with the interpreter they were started with (often the system ``python3``,
+betty_otel living in a virtual environment). ``install-skill`` records the installing
+interpreter in the shims (``INSTALLED``) and copies this module and its two parts
+beside them. A shim that cannot import betty_otel takes from `dropin` the original
+skill's API and command line, with its checks and messages, recording each execution
+through betty_otel in a helper process of the installing interpreter, isolated from
+what the skill's interpreter was started with (`betty_otel.dropin_fallback_helper`);
+else with the standard library, inputs, metadata and error text left out since only
+betty_otel redacts secrets (`betty_otel.dropin_fallback_log`; said once). The skill's
+process imports nothing of the installing interpreter's.
 
-1. through betty_otel, in a helper process of the installing interpreter started on
-   first use, once per process, isolated from what the skill's interpreter was started
-   with (`betty_otel.dropin_fallback_helper`); the skill's own process imports nothing
-   of the installing interpreter's;
-2. else with the standard library, keeping the file's contract, inputs, metadata and
-   error text left out since only betty_otel redacts secrets
-   (`betty_otel.dropin_fallback_log`); the first such entry in a process says so.
-
-An entry that cannot be written at all raises OSError from `TelemetryCapture.capture`
-and fails the command line (exit 1), as in the original; the decorator and the context
-never fail the skill's code (one warning instead). So telemetry never turns a working
-skill into a failing one, and no entry is lost without a word. Output never fails: a
-closed stdout or stderr shows nothing, as print() shows nothing there.
+An entry that cannot be written raises OSError from `TelemetryCapture.capture` and
+fails the command line (exit 1), as in the original; the decorator and the context never
+fail the skill's code (one warning instead). Output never fails: a closed stdout or
+stderr shows nothing, as print() shows nothing there.
 
 Standard library only, Python 3.6 syntax and up (the oldest Python 3 a Betty repository
-is expected to run). Its process-wide facts live in `PROCESS`, outside betty_otel's
-state. Its copies of betty_otel's facts (statuses, usage text, messages, the file's
-layout) are held to betty_otel's by tests.
+is expected to run); process-wide facts in `PROCESS`, outside betty_otel's state; its
+copies of betty_otel's texts are held to betty_otel's by tests.
 """
 
 import functools
@@ -34,16 +27,12 @@ import inspect
 import json
 import os
 import sys
-import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from betty_otel import dropin_fallback_helper as helpers
     from betty_otel import dropin_fallback_log as plainlog
 else:
@@ -72,6 +61,7 @@ __all__ = [
     "capture_main",
     "capture_telemetry",
     "dropin",
+    "json_object",
 ]
 
 USAGE = (
@@ -82,10 +72,11 @@ USAGE = (
     '  python telemetry_capture.py agent.run failure 1500 API \'{"agent": "api.designer"}\''
 )
 """What the original printed (on stdout, exit 1) when given fewer than four arguments."""
-REDACTED = "***REDACTED***"
-"""What a value under one of the sanitize_keys becomes."""
+REDACTED = helpers.REDACTED
 _STATUSES = plainlog.STATUSES
 _ERROR_STATUSES = ("failure", "timeout", "error")
+_FIELDS = ("skill", "status", "duration_ms", "caller", "inputs", "error_message", "metadata")
+"""capture's arguments, in its order."""
 
 
 class _Process:
@@ -94,9 +85,7 @@ class _Process:
     def __init__(self) -> None:
         self.installed = {}  # type: dict[str, Any]
         self.repository = {}  # type: dict[str, Any]
-        self.helper = None  # type: helpers.Helper | None
-        self.unreachable = None  # type: str | None
-        self.start_lock = threading.Lock()
+        self.helpers = helpers.HelperSlot()
         self.said = set()  # type: set[str]
 
 
@@ -137,9 +126,11 @@ def _say(text: str, error: bool = False) -> None:
     except (OSError, ValueError):  # a broken pipe or a closed file: nothing to show there
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stream.fileno())  # so the flush at exit does not complain
-            os.close(devnull)
-        except (OSError, ValueError):
+            try:
+                os.dup2(devnull, stream.fileno())  # so the flush at exit does not complain
+            finally:
+                os.close(devnull)
+        except (AttributeError, OSError, ValueError):  # no descriptor behind it: nothing to do
             pass
 
 
@@ -156,49 +147,11 @@ def _once(key: str, text: str) -> None:
 
 
 def _after_fork_in_child() -> None:
-    """A forked child starts its own helper; its parent's stays the parent's."""
-    helper, PROCESS.helper = PROCESS.helper, None
-    PROCESS.start_lock = threading.Lock()
-    if helper is not None:
-        helper.forget()
+    PROCESS.helpers.after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):  # 3.7+; before, the child sees the pid change
+if hasattr(os, "register_at_fork"):  # 3.7+; before, the helper's pid says it is not ours
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _helper() -> "helpers.Helper | None":
-    """This process's helper, started on first use; None once it cannot be had."""
-    with PROCESS.start_lock:
-        helper = PROCESS.helper
-        if helper is not None and helper.pid == os.getpid():
-            return helper
-        if PROCESS.unreachable is not None:
-            return None
-        python = str(PROCESS.installed.get("python") or "")
-        try:
-            if not python:
-                raise helpers.UnreachableError("the shim names no interpreter")
-            PROCESS.helper = helpers.Helper(python, list(PROCESS.installed.get("paths") or ()))
-        except helpers.UnreachableError as exc:
-            _give_up(str(exc))
-        return PROCESS.helper
-
-
-def _give_up(reason: str) -> None:
-    """Record with the standard library from now on, and say why (once)."""
-    helper, PROCESS.helper = PROCESS.helper, None
-    if helper is not None:
-        helper.stop()
-    PROCESS.unreachable = reason
-    python = PROCESS.installed.get("python") or "the interpreter that installed the shims"
-    _once(
-        "helper",
-        f"telemetry is recorded without betty_otel: {python} could not run it ({reason})."
-        f" {sys.executable} writes each entry itself, leaving out inputs, metadata and error"
-        f" text (only betty_otel redacts secrets). Install betty-otel for {sys.executable},"
-        " or run `betty-telemetry install-skill` again with an interpreter that has it.",
-    )
 
 
 def _ask(request: "dict[str, Any]", key: str) -> Any:
@@ -208,14 +161,18 @@ def _ask(request: "dict[str, Any]", key: str) -> Any:
         UnreachableError: there is no helper (said once). ValueError, TypeError: betty_otel
             refused the arguments. OSError: any other failure (nothing was written).
     """
-    helper = _helper()
-    if helper is None:
-        raise helpers.UnreachableError(PROCESS.unreachable)
     try:
-        reply = helper.ask(request)
+        reply = PROCESS.helpers.ask(PROCESS.installed, request)
     except helpers.UnreachableError as exc:
-        with PROCESS.start_lock:
-            _give_up(str(exc))
+        python = PROCESS.installed.get("python") or "the interpreter that installed the shims"
+        _once(
+            "helper",
+            f"telemetry is recorded without betty_otel: {python} could not run it ({exc})."
+            f" {sys.executable} writes each entry itself, leaving out inputs, metadata and"
+            f" error text (only betty_otel redacts secrets). Install betty-otel for"
+            f" {sys.executable}, or run `betty-telemetry install-skill` again with an"
+            " interpreter that has it.",
+        )
         raise
     if "error" in reply:
         kind, message = reply["error"]
@@ -259,95 +216,23 @@ def _log_path(given: Any = None) -> Path:
     return Path(os.path.abspath(chosen))
 
 
-def _plain(value: Any, hidden: "frozenset[str]", removed: "list[str]", budget: "list[int]") -> Any:
-    """value as plain JSON values (a mapping's keys as text, other objects as their repr),
-    for betty_otel to redact; values under a hidden key become REDACTED (kept in removed)."""
-    budget[0] -= 1
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if budget[0] <= 0:
-        return "<left out: too large>"
-    if isinstance(value, dict):
-        plain = {}
-        for key, item in value.items():
-            name = key if isinstance(key, str) else _text(key)
-            if name.lower() in hidden:
-                removed.append(_text(item))
-                plain[name] = REDACTED
-            else:
-                plain[name] = _plain(item, hidden, removed, budget)
-        return plain
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(item, hidden, removed, budget) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return _text(value, repr)
-
-
-def _text(value: Any, show: "Callable[[Any], str]" = str) -> str:
-    try:
-        return show(value)
-    except Exception:  # noqa: BLE001 - a user's __str__ or __repr__ may raise anything
-        return f"<unrepresentable {type(value).__name__}>"
-
-
-def _request(fields: "dict[str, Any]", hidden: "frozenset[str]" = frozenset()) -> Any:
-    """fields as plain JSON values, hidden keys redacted in the inputs and metadata, and
-    the values they removed taken out of the error text too."""
-    removed = []  # type: list[str]
-    budget = [100_000]
-    plain = {
-        name: _plain(
-            value, hidden if name in ("inputs", "metadata") else frozenset(), removed, budget
-        )
-        for name, value in fields.items()
-    }
-    message = plain.get("error_message")
-    if isinstance(message, str):
-        for secret in removed:
-            if len(secret) >= 4:
-                message = message.replace(secret, REDACTED)
-        plain["error_message"] = message
-    return plain
-
-
 def _record_quietly(skill: str, caller: str, started: float, outcome: Any, data: Any) -> None:
     """_record for the decorator and the context: a failure is said once, never raised."""
     status, error = outcome
     inputs, metadata, hidden = data
-    fields = {
-        "skill": skill,
-        "status": status,
-        "duration_ms": (time.perf_counter() - started) * 1000,
-        "caller": caller,
-        "inputs": inputs,
-        "error_message": error,
-        "metadata": metadata,
-    }
+    duration = (time.perf_counter() - started) * 1000
+    fields = dict(zip(_FIELDS, (skill, status, duration, caller, inputs, error, metadata)))
     try:
-        _record(_log_path(), {}, _request(fields, hidden), False)
+        _record(_log_path(), {}, helpers.plain_fields(fields, hidden), False)
     except Exception as exc:  # noqa: BLE001 - telemetry never fails the skill's code
         _once("lost", f"telemetry is not recorded: {exc}")
-
-
-def _outcome(exc: BaseException) -> "tuple[str, str | None]":
-    """(status, error message) of an exception that ended an execution, as betty_otel says."""
-    if isinstance(exc, SystemExit):
-        if exc.code is None or exc.code == 0:
-            return "success", None
-        return "failure", f"Exited with code {_text(exc.code)}"
-    message = _text(exc)
-    described = type(exc).__name__ + (": " + message if message else "")
-    if any(kind.__name__ == "TimeoutError" for kind in type(exc).__mro__):
-        return "timeout", described
-    return ("failure" if isinstance(exc, Exception) else "error"), described
 
 
 def _result_outcome(result: Any) -> "tuple[str, str | None]":
     """A Betty-style ``{"status": ...}`` result's outcome; success otherwise."""
     if isinstance(result, dict) and result.get("status") in _STATUSES[1:]:
         error = result.get("error_message") or result.get("error")
-        return result["status"], None if error is None else _text(error)
+        return result["status"], None if error is None else helpers.text_of(error)
     return "success", None
 
 
@@ -368,7 +253,7 @@ def capture_telemetry(
             capture_inputs=capture_inputs,
             sanitize_keys=sanitize_keys,
         )
-    skill = skill_name or getattr(wrapped, "__qualname__", None) or _text(wrapped)
+    skill = skill_name or getattr(wrapped, "__qualname__", None) or helpers.text_of(wrapped)
     hidden = frozenset(str(key).lower() for key in sanitize_keys or ())
     try:
         signature = inspect.signature(wrapped) if capture_inputs else None
@@ -392,20 +277,16 @@ def capture_telemetry(
     def done(started: float, args: Any, kwargs: Any, outcome: Any) -> None:
         _record_quietly(skill, caller, started, outcome, (inputs_of(args, kwargs), None, hidden))
 
-    if inspect.iscoroutinefunction(wrapped):
-
-        @functools.wraps(wrapped)
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                done(started, args, kwargs, _outcome(exc))
-                raise
-            done(started, args, kwargs, _result_outcome(result))
-            return result
-
-        return run_async
+    @functools.wraps(wrapped)
+    async def run_async(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            done(started, args, kwargs, helpers.outcome_of(exc))
+            raise
+        done(started, args, kwargs, _result_outcome(result))
+        return result
 
     @functools.wraps(wrapped)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -413,12 +294,12 @@ def capture_telemetry(
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            done(started, args, kwargs, _outcome(exc))
+            done(started, args, kwargs, helpers.outcome_of(exc))
             raise
         done(started, args, kwargs, _result_outcome(result))
         return result
 
-    return run
+    return run_async if inspect.iscoroutinefunction(wrapped) else run
 
 
 class TelemetryContext:
@@ -451,7 +332,7 @@ class TelemetryContext:
         status, error = self._status or "success", self._error
         if exc is not None:
             kept = status in _ERROR_STATUSES
-            raised = _outcome(exc)
+            raised = helpers.outcome_of(exc)
             status = status if kept else raised[0]
             error = error if kept and error is not None else raised[1]
         data = (self._inputs, self._metadata, self._hidden)
@@ -479,7 +360,7 @@ class TelemetryContext:
 
     def set_error(self, message: Any) -> None:
         """Record an error message; the status becomes failure unless error or timeout."""
-        self._error = _text(message)
+        self._error = helpers.text_of(message)
         if self._status not in ("error", "timeout"):
             self._status = "failure"
 
@@ -513,16 +394,9 @@ class TelemetryCapture:
                 invalid argument. TypeError: a value of the wrong type. OSError: the
                 entry could not be written.
         """
-        fields = {
-            "skill": skill,
-            "status": status,
-            "duration_ms": duration_ms,
-            "caller": caller,
-            "inputs": inputs,
-            "error_message": error_message,
-            "metadata": metadata,
-        }
-        entry = _record(self.path, self._options, _request(fields), False)
+        given = (skill, status, duration_ms, caller, inputs, error_message, metadata)
+        fields = dict(zip(_FIELDS, given))
+        entry = _record(self.path, self._options, helpers.plain_fields(fields), False)
         return dict(entry)
 
     def query(
@@ -540,7 +414,7 @@ class TelemetryCapture:
         """
         filters = dict(more, skill=skill, status=status, caller=caller, limit=limit)
         request = {"op": "query", "file": str(self.path), "options": self._options}
-        plain = _plain(filters, frozenset(), [], [1 << 30])
+        plain = helpers.plain_fields(filters, limit=1 << 30)
         try:
             return list(_ask(dict(request, filters=plain), "entries"))
         except helpers.UnreachableError:
@@ -550,7 +424,7 @@ class TelemetryCapture:
         return plainlog.query_entries(self.path, skill, status, caller, limit)
 
 
-def _json_object(name: str, text: str) -> "dict[str, Any]":
+def json_object(name: str, text: str) -> "dict[str, Any]":
     """text parsed as a JSON object, with betty_otel's messages (never quoting the text)."""
     try:
         value = json.loads(text)
@@ -571,19 +445,11 @@ def capture_main(argv: "list[str]") -> int:
         _say(USAGE)
         return 1
     try:
-        inputs = _json_object("inputs", argv[4]) if len(argv) > 4 else None
+        inputs = json_object("inputs", argv[4]) if len(argv) > 4 else None
     except ValueError as exc:
         _say(f"Error: {exc}", error=True)
         return 1
-    fields = {
-        "skill": argv[0],
-        "status": argv[1],
-        "duration_ms": argv[2],
-        "caller": argv[3],
-        "inputs": inputs,
-        "error_message": argv[5] if len(argv) > 5 else None,
-        "metadata": None,
-    }
+    fields = dict(zip(_FIELDS, [*argv[:4], inputs, argv[5] if len(argv) > 5 else None, None]))
     try:
         path = _log_path()
         entry = _record(path, {}, fields, True)

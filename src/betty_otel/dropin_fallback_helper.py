@@ -8,7 +8,13 @@ no ``PYTHON*`` variable in its environment, so ``PYTHONHOME``, ``PYTHONPATH`` or
 given to the skill never reach it. It must say it is ready before it is used; then it
 answers one JSON request a line with one JSON reply a line, each within a deadline.
 Anything else (it does not start, ends, stops reading, answers late or garbled) raises
-`UnreachableError`, and the helper is stopped.
+`UnreachableError`, and the helper is stopped. A process has one (`HelperSlot`): started
+on first use, never shared with a forked child, given up for good once it failed.
+
+What a request carries is plain JSON (`plain_fields`; `outcome_of` an exception, in
+betty_otel's words): betty_otel redacts it in the helper, except the values under the
+decorator's sanitize_keys, which never leave the skill's process (nor does their text,
+taken out of the error message).
 """
 
 import json
@@ -17,9 +23,23 @@ import select
 import subprocess
 import threading
 import time
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ANSWER_TIMEOUT", "START_TIMEOUT", "Helper", "UnreachableError"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "ANSWER_TIMEOUT",
+    "REDACTED",
+    "START_TIMEOUT",
+    "Helper",
+    "HelperSlot",
+    "UnreachableError",
+    "outcome_of",
+    "plain_fields",
+    "text_of",
+]
 
 START_TIMEOUT = 60.0
 """Seconds the helper may take to start (importing betty_otel on a busy machine)."""
@@ -35,6 +55,10 @@ _SERVE = (
 )
 """The helper's program: betty_otel.dropin.serve, imported where the installing
 interpreter imports it from (its site folders, with their .pth files)."""
+REDACTED = "***REDACTED***"
+"""What a value under one of the sanitize_keys becomes."""
+_MAX_DEPTH = 64
+"""Levels of nesting a request keeps (betty_otel cuts deeper ones itself)."""
 
 
 class UnreachableError(Exception):
@@ -142,3 +166,130 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+class HelperSlot:
+    """This process's helper: started on first use, one per process (a forked child
+    starts its own), given up for good once it failed (the reason is kept)."""
+
+    def __init__(self) -> None:
+        self.helper = None  # type: Helper | None
+        self.unreachable = None  # type: str | None
+        self.lock = threading.Lock()
+
+    def ask(self, installed: "dict[str, Any]", request: "dict[str, Any]") -> "dict[str, Any]":
+        """The reply of this process's helper (installed: the shim's INSTALLED) to request.
+
+        Raises:
+            UnreachableError: no helper can be had, now or since it failed.
+        """
+        with self.lock:
+            helper = self.helper
+            if helper is None or helper.pid != os.getpid():
+                if helper is not None:  # a forked child's copy of its parent's pipes
+                    helper.forget()
+                    self.helper = None
+                if self.unreachable is not None:
+                    raise UnreachableError(self.unreachable)
+                python = str(installed.get("python") or "")
+                try:
+                    if not python:
+                        raise UnreachableError("the shim names no interpreter")
+                    helper = self.helper = Helper(python, list(installed.get("paths") or ()))
+                except UnreachableError as exc:
+                    self.unreachable = str(exc)
+                    raise
+        try:
+            return helper.ask(request)
+        except UnreachableError as exc:
+            with self.lock:
+                self.give_up(str(exc))
+            raise
+
+    def give_up(self, reason: str) -> None:
+        """Stop the helper; every later ask raises UnreachableError(reason)."""
+        helper, self.helper = self.helper, None
+        if helper is not None:
+            helper.stop()
+        self.unreachable = reason
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: let go of the parent's helper (the child starts its own)."""
+        helper, self.helper = self.helper, None
+        self.lock = threading.Lock()
+        if helper is not None:
+            helper.forget()
+
+
+def plain_fields(
+    fields: "dict[str, Any]", hidden: "frozenset[str]" = frozenset(), limit: int = 100_000
+) -> "dict[str, Any]":
+    """fields as plain JSON values (`_plain`, at most limit values): hidden keys (lower
+    case) redacted in the inputs and metadata, and the text of the values they removed
+    taken out of the error message too."""
+    removed = []  # type: list[str]
+    budget = [limit, 0]  # values left, depth now
+    plain = {}
+    for name, value in fields.items():
+        keys = hidden if name in ("inputs", "metadata") else frozenset()
+        plain[name] = _plain(value, keys, removed, budget)
+    message = plain.get("error_message")
+    if isinstance(message, str):
+        for secret in removed:
+            if len(secret) >= 4:  # shorter ones would blank out ordinary words
+                message = message.replace(secret, REDACTED)
+        plain["error_message"] = message
+    return plain
+
+
+def _plain(value: Any, hidden: "frozenset[str]", removed: "list[str]", budget: "list[int]") -> Any:
+    """value as plain JSON values for betty_otel to redact: a mapping's keys as text,
+    sequences and sets as lists, other objects as their repr; values under a hidden key
+    become REDACTED (their text kept in removed). At most budget[0] values and
+    _MAX_DEPTH levels (cycles included): beyond, a marker."""
+    budget[0] -= 1
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if budget[0] <= 0 or budget[1] >= _MAX_DEPTH:
+        return "<left out: too large or too deep>"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if not isinstance(value, (dict, list, tuple, set, frozenset)):
+        return text_of(value, repr)
+    budget[1] += 1
+    try:
+        if not isinstance(value, dict):
+            return [_plain(item, hidden, removed, budget) for item in value]
+        plain = {}
+        for key, item in value.items():
+            name = key if isinstance(key, str) else text_of(key)
+            if name.lower() in hidden:
+                removed.append(text_of(item))
+                plain[name] = REDACTED
+            else:
+                plain[name] = _plain(item, hidden, removed, budget)
+        return plain
+    finally:
+        budget[1] -= 1
+
+
+def text_of(value: Any, show: "Callable[[Any], str]" = str) -> str:
+    """show(value) (str by default); a marker when the user's __str__ or __repr__ raises."""
+    try:
+        return str(show(value))
+    except Exception:  # noqa: BLE001 - a user's __str__ or __repr__ may raise anything
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def outcome_of(exc: BaseException) -> "tuple[str, str | None]":
+    """(status, error message) of an exception that ended an execution, in betty_otel's
+    words (``Type: message``; a timeout, an error that is no Exception, an exit code)."""
+    if isinstance(exc, SystemExit):
+        if exc.code is None or exc.code == 0:
+            return "success", None
+        return "failure", f"Exited with code {text_of(exc.code)}"
+    message = text_of(exc)
+    described = type(exc).__name__ + (": " + message if message else "")
+    if any(kind.__name__ == "TimeoutError" for kind in type(exc).__mro__):
+        return "timeout", described
+    return ("failure" if isinstance(exc, Exception) else "error"), described
