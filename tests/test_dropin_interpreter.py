@@ -16,8 +16,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
-import site
 import subprocess
 import sys
 import textwrap
@@ -36,7 +34,7 @@ from dropin_helpers import (
     betty_repo,  # noqa: F401 - the repo fixture
     doc_blocks,
     install,
-    make_venv,
+    orphaned_fixture,  # noqa: F401 - the orphaned fixture
     plain_python_fixture,  # noqa: F401 - the plain_python fixture
     run_python,
     shell,
@@ -49,16 +47,6 @@ RECORDED_ITSELF = "Warning: telemetry is recorded without betty_otel: "
 SKIPPED = "Warning: telemetry is not recorded (this skill runs unchanged): "
 """The one warning of a process whose fallback beside the shims cannot be loaded."""
 CAPTURE = str(SKILL / "telemetry_capture.py")
-
-
-def _site_packages(python: Path) -> Path:
-    found = subprocess.run(
-        [str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(found.stdout.strip())
 
 
 def _run(
@@ -74,22 +62,6 @@ def _run(
         timeout=120,
         check=False,
     )
-
-
-@pytest.fixture
-def orphaned(repo: Path, tmp_path: Path) -> Path:
-    """repo, its shims installed by an interpreter that is gone since (a deleted venv
-    that reached betty_otel through a .pth file): no betty_otel is reachable any more."""
-    installer = make_venv(tmp_path / "gone")
-    links = [str(Path(dropin_fallback.__file__).resolve().parents[1]), *site.getsitepackages()]
-    (_site_packages(installer) / "betty.pth").write_text("\n".join(links) + "\n")
-    result = _run(repo, installer, "-m", "betty_otel", "install-skill", str(repo))
-    assert result.returncode == 0, result.stderr
-    shim = (repo / SKILL / "telemetry_capture.py").read_text()
-    assert str(installer) in shim
-    assert str(_site_packages(installer)) in shim
-    shutil.rmtree(tmp_path / "gone")
-    return repo
 
 
 @pytest.fixture

@@ -57,6 +57,15 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             sys.stderr.write(escape_controls(usage.getvalue(), lines=True))
 
 
+def _flushed(code: int) -> int:
+    """code, once stdout is flushed; a reader that went away changes nothing."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status.
 
@@ -69,8 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(named)  # only that command's family: quicker, parses alike
     try:
         args = _parse(parser, given)
-    except SystemExit as exc:  # --help (0) or a usage error (2)
-        return exc.code if isinstance(exc.code, int) else 2
+    except SystemExit as exc:  # --help or --version (0), or a usage error (2)
+        return _flushed(exc.code if isinstance(exc.code, int) else 2)
+    except BrokenPipeError:  # --version, its reader gone
+        quiet_stdout()
+        return 0
     if isinstance(sys.stdout, io.TextIOWrapper):  # never fail on a non-UTF-8 terminal
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
