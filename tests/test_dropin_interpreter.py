@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from betty_otel import dropin_fallback
-from betty_otel.cli.install import shim_text
+from betty_otel.cli.install import install_skill, shim_text
 from dropin_helpers import (
     FALLBACK,
     FALLBACKS,
@@ -352,6 +352,34 @@ def test_the_fallback_beside_the_shims_is_betty_otels(repo: Path) -> None:
         assert (repo / SKILL / copy).read_bytes() == (package / module).read_bytes()
     written = [line.split(": ")[0].rsplit("/", 1)[-1] for line in result.stdout.splitlines()[1:-1]]
     assert written == [*FALLBACKS[1:], FALLBACK, *SHIMS]
+
+
+@pytest.mark.faults
+def test_an_install_that_fails_midway_leaves_whole_files_and_the_old_shims(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure placing the fallback (a full disk) leaves the parts written before it
+    whole, no half-written file, and the shims that were there untouched: nothing
+    points at a fallback that is not there."""
+    real_link = os.link
+
+    def link(source: str, target: str) -> None:
+        if Path(target).name == FALLBACK:
+            raise OSError(28, "No space left on device")
+        real_link(source, target)
+
+    monkeypatch.setattr(os, "link", link)
+    with pytest.raises(OSError, match="No space left"):
+        install_skill(repo)
+    folder = repo / SKILL
+    package = Path(dropin_fallback.__file__).parent
+    for part in FALLBACKS[1:]:
+        module = part.replace("betty_otel_fallback", "dropin_fallback")
+        assert (folder / part).read_bytes() == (package / module).read_bytes()
+    assert not (folder / FALLBACK).exists()
+    assert (folder / "telemetry_capture.py").read_text() == "# the original skill\n"
+    assert (folder / "telemetry_utils.py").read_text() == "# the original utilities\n"
+    assert not [path.name for path in folder.iterdir() if path.name.endswith(".new")]
 
 
 # ---------------------------------------------------------------------------
