@@ -204,14 +204,14 @@ def test_a_new_log_is_put_in_place_whole_private_and_in_the_canonical_layout(
     assert sorted(p.name for p in path.parent.iterdir()) == ["telemetry.json"]
 
 
-@pytest.mark.parametrize("start", ["betty_otel's", "empty array", "empty canonical"])
+@pytest.mark.parametrize("start", ["betty_otel's", "empty array", "empty canonical", "0 bytes"])
 def test_appends_keep_the_canonical_layout_beside_betty_otel(tmp_path: Path, start: str) -> None:
     path = tmp_path / "telemetry.json"
     first = [make_entry(1), make_entry(2)] if start == "betty_otel's" else []
     if start == "betty_otel's":
         TelemetryStore(path).append(first)
     else:
-        path.write_bytes(b"[\n]\n" if start == "empty canonical" else b"[]")
+        path.write_bytes({"empty canonical": b"[\n]\n", "empty array": b"[]"}.get(start, b""))
     ours = [_entry(3), _entry(4)]
     for entry in ours:
         plainlog.append_entry(str(path), entry)

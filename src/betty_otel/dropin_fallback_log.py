@@ -11,7 +11,8 @@ file's contract as betty_otel's writer does (DESIGN.md, "The file"):
 - betty_otel's own end (an entry line or the empty array, then ``\\n]\\n``) is whole
   when seen under the lock. Any other end may be an old writer's dump whose last bytes
   land after it unlocks: it is appended to only once it has stayed the same for
-  GRACE seconds and the whole file parses as an array; never cut, never moved.
+  GRACE seconds and the whole file parses as an array (an empty file then gets a new
+  array); never cut, never moved.
 
 Only betty_otel redacts secrets, so `plain_entry` leaves out what may hold one: inputs
 and metadata are empty, an error text reads ``(withheld)``, and ``metadata.withheld``
@@ -208,6 +209,8 @@ def _insertion(fd: int, size: int, settled: bool) -> "tuple[int, bytes] | None":
             return size - 3, b",\n"
     if not settled:
         return None
+    if size == 0:  # no data at all (what an interrupted creator leaves): a new array
+        return 0, b"[\n"
     whole = _read_at(fd, 0, size)
     try:
         array = json.loads(whole.decode("utf-8-sig"))
