@@ -7,6 +7,8 @@ examples, and running them the way skills run, with a chosen interpreter.
   by the system ``python3`` meets.
 - `doc_blocks`: the code blocks of ../shared/betty/telemetry.capture.md (or of another
   Markdown file, such as the README), by heading.
+- `orphaned` (`orphaned_fixture`): a fixture, `repo` with shims whose installing
+  interpreter is gone since: no betty_otel is reachable from them.
 - `install`, `shell`, `run_python`, `skill_env`: install the shims, run the documented
   command lines and Python examples.
 """
@@ -14,12 +16,15 @@ examples, and running them the way skills run, with a chosen interpreter.
 from __future__ import annotations
 
 import os
+import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import betty_otel
 from cli_helpers import run
 
 DOC = Path(__file__).resolve().parents[1].parent / "shared" / "betty" / "telemetry.capture.md"
@@ -27,6 +32,8 @@ DOC = Path(__file__).resolve().parents[1].parent / "shared" / "betty" / "telemet
 SKILL = Path("skills") / "telemetry.capture"
 SHIMS = ("telemetry_capture.py", "telemetry_utils.py")
 FALLBACK = "betty_otel_fallback.py"
+FALLBACKS = (FALLBACK, "betty_otel_fallback_helper.py", "betty_otel_fallback_log.py")
+"""The fallback and its parts, beside the shims."""
 
 # Names the documentation's examples leave to the reader ("... implementation").
 STUBS = """\
@@ -144,3 +151,37 @@ def run_python(
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     return result
+
+
+def site_packages(python: Path) -> Path:
+    """The first site folder of python (a venv's site-packages)."""
+    found = subprocess.run(
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(found.stdout.strip())
+
+
+@pytest.fixture(name="orphaned")
+def orphaned_fixture(repo: Path, tmp_path: Path) -> Path:
+    """repo, its shims installed by an interpreter that is gone since (a deleted venv
+    that reached betty_otel through a .pth file): no betty_otel is reachable any more."""
+    installer = make_venv(tmp_path / "gone")
+    links = [str(Path(betty_otel.__file__).resolve().parents[1]), *site.getsitepackages()]
+    (site_packages(installer) / "betty.pth").write_text("\n".join(links) + "\n")
+    result = subprocess.run(
+        [str(installer), "-m", "betty_otel", "install-skill", str(repo)],
+        env=skill_env(installer),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shim = (repo / SKILL / "telemetry_capture.py").read_text()
+    assert str(installer) in shim
+    assert str(site_packages(installer)) in shim
+    shutil.rmtree(tmp_path / "gone")
+    return repo

@@ -399,7 +399,6 @@ def test_own_provider_resource_honours_otel_service_name_and_resource_attributes
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     betty_otel.configure(tmp_path / "t.json", otlp=False)
     current = _setup.pipeline()
-    assert current.owns_provider
     assert current.provider is not None
     attributes = current.provider.resource.attributes
     assert attributes["service.name"] == "betty-tests"

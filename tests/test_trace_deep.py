@@ -426,6 +426,15 @@ def test_trace_takes_the_log_first_like_every_reader_and_the_old_forms_still_wor
         (lambda log: trace(log, TRACE, trace_id=TRACE), TypeError, "the trace id twice"),
         (lambda log: TelemetryCapture(log).trace("x.json"), ValueError, "32 hex digits"),
         (lambda log: TelemetryCapture(log).trace(log), TypeError, "got PosixPath"),
+        # A trace id where the log goes: never read as the log's name.
+        (lambda _log: trace(TRACE, trace_id=TRACE), TypeError, "reads as a trace id"),
+        (lambda _log: trace(TRACE, trace_id="cd" * 16), TypeError, "reads as a trace id"),
+        (lambda _log: trace(TRACE, "abc123"), TypeError, "reads as a trace id"),
+        (lambda _log: trace("ab" * 15, TRACE), TypeError, "reads as a trace id"),
+        (lambda log: trace(str(log), str(log)), ValueError, "32 hex digits"),
+        (lambda log: trace(TRACE, log, telemetry_file=log), TypeError, "the log twice"),
+        (lambda log: trace(log, trace_id=TRACE, telemetry_file=log), TypeError, "the log twice"),
+        (lambda log: trace(trace_id=TRACE, telemetry_file=log, path=log), TypeError, "path"),
     ],
 )
 def test_a_wrong_call_fails_loudly_instead_of_returning_nothing(
@@ -437,14 +446,21 @@ def test_a_wrong_call_fails_loudly_instead_of_returning_nothing(
 
 
 def test_the_cli_refuses_a_trace_id_that_is_not_one(tmp_path: Path) -> None:
+    """trace()'s own check, as a usage error (exit 2), before the log is looked for;
+    a trace id that is one, in a log that is not there, is a failed command (exit 1)."""
     log = write_log(tmp_path / "telemetry.json", chain(3))
-    result = run("trace", str(log), "--file", str(log))
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.splitlines()[-1] == (
-        "betty-telemetry: error: TRACE_ID must be a trace's id (32 hex digits for W3C), "
-        f"got '{log}'"
-    )
+    missing = str(tmp_path / "missing.json")
+    for value, file in ((str(log), str(log)), ("", missing)):
+        result = run("trace", value, "--file", file)
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr.splitlines()[-1] == (
+            "betty-telemetry: error: trace_id must be a trace's id (32 hex digits for W3C), "
+            f"got {value!r}"
+        )
+    result = run("trace", TRACE, "--file", missing)
+    assert result.returncode == 1
+    assert result.stderr == f"Error: {missing} does not exist (check the --file path)\n"
 
 
 def test_the_waterfall_marks_broken_links(tmp_path: Path) -> None:

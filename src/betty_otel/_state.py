@@ -52,6 +52,7 @@ class ProcessState:
         "recording_tracer",
         "redaction_rules",
         "setup_lock",
+        "shim_log",
         "switches",
         "thread_hooks",
     )
@@ -101,6 +102,9 @@ class ProcessState:
         installed (owner: _setup.threads)."""
         self.redaction_rules: RedactionRules | None = None
         """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
+        self.shim_log: tuple[str, str | None] | None = None
+        """The repository (and install-skill --file) of the drop-in shim this process
+        imported, whose log is its default (owner: _setup.shimlog)."""
         self.log_setup: Callable[[], None] | None = None
         """A logging configuration to apply before betty_otel first logs, while logging is
         not imported yet (the CLI's handler on stderr; owner: _logs)."""

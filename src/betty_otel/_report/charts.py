@@ -17,7 +17,7 @@ from betty_otel._leaves import bounded_text
 from betty_otel._report.buckets import utc_moment
 from betty_otel._report.summary import ReportData, TrendPoint
 from betty_otel.query import TraceNode
-from betty_otel.query.trace import span_bounds
+from betty_otel.query.trace import INDENT_LEVELS, depth_mark, span_bounds
 
 MISSING_PLOTLY: Final = "the report needs plotly: pip install 'betty-otel[report]'"
 
@@ -40,6 +40,9 @@ __all__ = [
 Figure = dict[str, Any]
 """A figure as plotly.js takes it: {"data": [...], "layout": {...}}."""
 
+WATERFALL_ROWS: Final = 200
+"""The executions a waterfall shows at most: the first, depth first (plotly draws every bar)."""
+
 STATUS_COLORS: Final = {
     "success": "#2e9e5b",
     "failure": "#d64545",
@@ -59,6 +62,14 @@ _SKILL_COLORS: Final = (
     "#17becf",
 )
 _FONT: Final = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12}
+_TREND_ROWS: Final = (
+    ("executions", "count"),
+    ("failure rate %", "failure_rate"),
+    ("p50 ms", "p50"),
+    ("p95 ms", "p95"),
+    ("p99 ms", "p99"),
+)
+"""The trends chart's rows: (axis title, TrendPoint field)."""
 
 
 def text(value: object) -> str:
@@ -113,15 +124,6 @@ def timeline(data: ReportData) -> Figure:
     fig.update_xaxes(type="date")
     fig.update_yaxes(title_text="executions", rangemode="tozero")
     return _figure(fig)
-
-
-_TREND_ROWS: Final = (
-    ("executions", "count"),
-    ("failure rate %", "failure_rate"),
-    ("p50 ms", "p50"),
-    ("p95 ms", "p95"),
-    ("p99 ms", "p99"),
-)
 
 
 def _trend_value(point: TrendPoint, field: str) -> float | None:
@@ -183,12 +185,6 @@ def _hover(entry: Mapping[str, Any], note: str | None) -> str:
     return "<br>".join(lines)
 
 
-WATERFALL_ROWS: Final = 200
-"""The executions a waterfall shows at most: the first, depth first (plotly draws every bar)."""
-_WATERFALL_INDENT: Final = 16
-"""Levels indented in a waterfall's labels; deeper rows stay there and show their depth."""
-
-
 def _waterfall_rows(
     roots: Iterable[TraceNode], limit: int
 ) -> tuple[list[tuple[int, TraceNode, tuple[float, float]]], int]:
@@ -206,11 +202,11 @@ def _waterfall_rows(
 
 
 def _waterfall_label(depth: int, node: TraceNode) -> str:
-    """A row's label: the skill, indented by depth up to a cap, then marked with the depth."""
-    indent = "  " * min(depth, _WATERFALL_INDENT) + ("└ " if depth else "")
-    shown = f"[depth {depth:,}] " if depth >= _WATERFALL_INDENT else ""
+    """A row's label: the skill, indented by depth up to INDENT_LEVELS, then marked with
+    its depth."""
+    indent = "  " * min(depth, INDENT_LEVELS) + ("└ " if depth else "")
     flag = " ⚠" if node.note is not None else ""
-    return f"{indent}{shown}{text(node.skill)}{flag}"
+    return f"{indent}{depth_mark(depth)}{text(node.skill)}{flag}"
 
 
 def waterfall(trace_id: str, roots: Iterable[TraceNode], limit: int = WATERFALL_ROWS) -> Figure:

@@ -50,6 +50,7 @@ from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
 from betty_otel._setup.sampling import audit
+from betty_otel._setup.shimlog import shim_log
 from betty_otel._setup.threads import propagate_to_threads
 from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
@@ -80,7 +81,6 @@ class Pipeline:
     tracer: trace.Tracer | None
     exporter: BettyFileExporter | None = None
     provider: TracerProvider | None = None
-    owns_provider: bool = False
     remote_parent: Context | None = None
     """The parent of root executions: $TRACEPARENT when betty_otel was configured."""
     file_processor: SpanProcessor | None = None
@@ -160,7 +160,9 @@ def configure(
     """Set up (or redo) where betty_otel's spans go; returns the file exporter.
 
     Args:
-        telemetry_file: the file; None means $BETTY_TELEMETRY_FILE or ./registry/telemetry.json.
+        telemetry_file: the file; None means $BETTY_TELEMETRY_FILE, else the log of the
+            drop-in shim this process imported (`betty_otel._setup.shimlog`), else
+            registry/telemetry.json of the Betty repository (see the README).
         batch: write the file from a background batch processor instead of
             synchronously (faster calls; entries reach the disk within ~1 s and at
             exit). A per-process optimisation: forked and multiprocessing children
@@ -200,7 +202,7 @@ def configure(
             _replace(Pipeline(tracer=None))
             return None
         exporter = BettyFileExporter(
-            telemetry_file,
+            telemetry_file if telemetry_file is not None else shim_log(),
             all_spans=all_spans,
             timezone=timezone,
             fsync=fsync,
@@ -275,7 +277,6 @@ def _own_pipeline(
         tracer=provider.get_tracer(TRACER_NAME),
         exporter=exporter,
         provider=provider,
-        owns_provider=True,
         file_processor=file_processor,
         collectors=collectors,
         switch=switch,

@@ -10,13 +10,12 @@ import argparse
 import contextlib
 import importlib
 import io
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 from betty_otel._logs import configure_later, logger
 from betty_otel.cli.parser import COMMANDS, PROG, UsageError, build_parser
-from betty_otel.cli.terminal import err, escape_controls
+from betty_otel.cli.terminal import err, escape_controls, open_closed_streams, quiet_stdout
 
 __all__ = ["main"]
 
@@ -58,15 +57,32 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             sys.stderr.write(escape_controls(usage.getvalue(), lines=True))
 
 
+def _flushed(code: int) -> int:
+    """code, once stdout is flushed; a reader that went away changes nothing."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status."""
+    """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status.
+
+    A closed stdout or stderr, or a stdout whose reader went away, is never an error:
+    what would go there is dropped.
+    """
+    open_closed_streams()
     given = sys.argv[1:] if argv is None else list(argv)
     named = given[0] if given and given[0] in COMMANDS else None
     parser = build_parser(named)  # only that command's family: quicker, parses alike
     try:
         args = _parse(parser, given)
-    except SystemExit as exc:  # --help (0) or a usage error (2)
-        return exc.code if isinstance(exc.code, int) else 2
+    except SystemExit as exc:  # --help or --version (0), or a usage error (2)
+        return _flushed(exc.code if isinstance(exc.code, int) else 2)
+    except BrokenPipeError:  # --version, its reader gone
+        quiet_stdout()
+        return 0
     if isinstance(sys.stdout, io.TextIOWrapper):  # never fail on a non-UTF-8 terminal
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
@@ -81,8 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (| head): not an error. Keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        quiet_stdout()
         return 0
     except Exception as exc:  # noqa: BLE001 - a CLI reports errors; it does not dump tracebacks
         logger(__name__).debug("%s failed", args.command, exc_info=True)

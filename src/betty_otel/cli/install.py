@@ -3,12 +3,16 @@
 It writes ``skills/telemetry.capture/telemetry_capture.py`` and ``telemetry_utils.py``,
 thin shims over `betty_otel.dropin`, so every skill that imports the original
 telemetry.capture skill, or runs its script from a shell, writes through betty_otel
-without an edit; and ``betty_otel_fallback.py`` beside them (`betty_otel.dropin_fallback`),
-for skills run by an interpreter that cannot import betty_otel. The shims record the
-installing interpreter (the one that has betty_otel): its path, its import paths and
-its extension ABI, which the fallback uses. A file already there is never overwritten:
-it is renamed first to ``<name>.orig-<UTC time>`` beside the new one (a file already
-up to date is left alone).
+without an edit; and, first, ``betty_otel_fallback.py`` with its two parts beside them
+(`betty_otel.dropin_fallback`), for skills run by an interpreter that cannot import
+betty_otel. The shims record the installing interpreter (the one that has betty_otel):
+its path and import paths, which the fallback runs betty_otel with. Every file appears
+whole or not at all (written aside, then linked into place), and a file already there is
+never overwritten: it is renamed first to ``<name>.orig-<UTC time>`` beside the new one
+(a file already up to date is left alone).
+
+The shims and the fallback are Python 3.6 syntax: they run with whatever Python 3 the
+repository's skills run with.
 """
 
 from __future__ import annotations
@@ -17,18 +21,28 @@ import argparse
 import os
 import site
 import sys
-import sysconfig
 from pathlib import Path
+from types import ModuleType
 from typing import Final, NamedTuple
 
 import betty_otel
-from betty_otel import dropin_fallback
+from betty_otel import dropin_fallback, dropin_fallback_helper, dropin_fallback_log
 from betty_otel._store import betty_root, resolve_path
 from betty_otel._store.files import aside_path
 from betty_otel.cli.parser import CommandError
 from betty_otel.cli.terminal import out
 
-__all__ = ["FALLBACK", "SKILL_DIR", "Installed", "cmd_install_skill", "install_skill"]
+__all__ = [
+    "FALLBACK",
+    "FALLBACKS",
+    "SHIMS",
+    "SKILL_DIR",
+    "Installed",
+    "cmd_install_skill",
+    "import_paths",
+    "install_skill",
+    "shim_text",
+]
 
 SKILL_DIR: Final = Path("skills") / "telemetry.capture"
 """Where a Betty repository keeps the telemetry.capture skill."""
@@ -36,48 +50,113 @@ SKILL_DIR: Final = Path("skills") / "telemetry.capture"
 FALLBACK: Final = "betty_otel_fallback.py"
 """The name of `betty_otel.dropin_fallback`'s copy beside the shims."""
 
+FALLBACKS: Final[dict[str, ModuleType]] = {
+    "betty_otel_fallback_helper.py": dropin_fallback_helper,
+    "betty_otel_fallback_log.py": dropin_fallback_log,
+    FALLBACK: dropin_fallback,
+}
+"""The fallback's files beside the shims (its parts are named after it), in the order
+they are written: each is complete before anything that loads it is in place."""
+
 _HEADER: Final = '''#!{python}
 """Betty's telemetry.capture skill as a drop-in over betty_otel {version}.
 
 Written by `betty-telemetry install-skill`; a file it replaced is saved beside it
 as {name}.orig-<UTC time>. Code written for the original skill runs unchanged
 and writes through betty_otel: the locked, append-only registry/telemetry.json
-of this repository (BETTY_HOME defaults to it), and OpenTelemetry spans when
-a collector is configured. Run by an interpreter that cannot import betty_otel,
-it uses the installing interpreter's ({fallback} beside it says how); failing
-that, the skill runs unchanged without telemetry, with one warning.
+of this repository, and OpenTelemetry spans when a collector is configured.
+Run by an interpreter that cannot import betty_otel, it records through the
+installing interpreter ({fallback} beside it says how). It never fails a skill.
 """
 
 import os
 import sys
-from pathlib import Path
 
-# The interpreter that installed this (it has betty_otel), where it imports betty_otel
-# and its packages from, and its extension ABI (an interpreter with the same ABI can
-# import them too).
-INSTALLED = {{
-    "python": {python!r},
-    "paths": {paths!r},
-    "abi": {abi!r},
+# The interpreter that installed this (it has betty_otel) and where it imports it from.
+INSTALLED = {{"python": {python!r}, "paths": {paths!r}}}
+# This repository's log, for this process only (the environment is left alone): "file"
+# (install-skill --file), else registry/telemetry.json under $BETTY_HOME or "home";
+# $BETTY_TELEMETRY_FILE wins over both.
+REPOSITORY = {{
+    "home": os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
+    "file": {file!r},
 }}
 
-os.environ.setdefault("BETTY_HOME", str(Path(__file__).resolve().parents[2])){file}
 try:
-    from betty_otel.dropin import {names}
-except Exception:  # missing or broken for this interpreter: never the skill's failure
-    import importlib.util
+    from betty_otel.dropin import {names}, use_repository
 
-    _NAME, _HERE = "betty_otel_fallback", Path(__file__).resolve().parent
-    if _NAME not in sys.modules:
-        _SPEC = importlib.util.spec_from_file_location(_NAME, _HERE / {fallback!r})
-        sys.modules[_NAME] = importlib.util.module_from_spec(_SPEC)
-        _SPEC.loader.exec_module(sys.modules[_NAME])
-    _DROPIN = sys.modules[_NAME].dropin(INSTALLED, __file__ if __name__ == "__main__" else None)
+    use_repository(REPOSITORY["home"], REPOSITORY["file"])
+except Exception:  # missing or broken for this interpreter: never the skill's failure
+    try:
+        if "betty_otel_fallback" not in sys.modules:
+            import importlib.util
+
+            _WHERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), {fallback!r})
+            _SPEC = importlib.util.spec_from_file_location("betty_otel_fallback", _WHERE)
+            _MODULE = importlib.util.module_from_spec(_SPEC)
+            _SPEC.loader.exec_module(_MODULE)
+            sys.modules["betty_otel_fallback"] = _MODULE
+        _DROPIN = sys.modules["betty_otel_fallback"].dropin(INSTALLED, REPOSITORY)
+    except Exception as _ERROR:  # the fallback missing or broken too: telemetry is skipped
+        _DROPIN = sys.modules.get("betty_otel_unrecorded")
+        if _DROPIN is None:
+            import types
+            from datetime import datetime, timezone
+
+            _DROPIN = sys.modules["betty_otel_unrecorded"] = types.ModuleType("unrecorded")
+
+            def _capture_telemetry(wrapped=None, **_options):
+                return wrapped if wrapped is not None else (lambda function: function)
+
+            class _TelemetryContext(object):
+                def __init__(self, *_args, **_options):
+                    pass
+
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, *_exc):
+                    return None
+
+                async def __aenter__(self):
+                    return self
+
+                async def __aexit__(self, *_exc):
+                    return None
+
+                def __getattr__(self, _name):  # set_inputs, set_status, ...: nothing recorded
+                    return lambda *_args, **_options: None
+
+            class _TelemetryCapture(object):
+                def __init__(self, telemetry_file=None, **_options):
+                    self.telemetry_file = telemetry_file
+
+                def capture(self, skill, status, duration_ms, caller, *_more, **_named):
+                    moment = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                    return {{"timestamp": moment, "skill": skill, "status": status,
+                            "duration_ms": duration_ms, "caller": caller, "inputs": {{}},
+                            "error_message": None, "metadata": {{}}}}
+
+                def query(self, *_args, **_filters):
+                    return []
+
+            _DROPIN.capture_telemetry, _DROPIN.TelemetryContext = (
+                _capture_telemetry,
+                _TelemetryContext,
+            )
+            _DROPIN.TelemetryCapture = _TelemetryCapture
+            _DROPIN.capture_main = lambda _argv: 0
+            try:
+                sys.stderr.write(
+                    "Warning: telemetry is not recorded (this skill runs unchanged):"
+                    " {fallback} beside %s cannot be loaded (%s: %s); run"
+                    " `betty-telemetry install-skill` again.\\n"
+                    % (os.path.dirname(os.path.abspath(__file__)), type(_ERROR).__name__, _ERROR)
+                )
+            except (AttributeError, OSError, ValueError):  # stderr closed or broken
+                pass
 {assign}
 '''
-
-_FILE_LINE: Final = '\nos.environ.setdefault("BETTY_TELEMETRY_FILE", {file!r})'
-"""With --file: the log the skills write unless $BETTY_TELEMETRY_FILE says otherwise."""
 
 SHIMS: Final = {
     "telemetry_capture.py": (
@@ -94,7 +173,7 @@ SHIMS: Final = {
 
 
 class Installed(NamedTuple):
-    """One shim: where it is, where the file it replaced was saved, whether it was written."""
+    """One file: where it is, where the file it replaced was saved, whether it was written."""
 
     path: Path
     saved: Path | None
@@ -122,28 +201,30 @@ def shim_text(name: str, telemetry_file: Path | None = None) -> str:
         name=name,
         names=names,
         paths=import_paths(),
-        abi=sysconfig.get_config_var("SOABI"),
         fallback=FALLBACK,
-        file="" if telemetry_file is None else _FILE_LINE.format(file=str(telemetry_file)),
+        file=None if telemetry_file is None else str(telemetry_file),
         assign="\n".join(f"    {each} = _DROPIN.{each}" for each in names.split(", ")),
     )
     return header + body
 
 
 def install_skill(repo: Path, telemetry_file: Path | None = None) -> list[Installed]:
-    """Write the shims and the fallback into repo's skills/telemetry.capture, saving
+    """Write the fallback, then the shims, into repo's skills/telemetry.capture, saving
     what is there first; telemetry_file: the log the skills write (default: the
     repository's registry/telemetry.json, or $BETTY_TELEMETRY_FILE when set).
 
     Raises:
-        OSError: a folder or file could not be created or renamed (nothing is overwritten).
+        OSError: a folder or file could not be created or renamed (nothing is overwritten;
+            a file is either whole or not there).
     """
     folder = repo / SKILL_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    texts = {name: shim_text(name, telemetry_file).encode() for name in SHIMS}
-    texts[FALLBACK] = Path(dropin_fallback.__file__).read_bytes()
+    files = [
+        (name, Path(str(module.__file__)).read_bytes(), 0o644) for name, module in FALLBACKS.items()
+    ]
+    files += [(name, shim_text(name, telemetry_file).encode(), 0o755) for name in SHIMS]
     done = []
-    for name, text in texts.items():
+    for name, text, mode in files:
         path = folder / name
         saved = None
         if os.path.lexists(path):
@@ -152,12 +233,24 @@ def install_skill(repo: Path, telemetry_file: Path | None = None) -> list[Instal
                 continue
             saved = aside_path(path, "orig")
             path.rename(saved)
-        # O_EXCL: a file that appeared since is not overwritten either.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text)
+        _put(path, text, mode)
         done.append(Installed(path, saved, written=True))
     return done
+
+
+def _put(path: Path, text: bytes, mode: int) -> None:
+    """Create path holding text, whole or not at all: written to a new private file
+    beside it, then linked to path (which fails if a file appeared there since)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    finally:
+        temporary.unlink()
 
 
 def cmd_install_skill(args: argparse.Namespace) -> int:

@@ -1,4 +1,7 @@
-"""The command line of betty-telemetry: commands, options, argument types, examples.
+"""The command line of betty-telemetry: its commands, their options and examples.
+
+The argument types and the options several commands share are in
+`betty_otel.cli.arguments`.
 
 Only the standard library is imported here, so ``--help`` and usage errors are quick.
 """
@@ -6,10 +9,16 @@ Only the standard library is imported here, so ``--help`` and usage errors are q
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from datetime import datetime, timezone
 from typing import Any, Final
+
+from betty_otel.cli.arguments import (
+    add_file,
+    add_filters,
+    limit_count,
+    non_negative_int,
+    seconds,
+)
 
 __all__ = [
     "COMMANDS",
@@ -47,134 +56,6 @@ class UsageError(Exception):
 
 class CommandError(Exception):
     """A command that cannot do its work (the file is a directory, ...): exit status 1."""
-
-
-# ---------------------------------------------------------------------------
-# Argument types and shared options
-# ---------------------------------------------------------------------------
-
-
-def _non_negative_int(text: str) -> int:
-    """A whole number >= 0 (capped at sys.maxsize: more than can exist means all)."""
-    try:
-        value = int(text)
-    except ValueError:
-        msg = f"expected a whole number, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value < 0:
-        msg = f"must be >= 0, got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return min(value, sys.maxsize)  # more than can exist: all of them
-
-
-def _limit(text: str) -> int | None:
-    if text.strip().lower() in ("all", "none"):
-        return None
-    return _non_negative_int(text)
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"expected a number, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not math.isfinite(value):
-        msg = f"expected a finite number, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-_MAX_SECONDS: Final = 86_400.0
-
-
-def _seconds(text: str) -> float:
-    """A time in seconds: finite, > 0 and at most a day (a poll interval, a timeout)."""
-    value = _number(text)
-    if not 0 < value <= _MAX_SECONDS:
-        msg = f"expected seconds > 0 and <= {_MAX_SECONDS:,.0f}, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _time(text: str) -> str:
-    """--since/--until, checked as the filters read them (`betty_otel.query.parse_time`),
-    so a time no filter can read is a usage error (exit 2), never a failed command.
-    The text is kept: a relative time counts back from when the filters are made."""
-    from betty_otel.query.filters import parse_time  # noqa: PLC0415 - only for these options
-
-    try:
-        parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-class _TimeRange(argparse.Action):
-    """--since and --until: a --since after --until is a usage error too (exit 2)."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        _option_string: str | None = None,
-    ) -> None:
-        setattr(namespace, self.dest, values)
-        since, until = getattr(namespace, "since", None), getattr(namespace, "until", None)
-        if since is None or until is None:
-            return
-        from betty_otel.query.filters import parse_time  # noqa: PLC0415 - see _time
-
-        now = datetime.now(timezone.utc)
-        start, end = parse_time(since, now=now), parse_time(until, now=now)
-        if start > end:
-            parser.error(f"--since ({start.isoformat()}) is after --until ({end.isoformat()})")
-
-
-def _add_file(parser: argparse.ArgumentParser, what: str = "the telemetry file") -> None:
-    parser.add_argument(
-        "--file",
-        metavar="PATH",
-        help=(
-            f"{what} (default: $BETTY_TELEMETRY_FILE, else registry/telemetry.json"
-            " under $BETTY_HOME or the enclosing Betty repository, else ./registry/telemetry.json)"
-        ),
-    )
-
-
-def _add_filters(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("filters (repeat an option to allow several values)")
-    group.add_argument("--skill", action="append", metavar="NAME", help="only this skill")
-    group.add_argument("--status", action="append", metavar="STATUS", help="only this status")
-    group.add_argument("--caller", action="append", metavar="NAME", help="only this caller")
-    group.add_argument("--trace-id", action="append", metavar="ID", help="only this trace")
-    group.add_argument(
-        "--since",
-        type=_time,
-        action=_TimeRange,
-        metavar="TIME",
-        help="at or after TIME: ISO 8601 (UTC if no offset) or relative: 30s, 15m, 2h, 7d, 1w",
-    )
-    group.add_argument(
-        "--until",
-        type=_time,
-        action=_TimeRange,
-        metavar="TIME",
-        help="before TIME (same forms as --since)",
-    )
-    group.add_argument(
-        "--min-duration",
-        type=_number,
-        metavar="MS",
-        help="only executions that took at least MS milliseconds",
-    )
-    group.add_argument(
-        "-i",
-        "--ignore-case",
-        action="store_true",
-        help="match --skill, --status and --caller regardless of case (cli matches CLI)",
-    )
 
 
 class _Version(argparse.Action):
@@ -354,7 +235,7 @@ def _subparser(commands: Any, name: str, help_text: str) -> argparse.ArgumentPar
         formatter_class=_formatter_while_building,
     )
     if name != "install-skill":
-        _add_file(parser)
+        add_file(parser)
     return parser
 
 
@@ -372,10 +253,10 @@ def _add_capture(commands: Any) -> None:
 def _add_reads(commands: Any) -> None:
     """query, stats and trace."""
     query = _subparser(commands, "query", "list entries, newest first")
-    _add_filters(query)
+    add_filters(query)
     query.add_argument(
         "--limit",
-        type=_limit,
+        type=limit_count,
         default=20,
         metavar="N",
         help="at most N entries (default 20; 'all': no limit)",
@@ -384,7 +265,7 @@ def _add_reads(commands: Any) -> None:
 
     stats = _subparser(commands, "stats", "counts, failure rates and duration percentiles")
     stats.add_argument("--by", choices=("skill", "caller", "status"), default="skill")
-    _add_filters(stats)
+    add_filters(stats)
     stats.add_argument("--format", choices=("table", "json"), help="table or json")
 
     trace = _subparser(commands, "trace", "the tree of executions of one trace")
@@ -397,11 +278,11 @@ def _add_reads(commands: Any) -> None:
 def _add_tail(commands: Any) -> None:
     tail = _subparser(commands, "tail", "the newest entries, then (-f) new ones as they come")
     tail.add_argument(
-        "-n", "--lines", type=_non_negative_int, default=10, metavar="N", help="default 10"
+        "-n", "--lines", type=non_negative_int, default=10, metavar="N", help="default 10"
     )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
     tail.add_argument(
-        "--interval", type=_seconds, default=0.5, metavar="SECONDS", help="poll interval"
+        "--interval", type=seconds, default=0.5, metavar="SECONDS", help="poll interval"
     )
     tail.add_argument("--format", choices=("table", "jsonl"), help="table or jsonl")
 
@@ -415,12 +296,12 @@ def _add_export(commands: Any) -> None:
     export.add_argument("--protocol", choices=("http/protobuf", "grpc"), default="http/protobuf")
     export.add_argument("--service-name", metavar="NAME", help="resource service.name")
     export.add_argument(
-        "--batch-size", type=_non_negative_int, default=512, metavar="N", help="spans per request"
+        "--batch-size", type=non_negative_int, default=512, metavar="N", help="spans per request"
     )
     export.add_argument(
-        "--timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per request"
+        "--timeout", type=seconds, default=10.0, metavar="SECONDS", help="per request"
     )
-    _add_filters(export)
+    add_filters(export)
 
 
 def _add_report(commands: Any) -> None:
@@ -428,7 +309,7 @@ def _add_report(commands: Any) -> None:
     report.add_argument(
         "-o", "--output", default="report.html", metavar="PATH", help="default: report.html"
     )
-    _add_filters(report)
+    add_filters(report)
 
 
 def _add_checks(commands: Any) -> None:
@@ -444,7 +325,7 @@ def _add_install(commands: Any) -> None:
     install.add_argument(
         "repo", nargs="?", metavar="BETTY_REPO", help="the repository (default: the one found)"
     )
-    _add_file(install, "the log the installed skills write ($BETTY_TELEMETRY_FILE still wins)")
+    add_file(install, "the log the installed skills write ($BETTY_TELEMETRY_FILE still wins)")
 
 
 _FAMILIES: Final = (

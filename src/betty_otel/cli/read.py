@@ -42,7 +42,7 @@ from betty_otel.query import (
     stats,
     trace,
 )
-from betty_otel.query.trace import looks_like_path
+from betty_otel.query.trace import INDENT_LEVELS, depth_mark
 
 __all__ = ["cmd_query", "cmd_stats", "cmd_tail", "cmd_trace", "filters_from"]
 
@@ -124,12 +124,6 @@ def _stats_notes(groups: Iterable[GroupStats]) -> list[str]:
     return [f"{without:,} {which} no duration_ms that is a number: counted, no duration figures"]
 
 
-_TREE_INDENT: Final = 16
-"""Levels of a trace indented in tree and JSON output; deeper ones stay at this indentation
-(the tree shows their ``[depth N]``), so the output grows linearly with the number of
-executions, whatever the depth."""
-
-
 def _last_first(nodes: list[TraceNode]) -> Iterator[tuple[TraceNode, bool]]:
     """(node, is the last of nodes), the last first: pushed on a stack, they pop in order."""
     for index in range(len(nodes) - 1, -1, -1):
@@ -139,16 +133,15 @@ def _last_first(nodes: list[TraceNode]) -> Iterator[tuple[TraceNode, bool]]:
 def _tree_lines(roots: list[TraceNode]) -> Iterator[str]:
     """Each root, then its descendants drawn as a tree (iteratively: chains can be long).
 
-    From depth _TREE_INDENT on, lines stay at that indentation and say their depth.
+    From depth INDENT_LEVELS on, lines stay at that indentation and say their depth.
     """
     for root in roots:
         yield _node_text(root)
         stack = [(child, 1, last, "") for child, last in _last_first(root.children)]
         while stack:
             node, depth, last, prefix = stack.pop()
-            shown = f"[depth {depth:,}] " if depth >= _TREE_INDENT else ""
-            yield f"{prefix}{'└── ' if last else '├── '}{shown}{_node_text(node)}"
-            inner = prefix if depth >= _TREE_INDENT else prefix + ("    " if last else "│   ")
+            yield f"{prefix}{'└── ' if last else '├── '}{depth_mark(depth)}{_node_text(node)}"
+            inner = prefix if depth >= INDENT_LEVELS else prefix + ("    " if last else "│   ")
             stack.extend(
                 (child, depth + 1, end, inner) for child, end in _last_first(node.children)
             )
@@ -158,7 +151,7 @@ def _json_lines(roots: list[TraceNode]) -> Iterator[str]:
     """The trees as the JSON of ``[{"entry", "note"?, "children"}]``, piece by piece.
 
     Laid out as ``dumps(..., indent=True)`` lays it out, except that levels past
-    _TREE_INDENT are indented no further: linear in size, and built without
+    INDENT_LEVELS are indented no further: linear in size, and built without
     recursion, whatever the depth.
     """
     yield "["
@@ -167,7 +160,7 @@ def _json_lines(roots: list[TraceNode]) -> Iterator[str]:
     ]
     while stack:
         node, depth, last = stack.pop()
-        pad = "  " * (1 + 2 * min(depth, _TREE_INDENT))
+        pad = "  " * (1 + 2 * min(depth, INDENT_LEVELS))
         comma = "" if last else ","
         if node is None:  # the end of a node whose children were written
             yield f"{pad}  ]\n{pad}}}{comma}"
@@ -219,12 +212,13 @@ more than making the lines of a large trace."""
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    if not args.trace_id or looks_like_path(args.trace_id):
-        msg = f"TRACE_ID must be a trace's id (32 hex digits for W3C), got {args.trace_id[:200]!r}"
-        raise UsageError(msg)
-    path = log_file(args.file, must_exist=True)
-    roots = trace(path, args.trace_id)
+    path = log_file(args.file, must_exist=False)  # a directory or FIFO is said first
+    try:
+        roots = trace(path, trace_id=args.trace_id)
+    except (TypeError, ValueError) as exc:  # the trace id: trace() says what is wrong
+        raise UsageError(str(exc)) from None
     if not roots:
+        log_file(args.file, must_exist=True)  # a missing log is an error, not "no entries"
         err(f"Error: no entries with trace id {args.trace_id} in {path}")
         return 1
     print_notes(entry_notes(node.entry for root in roots for _, node in root.walk()))

@@ -5,15 +5,20 @@ rows, set the clipboard (OSC 52) or reorder text, so C0 and C1 controls, DEL, an
 bidirectional marks, overrides and isolates are printed as their JSON escapes
 (``\\u001b``, ``\\r``): JSON output stays valid JSON with the same values, and a
 human sees what is there. Only the standard library: usage errors print through it.
+
+A stream closed when the process started (Python's ``None``) shows nothing, as
+``print()`` shows nothing there; a stdout whose reader went away (a broken pipe) is
+pointed at /dev/null once the command notices (`quiet_stdout`). Neither is an error.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Final
 
-__all__ = ["err", "escape_controls", "out"]
+__all__ = ["err", "escape_controls", "open_closed_streams", "out", "quiet_stdout"]
 
 _CONTROLS: Final = "\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
 """Characters a terminal acts on instead of showing, newline aside. None of them is
@@ -38,10 +43,46 @@ def escape_controls(value: str, *, lines: bool = False) -> str:
 
 
 def out(line: str = "") -> None:
-    """Print line (may hold several lines) on stdout, its controls escaped."""
-    sys.stdout.write(escape_controls(line, lines=True) + "\n")
+    """Print line (may hold several lines) on stdout, its controls escaped; nothing when
+    stdout is closed. A broken pipe raises BrokenPipeError: the command stops printing."""
+    stream = sys.stdout
+    if stream is not None:
+        stream.write(escape_controls(line, lines=True) + "\n")
 
 
 def err(line: str) -> None:
-    """Print a message on stderr as one line, its controls escaped."""
-    sys.stderr.write(escape_controls(line) + "\n")
+    """Print a message on stderr as one line, its controls escaped; nothing when stderr is
+    closed or broken (there is nowhere else to say it)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(escape_controls(line) + "\n")
+        stream.flush()
+    except (OSError, ValueError):  # a broken pipe, or a file closed under us
+        pass
+
+
+def open_closed_streams() -> None:
+    """Make stdout and stderr, where closed when the process started (None), /dev/null:
+    whatever a command prints there is dropped instead of failing."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            # Open for the life of the process, as the stream it stands in for.
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away (``| head``): nothing more
+    fails, Python's flush at exit included."""
+    stream = sys.stdout
+    if stream is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # not a file (a test's StringIO): nothing to quiet
+        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,21 @@ from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel.query.filters import PathArg, make_filters
 from betty_otel.query.scan import scan_entries
 
-__all__ = ["TraceNode", "is_trace_id", "looks_like_path", "read_trace", "span_bounds", "trace"]
+__all__ = [
+    "INDENT_LEVELS",
+    "TraceNode",
+    "depth_mark",
+    "is_trace_id",
+    "looks_like_path",
+    "read_trace",
+    "span_bounds",
+    "trace",
+]
+
+INDENT_LEVELS: Final = 16
+"""Levels of a trace a display indents (the CLI's tree and JSON, the report's waterfall):
+deeper executions stay at this indentation and say their depth (`depth_mark`), so a
+display grows linearly with the number of executions, whatever the depth."""
 
 _TRACE_ID: Final = re.compile(r"[0-9a-fA-F]{32}")
 _DAMAGE: Final = ("cycle", "self-parent", "duplicate span id")
@@ -82,6 +97,12 @@ class TraceNode:
             stack.extend((level + 1, child) for child in reversed(node.children))
 
 
+def depth_mark(depth: int) -> str:
+    """``[depth N] `` for an execution shown at depth but indented no further (from
+    INDENT_LEVELS on), else nothing."""
+    return f"[depth {depth:,}] " if depth >= INDENT_LEVELS else ""
+
+
 def is_trace_id(value: object) -> bool:
     """True for a trace id as W3C writes it: a string of 32 hex digits."""
     return isinstance(value, str) and _TRACE_ID.fullmatch(value) is not None
@@ -119,43 +140,67 @@ def _start_key(index: int, entry: Mapping[str, Any]) -> tuple[int, float, int]:
 
 def _call_parts(
     given: tuple[PathArg, ...], telemetry_file: PathArg, trace_id: object
-) -> tuple[PathArg, object]:
-    """(log, trace id) of a call, in any of the orders `trace` takes."""
+) -> tuple[PathArg, object, bool]:
+    """(log, trace id, whether the id came positionally) of a call to `trace`.
+
+    The forms: ``(log, id)``, ``(id)``, ``(id, log)`` (earlier versions' order), each
+    argument also by keyword. A trace id is told from a log only where the call leaves
+    both places open (two positional arguments); any other combination that gives an
+    argument twice, or a trace id where the log goes, raises.
+    """
     if len(given) > 2:
         msg = f"trace() takes at most 2 positional arguments ({len(given)} given)"
         raise TypeError(msg)
-    rest = list(given)
-    if trace_id is None:
-        if not rest:
-            msg = "trace() needs a trace id: trace(telemetry_file, trace_id)"
+    positional = trace_id is None
+    if not positional:  # the id by keyword: what is positional is the log
+        if len(given) == 2:
+            msg = "trace() got the trace id twice: positionally and as trace_id="
             raise TypeError(msg)
-        if len(rest) == 2 and is_trace_id(rest[0]) and is_trace_id(rest[1]):
-            msg = (
-                "trace() got two trace ids: name them, "
-                "trace(telemetry_file=..., trace_id=...), if the log's name is one"
-            )
-            raise ValueError(msg)
-        # The argument that is a trace id, else the documented place of the id (the last).
-        trace_id = rest.pop(0 if is_trace_id(rest[0]) else len(rest) - 1)
-    if len(rest) > 1:
-        msg = "trace() got the trace id twice: trace(telemetry_file, trace_id)"
+        log = given[0] if given else None
+    elif not given:
+        msg = "trace() needs a trace id: trace(telemetry_file, trace_id)"
         raise TypeError(msg)
-    if rest and rest[0] is not None:
-        if telemetry_file is not None:
-            msg = "trace() got the log twice: positionally and as telemetry_file="
-            raise TypeError(msg)
-        telemetry_file = rest[0]
-    return telemetry_file, trace_id
+    elif len(given) == 1:
+        log, trace_id = None, given[0]
+    elif is_trace_id(given[0]) and is_trace_id(given[1]):
+        msg = (
+            "trace() got two trace ids: name them, "
+            "trace(telemetry_file=..., trace_id=...), if the log's name is one"
+        )
+        raise ValueError(msg)
+    elif is_trace_id(given[0]):  # the order of earlier versions: (trace_id, telemetry_file)
+        trace_id, log = given
+    else:
+        log, trace_id = given
+    if log is None:  # not given (None stands for the default log)
+        return telemetry_file, trace_id, positional
+    if telemetry_file is not None:
+        msg = "trace() got the log twice: positionally and as telemetry_file="
+        raise TypeError(msg)
+    return _log_argument(log), trace_id, positional
 
 
-def _checked_trace_id(trace_id: object) -> str:
-    """trace_id if it is a trace id, else the error that says what was passed instead."""
+def _log_argument(value: PathArg) -> PathArg:
+    """value, given positionally where the log goes, unless it is text that reads as a
+    trace id (hex digits only): the call is then wrong, or ambiguous."""
+    if isinstance(value, str) and value and all(char in string.hexdigits for char in value):
+        msg = (
+            f"trace() got {value[:200]!r} where the log goes, which reads as a trace id: "
+            "trace(telemetry_file, trace_id), or telemetry_file=... if that is the log's name"
+        )
+        raise TypeError(msg)
+    return value
+
+
+def _checked_trace_id(trace_id: object, positional: bool) -> str:
+    """trace_id if it is a trace id, else the error that says what was passed instead
+    (positional: it came where a log may go, so a path there is a log in the wrong place)."""
     if not isinstance(trace_id, str):
         msg = f"trace_id must be a string of 32 hex digits, got {type(trace_id).__name__}"
         raise TypeError(msg)
     if not trace_id or looks_like_path(trace_id):
         msg = f"trace_id must be a trace's id (32 hex digits for W3C), got {trace_id[:200]!r}"
-        if trace_id:
+        if trace_id and positional:
             msg += ", which looks like a path: the log comes first, trace(telemetry_file, trace_id)"
         raise ValueError(msg)
     return trace_id
@@ -173,7 +218,9 @@ def trace(
     ``trace(trace_id)`` reads the default log, and the order of earlier versions,
     ``trace(trace_id, telemetry_file)``, still works (a trace id is 32 hex digits,
     which tells it from the log). Either may be given by keyword; ``path`` is the
-    deprecated name of ``telemetry_file``.
+    deprecated name of ``telemetry_file``. Any other call raises: one that gives an
+    argument twice, or text that reads as a trace id (hex digits only) where the log
+    goes, as in ``trace(trace_id, trace_id=trace_id)``.
 
     A child's ``parent_span_id`` is its parent's ``span_id``; executions without a
     parent, or whose parent is not in the log, are roots. Siblings are in order of
@@ -182,12 +229,14 @@ def trace(
     exactly, as ``--trace-id`` compares them.
 
     Raises:
-        TypeError: no trace id, a trace id that is not a string, an argument twice.
+        TypeError: no trace id, a trace id that is not a string, an argument twice,
+            a trace id where the log goes.
         ValueError: an empty trace id, or one that is no W3C id and looks like a path (a
-            path where the id belongs); any other foreign id is read, as ``--trace-id``.
+            path where the id belongs), two trace ids; any other foreign id is read, as
+            ``--trace-id`` reads it.
     """
-    log, wanted = _call_parts(log_and_trace_id, telemetry_file, trace_id)
-    checked = _checked_trace_id(wanted)
+    log, wanted, positional = _call_parts(log_and_trace_id, telemetry_file, trace_id)
+    checked = _checked_trace_id(wanted, positional)
     return read_trace(resolve_path(telemetry_file_of(log, path)), checked)
 
 
