@@ -141,12 +141,14 @@ def recorded() -> str:
 
 
 def test_a_tail_that_keeps_changing_is_waited_for_at_most_lock_timeout(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An old writer's dump that keeps growing without ever closing: a store gives up with
     LockTimeoutError after lock_timeout, the decorated call returns as always (the drop
     logged and counted), and once the file stops changing the next append sets it aside
     and works."""
+    # However slow the machine, the dump must keep looking alive between two of its bytes.
+    monkeypatch.setattr("betty_otel._store.legacy.GRACE", 60.0)
     path = tmp_path / "telemetry.json"
     path.write_bytes(legacy_text(SEED)[:-3])
     stop = threading.Event()
@@ -172,6 +174,7 @@ def test_a_tail_that_keeps_changing_is_waited_for_at_most_lock_timeout(
         stop.set()
         landing.join()
     betty_otel.shutdown()
+    monkeypatch.undo()
     append_entries(path, [{"skill": "ours", "inputs": {"n": "after"}}])  # sets it aside
     whole = [entry_id(entry) for entry in iter_entries(path, newest_first=False)]
     assert whole == [*(str(entry["id"]) for entry in SEED), "after"]

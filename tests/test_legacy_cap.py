@@ -151,10 +151,12 @@ def test_rotation_under_the_cap_deletes_no_backup(tmp_path: Path) -> None:
 
 @pytest.mark.filterwarnings(FORK_WARNING)
 def test_an_old_writer_that_opened_the_file_before_a_rotation_writes_into_the_backup(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An old writer waits for the lock while we rotate: it keeps the file it opened (now
     backup 1), its entry is there, read as part of the log, and it dropped nothing."""
+    # Our writer waits for the first old writer's late bytes until the test makes them land.
+    monkeypatch.setattr("betty_otel._store.legacy.GRACE", 60.0)
     path = tmp_path / "telemetry.json"
     old = [{"id": f"old-{n}"} for n in range(LIMIT)]
     text = legacy_text(old)

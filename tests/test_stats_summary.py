@@ -44,13 +44,14 @@ def figures(result: dict[Any, GroupStats]) -> Figures:
 
 
 def recount(path: Path, tmp: Path, **kwargs: Any) -> Figures:
-    """Stats of a fresh copy of the file, in a folder with no summary: a whole read."""
+    """Stats of a fresh copy of the log (its rotated files too: a torn old-layout tail an
+    append set aside is one), in a folder with no summary: a whole read."""
     folder = tmp / f"recount-{len(list(tmp.iterdir()))}"
     folder.mkdir()
-    copy = folder / path.name
-    if path.exists():
-        shutil.copyfile(path, copy)
-    return figures(stats(copy, **kwargs))
+    for file in log_files(path):
+        if file.exists():
+            shutil.copyfile(file, folder / file.name)
+    return figures(stats(folder / path.name, **kwargs))
 
 
 def varied(number: int) -> dict[str, Any]:

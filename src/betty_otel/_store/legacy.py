@@ -70,10 +70,11 @@ __all__ = [
 
 ORIGINAL_CAP: Final = 100_000
 """Entries the original Betty writer keeps when it rewrites the log (the newest)."""
-GRACE: Final = 0.5
+GRACE: Final = 0.025
 """Seconds a tail that may be an old writer's dump still landing is waited for. The old
 writer's gap between unlock and close is microseconds unless it is descheduled; one that
-stays the same this long is set aside (rotated), not written into."""
+stays the same this long is set aside (rotated), not written into, so a longer stop costs
+a rotation, never an entry. An explicit repair cuts it after this."""
 AT_REST: Final = 60.0
 """Seconds after its last change that such a tail counts as a dead writer's leftover,
 repaired in place like any torn tail."""
