@@ -47,6 +47,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
+from betty_otel._jsontext import JSONDecodeError
 from betty_otel._store import Damage, parse_entry_line
 from betty_otel._store.format import is_entry_line
 from betty_otel.query.children import fork_child, reap, stop_child
@@ -266,7 +267,7 @@ def _entry_line_at(fd: int, target: int, size: int) -> int | None:
 
 def _one_value(line: bytes) -> bool:
     """True when an entry line is one JSON value: any parser state at a seam reads it alone."""
-    with contextlib.suppress(orjson.JSONDecodeError):
+    with contextlib.suppress(JSONDecodeError):
         parse_entry_line(line)
         return True
     return False
