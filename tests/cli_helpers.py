@@ -52,6 +52,20 @@ def write(path: Path, entries: list[dict[str, Any]]) -> Path:
     return path
 
 
+def read_terminal(leader: int) -> bytes:
+    """Everything a pseudo-terminal received, read from its leader until it closes."""
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: all read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    return shown
+
+
 def run_on_terminal(*args: str) -> tuple[int, bytes]:
     """Run the console script with stderr on a pseudo-terminal (stdout discarded).
 
@@ -68,15 +82,7 @@ def run_on_terminal(*args: str) -> tuple[int, bytes]:
         )
         os.close(follower)
         follower = -1
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: all read
-                break
-            if not chunk:
-                break
-            shown += chunk
+        shown = read_terminal(leader)
     finally:
         if follower >= 0:
             os.close(follower)

@@ -26,7 +26,7 @@ import pytest
 import betty_otel
 from betty_otel import capture_telemetry
 from betty_otel.query import iter_query, query, stats
-from cli_helpers import CLI, run, write
+from cli_helpers import CLI, read_terminal, run, write
 from dropin_helpers import doc_blocks
 from helpers import make_entry, strict_entries
 
@@ -162,15 +162,7 @@ def _on_a_terminal(*args: str) -> str:
         )
         os.close(follower)
         follower = -1
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: all read
-                break
-            if not chunk:
-                break
-            shown += chunk
+        shown = read_terminal(leader)
     finally:
         if follower >= 0:
             os.close(follower)
