@@ -27,6 +27,7 @@ from betty_otel._entry import (
     is_status,
 )
 from betty_otel._errors import internal_error
+from betty_otel._inflight.tracker import Handle, claim, track
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
 from betty_otel._span_status import span_status_for
@@ -138,7 +139,7 @@ def outcome_of_result(result: object) -> tuple[str, str | None]:
 class Run:
     """One execution being recorded: its span and the Betty outcome of it."""
 
-    __slots__ = ("error", "metadata", "sanitizer", "span", "status", "token")
+    __slots__ = ("error", "inflight", "metadata", "sanitizer", "span", "status", "token")
 
     def __init__(self, span: Span, sanitizer: Sanitizer) -> None:
         self.span = span
@@ -147,6 +148,8 @@ class Run:
         self.error: str | None = None
         self.metadata: dict[str, Any] | None = None
         self.token: object | None = None
+        self.inflight: Handle | None = None
+        """This execution while in flight (see betty_otel._inflight); set by start_run."""
 
     def attach(self) -> None:
         """Make the span current, so nested executions become its children."""
@@ -230,10 +233,12 @@ def start_run(
     # every instrumented call, and the context manager costs ten times more.
     try:
         context = root_parent(remote_parent)
-        return Run(tracer.start_span(skill, context, attributes=attributes), sanitizer)
+        run = Run(tracer.start_span(skill, context, attributes=attributes), sanitizer)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("starting a span")
         return None
+    run.inflight = track(run)  # never raises
+    return run
 
 
 def finish_run(run: Run, exc: BaseException | None = None, result: object = None) -> None:
@@ -243,6 +248,8 @@ def finish_run(run: Run, exc: BaseException | None = None, result: object = None
     execution is not missing from the file.
     """
     run.detach()
+    if not claim(run.inflight):  # never raises
+        return  # recorded already, at exit
     try:
         if exc is not None:
             run.record_exception(exc)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.sdk.trace import Tracer, TracerProvider
 
+    from betty_otel._inflight.tracker import Tracker
     from betty_otel._inputs import BindPlan
     from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline, Switch
@@ -37,6 +38,7 @@ class ProcessState:
         "default_path",
         "errors_lock",
         "forked",
+        "inflight",
         "internal_errors",
         "log_setup",
         "path_locks",
@@ -65,6 +67,9 @@ class ProcessState:
         """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
         self.forked = False
         """This process was made by fork, so batching writes synchronously (owner: _setup)."""
+        self.inflight: Tracker | None = None
+        """This process's executions in flight, once a pipeline was configured (owner:
+        _inflight.tracker)."""
         self.errors_lock = threading.Lock()
         self.internal_errors = 0
         """Internal failures logged since start (owner: _errors)."""

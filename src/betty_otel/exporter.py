@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from betty_otel._entry import span_to_entry
+from betty_otel._inflight.tracker import written
 from betty_otel._store import TelemetryStore
 
 __all__ = ["BettyFileExporter", "write_spans"]
@@ -113,6 +114,7 @@ class BettyFileExporter(SpanExporter):
         with self._lock:
             self.exported += len(entries)
             self._logged.clear()
+        written(spans)  # their records of executions in flight are done with
         return SpanExportResult.SUCCESS
 
     def drop(self, count: int, reason: str) -> None:

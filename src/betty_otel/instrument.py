@@ -20,6 +20,7 @@ from opentelemetry.context import Context
 
 from betty_otel._entry import ATTR_CALLER, ATTR_INPUTS, ATTR_SKILL, validate_text
 from betty_otel._errors import internal_error
+from betty_otel._inflight.tracker import mark_generator
 from betty_otel._inputs import bind_inputs
 from betty_otel._run import DEFAULT_CALLER, Run, finish_run, start_run
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
@@ -236,6 +237,7 @@ def _traced_generator(
     run = spec.start(tracer, remote_parent, instance, args, kwargs)
     if run is None:  # starting the span failed (logged): iterate untraced
         return (yield from generator)
+    mark_generator(run)
     to_send: Any = None
     to_throw: BaseException | None = None
     try:
@@ -282,6 +284,7 @@ async def _traced_asyncgen(
         async for item in generator:
             yield item
         return
+    mark_generator(run)
     to_send: Any = None
     to_throw: BaseException | None = None
     try:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 
-from betty_otel._store import FileReport, TelemetryStore, check_file, log_files
-from betty_otel.cli.logfile import log_file
+from betty_otel._inflight.reaper import reap
+from betty_otel._inflight.records import folder_of
+from betty_otel._inflight.view import folder_report
+from betty_otel._store import FileReport, TelemetryStore, check_file, log_files, resolve_path
+from betty_otel.cli.logfile import log_exists, log_file
 from betty_otel.cli.parser import PROG
+from betty_otel.cli.running import folder_lines, max_age_seconds, reap_lines
 from betty_otel.cli.terminal import out
 
 __all__ = ["cmd_check", "cmd_repair"]
@@ -72,11 +77,31 @@ def cmd_check(args: argparse.Namespace) -> int:
                 " (indent=2 or one line): read and appended as they are, nothing to fix"
             )
         failed = failed or bool(problems)
-    return 1 if failed else 0
+    notes, problems = folder_lines(folder_report(path), _repair_command(path, args, path))
+    for line in notes:
+        out(line)
+    for problem, fix in problems:
+        out(f"  - {problem}")
+        out(f"    fix: {fix}")
+    return 1 if failed or problems else 0
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    path = log_file(args.file, must_exist=True)
+    max_age = max_age_seconds(args.max_age)
+    # Records beside a log that was never written (its first execution was killed) count.
+    path = log_file(args.file, must_exist=not os.path.lexists(folder_of(resolve_path(args.file))))
+    if log_exists(path):
+        code = _repair_file(args, path)
+    else:
+        code = 0
+        out(f"Nothing to repair: {path} does not exist yet")
+    for line in reap_lines(reap(path, max_age=max_age)):
+        out(line)
+    return code
+
+
+def _repair_file(args: argparse.Namespace, path: Path) -> int:
+    """Cut a torn tail of the log's file, or move a foreign file aside; 1 if problems remain."""
     before = check_file(path)
     store = TelemetryStore(path)
     try:

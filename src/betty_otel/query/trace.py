@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from betty_otel._entry import entry_time, is_number
+from betty_otel._inflight.view import pending_entries
 from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel.query.filters import PathArg, make_filters
 from betty_otel.query.scan import scan_entries
@@ -70,8 +71,9 @@ def trace(
 
     A child's ``parent_span_id`` is its parent's ``span_id``; entries whose parent
     is not in the file (or who have none) are roots. Siblings are in order of
-    start time. Returns [] when no entry has this trace id. ``path`` is the
-    deprecated name of ``telemetry_file``.
+    start time. Executions of the trace still in flight are there too, as entries
+    with status ``pending`` (see `running`). Returns [] when no entry has this trace
+    id. ``path`` is the deprecated name of ``telemetry_file``.
     """
     given: object = trace_id
     if not isinstance(given, str):
@@ -79,6 +81,7 @@ def trace(
         raise TypeError(msg)
     base = resolve_path(telemetry_file_of(telemetry_file, path))
     entries = scan_entries(base, make_filters(trace_id=trace_id))
+    entries += pending_entries(base, trace_id=trace_id, known=entries)  # running parents
     order = sorted(range(len(entries)), key=lambda i: _start_key(i, entries[i]))
     nodes = [TraceNode(entries[i]) for i in order]
     by_span: dict[str, TraceNode] = {}
