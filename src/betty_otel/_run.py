@@ -27,7 +27,8 @@ from betty_otel._entry import (
     is_status,
 )
 from betty_otel._errors import internal_error
-from betty_otel._inflight.tracker import Handle, claim, track
+from betty_otel._inflight.hooks import claim, track
+from betty_otel._inflight.tracker import Handle
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
 from betty_otel._span_status import span_status_for

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from betty_otel._entry import span_to_entry
-from betty_otel._inflight.tracker import written
+from betty_otel._inflight.hooks import written
 from betty_otel._store import TelemetryStore
 
 __all__ = ["BettyFileExporter", "write_spans"]

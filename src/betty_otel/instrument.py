@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 
 from betty_otel._entry import ATTR_CALLER, ATTR_INPUTS, ATTR_SKILL, validate_text
 from betty_otel._errors import internal_error
-from betty_otel._inflight.tracker import mark_generator
+from betty_otel._inflight.hooks import mark_generator
 from betty_otel._inputs import bind_inputs
 from betty_otel._run import DEFAULT_CALLER, Run, finish_run, start_run
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text

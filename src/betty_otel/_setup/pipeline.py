@@ -41,8 +41,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from betty_otel._environment import disabled_by_env, sdk_settings_set
-from betty_otel._inflight.tracker import finish_unfinished, watch
-from betty_otel._inflight.tracker import inflight_after as _inflight_after
+from betty_otel._inflight.hooks import finish_unfinished, watch
+from betty_otel._inflight.settings import inflight_after as _inflight_after
 from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
