@@ -43,6 +43,8 @@ __all__ = ["claim", "finish_unfinished", "mark_generator", "track", "watch", "wr
 logger = logging.getLogger(__name__)
 
 _UNFINISHED: Final = "unfinished at exit: the program exited while this execution was running"
+_EXIT_WAIT: Final = 1.0
+"""Seconds exit waits for the thread to finish writing a record."""
 
 
 def track(run: Run) -> Handle | None:
@@ -148,7 +150,15 @@ def finish_unfinished() -> None:
         return
     tracker.stopping = True
     tracker.wake.set()
-    for handle in [*tracker.runs.values(), *tracker.taken.values()]:
+    # The thread moves a handle from runs to taken under the lock (bounded: exit must not
+    # wait on a stuck disk).
+    locked = tracker.lock.acquire(timeout=_EXIT_WAIT)
+    try:
+        handles = [*tracker.runs.values(), *tracker.taken.values()]
+    finally:
+        if locked:
+            tracker.lock.release()
+    for handle in handles:
         if handle.tracker is tracker and claim(handle):
             run = handle.run
             with handle_internal_errors("recording an execution unfinished at exit"):
