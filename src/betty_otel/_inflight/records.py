@@ -61,6 +61,8 @@ _NAME: Final = re.compile(
     r"([0-9a-f]{32})-([0-9a-f]{16})\.(?:json(\.tmp)?|(ending|reaping)-([0-9a-f]{16}|none))"
 )
 _HEX16: Final = re.compile(r"[0-9a-f]{16}")
+_LATEST_NS: Final = 253_402_214_400 * 1_000_000_000
+"""9999-12-31T00:00:00Z: the latest time an entry's timestamp can hold (in any zone)."""
 _FILE_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _FOLDER_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -255,8 +257,12 @@ def _decode(name: str, data: bytes, mtime_ns: int) -> Record | str:
     entry = _entry_of(value.get("entry"), trace_id, span_id)
     if owner is None or entry is None or not isinstance(start, int) or isinstance(start, bool):
         return "not a valid record (owner, start or entry)"
-    start = max(start, 0)
-    return Record(name, phase or "running", mark, owner, start, max(mtime_ns, start), entry)
+    if not 0 <= start <= _LATEST_NS:
+        return "not a valid record (a start time no clock gives)"
+    # A clock set back, or a hostile time: last seen is never before the start, nor past
+    # what a timestamp can say.
+    seen = min(max(mtime_ns, start), _LATEST_NS)
+    return Record(name, phase or "running", mark, owner, start, seen, entry)
 
 
 def record_at(fd: int, name: str, info: os.stat_result) -> Record | Unreadable:

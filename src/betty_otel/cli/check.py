@@ -60,8 +60,15 @@ def _repair_command(file: Path, args: argparse.Namespace, path: Path) -> str:
     return f"{PROG} repair --file {shlex.quote(str(file))}"
 
 
+def _log_path(args: argparse.Namespace) -> Path:
+    """The log of --file: it must exist, unless records of executions in flight are
+    beside it (its first execution was killed before anything was written)."""
+    records = os.path.lexists(folder_of(resolve_path(args.file)))
+    return log_file(args.file, must_exist=not records)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    path = log_file(args.file, must_exist=True)
+    path = _log_path(args)
     failed = False
     for file in log_files(path):
         report = check_file(file)
@@ -88,8 +95,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_repair(args: argparse.Namespace) -> int:
     max_age = max_age_seconds(args.max_age)
-    # Records beside a log that was never written (its first execution was killed) count.
-    path = log_file(args.file, must_exist=not os.path.lexists(folder_of(resolve_path(args.file))))
+    path = _log_path(args)
     if log_exists(path):
         code = _repair_file(args, path)
     else:
