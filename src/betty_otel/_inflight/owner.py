@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, NamedTuple
 __all__ = [
     "BOOT_ID_ENV",
     "STATES",
+    "Judge",
     "Owner",
     "State",
     "Verdict",
@@ -132,10 +133,29 @@ def _whole(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def owner_of(value: object) -> Owner | None:
-    """The owner a record names, or None when it names none validly."""
+def owner_of(
+    value: object, seen: dict[tuple[Any, ...], Owner | None] | None = None
+) -> Owner | None:
+    """The owner a record names, or None when it names none validly.
+
+    seen: the answers so far, by the owner's five values (the records of one process
+    name the same owner: each is checked once).
+    """
     if not isinstance(value, Mapping):
         return None
+    if seen is None:
+        return _owner_of(value)
+    key = tuple(map(value.get, Owner._fields))
+    try:
+        return seen[key]
+    except KeyError:
+        found = seen[key] = _owner_of(value)
+        return found
+    except TypeError:  # an unhashable value: no owner
+        return None
+
+
+def _owner_of(value: Mapping[str, Any]) -> Owner | None:
     host, pid = _text(value.get("host")), _whole(value.get("pid"))
     if host is None or pid is None or pid <= 0:
         return None
@@ -163,6 +183,20 @@ def _process_state(owner: Owner) -> Verdict:
     if owner.start_ticks is not None and ticks != owner.start_ticks:
         return Verdict("abandoned", f"{where} is gone: its pid now names another process")
     return Verdict("running", f"{where} is running")
+
+
+class Judge:
+    """`judge` for many records at once: each owner is judged once."""
+
+    def __init__(self) -> None:
+        self.here = this_process()
+        self.verdicts: dict[Owner, Verdict] = {}
+
+    def __call__(self, owner: Owner) -> Verdict:
+        verdict = self.verdicts.get(owner)
+        if verdict is None:
+            verdict = self.verdicts[owner] = judge(owner, self.here)
+        return verdict
 
 
 def judge(owner: Owner, here: Owner) -> Verdict:

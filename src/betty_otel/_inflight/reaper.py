@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel._entry import ENTRY_KEYS, entry_signature, format_timestamp
-from betty_otel._inflight.owner import Verdict, judge, this_process
+from betty_otel._inflight.owner import Judge, Verdict
 from betty_otel._inflight.records import (
     Record,
     Unreadable,
@@ -210,12 +210,12 @@ class _Group:
 
 def _groups(records: Iterable[Record], max_age: float | None, reaped: Reaped) -> list[_Group]:
     """The executions to reap, each with the files that record it."""
-    here, now = this_process(), time.time_ns()
+    judge, now = Judge(), time.time_ns()
     by_key: dict[str, list[Record]] = {}
     reasons: dict[str, str] = {}
     for record in records:
         by_key.setdefault(record.key, []).append(record)
-        verdict = judge(record.owner, here)
+        verdict = judge(record.owner)
         reason = _reason(record, verdict, max_age, now)
         if reason is not None:
             reasons.setdefault(record.key, reason)

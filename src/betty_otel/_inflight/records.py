@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from betty_otel._entry import ENTRY_KEYS
 from betty_otel._inflight.owner import Owner, owner_of
 from betty_otel._jsontext import JSONDecodeError, dumps, loads
 from betty_otel._store.files import pwrite_all
@@ -67,6 +66,10 @@ _FILE_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _FOLDER_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+_Owners = dict[tuple[Any, ...], Owner | None]
+"""The owners met so far while reading a folder, by their values (see owner_of)."""
+
+
 class RecordError(OSError):
     """The record folder cannot be used (not a folder, a link, another user's ...)."""
 
@@ -83,7 +86,8 @@ class Record(NamedTuple):
     start_ns: int
     last_seen_ns: int
     entry: dict[str, Any]
-    """The entry the execution would make (status pending, timestamp its start)."""
+    """The entry the execution would make (status pending, timestamp its start; its keys
+    in any order: readers put them in ENTRY_KEYS order)."""
 
     @property
     def key(self) -> str:
@@ -225,7 +229,7 @@ def _read_whole(fd: int, size: int) -> bytes:
 
 
 def _entry_of(value: object, trace_id: str, span_id: str) -> dict[str, Any] | None:
-    """The record's entry in ENTRY_KEYS order, or None when it is not one of these ids."""
+    """The record's entry, or None when it is not one of these ids (or not an entry)."""
     if not isinstance(value, dict):
         return None
     skill, caller, parent = value.get("skill"), value.get("caller"), value.get("parent_span_id")
@@ -237,10 +241,10 @@ def _entry_of(value: object, trace_id: str, span_id: str) -> dict[str, Any] | No
         return None
     if not (isinstance(value.get("inputs"), dict) and isinstance(value.get("metadata"), dict)):
         return None
-    return {key: value.get(key) for key in ENTRY_KEYS}
+    return value
 
 
-def _decode(name: str, data: bytes, mtime_ns: int) -> Record | str:
+def _decode(name: str, data: bytes, mtime_ns: int, owners: _Owners) -> Record | str:
     """The record of a file's bytes, or why they are none."""
     match = _NAME.fullmatch(name)
     if match is None:
@@ -252,7 +256,7 @@ def _decode(name: str, data: bytes, mtime_ns: int) -> Record | str:
         return "incomplete" if temporary else "not JSON"
     if not isinstance(value, dict) or value.get(_FORMAT) != _VERSION:
         return "not a record of this version"
-    owner = owner_of(value.get("owner"))
+    owner = owner_of(value.get("owner"), owners)
     start = value.get("start_ns")
     entry = _entry_of(value.get("entry"), trace_id, span_id)
     if owner is None or entry is None or not isinstance(start, int) or isinstance(start, bool):
@@ -265,19 +269,26 @@ def _decode(name: str, data: bytes, mtime_ns: int) -> Record | str:
     return Record(name, phase or "running", mark, owner, start, seen, entry)
 
 
-def record_at(fd: int, name: str, info: os.stat_result) -> Record | Unreadable:
-    """The record in the open file fd (called name, with info its fstat), or why it is none."""
+def record_at(
+    fd: int, name: str, info: os.stat_result, owners: _Owners | None = None
+) -> Record | Unreadable:
+    """The record in the open file fd (called name, with info its fstat), or why it is none.
+
+    owners: the owners met so far (see `betty_otel._inflight.owner.owner_of`).
+    """
     if info.st_size > MAX_RECORD_BYTES:
         return Unreadable(name, f"too large ({info.st_size:,} bytes)")
     try:
         data = _read_whole(fd, info.st_size)
     except OSError as exc:
         return Unreadable(name, exc.strerror or str(exc))
-    decoded = _decode(name, data, info.st_mtime_ns)
+    decoded = _decode(name, data, info.st_mtime_ns, {} if owners is None else owners)
     return decoded if isinstance(decoded, Record) else Unreadable(name, decoded)
 
 
-def read_record(folder_fd: int, name: str) -> Record | Unreadable | None:
+def read_record(
+    folder_fd: int, name: str, owners: _Owners | None = None
+) -> Record | Unreadable | None:
     """The record called name, why it is unreadable, or None when it is gone."""
     try:
         fd, info = open_record(folder_fd, name)
@@ -286,7 +297,7 @@ def read_record(folder_fd: int, name: str) -> Record | Unreadable | None:
     except OSError as exc:
         return Unreadable(name, exc.strerror or str(exc))
     try:
-        return record_at(fd, name, info)
+        return record_at(fd, name, info, owners)
     finally:
         os.close(fd)
 
@@ -312,9 +323,10 @@ def read_records(folder: Path) -> tuple[list[Record], list[Unreadable]]:
         return [], []
     records: list[Record] = []
     unreadable: list[Unreadable] = []
+    owners: _Owners = {}
     try:
         for name in _names(folder_fd):
-            found = read_record(folder_fd, name)
+            found = read_record(folder_fd, name, owners)
             if isinstance(found, Record):
                 records.append(found)
             elif found is not None and found.reason != "incomplete":

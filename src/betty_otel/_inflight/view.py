@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from betty_otel._entry import ENTRY_KEYS, entry_status, format_timestamp
-from betty_otel._inflight.owner import STATES, judge, this_process
+from betty_otel._inflight.owner import STATES, Judge
 from betty_otel._inflight.records import Record, Unreadable, folder_of, read_records
 from betty_otel._store import resolve_path
 
@@ -89,10 +89,8 @@ def running(telemetry_file: str | Path | None = None) -> list[dict[str, Any]]:
         OSError: the record folder cannot be read (a file or a link stands in its place).
     """
     records, _ = read_records(folder_of(resolve_path(telemetry_file)))
-    here = this_process()
-    found = [
-        pending_entry(record, judge(record.owner, here).state) for record in _one_each(records)
-    ]
+    judge = Judge()
+    found = [pending_entry(record, judge(record.owner).state) for record in _one_each(records)]
     found.sort(key=lambda entry: (entry["started"], entry["span_id"]))
     return found
 
@@ -134,6 +132,6 @@ def folder_report(log: Path) -> FolderReport:
         records, unreadable = read_records(folder)
     except OSError as exc:
         return FolderReport(folder, states, [], exc.strerror or str(exc))
-    here = this_process()
-    states.update(judge(record.owner, here).state for record in _one_each(records))
+    judge = Judge()
+    states.update(judge(record.owner).state for record in _one_each(records))
     return FolderReport(folder, states, unreadable, None)
