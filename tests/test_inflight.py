@@ -34,6 +34,7 @@ from betty_otel import TelemetryContext, capture_telemetry
 from betty_otel._inflight import tracker
 from betty_otel.query import running
 from cli_helpers import run as run_cli
+from fault_writer import Children
 from helpers import umask_zero  # noqa: F401 - the fixture, used by name
 from inflight_helpers import (
     in_flight,
@@ -45,6 +46,7 @@ from inflight_helpers import (
 )
 
 Gate = threading.Event
+FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
 
 
 def current_ids() -> tuple[str, str]:
@@ -324,3 +326,38 @@ def test_running_command_lists_every_format_and_says_when_nothing_is_in_flight(
         assert "inflight.hold" in table
         assert str(os.getpid()) in table
         assert table.splitlines()[0].split()[:2] == ["state", "skill"]
+
+
+def _killed_child(log: Path) -> dict[str, Any]:
+    """An execution of a forked child, killed while it runs; its record as running showed
+    it then."""
+    betty_otel.configure(log, inflight_after=0)
+    with Children() as children:
+        pid = children.fork(lambda: hold(Gate(), "k", []))
+        (record,) = wait_until(
+            lambda: [r for r in in_flight(log) if r["pid"] == pid], "the child's record"
+        )
+        children.kill(pid)
+    return record
+
+
+@pytest.mark.filterwarnings(FORK_WARNING)
+def test_the_report_and_check_show_what_runs_and_what_was_abandoned(tmp_path: Path) -> None:
+    """Item 2: check counts the executions in flight by state and points at repair; the
+    report's section lists the running one (state, skill, pid) and, after repair, the
+    abandoned one among the abandoned executions."""
+    log = tmp_path / "telemetry.json"
+    abandoned = _killed_child(log)
+    with in_a_thread(lambda gate: hold(gate, "k", [])):
+        wait_in_flight(log, Counter({"inflight.hold": 1}))
+        checked = run_cli("check", "--file", str(log)).stdout
+        assert "2 execution(s) in flight: 1 running, 1 abandoned, 0 on other hosts" in checked
+        assert "repair" in checked
+        assert run_cli("repair", "--file", str(log)).returncode == 0
+        page = betty_otel.report(log, tmp_path / "report.html").read_text()
+    section = page[page.index("In flight and abandoned") :]
+    assert "inflight.hold" in section
+    assert f">{os.getpid()}<" in section
+    assert ">running<" in section
+    assert "Abandoned: 1 execution(s)" in section
+    assert abandoned["trace_id"] in section
