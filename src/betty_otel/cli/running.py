@@ -1,6 +1,7 @@
 """``running``, and the executions in flight as the other commands show them.
 
-``running`` lists the records beside the log (`betty_otel.query.running`); ``query``
+``running`` lists the records beside the log (`betty_otel.query.running`; only what that
+needs is imported, for a quick start); ``query``
 and ``tail`` show them among the entries with status ``pending``; ``repair`` records
 the abandoned ones and ``check`` counts them (see `betty_otel._inflight`).
 """
@@ -10,16 +11,18 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from betty_otel._entry import entry_time
-from betty_otel._inflight.reaper import Reaped
-from betty_otel._inflight.view import FolderReport, pending_entries
+from betty_otel._inflight.view import FolderReport, pending_entries, running
 from betty_otel.cli.logfile import log_file
 from betty_otel.cli.parser import PROG, UsageError
 from betty_otel.cli.render import MAX_WIDTH, clip, default_format, dumps, table, text
 from betty_otel.cli.terminal import out
-from betty_otel.query import Filters, parse_time, running
+
+if TYPE_CHECKING:
+    from betty_otel._inflight.reaper import Reaped
+    from betty_otel.query import Filters
 
 __all__ = [
     "cmd_running",
@@ -97,6 +100,8 @@ def max_age_seconds(given: str | None) -> float | None:
     """
     if given is None:
         return None
+    from betty_otel.query import parse_time  # noqa: PLC0415 - repair only
+
     now = datetime.now(timezone.utc)
     try:
         seconds = (now - parse_time(given, now=now)).total_seconds()
