@@ -104,7 +104,7 @@ class Unreadable(NamedTuple):
 
 def folder_of(log: Path) -> Path:
     """The record folder of a log: ``<log>.inflight`` beside it."""
-    return log.with_name(log.name + FOLDER_SUFFIX)
+    return log.parent / (log.name + FOLDER_SUFFIX)
 
 
 def record_name(trace_id: str, span_id: str) -> str:

@@ -151,8 +151,9 @@ class Tracker:
                 self.wake.wait(delay)
 
     def _has_work(self) -> bool:
+        """Something `_step` would act on or wait for (the same test as its own)."""
         return bool(self.reaps or self.taken) or any(
-            handle.settings.after_ns is not None for handle in list(self.runs.values())
+            _waits(handle) for handle in list(self.runs.values())
         )
 
     def _sleep(self) -> None:
@@ -251,6 +252,8 @@ class Tracker:
     def _refresh(self, stale: Iterable[Handle], now: int) -> None:
         """Set each record's last-seen time (its mtime), never creating one."""
         for settings, handles in _by_settings(stale):
+            for handle in handles:
+                handle.refreshed = now  # done or not, the next try is an interval away
             try:
                 folder_fd = open_folder(settings.folder, create=False)
             except OSError:
@@ -260,9 +263,13 @@ class Tracker:
                     with self.lock:
                         if handle.state == RECORDED:
                             _touch(folder_fd, handle.name, handle.last_seen(now))
-                    handle.refreshed = now
             finally:
                 os.close(folder_fd)
+
+
+def _waits(handle: Handle) -> bool:
+    """The handle's record is still to be written."""
+    return handle.settings.after_ns is not None and handle.state != UNRECORDABLE
 
 
 def _touch(folder_fd: int, name: str, seen: int) -> None:
@@ -300,12 +307,17 @@ def _cannot_record(settings: Settings, exc: OSError, now: int) -> None:
 
 def _pending_entry(run: Run) -> tuple[int, dict[str, Any]] | None:
     """The record's data, from the run and its span: (start in ns, the entry the
-    execution would make, with status pending). None while a thread changes the span."""
+    execution would make, with status pending). None while a thread changes the span.
+
+    Raises:
+        TypeError: the span is none the SDK or the FileTracer made (it has no start).
+    """
     from betty_otel._sanitize import to_json_text  # noqa: PLC0415 - the thread only
 
     span = run.span
     if not isinstance(span, ReadableSpan):
-        return None
+        msg = f"a {type(span).__name__} is no readable span"
+        raise TypeError(msg)
     context = span.get_span_context()
     try:
         attributes = dict(span.attributes or {})

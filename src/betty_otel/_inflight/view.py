@@ -10,6 +10,7 @@ execution is shown once, whatever the phase of its record. Nothing here writes.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -78,7 +79,7 @@ def _one_each(records: list[Record]) -> list[Record]:
     return list(chosen.values())
 
 
-def running(telemetry_file: str | Path | None = None) -> list[dict[str, Any]]:
+def running(telemetry_file: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Every execution in flight beside the log, oldest start first (see the module docstring).
 
     ``telemetry_file`` is the log (default: as everywhere, `betty_otel._store.resolve_path`);

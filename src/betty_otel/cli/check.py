@@ -63,8 +63,7 @@ def _repair_command(file: Path, args: argparse.Namespace, path: Path) -> str:
 def _log_path(args: argparse.Namespace) -> Path:
     """The log of --file: it must exist, unless records of executions in flight are
     beside it (its first execution was killed before anything was written)."""
-    path = resolve_path(args.file)
-    records = bool(path.name) and os.path.lexists(folder_of(path))  # "/" has no name
+    records = os.path.lexists(folder_of(resolve_path(args.file)))
     return log_file(args.file, must_exist=not records)
 
 
