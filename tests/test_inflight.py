@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import stat
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -33,6 +34,7 @@ import betty_otel
 from betty_otel import TelemetryContext, capture_telemetry
 from betty_otel._inflight import tracker
 from betty_otel.query import running
+from cli_helpers import CLI
 from cli_helpers import run as run_cli
 from fault_writer import Children
 from helpers import umask_zero  # noqa: F401 - the fixture, used by name
@@ -361,3 +363,29 @@ def test_the_report_and_check_show_what_runs_and_what_was_abandoned(tmp_path: Pa
     assert ">running<" in section
     assert "Abandoned: 1 execution(s)" in section
     assert abandoned["trace_id"] in section
+
+
+def test_tail_follow_shows_an_execution_as_it_starts_running(tmp_path: Path) -> None:
+    """Item 2: `tail -f` prints an execution in flight as a pending entry once its record
+    is there, then its entry when it ends."""
+    log = tmp_path / "telemetry.json"
+    betty_otel.configure(log, inflight_after=0)
+    capture_telemetry(skill_name="tail.before")(lambda: None)()
+    command = [str(CLI), "tail", "-f", "--interval", "0.05", "--format", "jsonl"]
+    with subprocess.Popen(
+        [*command, "--file", str(log)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as follower:
+        assert follower.stdout is not None
+        try:
+            assert json.loads(follower.stdout.readline())["skill"] == "tail.before"
+            with in_a_thread(lambda gate: hold(gate, "k", [])):
+                shown = json.loads(follower.stdout.readline())
+                assert (shown["skill"], shown["status"], shown["state"]) == (
+                    "inflight.hold",
+                    "pending",
+                    "running",
+                )
+            ended = json.loads(follower.stdout.readline())
+            assert (ended["span_id"], ended["status"]) == (shown["span_id"], "success")
+        finally:
+            follower.kill()
