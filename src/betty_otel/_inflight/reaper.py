@@ -166,8 +166,9 @@ def _reason(record: Record, verdict: Verdict, max_age: float | None, now_ns: int
 class _Group:
     """The files of one execution (usually one), claimed together."""
 
-    def __init__(self, records: list[Record], reason: str) -> None:
+    def __init__(self, records: list[Record], verdict: Verdict, reason: str) -> None:
         self.records = records
+        self.verdict = verdict
         self.reason = reason
         self.names = [record.name for record in records]
         self.fds: list[int] = []
@@ -212,32 +213,38 @@ def _groups(records: Iterable[Record], max_age: float | None, reaped: Reaped) ->
     """The executions to reap, each with the files that record it."""
     judge, now = Judge(), time.time_ns()
     by_key: dict[str, list[Record]] = {}
-    reasons: dict[str, str] = {}
+    reasons: dict[str, tuple[Verdict, str]] = {}
     for record in records:
         by_key.setdefault(record.key, []).append(record)
         verdict = judge(record.owner)
         reason = _reason(record, verdict, max_age, now)
         if reason is not None:
-            reasons.setdefault(record.key, reason)
+            reasons.setdefault(record.key, (verdict, reason))
         elif verdict.state == "unknown":
             reaped.left += 1
-    return [_Group(by_key[key], reason) for key, reason in reasons.items()]
+    return [_Group(by_key[key], *found) for key, found in reasons.items()]
+
+
+def _still_due(group: _Group, max_age: float | None) -> bool:
+    """Claimed, the group's records read again still say to reap it (a live owner of
+    another host may have refreshed its last-seen time meanwhile)."""
+    now = time.time_ns()
+    return all(_reason(record, group.verdict, max_age, now) for record in group.records)
 
 
 def _reap_claimed(log: Path, folder_fd: int, groups: list[_Group], reaped: Reaped) -> None:
     """Mark, append and remove (see the module docstring, 2 and 3) for claimed groups."""
     mark = newest_mark(log) if any(group.fresh for group in groups) else NO_MARK
     for group in [group for group in groups if group.fresh]:
-        first = group.names[0]
+        first, reaping = group.names[0], phase_name(group.names[0], "reaping", mark)
         try:
-            os.rename(first, phase_name(first, "reaping", mark), src_dir_fd=folder_fd,
-                      dst_dir_fd=folder_fd)  # fmt: skip
+            os.rename(first, reaping, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         except OSError:  # its owner renamed it (repair --max-age on a live owner): leave it
             groups.remove(group)
             continue
-        group.names[0] = phase_name(first, "reaping", mark)
+        group.names[0] = reaping
     checked = [group for group in groups if not group.fresh]
-    marks = {record.mark or NO_MARK for group in checked for record in group.records}
+    marks = {record.mark for group in checked for record in group.records if record.mark}
     keys = {group.records[0].key for group in checked}
     there = entries_since(log, keys, marks) if checked else set()
     entries = [
@@ -278,7 +285,9 @@ def reap(log: Path, *, max_age: float | None = None, limit: int | None = None) -
     try:
         for start in range(0, len(groups), _CHUNK):
             chunk = groups[start : start + _CHUNK]
-            claimed = [group for group in chunk if group.claim(folder_fd)]
+            claimed = [
+                group for group in chunk if group.claim(folder_fd) and _still_due(group, max_age)
+            ]
             reaped.busy += len(chunk) - len(claimed)
             try:
                 if claimed:
