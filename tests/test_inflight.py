@@ -232,7 +232,10 @@ def _kinds() -> dict[str, Callable[[Gate], None]]:
             pass
 
     def context(gate: Gate) -> None:
-        with TelemetryContext("kind.context", inputs={"password": "hunter2-hunter2"}):
+        metadata = {"target": "registry", "token": "hunter2-hunter2"}
+        with TelemetryContext(
+            "kind.context", inputs={"password": "hunter2-hunter2"}, metadata=metadata
+        ):
             gate.wait(60)
 
     return {
@@ -246,7 +249,8 @@ def _kinds() -> dict[str, Callable[[Gate], None]]:
 @pytest.mark.parametrize("skill", list(_kinds()))
 def test_every_kind_of_execution_gets_a_record_and_one_entry(tmp_path: Path, skill: str) -> None:
     """Coroutines, generators and async generators (the whole iteration) and contexts have
-    a record while they run, and one entry, with the record's ids, once they end."""
+    a record while they run (a context's with its inputs and metadata, redacted), and one
+    entry, with the record's ids, once they end."""
     log = tmp_path / "telemetry.json"
     betty_otel.configure(log, inflight_after=0)
     with in_a_thread(_kinds()[skill]):
@@ -258,6 +262,9 @@ def test_every_kind_of_execution_gets_a_record_and_one_entry(tmp_path: Path, ski
         "success",
     )
     assert "hunter2" not in json.dumps(record)
+    if skill == "kind.context":  # what the entry will hold, redacted, from the start
+        assert record["metadata"] == {"target": "registry", "token": "***REDACTED***"}
+        assert record["inputs"] == {"password": "***REDACTED***"}
     assert record_files(log) == []
 
 
