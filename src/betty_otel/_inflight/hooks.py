@@ -57,11 +57,11 @@ def track(run: Run) -> Handle | None:
         return None  # a pipeline installed as is (the testing helper): no records
     try:
         handle = Handle(run, settings, tracker)
-        tracker.runs[id(handle)] = handle
+        tracker.runs[handle] = handle
         if settings.after_ns is not None:
             if tracker.thread is None:
                 tracker.start()
-            elif tracker.sleeping or not settings.after_ns:
+            elif (tracker.sleeping or not settings.after_ns) and not tracker.wake.is_set():
                 tracker.wake.set()
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("tracking an execution in flight")
@@ -84,7 +84,7 @@ def claim(handle: Handle | None) -> bool:
     if handle is None:
         return True
     tracker = handle.tracker
-    if tracker.runs.pop(id(handle), None) is not None:
+    if tracker.runs.pop(handle, None) is not None:
         return True  # the usual case: no record
     if tracker is not STATE.inflight:
         return True  # begun before a fork: its record is the parent's
@@ -93,11 +93,11 @@ def claim(handle: Handle | None) -> bool:
             if handle.state in (OPEN, UNRECORDABLE):
                 # Not in runs a moment ago: another claim took it, unless the thread's
                 # failed write has just put it back.
-                return tracker.runs.pop(id(handle), None) is not None
+                return tracker.runs.pop(handle, None) is not None
             if handle.state == ENDED:
                 return False
             handle.state = ENDED
-            tracker.taken.pop(id(handle), None)
+            tracker.taken.pop(handle, None)
         _mark_ending(tracker, handle)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("ending an execution in flight")

@@ -1,8 +1,10 @@
 """The one background thread per process that keeps the records of executions in flight.
 
 `Tracker` holds this process's executions in flight (`Handle`, registered and taken out by
-`betty_otel._inflight.hooks`). Its thread (a daemon: it never holds up exit) waits with
-no timeout while nothing is in flight; otherwise it wakes when something is due: it
+`betty_otel._inflight.hooks`). Its thread (a daemon: it never holds up exit) wakes when
+something is due; once nothing is in flight for ``inflight_after``, it waits with no
+timeout until a call wakes it (so a busy program's short calls wake it at most once per
+``inflight_after``, and an idle one never). When it wakes, it
 writes the record of each execution older than ``inflight_after`` (at its first look at
 an execution, the span's start tells its age: no clock is read on the call's path),
 refreshes each record's last-seen time every `LAST_SEEN_INTERVAL` seconds, and, once per
@@ -108,9 +110,9 @@ class Tracker:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
-        self.runs: dict[int, Handle] = {}
-        """Open executions without a record, by id(handle)."""
-        self.taken: dict[int, Handle] = {}
+        self.runs: dict[Handle, Handle] = {}
+        """Open executions without a record (a handle is its own key: hashed by identity)."""
+        self.taken: dict[Handle, Handle] = {}
         """Open executions with a record."""
         self.ending: dict[int, Handle] = {}
         """Ended executions whose record waits for their entry, by span id."""
@@ -121,7 +123,7 @@ class Tracker:
         self.reaped: set[Path] = set()
         self.stopping = False
         self.sleeping = False
-        """The thread waits for work with no timeout (see Tracker._sleep)."""
+        """The thread waits for work with no timeout (see Tracker._idle)."""
 
     def start(self) -> None:
         """Start the thread once; without one (interpreter shutdown), no records."""
@@ -146,7 +148,7 @@ class Tracker:
                 internal_error("keeping records of executions in flight")
                 delay = LAST_SEEN_INTERVAL
             if delay is None:
-                self._sleep()
+                self._idle()
             else:
                 self.wake.wait(delay)
 
@@ -156,12 +158,18 @@ class Tracker:
             _waits(handle) for handle in list(self.runs.values())
         )
 
-    def _sleep(self) -> None:
-        """Nothing in flight: wait, without waking up, until `track` sets wake.
+    def _idle(self) -> None:
+        """Nothing in flight: wait one more ``inflight_after`` (the short calls of a busy
+        program then find the thread awake and never wake it: at most one wake-up per
+        ``inflight_after``), then without a timeout until `track` sets wake.
 
         sleeping is set before runs is looked at, and track puts its run in runs before
         it looks at sleeping: either this sees the run, or track sees sleeping and wakes it.
         """
+        settings = self.settings
+        after = None if settings is None else settings.after_ns
+        if self.wake.wait(after / 1e9 if after else LAST_SEEN_INTERVAL) or self._has_work():
+            return
         self.sleeping = True
         if not self._has_work():
             self.wake.wait()
@@ -226,28 +234,28 @@ class Tracker:
     def _write(self, folder_fd: int, handle: Handle, owner: Owner, now: int) -> None:
         """Write one record, unless the execution ended meanwhile."""
         with self.lock:
-            if self.runs.pop(id(handle), None) is None:
+            if self.runs.pop(handle, None) is None:
                 return  # it ended
             try:
                 data = _pending_entry(handle.run)
                 if data is None:
-                    self.runs[id(handle)] = handle  # busy span: next time
+                    self.runs[handle] = handle  # busy span: next time
                     return
                 handle.start_ns, entry = data
                 name = record_name(entry["trace_id"], entry["span_id"])
                 record = encode_record(owner, handle.start_ns, entry)
                 write_record(folder_fd, name, record, handle.last_seen(now))
             except OSError:
-                self.runs[id(handle)] = handle  # the folder's fault: retried later
+                self.runs[handle] = handle  # the folder's fault: retried later
                 raise
             except Exception:  # noqa: BLE001 - this run's data: it ends without a record
                 handle.state = UNRECORDABLE
-                self.runs[id(handle)] = handle
+                self.runs[handle] = handle
                 internal_error("writing the record of an execution in flight")
                 return
             handle.name, handle.span_id = name, int(entry["span_id"], 16)
             handle.state, handle.refreshed = RECORDED, now
-            self.taken[id(handle)] = handle
+            self.taken[handle] = handle
 
     def _refresh(self, stale: Iterable[Handle], now: int) -> None:
         """Set each record's last-seen time (its mtime), never creating one."""
