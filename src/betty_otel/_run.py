@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -28,11 +28,13 @@ from betty_otel._entry import (
 )
 from betty_otel._errors import internal_error
 from betty_otel._inflight.hooks import claim, track
-from betty_otel._inflight.tracker import Handle
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
 from betty_otel._span_status import span_status_for
 from betty_otel.propagation import root_parent
+
+if TYPE_CHECKING:
+    from betty_otel._inflight.tracker import Handle
 
 __all__ = [
     "DEFAULT_CALLER",
