@@ -190,7 +190,11 @@ def test_the_next_writer_on_the_host_records_the_abandoned_by_itself_but_capture
     """
     with program(writer, log, BETTY_TELEMETRY_INFLIGHT_AFTER="1") as process:
         assert line_of(process) == "ready", stderr_of(log)
-        wait_until(lambda: len(log_entries(log)) == 50, "the abandoned entries", 120)
+        wait_until(
+            lambda: len(log_entries(log)) == 50 and not record_files(log),
+            "the abandoned entries, and no record left",
+            120,
+        )
         assert process.poll() is None  # it went on working meanwhile
     entries = once_each(log_entries(log))
     for record in records:
