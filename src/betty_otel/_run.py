@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -32,12 +32,16 @@ from betty_otel._entry import (
     is_status,
 )
 from betty_otel._errors import internal_error
+from betty_otel._inflight.hooks import claim, track
 from betty_otel._known_secrets import NO_SECRETS, Secrets, learned, scrub, scrub_json_text
 from betty_otel._record import end_with_record
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
 from betty_otel._span_status import span_status_for
 from betty_otel.propagation import root_parent
+
+if TYPE_CHECKING:
+    from betty_otel._inflight.tracker import Handle
 
 __all__ = [
     "DEFAULT_CALLER",
@@ -155,6 +159,7 @@ class Run:
         "attributes",
         "current",
         "error",
+        "inflight",
         "metadata",
         "sanitizer",
         "secrets",
@@ -184,6 +189,8 @@ class Run:
         self.current: CurrentSpan | None = CurrentSpan(self)
         """The span code sees as current; dropped when the run ends, so the reference
         cycle between the two does not keep a finished run for the garbage collector."""
+        self.inflight: Handle | None = None
+        """This execution while in flight (see betty_otel._inflight); set by start_run."""
 
     def attach(self) -> None:
         """Make the execution current, so nested executions become its children."""
@@ -265,14 +272,9 @@ class Run:
     def end(self, end_time: int | None = None) -> None:
         """Complete the record, put it on the span (its projection) and end the span
         with it: the file's entry is made from the record (see betty_otel._record)."""
-        ends: dict[str, Any] = {ATTR_STATUS: self.status}
+        ends = self.outcome(self.status)
         if self.secrets:
-            self._scrub(ends)
-        else:
-            if self.error is not None:
-                ends[ATTR_ERROR] = self.error
-            if self.metadata is not None:
-                ends[ATTR_METADATA] = self.metadata
+            self.error = ends.get(ATTR_ERROR)  # the span's status says it too
         record = {**self.attributes, **ends}
         span = self.span
         # Attributes user code added may have evicted ours (the SDK's count limit):
@@ -283,14 +285,18 @@ class Run:
         self.current = None
         end_with_record(span, record, end_time)
 
-    def _scrub(self, ends: dict[str, Any]) -> None:
-        """The outcome and metadata with the execution's known secrets removed (the
-        inputs keep what redaction left: they are where the secrets were learned)."""
-        secrets = self.secrets
-        if self.error is not None:
-            self.error = ends[ATTR_ERROR] = scrub(self.error, secrets)
-        if self.metadata is not None:
-            ends[ATTR_METADATA] = scrub_json_text(self.metadata, secrets)
+    def outcome(self, status: str) -> dict[str, Any]:
+        """The record's ``betty.*`` outcome as of now, with status: error message and
+        metadata, the execution's known secrets removed (the inputs keep what redaction
+        left: they are where the secrets were learned). The in-flight record asks for
+        it too, from its own thread: it reads, never changes, the run."""
+        ends: dict[str, Any] = {ATTR_STATUS: status}
+        error, metadata, secrets = self.error, self.metadata, self.secrets
+        if error is not None:
+            ends[ATTR_ERROR] = scrub(error, secrets) if secrets else error
+        if metadata is not None:
+            ends[ATTR_METADATA] = scrub_json_text(metadata, secrets) if secrets else metadata
+        return ends
 
     def _span_status(self) -> Status:
         """ERROR with the message for a failed execution, else the status user code
@@ -321,10 +327,12 @@ def start_run(
     # every instrumented call, and the context manager costs ten times more.
     try:
         context = root_parent(remote_parent)
-        return Run(tracer.start_span(skill, context, attributes=attributes), sanitizer, attributes)
+        run = Run(tracer.start_span(skill, context, attributes=attributes), sanitizer, attributes)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("starting a span")
         return None
+    run.inflight = track(run)  # never raises
+    return run
 
 
 def finish_run(run: Run, exc: BaseException | None = None, result: object = None) -> None:
@@ -334,6 +342,8 @@ def finish_run(run: Run, exc: BaseException | None = None, result: object = None
     execution is not missing from the file.
     """
     run.detach()
+    if not claim(run.inflight):  # never raises
+        return  # recorded already, at exit
     try:
         if exc is not None:
             run.record_exception(exc)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.sdk.trace import Tracer, TracerProvider
 
+    from betty_otel._inflight.tracker import Tracker
     from betty_otel._inputs import BindPlan
     from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline, Switch
@@ -40,6 +41,7 @@ class ProcessState:
         "ending",
         "errors_lock",
         "forked",
+        "inflight",
         "internal_errors",
         "log_setup",
         "own_provider",
@@ -75,6 +77,9 @@ class ProcessState:
         """The live batch processors, reset in a forked child by one hook (owner: _setup)."""
         self.forked = False
         """This process was made by fork, so batching writes synchronously (owner: _setup)."""
+        self.inflight: Tracker | None = None
+        """This process's executions in flight, once a pipeline was configured (owner:
+        _inflight.tracker)."""
         self.errors_lock = threading.Lock()
         self.internal_errors = 0
         """Internal failures logged since start (owner: _errors)."""

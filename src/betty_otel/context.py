@@ -140,6 +140,9 @@ class TelemetryContext:
         if run is not None:
             if self._inputs:
                 self._put_inputs(run)
+            if self._metadata:  # known now: its record while in flight holds it too
+                with handle_internal_errors("recording metadata"):
+                    run.set_metadata(self._metadata)
             run.attach()
             self._run = run
         return self

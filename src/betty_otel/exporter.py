@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from betty_otel._entry import span_to_entry
 from betty_otel._errors import count_internal_error
+from betty_otel._inflight.hooks import written
 from betty_otel._record import Record, record_of
 from betty_otel._store import TelemetryStore
 
@@ -133,6 +134,7 @@ class BettyFileExporter(SpanExporter):
         with self._lock:
             self.exported += len(entries)
             self._logged.clear()
+        written(span for span, _ in spans)  # their records of executions in flight are done with
         return SpanExportResult.SUCCESS
 
     def drop(self, count: int, reason: str) -> None:

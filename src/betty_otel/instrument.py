@@ -20,6 +20,7 @@ from opentelemetry.context import Context
 
 from betty_otel._entry import ATTR_CALLER, ATTR_INPUTS, ATTR_SKILL, validate_text
 from betty_otel._errors import internal_error
+from betty_otel._inflight.hooks import mark_generator
 from betty_otel._inputs import bind_inputs
 from betty_otel._known_secrets import NO_SECRETS, learned
 from betty_otel._redact import REDACTED
@@ -254,6 +255,7 @@ def _traced_generator(
     run = spec.start(tracer, remote_parent, instance, args, kwargs)
     if run is None:  # starting the span failed (logged): iterate untraced
         return (yield from generator)
+    mark_generator(run)
     to_send: Any = None
     to_throw: BaseException | None = None
     try:
@@ -300,6 +302,7 @@ async def _traced_asyncgen(
         async for item in generator:
             yield item
         return
+    mark_generator(run)
     to_send: Any = None
     to_throw: BaseException | None = None
     try:

@@ -47,6 +47,7 @@ def render_report(
     """
     # Imported here, not above: they need plotly, and `import betty_otel` must not.
     from betty_otel._report import charts  # noqa: F401, PLC0415 - fails first if plotly is missing
+    from betty_otel._report.inflight import inflight_section  # noqa: PLC0415
     from betty_otel._report.page import new_nonce, page, summary_line  # noqa: PLC0415
     from betty_otel._report.read import read_log  # noqa: PLC0415
     from betty_otel._report.sections import sections  # noqa: PLC0415
@@ -61,7 +62,8 @@ def render_report(
         if roots:
             traces.append((trace_id, roots))
     nonce = new_nonce()
-    return page(title, summary_line(data), sections(data, traces, nonce), nonce)
+    parts = [*sections(data, traces, nonce), inflight_section(base, chosen)]
+    return page(title, summary_line(data), parts, nonce)
 
 
 def _slowest_traces(data: ReportData) -> list[str]:

@@ -45,6 +45,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from betty_otel._environment import disabled_by_env, sdk_settings_set
+from betty_otel._inflight.hooks import finish_unfinished, watch
+from betty_otel._inflight.settings import inflight_after as _inflight_after
 from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
@@ -156,6 +158,7 @@ def configure(
     exit_timeout: float | None = None,
     propagate_to_subprocesses: bool = False,
     threads: bool = False,
+    inflight_after: float | str | None = None,
 ) -> BettyFileExporter | None:
     """Set up (or redo) where betty_otel's spans go; returns the file exporter.
 
@@ -188,6 +191,10 @@ def configure(
             their executions are its children (off by default: it wraps
             ``ThreadPoolExecutor.submit`` and ``Thread.start`` process-wide; configure
             without it, or shutdown(), restores them).
+        inflight_after: seconds an execution runs before it gets a record beside the
+            log, so that it is visible while it runs and recorded if its process dies
+            (see betty_otel._inflight); ``0`` from its start, ``"off"`` never. Default
+            $BETTY_TELEMETRY_INFLIGHT_AFTER, else 1 s.
 
     Returns None (and instruments nothing) when OTEL_SDK_DISABLED=true or
     BETTY_TELEMETRY_DISABLED=1.
@@ -197,9 +204,11 @@ def configure(
     """
     if exit_timeout is not None:
         exit_budget(exit_timeout)  # checked before anything changes
+    after = _inflight_after(inflight_after)
     with STATE.setup_lock:
         if disabled_by_env():
             _replace(Pipeline(tracer=None))
+            watch(None, None, None)
             return None
         exporter = BettyFileExporter(
             telemetry_file if telemetry_file is not None else shim_log(),
@@ -226,6 +235,7 @@ def configure(
             new.watch_global = tracer_provider is None and _no_global_provider()
         new.remote_parent = environment_context()
         _replace(new)
+        watch(new, exporter.path, after)
         subprocess_hook(propagate_to_subprocesses)
         propagate_to_threads(threads)
         return exporter
@@ -409,4 +419,10 @@ def shutdown() -> None:
             _close(old)
 
 
-atexit.register(shutdown)
+def _at_exit() -> None:
+    """Record the executions still open (once, see betty_otel._inflight), then shut down."""
+    finish_unfinished()
+    shutdown()
+
+
+atexit.register(_at_exit)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 
-from betty_otel._store import FileReport, TelemetryStore, check_file, log_files
+from betty_otel._inflight.reaper import reap
+from betty_otel._inflight.records import folder_of
+from betty_otel._inflight.view import folder_report
+from betty_otel._store import FileReport, TelemetryStore, check_file, log_files, resolve_path
 from betty_otel._store.legacy import ORIGINAL_CAP, legacy_path, limit_of, read_legacy
-from betty_otel.cli.logfile import log_file
+from betty_otel.cli.logfile import log_exists, log_file
 from betty_otel.cli.parser import PROG
+from betty_otel.cli.running import folder_lines, max_age_seconds, reap_lines
 from betty_otel.cli.terminal import out
 
 __all__ = ["cmd_check", "cmd_repair"]
@@ -109,8 +114,15 @@ def _legacy_note(path: Path) -> str | None:
     )
 
 
+def _log_path(args: argparse.Namespace) -> Path:
+    """The log of --file: it must exist, unless records of executions in flight are
+    beside it (its first execution was killed before anything was written)."""
+    records = os.path.lexists(folder_of(resolve_path(args.file)))
+    return log_file(args.file, must_exist=not records)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    path = log_file(args.file, must_exist=True)
+    path = _log_path(args)
     failed = False
     note = _legacy_note(path)
     if note is not None:
@@ -120,17 +132,38 @@ def cmd_check(args: argparse.Namespace) -> int:
         problems = _problems(report, _repair_command(file, args, path), live=file == path)
         verdict = "OK" if not problems else f"{len(problems)} problem(s)"
         out(f"{file}: {report.entries:,} entries, {verdict}")
-        for problem, fix in problems:
-            out(f"  - {problem}")
-            out(f"    fix: {fix}")
+        _print_problems(problems)
         for line in _notes(report):
             out(f"  note: {line}")
         failed = failed or bool(problems)
-    return 1 if failed else 0
+    notes, problems = folder_lines(folder_report(path), _repair_command(path, args, path))
+    for line in notes:
+        out(line)
+    _print_problems(problems)
+    return 1 if failed or problems else 0
+
+
+def _print_problems(problems: list[tuple[str, str]]) -> None:
+    for problem, fix in problems:
+        out(f"  - {problem}")
+        out(f"    fix: {fix}")
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    path = log_file(args.file, must_exist=True)
+    max_age = max_age_seconds(args.max_age)
+    path = _log_path(args)
+    if log_exists(path):
+        code = _repair_file(args, path)
+    else:
+        code = 0
+        out(f"Nothing to repair: {path} does not exist yet")
+    for line in reap_lines(reap(path, max_age=max_age)):
+        out(line)
+    return code
+
+
+def _repair_file(args: argparse.Namespace, path: Path) -> int:
+    """Cut a torn tail of the log's file, or move a foreign file aside; 1 if problems remain."""
     before = check_file(path)
     store = TelemetryStore(path)
     try:

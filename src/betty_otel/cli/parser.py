@@ -43,6 +43,7 @@ COMMANDS: Final = {
     "tail": "read",
     "check": "check",
     "repair": "check",
+    "running": "running",
     "export": "export",
     "install-skill": "install",
     "report": "report",
@@ -93,6 +94,7 @@ _EXAMPLES: Final = {
   {PROG} stats --by caller --since 7d
   {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d
   {PROG} tail -f
+  {PROG} running
   {PROG} check || {PROG} repair
   {PROG} export --otlp --endpoint http://localhost:4318
   {PROG} install-skill ~/betty
@@ -161,10 +163,22 @@ problem, or when the log does not exist.""",
     "repair": f"""examples:
   {PROG} repair
   {PROG} repair --file registry/telemetry.json
+  {PROG} repair --max-age 7d      # also executions of other hosts silent for 7 days
 
 Cuts a torn tail (an interrupted append) back to the last complete entry
 under the file lock, saving the removed bytes beside the file. Never removes
-a complete entry. Exit status 1 if problems remain.""",
+a complete entry. Then records each abandoned execution (its process died:
+see '{PROG} running') as one final error entry, exactly once. Exit status 1
+if problems remain.""",
+    "running": f"""examples:
+  {PROG} running
+  {PROG} running --format json
+
+Lists the executions in flight (records beside the log, written for every
+execution that runs longer than inflight_after, 1 s by default), oldest start
+first, with their state: running (its process is alive), abandoned (its
+process is gone, or the machine rebooted: repair records it) or unknown (it
+runs on another host). Exit status 0, also when nothing is in flight.""",
     "export": f"""examples:
   {PROG} export --otlp --endpoint http://localhost:4318
   {PROG} export --otlp --protocol grpc --endpoint http://localhost:4317 --since 7d
@@ -315,7 +329,19 @@ def _add_report(commands: Any) -> None:
 def _add_checks(commands: Any) -> None:
     """check and repair."""
     _subparser(commands, "check", "validate the file without changing it")
-    _subparser(commands, "repair", "fix a torn tail, keeping every complete entry")
+    repair = _subparser(
+        commands, "repair", "fix a torn tail and record abandoned executions, keeping every entry"
+    )
+    repair.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="also record executions of other hosts silent for longer: 30m, 12h, 7d, 1w",
+    )
+
+
+def _add_running(commands: Any) -> None:
+    running = _subparser(commands, "running", "the executions in flight and their state")
+    running.add_argument("--format", choices=FORMATS, help="table, json or jsonl")
 
 
 def _add_install(commands: Any) -> None:
@@ -333,6 +359,7 @@ _FAMILIES: Final = (
     (("query", "stats", "trace"), _add_reads),
     (("tail",), _add_tail),
     (("check", "repair"), _add_checks),
+    (("running",), _add_running),
     (("export",), _add_export),
     (("install-skill",), _add_install),
     (("report",), _add_report),

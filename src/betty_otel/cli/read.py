@@ -31,6 +31,7 @@ from betty_otel.cli.render import (
     table,
     text,
 )
+from betty_otel.cli.running import unseen_pending, with_pending
 from betty_otel.cli.terminal import err, out
 from betty_otel.query import (
     Filters,
@@ -69,8 +70,9 @@ def filters_from(args: argparse.Namespace) -> Filters:
 def cmd_query(args: argparse.Namespace) -> int:
     fmt = default_format(args.format, "table", "json")
     filters = filters_from(args)
-    found = query(log_file(args.file, must_exist=True), filters=filters, limit=args.limit)
-    print_entries(found, fmt)
+    path = log_file(args.file, must_exist=True)
+    found = query(path, filters=filters, limit=args.limit)
+    print_entries(with_pending(found, path, filters, args.limit), fmt)  # and those in flight
     print_notes(entry_notes(found))
     return 0
 
@@ -286,6 +288,9 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
     newest = query(path, limit=max(args.lines, 1))
     for entry in reversed(newest[: args.lines]):
         show(entry)
+    shown: set[str] = set()  # the executions in flight shown so far, as pending entries
+    for entry in unseen_pending(path, shown)[-args.lines :] if args.lines else []:
+        show(entry)
     sys.stdout.flush()
     print_notes(entry_notes(newest[: args.lines]))
     marker = entry_signature(newest[0]) if newest else None
@@ -294,8 +299,11 @@ def _follow(args: argparse.Namespace, path: Path, show: Callable[[dict[str, Any]
         err(f"{PROG}: following {path}{absent} (Ctrl-C to stop)")
     while args.follow:
         time.sleep(args.interval)
+        for entry in unseen_pending(path, shown):
+            show(entry)
         current = _file_state(path)
         if current == state:
+            sys.stdout.flush()
             continue
         state = current
         entries, found = _newer_than(path, marker)

@@ -15,7 +15,10 @@ Errors reading the file are `betty_otel.StoreError`.
 - `stats` reads every entry once, canonical lines by regex in C
   (`betty_otel.query.tally`); then only what was appended since, through its
   summary (`betty_otel.query.stats`, `betty_otel.query.summary`).
-- `trace` builds the tree of one trace's executions (`betty_otel.query.trace`).
+- `trace` builds the tree of one trace's executions (`betty_otel.query.trace`), with
+  the executions still in flight (status ``pending``).
+- `running` lists the executions in flight beside the log and their state
+  (`betty_otel._inflight.view`).
 
 All of them take the log as ``telemetry_file`` (first argument) and the same
 filter keywords (`FilterArgs`, with ``ignore_case``), turned into one `Filters`
@@ -23,6 +26,7 @@ value by `make_filters`, so the CLI's ``query``, ``stats``, ``report`` and
 ``export`` select entries identically.
 """
 
+from betty_otel._inflight.view import running
 from betty_otel.query.filters import (
     FilterArgs,
     FilterOptions,
@@ -54,6 +58,7 @@ __all__ = [
     "make_filters",
     "parse_time",
     "query",
+    "running",
     "stats",
     "trace",
 ]

@@ -414,17 +414,21 @@ def scan_files(path: Path, on_file: Callable[[int, int, Path], None], rotated: b
             on_file(fd, size, file)
 
 
-def scan_entries(path: Path, filters: Filters) -> list[dict[str, Any]]:
-    """Every entry passing filters (which must select trace ids), oldest first.
+def scan_entries(
+    path: Path, filters: Filters, *, needles: list[bytes] | None = None
+) -> list[dict[str, Any]]:
+    """Every entry passing filters (which must select trace ids, unless needles are
+    given), oldest first.
 
-    Canonical lines are searched for the wanted ids as orjson writes them, in C,
-    and only the lines that contain one, or a backslash (an escape could spell an
-    id differently), are parsed.
+    Canonical lines are searched for the wanted ids as orjson writes them (or for
+    needles), in C, and only the lines that contain one, or a backslash (an escape
+    could spell an id differently), are parsed.
     """
-    assert filters.trace_id is not None
     pattern = line_pattern(bare=True)
-    needles = [orjson.dumps(value)[1:-1] for value in filters.trace_id]
-    needles.append(b"\\")
+    if needles is None:
+        assert filters.trace_id is not None
+        needles = [orjson.dumps(value)[1:-1] for value in filters.trace_id]
+    needles = [*needles, b"\\"]
     found_entries: list[dict[str, Any]] = []
 
     def on_file(fd: int, size: int, file: Path) -> None:

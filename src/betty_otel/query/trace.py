@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel._entry import entry_time, is_finite_number, value_text
+from betty_otel._inflight.view import pending_entries
 from betty_otel._logs import logger
 from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel.query.filters import PathArg, make_filters
@@ -224,9 +225,10 @@ def trace(
 
     A child's ``parent_span_id`` is its parent's ``span_id``; executions without a
     parent, or whose parent is not in the log, are roots. Siblings are in order of
-    start time. Links that would not make a tree are broken and noted (see
-    `TraceNode`). Returns [] when no entry has this trace id; the ids are compared
-    exactly, as ``--trace-id`` compares them.
+    start time. Executions of the trace still in flight are there too, as entries
+    with status ``pending`` (see `running`). Links that would not make a tree are
+    broken and noted (see `TraceNode`). Returns [] when no entry has this trace id;
+    the ids are compared exactly, as ``--trace-id`` compares them.
 
     Raises:
         TypeError: no trace id, a trace id that is not a string, an argument twice,
@@ -247,6 +249,7 @@ def read_trace(base: Path, trace_id: str) -> list[TraceNode]:
     by start time), however deep the tree; see `trace`.
     """
     entries = scan_entries(base, make_filters(trace_id=trace_id))
+    entries += pending_entries(base, trace_id=trace_id, known=entries)  # running parents
     order = sorted(range(len(entries)), key=lambda i: _start_key(i, entries[i]))
     nodes = [TraceNode(entries[i]) for i in order]
     kinds: Counter[str] = Counter()
