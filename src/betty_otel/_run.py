@@ -18,6 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from betty_otel._entry import (
+    ATTR_CALLER,
     ATTR_ERROR,
     ATTR_METADATA,
     ATTR_STATUS,
@@ -27,6 +28,8 @@ from betty_otel._entry import (
     is_status,
 )
 from betty_otel._errors import internal_error
+from betty_otel._metrics import execution_ended, execution_started
+from betty_otel._metrics.record import Started
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
 from betty_otel._span_status import span_status_for
@@ -138,15 +141,28 @@ def outcome_of_result(result: object) -> tuple[str, str | None]:
 class Run:
     """One execution being recorded: its span and the Betty outcome of it."""
 
-    __slots__ = ("error", "metadata", "sanitizer", "span", "status", "token")
+    __slots__ = (
+        "error",
+        "error_type",
+        "metadata",
+        "metrics",
+        "sanitizer",
+        "span",
+        "status",
+        "token",
+    )
 
     def __init__(self, span: Span, sanitizer: Sanitizer) -> None:
         self.span = span
         self.sanitizer = sanitizer
         self.status = "success"
         self.error: str | None = None
+        self.error_type: str | None = None
+        """The qualified class of the exception that ended the execution, if one did."""
         self.metadata: dict[str, Any] | None = None
         self.token: object | None = None
+        self.metrics: Started | None = None
+        """This execution in the metrics, while they are recorded; set by start_run."""
 
     def attach(self) -> None:
         """Make the span current, so nested executions become its children."""
@@ -172,6 +188,7 @@ class Run:
         """
         text = _message_of(exc)
         status, message = _outcome(exc, text)
+        self.error_type = _type_text(type(exc), qualified=True)
         kept = self.status in ERROR_STATUSES
         if not kept:
             self.status = status  # before anything that can fail: never a false success
@@ -202,6 +219,7 @@ class Run:
     def end(self, end_time: int | None = None) -> None:
         """Put the outcome on the span and end it (this exports it)."""
         status = self.status
+        execution_ended(self.metrics, status, self.error_type)  # never raises
         attributes: dict[str, Any] = {ATTR_STATUS: status}
         if self.error is not None:
             attributes[ATTR_ERROR] = self.error
@@ -230,10 +248,12 @@ def start_run(
     # every instrumented call, and the context manager costs ten times more.
     try:
         context = root_parent(remote_parent)
-        return Run(tracer.start_span(skill, context, attributes=attributes), sanitizer)
+        run = Run(tracer.start_span(skill, context, attributes=attributes), sanitizer)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("starting a span")
         return None
+    run.metrics = execution_started(skill, attributes.get(ATTR_CALLER, DEFAULT_CALLER))
+    return run
 
 
 def finish_run(run: Run, exc: BaseException | None = None, result: object = None) -> None:

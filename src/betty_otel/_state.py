@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Tracer, TracerProvider
 
     from betty_otel._inputs import BindPlan
+    from betty_otel._metrics.setup import Metrics
     from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline, Switch
 
@@ -39,6 +40,7 @@ class ProcessState:
         "forked",
         "internal_errors",
         "log_setup",
+        "metrics",
         "path_locks",
         "path_locks_lock",
         "pipeline",
@@ -87,6 +89,9 @@ class ProcessState:
         self.thread_hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         """The ThreadPoolExecutor.submit and Thread.start our hook wraps, while it is
         installed (owner: _setup.threads)."""
+        self.metrics: Metrics | None = None
+        """The instruments executions are recorded in; None when nothing would receive
+        metrics (owner: _metrics.setup, called by _setup under setup_lock)."""
         self.redaction_rules: RedactionRules | None = None
         """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
         self.log_setup: Callable[[], None] | None = None

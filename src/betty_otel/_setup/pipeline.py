@@ -24,7 +24,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -41,9 +41,17 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from betty_otel._environment import disabled_by_env, sdk_settings_set
+from betty_otel._metrics.series import max_series
+from betty_otel._metrics.setup import take_metrics, use_metrics
 from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
-from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
+from betty_otel._setup.otlp import (
+    DEFAULT_EXIT_TIMEOUT,
+    Closing,
+    Collector,
+    close_collectors,
+    exit_budget,
+)
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
 from betty_otel._setup.sampling import AuditSampler
 from betty_otel._setup.threads import propagate_to_threads
@@ -51,6 +59,11 @@ from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
 from betty_otel.propagation import environment_context
 from betty_otel.propagation import propagate_to_subprocesses as subprocess_hook
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
+    from betty_otel._metrics.provider import OwnMetrics
 
 __all__ = [
     "TRACER_NAME",
@@ -150,6 +163,8 @@ def configure(
     exit_timeout: float | None = None,
     propagate_to_subprocesses: bool = False,
     threads: bool = False,
+    meter_provider: MeterProvider | None = None,
+    metrics_max_series: int | None = None,
 ) -> BettyFileExporter | None:
     """Set up (or redo) where betty_otel's spans go; returns the file exporter.
 
@@ -180,6 +195,13 @@ def configure(
             their executions are its children (off by default: it wraps
             ``ThreadPoolExecutor.submit`` and ``Thread.start`` process-wide; configure
             without it, or shutdown(), restores them).
+        meter_provider: a MeterProvider for betty_otel's instruments (see
+            `betty_otel._metrics`); default the global one if the program set one, else
+            one of ours when OTEL_METRICS_EXPORTER or an OTLP endpoint asks for metrics,
+            else none (no metrics, nothing paid).
+        metrics_max_series: how many values of each metric label (skill, caller, error
+            type) get series of their own before the rest is recorded as ``other``;
+            default $BETTY_TELEMETRY_METRICS_MAX_SERIES, else 100.
 
     Returns None (and instruments nothing) when OTEL_SDK_DISABLED=true or
     BETTY_TELEMETRY_DISABLED=1.
@@ -189,9 +211,11 @@ def configure(
     """
     if exit_timeout is not None:
         exit_budget(exit_timeout)  # checked before anything changes
+    limit = max_series(metrics_max_series)
     with STATE.setup_lock:
         if disabled_by_env():
             _replace(Pipeline(tracer=None))
+            use_metrics(None, limit, exit_timeout)
             return None
         exporter = BettyFileExporter(
             telemetry_file,
@@ -218,6 +242,7 @@ def configure(
             new.watch_global = tracer_provider is None and _no_global_provider()
         new.remote_parent = environment_context()
         _replace(new)
+        use_metrics(meter_provider, limit, exit_timeout)
         subprocess_hook(propagate_to_subprocesses)
         propagate_to_threads(threads)
         return exporter
@@ -308,18 +333,23 @@ def _replace(new: Pipeline) -> None:
         _close(old)
 
 
-def _close(old: Pipeline) -> None:
+def _close(old: Pipeline, metrics: OwnMetrics | None = None) -> None:
     """Flush and detach a pipeline that is being replaced or shut down.
 
-    The file first, in full; then the collectors, within their exit budget, so a
-    collector that is down costs at most that.
+    The file first, in full; then the collectors (and our own metrics, at shutdown),
+    all at once within their exit budget, so a collector that is down costs at most that.
     """
     if old.file_processor is not None:
         if old.switch is not None:
             old.switch.detach(old.file_processor)
         old.file_processor.shutdown()
-    if old.collectors:
-        close_collectors(old.collectors, old.exit_timeout)
+    closing: list[Closing] = [*old.collectors]
+    budget = old.exit_timeout if old.collectors else 0.0
+    if metrics is not None:
+        closing.append(metrics)
+        budget = max(budget, metrics.budget)
+    if closing:
+        close_collectors(closing, budget)
 
 
 def pipeline() -> Pipeline:
@@ -372,10 +402,13 @@ def shutdown() -> None:
     """Flush and close the pipeline; the next instrumented call configures a new one."""
     with STATE.setup_lock:
         old, STATE.pipeline = STATE.pipeline, None
+        own_metrics = take_metrics()
         subprocess_hook(False)
         propagate_to_threads(False)
         if old is not None:
-            _close(old)
+            _close(old, own_metrics)
+        elif own_metrics is not None:
+            own_metrics.close()
 
 
 atexit.register(shutdown)
