@@ -16,6 +16,8 @@ Errors reading the file are `betty_otel.StoreError`.
   (`betty_otel.query.tally`); then only what was appended since, through its
   summary (`betty_otel.query.stats`, `betty_otel.query.summary`).
 - `trace` builds the tree of one trace's executions (`betty_otel.query.trace`).
+- `openmetrics` counts the durations into the live metric's histogram, as OpenMetrics
+  text (`betty_otel.query.openmetrics`).
 
 All of them take the log as ``telemetry_file`` (first argument) and the same
 filter keywords (`FilterArgs`, with ``ignore_case``), turned into one `Filters`
@@ -33,6 +35,7 @@ from betty_otel.query.filters import (
     make_filters,
     parse_time,
 )
+from betty_otel.query.openmetrics import openmetrics
 from betty_otel.query.scan import ORDER_WINDOW, iter_query, query
 from betty_otel.query.stats import GROUP_KEYS, MISSING, GroupBy, GroupStats, stats
 from betty_otel.query.trace import TraceNode, trace
@@ -52,6 +55,7 @@ __all__ = [
     "TraceNode",
     "iter_query",
     "make_filters",
+    "openmetrics",
     "parse_time",
     "query",
     "stats",
