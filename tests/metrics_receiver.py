@@ -136,7 +136,7 @@ class MetricsReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the test reads the points
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -19,6 +19,7 @@ import os
 from typing import TYPE_CHECKING
 
 from betty_otel._environment import disabled_by_env, metrics_exporters
+from betty_otel._errors import internal_error
 from betty_otel._metrics.conventions import METER_NAME
 from betty_otel._metrics.record import Recorder
 from betty_otel._metrics.series import SeriesGuard
@@ -98,8 +99,14 @@ def install(provider: MeterProvider, own: OwnMetrics | None, limit: int) -> None
     STATE.metrics = _metrics_on(provider, own, limit)
 
 
-def _metrics_on(provider: MeterProvider, own: OwnMetrics | None, limit: int) -> Metrics:
-    return Metrics(Recorder(provider.get_meter(METER_NAME), SeriesGuard(limit)), own)
+def _metrics_on(provider: MeterProvider, own: OwnMetrics | None, limit: int) -> Metrics | None:
+    """The instruments on provider's meter; None (logged, counted) when a program's provider
+    fails to make them: the program runs on, without metrics."""
+    try:
+        return Metrics(Recorder(provider.get_meter(METER_NAME), SeriesGuard(limit)), own)
+    except Exception:  # noqa: BLE001 - telemetry must never break the host program
+        internal_error("making the metric instruments")
+        return None
 
 
 def take_metrics() -> OwnMetrics | None:

@@ -89,13 +89,13 @@ def _label(value: Any) -> str:
 
 def _seconds(value: Any) -> float | None:
     """duration_ms in seconds; None unless a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         return None
     try:
-        seconds = value / 1000
+        seconds = value / 1000 + 0.0  # + 0.0: a -0.0 is counted as 0.0
     except OverflowError:  # an integer beyond any float
         return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return seconds if math.isfinite(seconds) else None
 
 
 def _escape(value: str) -> str:
