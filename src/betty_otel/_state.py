@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import Tracer, TracerProvider
 
     from betty_otel._inputs import BindPlan
+    from betty_otel._metrics.record import Instruments
     from betty_otel._metrics.setup import Metrics
     from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline, Switch
@@ -40,6 +41,7 @@ class ProcessState:
         "forked",
         "internal_errors",
         "log_setup",
+        "metric_instruments",
         "metrics",
         "path_locks",
         "path_locks_lock",
@@ -92,6 +94,11 @@ class ProcessState:
         self.metrics: Metrics | None = None
         """The instruments executions are recorded in; None when nothing would receive
         metrics (owner: _metrics.setup, called by _setup under setup_lock)."""
+        self.metric_instruments: weakref.WeakKeyDictionary[Any, Instruments] = (
+            weakref.WeakKeyDictionary()
+        )
+        """betty_otel's instruments on each meter they were made on, reused on reconfigure
+        (owner: _metrics.record)."""
         self.redaction_rules: RedactionRules | None = None
         """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
         self.log_setup: Callable[[], None] | None = None

@@ -81,6 +81,32 @@ def export_interval() -> float:
     return DEFAULT_INTERVAL_MS
 
 
+class _Hushing:
+    """The exporters' loggers hushed for the threads that send a closing provider's last
+    metrics, until the last of those sends has returned (a retry message comes late)."""
+
+    def __init__(self, loggers: set[logging.Logger]) -> None:
+        self.hush = Hush()
+        self.loggers = loggers
+        self.users = 0
+        self.lock = threading.Lock()
+
+    def enter(self) -> None:
+        self.hush.threads.add(threading.get_ident())
+        with self.lock:
+            self.users += 1
+            if self.users == 1:
+                for each in self.loggers:
+                    each.addFilter(self.hush)
+
+    def exit(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                for each in self.loggers:
+                    each.removeFilter(self.hush)
+
+
 class _Exporter(MetricExporter):
     """A metric exporter bound to the process that made it, told when its provider closes.
 
@@ -97,24 +123,25 @@ class _Exporter(MetricExporter):
         )
         self.inner = inner
         self.pid = os.getpid()
-        self.closing = False
+        self.closing: _Hushing | None = None
         self.unsent = 0
-        self.hush = Hush()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         if os.getpid() != self.pid:
             return MetricExportResult.SUCCESS
-        if not self.closing:
+        closing = self.closing
+        if closing is None:
             return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        self.hush.threads.add(threading.get_ident())
+        closing.enter()
         result = MetricExportResult.FAILURE
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         finally:
             if result is not MetricExportResult.SUCCESS:
                 self.unsent += 1
+            closing.exit()
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -217,18 +244,15 @@ class OwnMetrics:
         no thread can be started (late in interpreter shutdown). Never raises."""
         loggers = {logging.getLogger(PeriodicExportingMetricReader.__module__)}
         for exporter in self.exporters:
-            exporter.closing = True
             loggers.update(
                 logging.getLogger(kind.__module__) for kind in type(exporter.inner).__mro__
             )
-        hushes = [exporter.hush for exporter in self.exporters]
-        for each in loggers:
-            for hush in hushes:
-                each.addFilter(hush)
+        hushing = _Hushing(loggers)
+        for exporter in self.exporters:
+            exporter.closing = hushing
 
         def close() -> None:
-            for hush in hushes:
-                hush.threads.add(threading.get_ident())
+            hushing.enter()
             try:
                 if self.server is not None:
                     self.server.shutdown()
@@ -237,9 +261,7 @@ class OwnMetrics:
             except Exception:  # noqa: BLE001 - the SDK's shutdown must not reach the program
                 internal_error("shutting down the metrics exporters")
             finally:
-                for each in loggers:
-                    for hush in hushes:
-                        each.removeFilter(hush)
+                hushing.exit()
 
         worker = threading.Thread(target=close, name="betty_otel-metrics-close", daemon=True)
         try:

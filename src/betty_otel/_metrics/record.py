@@ -9,6 +9,7 @@ of the execution, never from its span, and never raise into the program.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -31,28 +32,74 @@ from betty_otel._metrics.series import SeriesGuard
 from betty_otel._state import STATE
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import Meter
+    from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-__all__ = ["Recorder", "Started", "execution_ended", "execution_started", "record_execution"]
+__all__ = [
+    "Instruments",
+    "Recorder",
+    "Started",
+    "execution_ended",
+    "execution_started",
+    "instruments_on",
+    "record_execution",
+]
 
 
-class Recorder:
-    """betty_otel's two instruments on one meter, and the bound on their label values."""
+class Instruments:
+    """betty_otel's instruments on one meter, made once per meter (`instruments_on`).
 
-    __slots__ = ("active", "duration", "guard")
+    The histogram is recorded at the end of each execution. The active count is kept
+    here, per skill, and observed by an up-down counter when the meter collects: a call
+    pays two dictionary updates for it, not two measurements of the SDK.
+    """
 
-    def __init__(self, meter: Meter, guard: SeriesGuard) -> None:
-        # A meter hands out the instrument it already made for the same name, so
-        # reconfiguring on the same provider leaves one of each.
+    __slots__ = ("__weakref__", "duration", "lock", "running")
+
+    def __init__(self, meter: Meter) -> None:
         self.duration = meter.create_histogram(
             DURATION,
             unit=DURATION_UNIT,
             description=DURATION_DESCRIPTION,
             explicit_bucket_boundaries_advisory=BUCKETS,
         )
-        self.active = meter.create_up_down_counter(
-            ACTIVE, unit=ACTIVE_UNIT, description=ACTIVE_DESCRIPTION
+        self.running: dict[str, int] = {}
+        self.lock = threading.Lock()
+        meter.create_observable_up_down_counter(
+            ACTIVE, callbacks=[self.observe], unit=ACTIVE_UNIT, description=ACTIVE_DESCRIPTION
         )
+
+    def observe(self, options: CallbackOptions) -> list[Observation]:  # noqa: ARG002
+        """The running executions per skill, for the meter's collection."""
+        from opentelemetry.metrics import Observation  # noqa: PLC0415 - when collected only
+
+        with self.lock:
+            running = list(self.running.items())
+        return [Observation(count, {ATTR_SKILL: skill}) for skill, count in running]
+
+    def add(self, skill: str, change: int) -> None:
+        with self.lock:
+            self.running[skill] = self.running.get(skill, 0) + change
+
+
+def instruments_on(meter: Meter) -> Instruments:
+    """The meter's Instruments, made the first time: reconfiguring on the same provider
+    leaves one of each (a meter would keep the first counter's callback anyway)."""
+    try:
+        made = STATE.metric_instruments.get(meter)
+    except TypeError:  # a meter of the program's that cannot be weakly referenced
+        return Instruments(meter)
+    if made is None:
+        made = STATE.metric_instruments[meter] = Instruments(meter)
+    return made
+
+
+class Recorder:
+    """The instruments executions are recorded in now, and the bound on their labels."""
+
+    __slots__ = ("guard", "instruments")
+
+    def __init__(self, meter: Meter, guard: SeriesGuard) -> None:
+        self.instruments = instruments_on(meter)
         self.guard = guard
 
     def record(
@@ -71,19 +118,18 @@ class Recorder:
             attributes[ATTR_ERROR_TYPE] = guard.fold(
                 guard.error_types, error_type or status, ATTR_ERROR_TYPE
             )
-        self.duration.record(seconds, attributes)
+        self.instruments.duration.record(seconds, attributes)
 
 
 class Started:
     """One execution under way, as its start was recorded: where, which skill, when."""
 
-    __slots__ = ("attributes", "caller", "recorder", "skill", "start")
+    __slots__ = ("caller", "recorder", "skill", "start")
 
     def __init__(self, recorder: Recorder, skill: str, caller: str) -> None:
         self.recorder = recorder
         self.skill = skill
         self.caller = caller
-        self.attributes = {ATTR_SKILL: skill}
         self.start = time.perf_counter()
 
 
@@ -97,10 +143,9 @@ def execution_started(skill: str, caller: str) -> Started | None:
         return None
     try:
         recorder = metrics.recorder
-        started = Started(
-            recorder, recorder.guard.fold(recorder.guard.skills, skill, ATTR_SKILL), caller
-        )
-        recorder.active.add(1, started.attributes)
+        folded = recorder.guard.fold(recorder.guard.skills, skill, ATTR_SKILL)
+        started = Started(recorder, folded, caller)
+        recorder.instruments.add(folded, 1)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("recording the start of an execution in the metrics")
         return None
@@ -118,7 +163,7 @@ def execution_ended(started: Started | None, status: str, error_type: str | None
     try:
         seconds = time.perf_counter() - started.start
         recorder = started.recorder
-        recorder.active.add(-1, started.attributes)
+        recorder.instruments.add(started.skill, -1)
         recorder.record(started.skill, status, started.caller, seconds, error_type)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("recording an execution in the metrics")
