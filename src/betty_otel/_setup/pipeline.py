@@ -14,7 +14,8 @@ program that installs its provider after that gets one warning saying to call
 could cost the file entries, so betty_otel does not switch by itself. The current
 pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`. Closing a pipeline
 flushes the file first, then gives the collectors at most their exit budget (see
-`otlp`).
+`otlp`). The metrics are set up by `betty_otel._metrics.setup` at each configure and
+closed by shutdown together with the collectors, within the same budget.
 """
 
 from __future__ import annotations
