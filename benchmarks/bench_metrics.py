@@ -6,9 +6,9 @@ spans). "On" adds OTEL_METRICS_EXPORTER=otlp: betty_otel's own MeterProvider wit
 periodic OTLP reader (every minute, so no export falls inside a round: the cost measured
 is what each call pays, the active count and the duration kept for the collection),
 sending to a local collector that takes everything; "off" is OTEL_METRICS_EXPORTER=none,
-where a call pays one test. Rounds alternate between the sides in pairs (reconfiguring
-outside the timing; switching off closes the provider, whose last collection and export
-are waited for, so they never fall inside the next round), and the row is the median of
+where a call pays one test. Rounds alternate between the sides in pairs (each configured
+afresh outside the timing: the provider's last collection and export are waited for, so
+they never fall inside the next round), and the row is the median of
 the differences within each pair, so a change of the machine's load between rounds
 cancels out. Target: at most a few microseconds more per call (the row's ratio is the
 difference in µs). It compares the calling thread's CPU time per call, what a call pays:
@@ -67,9 +67,12 @@ class _Collector(BaseHTTPRequestHandler):
 
 
 def _configure(path: Path, metrics: bool) -> None:
-    """Metrics on or off; switching off closes our provider, waiting for its last
-    collection and export (an exit budget they never need in full) so that none of that
-    work falls inside the next round."""
+    """Metrics on or off, from scratch: the shutdown closes our provider (if on), waiting
+    for its last collection and export (an exit budget they never need in full), so none
+    of that work falls inside the next round and every round starts with nothing waiting
+    to be recorded (rounds with metrics on never follow one another into a provider that
+    has the last round's durations to record)."""
+    betty_otel.shutdown()
     os.environ["OTEL_METRICS_EXPORTER"] = "otlp" if metrics else "none"
     betty_otel.configure(path, batch=True, exit_timeout=CLOSE_SECONDS)
 
