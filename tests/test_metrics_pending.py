@@ -45,21 +45,23 @@ def reader(tmp_path: Path) -> Iterator[InMemoryMetricReader]:
     provider.shutdown()
 
 
-def counts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
-    """Executions per (skill, status) in the histogram, as a collection now reports them."""
+def collected(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    """The data points of each of betty_otel's metrics, as a collection now reports them."""
     data = reader.get_metrics_data()
     assert data is not None
-    points: list[Any] = [
-        point
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "betty.execution.duration"
-        for point in metric.data.data_points
-    ]
+    found: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
+def counts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
+    """Executions per (skill, status) in the histogram, as a collection now reports them."""
     return {
         (point.attributes["betty.skill"], point.attributes["betty.status"]): point.count
-        for point in points
+        for point in collected(reader).get("betty.execution.duration", [])
     }
 
 
@@ -96,7 +98,7 @@ def test_executions_on_many_threads_while_the_meter_collects_are_each_counted_on
     reader: InMemoryMetricReader,
 ) -> None:
     """Four threads run executions while a fifth collects without pause: the last
-    collection has every execution exactly once."""
+    collection has every execution exactly once, and none running."""
     done = threading.Event()
 
     def collect_all_along() -> None:
@@ -112,10 +114,14 @@ def test_executions_on_many_threads_while_the_meter_collects_are_each_counted_on
         worker.join()
     done.set()
     collector.join()
-    assert counts(reader) == {
-        ("pending.work", "success"): 4 * 2000,
-        ("pending.work", "failure"): 4 * 500,
-    }
+    points = collected(reader)
+    assert {
+        (point.attributes["betty.status"], point.count)
+        for point in points["betty.execution.duration"]
+    } == {("success", 4 * 2000), ("failure", 4 * 500)}
+    assert [(point.attributes, point.value) for point in points["betty.executions.active"]] == [
+        ({"betty.skill": "pending.work"}, 0)
+    ]
 
 
 def test_beyond_the_most_that_may_wait_executions_record_their_own_said_once(

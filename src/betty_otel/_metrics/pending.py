@@ -2,9 +2,9 @@
 
 Recording one measurement into an SDK histogram cleans and hashes its attributes and
 builds a measurement object: tens of microseconds on a busy machine, more than the rest
-of a call. So an execution only counts itself here while it runs (per skill) and, at its
-end, appends its duration to its series' array: one lock, a dictionary lookup and an
-append. The instruments hand both to the SDK when the meter collects
+of a call. So an execution's start is an append to a deque (no lock), and its end, under
+one lock, counts it as no longer running and appends its duration to its series' array.
+The instruments hand both to the SDK when the meter collects
 (`betty_otel._metrics.record`): before each export, each scrape, and the last collection
 at shutdown.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from array import array
+from collections import deque
 from typing import Final
 
 __all__ = ["PENDING_LIMIT", "RECORD_SOON", "Pending", "Series"]
@@ -42,10 +43,14 @@ type (failures only, else None), each already bounded."""
 class Pending:
     """The executions running per skill, and the durations not yet in the histogram."""
 
-    __slots__ = ("count", "lock", "overflow", "running", "said_full", "series")
+    __slots__ = ("count", "lock", "overflow", "running", "said_full", "series", "starts")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.starts: deque[str] = deque()
+        """The skills of executions that started since the running counts were last
+        updated: a deque's append is safe from any thread without a lock, so a start pays
+        no lock; the next end or collection counts them, under the lock."""
         self.running: dict[str, int] = {}
         self.series: dict[Series, array[float]] = {}
         """Each series ever seen, with the durations waiting in it, oldest first."""
@@ -56,10 +61,12 @@ class Pending:
         self.said_full = False
         """The collection has said (once) that durations could not wait."""
 
-    def started(self, skill: str) -> None:
-        """One more execution of skill runs."""
-        with self.lock:
-            self.running[skill] = self.running.get(skill, 0) + 1
+    def _count_starts(self) -> None:
+        """The starts appended since into the running counts (with the lock held)."""
+        starts, running = self.starts, self.running
+        while starts:
+            skill = starts.popleft()
+            running[skill] = running.get(skill, 0) + 1
 
     def keep(self, series: Series, seconds: float, ended: str | None = None) -> int:
         """Keep seconds for the next collection (and, given ended, one execution of that
@@ -68,6 +75,7 @@ class Pending:
         Exactly one caller sees each count, so one sees `RECORD_SOON`."""
         with self.lock:
             if ended is not None:
+                self._count_starts()  # its own start among them
                 self.running[ended] = self.running.get(ended, 0) - 1
             durations = self.series.get(series)
             if durations is None:
@@ -83,6 +91,7 @@ class Pending:
     def running_now(self) -> list[tuple[str, int]]:
         """The executions running now, per skill."""
         with self.lock:
+            self._count_starts()
             return list(self.running.items())
 
     def take(self) -> tuple[dict[Series, array[float]], int]:

@@ -212,7 +212,7 @@ def execution_started(skill: str, caller: str) -> Started | None:
         guard = recorder.guard
         # Every execution starts here: a skill admitted already takes no call.
         folded = skill if skill in guard.skills else guard.fold(guard.skills, skill, ATTR_SKILL)
-        recorder.instruments.pending.started(folded)
+        recorder.instruments.pending.starts.append(folded)  # counted as running
         started = (recorder, folded, caller, time.perf_counter())
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("recording the start of an execution in the metrics")
