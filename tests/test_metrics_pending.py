@@ -5,7 +5,7 @@ until the meter collects (an export, a scrape, the last collection at exit) or, 
 many wait, until a thread of betty_otel's records them. These tests pin that nothing is
 lost or counted twice on the way: at any rate of executions, from many threads while the
 meter collects, beyond the most that may wait, at exit, and across a fork (a child never
-records what its parent left waiting).
+records what its parent left waiting, nor waits for a lock a thread of its parent held).
 """
 
 from __future__ import annotations
@@ -248,3 +248,75 @@ def test_a_forked_child_never_records_the_durations_its_parent_left_waiting(
     child, parent = (json.loads(line) for line in output.strip().splitlines())
     assert child == {"child": 1 + 2, "at_fork": 1}
     assert parent == {"parent": 5}
+
+
+@pytest.mark.faults
+def test_a_forked_child_never_waits_for_a_lock_a_thread_of_its_parent_held(
+    tmp_path: Path,
+) -> None:
+    """A thread of the parent holds each of the metrics' locks when another forks (as a
+    thread in the middle of recording would): the child's executions, with a skill and a
+    caller never seen, and its collection run on and are counted; nothing hangs."""
+    output = run_program(
+        """
+        import json, os, signal, threading
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        import betty_otel
+        from betty_otel._state import STATE
+
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+        betty_otel.configure(meter_provider=provider)
+
+        @betty_otel.capture_telemetry(skill_name="fork.known")
+        def known():
+            return 1
+
+        known()
+        known()
+        recorder = STATE.metrics.recorder
+        locks = [recorder.guard.lock, recorder.instruments.pending.lock,
+                 recorder.instruments.recording]
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            for lock in locks:
+                lock.acquire()
+            held.set()
+            release.wait()
+            for lock in locks:
+                lock.release()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        child = os.fork()
+        if child == 0:
+            signal.alarm(60)  # a child that hangs ends, and the test says so
+            with betty_otel.TelemetryContext("fork.new", caller="child-only"):
+                pass
+            known()
+            data = reader.get_metrics_data()
+            counts = {
+                point.attributes["betty.skill"]: point.count
+                for resource in data.resource_metrics
+                for scope in resource.scope_metrics
+                for metric in scope.metrics
+                if metric.name == "betty.execution.duration"
+                for point in metric.data.data_points
+            }
+            print(json.dumps(counts), flush=True)
+            os._exit(0)
+        _, status = os.waitpid(child, 0)
+        release.set()
+        holder.join()
+        print(json.dumps({"child exit": os.waitstatus_to_exitcode(status)}), flush=True)
+        """,
+        {**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json")},
+    )
+    child, parent = (json.loads(line) for line in output.strip().splitlines())
+    # fork.known: the parent's first (its provider held it at the fork) and the child's own;
+    # the parent's second was waiting, the parent's to record.
+    assert child == {"fork.known": 2, "fork.new": 1}
+    assert parent == {"child exit": 0}

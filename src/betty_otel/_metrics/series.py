@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Final
 
@@ -70,7 +71,7 @@ class SeriesGuard:
     grow, up to the bound), so an execution's start and end fold its skill alike.
     """
 
-    __slots__ = ("callers", "error_types", "limit", "lock", "skills", "warned")
+    __slots__ = ("__weakref__", "callers", "error_types", "limit", "lock", "skills", "warned")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -79,6 +80,12 @@ class SeriesGuard:
         self.error_types: set[str] = set()
         self.lock = threading.Lock()
         self.warned = False
+        reinit = weakref.WeakMethod(self.after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+
+    def after_fork_in_child(self) -> None:
+        """A lock of its own: a thread of the parent may have held this one at the fork."""
+        self.lock = threading.Lock()
 
     def fold(self, admitted: set[str], value: str, label: str) -> str:
         """value if it has (or can still get) series of its own, else ``other``."""
