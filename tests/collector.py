@@ -462,10 +462,14 @@ class RotelCollector:
         stop_timeout: float = 10.0,
         extra_args: Sequence[str] = (),
         binary: Path | None = None,
+        exporter_args: Sequence[str] = ("--exporter", "blackhole"),
     ) -> None:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.extra_args = tuple(extra_args)
+        self.exporter_args = tuple(exporter_args)
+        """Where the agent passes on what it receives: nowhere by default (spans are read
+        from its debug log); ``--exporter otlp ...`` sends them on (see metrics_receiver)."""
         self.binary = binary if binary is not None else find_rotel_agent()
         self.http_port = 0
         self.grpc_port = 0
@@ -548,7 +552,7 @@ class RotelCollector:
             "start",
             "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
             "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
-            "--exporter", "blackhole",
+            *self.exporter_args,
             "--debug-log", "traces",
             "--debug-log-verbosity", "detailed",
             "--pid-file", str(self._workdir / "rotel-agent.pid"),

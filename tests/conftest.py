@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import betty_otel
 from collector import rotel_collector  # noqa: F401 - the real-collector fixture
+from metrics_receiver import rotel_metrics  # noqa: F401 - a collector passing metrics on
 
 ENTRY_KEYS = (
     "timestamp",
@@ -40,6 +41,13 @@ _ENV_TO_CLEAR = (
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    "OTEL_METRIC_EXPORT_INTERVAL",
+    "OTEL_EXPORTER_PROMETHEUS_HOST",
+    "OTEL_EXPORTER_PROMETHEUS_PORT",
+    "BETTY_TELEMETRY_METRICS_MAX_SERIES",
 )
 
 

@@ -22,6 +22,7 @@ from opentelemetry.trace import Span, Status
 
 from betty_otel._current import CurrentSpan
 from betty_otel._entry import (
+    ATTR_CALLER,
     ATTR_ERROR,
     ATTR_INPUTS,
     ATTR_METADATA,
@@ -34,6 +35,8 @@ from betty_otel._entry import (
 from betty_otel._errors import internal_error
 from betty_otel._inflight.hooks import claim, track
 from betty_otel._known_secrets import NO_SECRETS, Secrets, learned, scrub, scrub_json_text
+from betty_otel._metrics import execution_ended, execution_started
+from betty_otel._metrics.record import Started
 from betty_otel._record import end_with_record
 from betty_otel._redact import hide_secret_args, type_name
 from betty_otel._sanitize import Sanitizer, to_json_text
@@ -159,8 +162,10 @@ class Run:
         "attributes",
         "current",
         "error",
+        "error_type",
         "inflight",
         "metadata",
+        "metrics",
         "sanitizer",
         "secrets",
         "span",
@@ -191,6 +196,10 @@ class Run:
         cycle between the two does not keep a finished run for the garbage collector."""
         self.inflight: Handle | None = None
         """This execution while in flight (see betty_otel._inflight); set by start_run."""
+        self.error_type: str | None = None
+        """The qualified class of the exception that ended the execution, if one did."""
+        self.metrics: Started | None = None
+        """This execution in the metrics, while they are recorded; set by start_run."""
 
     def attach(self) -> None:
         """Make the execution current, so nested executions become its children."""
@@ -231,6 +240,7 @@ class Run:
         """
         text = _message_of(exc)
         status, message = _outcome(exc, text)
+        self.error_type = _type_text(type(exc), qualified=True)
         kept = self.status in ERROR_STATUSES
         if not kept:
             self.status = status  # before anything that can fail: never a false success
@@ -272,6 +282,7 @@ class Run:
     def end(self, end_time: int | None = None) -> None:
         """Complete the record, put it on the span (its projection) and end the span
         with it: the file's entry is made from the record (see betty_otel._record)."""
+        execution_ended(self.metrics, self.status, self.error_type)  # never raises
         ends = self.outcome(self.status)
         if self.secrets:
             self.error = ends.get(ATTR_ERROR)  # the span's status says it too
@@ -332,6 +343,7 @@ def start_run(
         internal_error("starting a span")
         return None
     run.inflight = track(run)  # never raises
+    run.metrics = execution_started(skill, attributes.get(ATTR_CALLER, DEFAULT_CALLER))
     return run
 
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from betty_otel._inflight.tracker import Tracker
     from betty_otel._inputs import BindPlan
+    from betty_otel._metrics.record import Instruments
+    from betty_otel._metrics.setup import Metrics
     from betty_otel._redact import RedactionRules
     from betty_otel._setup import Pipeline, Switch
     from betty_otel._setup.processors import BatchFileProcessor
@@ -44,6 +46,8 @@ class ProcessState:
         "inflight",
         "internal_errors",
         "log_setup",
+        "metric_instruments",
+        "metrics",
         "own_provider",
         "path_locks",
         "path_locks_lock",
@@ -105,6 +109,14 @@ class ProcessState:
         self.thread_hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         """The ThreadPoolExecutor.submit and Thread.start our hook wraps, while it is
         installed (owner: _setup.threads)."""
+        self.metrics: Metrics | None = None
+        """The instruments executions are recorded in; None when nothing would receive
+        metrics (owner: _metrics.setup, called by _setup under setup_lock)."""
+        self.metric_instruments: weakref.WeakKeyDictionary[Any, Instruments] = (
+            weakref.WeakKeyDictionary()
+        )
+        """betty_otel's instruments on each meter they were made on, reused on reconfigure
+        (owner: _metrics.record)."""
         self.redaction_rules: RedactionRules | None = None
         """Process-wide extra redaction rules; None for the defaults (owner: redaction)."""
         self.shim_log: tuple[str, str | None] | None = None

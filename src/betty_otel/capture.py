@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from betty_otel import query as log_query
+from betty_otel._entry import ATTR_CALLER
 from betty_otel._manual import manual_execution
+from betty_otel._metrics import record_execution
 from betty_otel._setup import creator_writes, pipeline, shared_recording_tracer
 from betty_otel._span_status import span_status_for
 from betty_otel._store import TelemetryStore
@@ -85,6 +87,8 @@ class TelemetryCapture:
             span.set_status(span_status)
         with creator_writes():  # the pipeline's file processors leave this span to us
             span.end(end_time=execution.end)
+        seconds = (execution.end - execution.start) / 1e9
+        record_execution(skill, execution.status, execution.attributes[ATTR_CALLER], seconds)
         try:
             # The entry is made from the checked capture, whatever the span kept of it
             # (attribute limits). SDK tracers make SDK spans, which are ReadableSpans.

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -25,11 +25,14 @@ from betty_otel._errors import internal_error
 
 __all__ = [
     "DEFAULT_EXIT_TIMEOUT",
+    "Closing",
     "Collector",
+    "Hush",
     "close_collectors",
     "exit_budget",
     "otlp_collector",
     "otlp_exporter",
+    "otlp_protocol",
 ]
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_EXIT_TIMEOUT: Final = 1.0
 """Seconds a closing pipeline waits for the collector, unless configured otherwise."""
 _TIMEOUT_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+
+
+def otlp_protocol(signal: str) -> str:
+    """OTEL_EXPORTER_OTLP_{signal}_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL, else
+    http/protobuf (signal: TRACES or METRICS)."""
+    return (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
 
 
 def otlp_exporter(
@@ -53,12 +66,7 @@ def otlp_exporter(
     Raises:
         ImportError: the OTLP exporters are not installed (the message says how).
     """
-    protocol = (
-        protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
+    protocol = protocol.strip() if protocol else otlp_protocol("TRACES")
     hint = "the OTLP exporter is not installed; install it with: pip install 'betty-otel[otlp]'"
     try:
         if protocol == "grpc":
@@ -111,7 +119,7 @@ def exit_budget(exit_timeout: float | None = None) -> float:
     return DEFAULT_EXIT_TIMEOUT
 
 
-class _Hush(logging.Filter):
+class Hush(logging.Filter):
     """Drops the log records of the threads that flush a closing pipeline's spans."""
 
     def __init__(self) -> None:
@@ -133,7 +141,7 @@ class _ClosingAware(SpanExporter):
         self.inner = inner
         self.closing = False
         self.unsent = 0
-        self.hush = _Hush()
+        self.hush = Hush()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self.closing:
@@ -209,7 +217,15 @@ class Collector:
             )
 
 
-def close_collectors(collectors: Sequence[Collector], budget: float) -> None:
+class Closing(Protocol):
+    """What close_collectors closes: a span Collector, or betty_otel's own metrics."""
+
+    def start_closing(self) -> threading.Thread | None: ...
+
+    def report(self, finished: bool, budget: float) -> None: ...
+
+
+def close_collectors(collectors: Sequence[Closing], budget: float) -> None:
     """Close all collectors at once, waiting at most budget seconds in total; never raises.
 
     A collector that is down or silent is left behind (its daemon thread gives up on

@@ -15,7 +15,9 @@ program that installs its provider after that gets one warning saying to call
 could cost the file entries, so betty_otel does not switch by itself. The current
 pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`. Closing a pipeline
 flushes the file first, then gives the collectors at most their exit budget (see
-`otlp`). However often betty_otel is configured and shut down, what stays behind is
+`otlp`); the metrics are set up by `betty_otel._metrics.setup` at each
+configure and closed by shutdown together with the collectors, within the same budget.
+However often betty_otel is configured and shut down, what stays behind is
 one of each: one processor per provider, one audit sampler on our tracer, one
 provider of our own, the process-wide hooks installed once (see `threads`,
 `propagation`) and no thread of a closed pipeline.
@@ -28,7 +30,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -47,9 +49,17 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from betty_otel._environment import disabled_by_env, sdk_settings_set
 from betty_otel._inflight.hooks import finish_unfinished, watch
 from betty_otel._inflight.settings import inflight_after as _inflight_after
+from betty_otel._metrics.series import max_series
+from betty_otel._metrics.setup import take_metrics, use_metrics
 from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
-from betty_otel._setup.otlp import DEFAULT_EXIT_TIMEOUT, Collector, close_collectors, exit_budget
+from betty_otel._setup.otlp import (
+    DEFAULT_EXIT_TIMEOUT,
+    Closing,
+    Collector,
+    close_collectors,
+    exit_budget,
+)
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
 from betty_otel._setup.sampling import audit
 from betty_otel._setup.shimlog import shim_log
@@ -58,6 +68,11 @@ from betty_otel._state import STATE
 from betty_otel.exporter import BettyFileExporter
 from betty_otel.propagation import environment_context
 from betty_otel.propagation import propagate_to_subprocesses as subprocess_hook
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
+    from betty_otel._metrics.provider import OwnMetrics
 
 __all__ = [
     "TRACER_NAME",
@@ -159,6 +174,8 @@ def configure(
     propagate_to_subprocesses: bool = False,
     threads: bool = False,
     inflight_after: float | str | None = None,
+    meter_provider: MeterProvider | None = None,
+    metrics_max_series: int | None = None,
 ) -> BettyFileExporter | None:
     """Set up (or redo) where betty_otel's spans go; returns the file exporter.
 
@@ -195,6 +212,13 @@ def configure(
             log, so that it is visible while it runs and recorded if its process dies
             (see betty_otel._inflight); ``0`` from its start, ``"off"`` never. Default
             $BETTY_TELEMETRY_INFLIGHT_AFTER, else 1 s.
+        meter_provider: a MeterProvider for betty_otel's instruments (see
+            `betty_otel._metrics`); default the global one if the program set one, else
+            one of ours when OTEL_METRICS_EXPORTER or an OTLP endpoint asks for metrics,
+            else none (no metrics, nothing paid).
+        metrics_max_series: how many values of each metric label (skill, caller, error
+            type) get series of their own before the rest is recorded as ``other``;
+            default $BETTY_TELEMETRY_METRICS_MAX_SERIES, else 100.
 
     Returns None (and instruments nothing) when OTEL_SDK_DISABLED=true or
     BETTY_TELEMETRY_DISABLED=1.
@@ -205,10 +229,12 @@ def configure(
     if exit_timeout is not None:
         exit_budget(exit_timeout)  # checked before anything changes
     after = _inflight_after(inflight_after)
+    limit = max_series(metrics_max_series)
     with STATE.setup_lock:
         if disabled_by_env():
             _replace(Pipeline(tracer=None))
             watch(None, None, None)
+            use_metrics(None, limit, exit_timeout)
             return None
         exporter = BettyFileExporter(
             telemetry_file if telemetry_file is not None else shim_log(),
@@ -236,6 +262,7 @@ def configure(
         new.remote_parent = environment_context()
         _replace(new)
         watch(new, exporter.path, after)
+        use_metrics(meter_provider, limit, exit_timeout)
         subprocess_hook(propagate_to_subprocesses)
         propagate_to_threads(threads)
         return exporter
@@ -349,18 +376,23 @@ def _replace(new: Pipeline) -> None:
         _close(old)
 
 
-def _close(old: Pipeline) -> None:
+def _close(old: Pipeline, metrics: OwnMetrics | None = None) -> None:
     """Flush and detach a pipeline that is being replaced or shut down.
 
-    The file first, in full; then the collectors, within their exit budget, so a
-    collector that is down costs at most that.
+    The file first, in full; then the collectors (and our own metrics, at shutdown),
+    all at once within their exit budget, so a collector that is down costs at most that.
     """
     if old.switch is not None and old.routed is not None:
         old.switch.detach(old.routed)
     if old.file_processor is not None:
         old.file_processor.shutdown()
-    if old.collectors:
-        close_collectors(old.collectors, old.exit_timeout)
+    closing: list[Closing] = [*old.collectors]
+    budget = old.exit_timeout if old.collectors else 0.0
+    if metrics is not None:
+        closing.append(metrics)
+        budget = max(budget, metrics.budget)
+    if closing:
+        close_collectors(closing, budget)
 
 
 def pipeline() -> Pipeline:
@@ -413,10 +445,13 @@ def shutdown() -> None:
     """Flush and close the pipeline; the next instrumented call configures a new one."""
     with STATE.setup_lock:
         old, STATE.pipeline = STATE.pipeline, None
+        own_metrics = take_metrics()
         subprocess_hook(False)
         propagate_to_threads(False)
         if old is not None:
-            _close(old)
+            _close(old, own_metrics)
+        elif own_metrics is not None:
+            own_metrics.close()
 
 
 def _at_exit() -> None:

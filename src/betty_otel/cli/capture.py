@@ -1,9 +1,10 @@
 """``betty-telemetry capture``: record one execution, checking every argument first.
 
 When nothing but the file would receive the execution's span (`betty_otel._direct.spans_wanted`:
-no OTLP or other exporter configured), the entry goes straight to the file and the
-OpenTelemetry SDK is never imported; otherwise it is recorded as a span through
-`TelemetryCapture`. Both paths write the same entry.
+no OTLP or other exporter configured) nor its metrics (OTEL_METRICS_EXPORTER), the entry
+goes straight to the file and the OpenTelemetry SDK is never imported; otherwise it is
+recorded as a span (and in the metrics) through `TelemetryCapture`. Both paths write the
+same entry.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from betty_otel._direct import spans_wanted, write_directly
 from betty_otel._entry import validate_duration, validate_status
+from betty_otel._environment import metrics_exporters
 from betty_otel._logs import configure_now
 from betty_otel._manual import manual_execution
 from betty_otel._store import TelemetryStore
@@ -48,7 +50,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     duration = validate_duration(args.duration_ms, text=True)
     inputs = json_object("inputs", args.inputs)
     metadata = json_object("metadata", args.metadata)
-    if spans_wanted():
+    if spans_wanted() or metrics_exporters():
         # Only then: the SDK (and the OTLP exporter) is most of a capture's start-up time.
         from betty_otel.capture import TelemetryCapture  # noqa: PLC0415
 

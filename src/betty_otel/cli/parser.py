@@ -126,10 +126,15 @@ JSON when the output is piped. Exit status 1 if the log does not exist.""",
   {PROG} stats                       # per skill
   {PROG} stats --by caller --since 1d
   {PROG} stats --skill api.validate --by status --format json
+  {PROG} stats --format openmetrics > /var/lib/node_exporter/betty.prom
 
 Per group: count, failures (failure + error + timeout), failure rate, and
-duration percentiles by linear interpolation between the nearest ranks. Exit
-status 1 if the log does not exist.""",
+duration percentiles by linear interpolation between the nearest ranks.
+--format openmetrics prints the durations as the histogram
+betty_execution_duration_seconds by skill, status and caller instead (the
+live metric's buckets; OpenMetrics text ending in # EOF, for node_exporter's
+textfile collector; --by does not apply). Exit status 1 if the log does not
+exist.""",
     "trace": f"""examples:
   {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d
   {PROG} trace 3a0809d08b85eb88aa2c0a7e32c9e85d --format json
@@ -280,7 +285,11 @@ def _add_reads(commands: Any) -> None:
     stats = _subparser(commands, "stats", "counts, failure rates and duration percentiles")
     stats.add_argument("--by", choices=("skill", "caller", "status"), default="skill")
     add_filters(stats)
-    stats.add_argument("--format", choices=("table", "json"), help="table or json")
+    stats.add_argument(
+        "--format",
+        choices=("table", "json", "openmetrics"),
+        help="table, json or openmetrics (the durations as a Prometheus histogram)",
+    )
 
     trace = _subparser(commands, "trace", "the tree of executions of one trace")
     trace.add_argument("trace_id", metavar="TRACE_ID")

@@ -39,6 +39,7 @@ from betty_otel.query import (
     TraceNode,
     iter_query,
     make_filters,
+    openmetrics,
     query,
     stats,
     trace,
@@ -100,6 +101,10 @@ def _stats_rows(groups: Iterable[GroupStats], by: str) -> list[list[str]]:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     filters = filters_from(args)
+    if args.format == "openmetrics":
+        text = openmetrics(log_file(args.file, must_exist=True), filters=filters)
+        out(text.removesuffix("\n"))
+        return 0
     result = stats(log_file(args.file, must_exist=True), by=args.by, filters=filters)
     fmt = default_format(args.format, "table", "json")
     print_notes(_stats_notes(result.values()))

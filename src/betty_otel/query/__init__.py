@@ -19,6 +19,8 @@ Errors reading the file are `betty_otel.StoreError`.
   the executions still in flight (status ``pending``).
 - `running` lists the executions in flight beside the log and their state
   (`betty_otel._inflight.view`).
+- `openmetrics` counts the durations into the live metric's histogram, as OpenMetrics
+  text (`betty_otel.query.openmetrics`).
 
 All of them take the log as ``telemetry_file`` (first argument) and the same
 filter keywords (`FilterArgs`, with ``ignore_case``), turned into one `Filters`
@@ -37,6 +39,7 @@ from betty_otel.query.filters import (
     make_filters,
     parse_time,
 )
+from betty_otel.query.openmetrics import openmetrics
 from betty_otel.query.scan import ORDER_WINDOW, iter_query, query
 from betty_otel.query.stats import GROUP_KEYS, MISSING, GroupBy, GroupStats, stats
 from betty_otel.query.trace import TraceNode, trace
@@ -56,6 +59,7 @@ __all__ = [
     "TraceNode",
     "iter_query",
     "make_filters",
+    "openmetrics",
     "parse_time",
     "query",
     "running",
