@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel._metrics.conventions import BUCKETS
+from betty_otel.query import running
 from conftest import read_entries
 from helpers import is_betty_record
 
@@ -520,3 +522,40 @@ def test_prometheus_without_its_extra_says_how_to_install_it(
     assert len(messages) == 1, messages
     assert "pip install 'betty-otel[prometheus]'" in messages[0]
     assert len(read_entries(tmp_path / "telemetry.json")) == 1
+
+
+@pytest.mark.parametrize("inflight_after", [0, "off"])
+def test_the_active_count_is_the_in_flight_registry_with_a_record_or_without(
+    tmp_path: Path, inflight_after: int | str
+) -> None:
+    """An execution open on another thread is active while it is open, whether it has a
+    record beside the log (inflight_after 0) or never gets one (off): the count and the
+    records come from the same registry of executions in flight."""
+    memory = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[memory], shutdown_on_exit=False)
+    log = tmp_path / "telemetry.json"
+    betty_otel.configure(log, meter_provider=provider, inflight_after=inflight_after)
+    started, release = threading.Event(), threading.Event()
+
+    @capture_telemetry(skill_name="metrics.waiting")
+    def waiting() -> None:
+        started.set()
+        release.wait(30)
+
+    worker = threading.Thread(target=waiting)
+    worker.start()
+    try:
+        assert started.wait(30)
+        assert active(memory) == {"metrics.waiting": 1}
+        wanted = ["metrics.waiting"] if inflight_after == 0 else []
+        deadline = time.monotonic() + 30
+        while [r["skill"] for r in running(log)] != wanted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r["skill"] for r in running(log)] == wanted
+        assert active(memory) == {"metrics.waiting": 1}
+    finally:
+        release.set()
+        worker.join()
+    assert active(memory) == {"metrics.waiting": 0}
+    betty_otel.shutdown()
+    provider.shutdown()

@@ -38,13 +38,23 @@ from betty_otel._state import STATE
 if TYPE_CHECKING:
     from betty_otel._run import Run
 
-__all__ = ["claim", "finish_unfinished", "mark_generator", "track", "watch", "written"]
+__all__ = [
+    "claim",
+    "finish_unfinished",
+    "mark_generator",
+    "open_runs",
+    "track",
+    "watch",
+    "written",
+]
 
 logger = logging.getLogger(__name__)
 
 _UNFINISHED: Final = "unfinished at exit: the program exited while this execution was running"
 _EXIT_WAIT: Final = 1.0
 """Seconds exit waits for the thread to finish writing a record."""
+_COLLECT_WAIT: Final = 0.1
+"""Seconds a metrics collection waits for it."""
 
 
 def track(run: Run) -> Handle | None:
@@ -150,21 +160,22 @@ def finish_unfinished() -> None:
         return
     tracker.stopping = True
     tracker.wake.set()
-    # The thread moves a handle from runs to taken under the lock (bounded: exit must not
-    # wait on a stuck disk).
-    locked = tracker.lock.acquire(timeout=_EXIT_WAIT)
-    try:
-        handles = [*tracker.runs.values(), *tracker.taken.values()]
-    finally:
-        if locked:
-            tracker.lock.release()
-    for handle in handles:
+    for handle in tracker.open_handles(_EXIT_WAIT):
         if handle.tracker is tracker and claim(handle):
             run = handle.run
             with handle_internal_errors("recording an execution unfinished at exit"):
                 if not handle.generator:
                     run.set_error("error", _UNFINISHED)
                 run.end()
+
+
+def open_runs() -> list[Run]:
+    """The runs of this process open now (what the metrics' active count counts): the
+    same registry the records are written from, whether or not a run has one yet."""
+    tracker = STATE.inflight
+    if tracker is None:
+        return []
+    return [handle.run for handle in tracker.open_handles(_COLLECT_WAIT)]
 
 
 def watch(pipeline: object, log: Path | None, after: float | None) -> None:

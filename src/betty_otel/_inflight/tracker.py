@@ -125,6 +125,18 @@ class Tracker:
         self.sleeping = False
         """The thread waits for work with no timeout (see Tracker._idle)."""
 
+    def open_handles(self, wait: float) -> list[Handle]:
+        """The executions open now, with a record or not yet. Waits at most wait seconds
+        for the lock (the thread holds it while it writes a record: a stuck disk must not
+        stall exit or a metrics collection); without it, a handle the thread is moving
+        at that moment may be missed."""
+        locked = self.lock.acquire(timeout=wait)
+        try:
+            return [*self.runs.values(), *self.taken.values()]
+        finally:
+            if locked:
+                self.lock.release()
+
     def start(self) -> None:
         """Start the thread once; without one (interpreter shutdown), no records."""
         with self.lock:

@@ -2,9 +2,8 @@
 
 Recording one measurement into an SDK histogram cleans and hashes its attributes and
 builds a measurement object: tens of microseconds on a busy machine, more than the rest
-of a call. So an execution's start is an append to a deque (no lock), and its end, under
-one lock, counts it as no longer running and appends its duration to its series' array.
-The instruments hand both to the SDK when the meter collects
+of a call. So an execution's end, under one lock, appends its duration to its series'
+array, and the instruments hand the durations to the SDK when the meter collects
 (`betty_otel._metrics.record`): before each export, each scrape, and the last collection
 at shutdown.
 
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import threading
 from array import array
-from collections import deque
 from typing import Final
 
 __all__ = ["PENDING_LIMIT", "RECORD_SOON", "Pending", "Series"]
@@ -41,17 +39,12 @@ type (failures only, else None), each already bounded."""
 
 
 class Pending:
-    """The executions running per skill, and the durations not yet in the histogram."""
+    """The durations not yet in the histogram."""
 
-    __slots__ = ("count", "lock", "overflow", "running", "said_full", "series", "starts")
+    __slots__ = ("count", "lock", "overflow", "said_full", "series")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.starts: deque[str] = deque()
-        """The skills of executions that started since the running counts were last
-        updated: a deque's append is safe from any thread without a lock, so a start pays
-        no lock; the next end or collection counts them, under the lock."""
-        self.running: dict[str, int] = {}
         self.series: dict[Series, array[float]] = {}
         """Each series ever seen, with the durations waiting in it, oldest first."""
         self.count = 0
@@ -61,22 +54,12 @@ class Pending:
         self.said_full = False
         """The collection has said (once) that durations could not wait."""
 
-    def _count_starts(self) -> None:
-        """The starts appended since into the running counts (with the lock held)."""
-        starts, running = self.starts, self.running
-        while starts:
-            skill = starts.popleft()
-            running[skill] = running.get(skill, 0) + 1
-
-    def keep(self, series: Series, seconds: float, ended: str | None = None) -> int:
-        """Keep seconds for the next collection (and, given ended, one execution of that
-        skill no longer runs). Returns how many durations wait now, or 0 when the
-        caller must record this one itself: the series' first, or PENDING_LIMIT waiting.
-        Exactly one caller sees each count, so one sees `RECORD_SOON`."""
+    def keep(self, series: Series, seconds: float) -> int:
+        """Keep seconds for the next collection. Returns how many durations wait now, or
+        0 when the caller must record this one itself: the series' first, or
+        PENDING_LIMIT waiting. Exactly one caller sees each count, so one sees
+        `RECORD_SOON`."""
         with self.lock:
-            if ended is not None:
-                self._count_starts()  # its own start among them
-                self.running[ended] = self.running.get(ended, 0) - 1
             durations = self.series.get(series)
             if durations is None:
                 self.series[series] = array("d")
@@ -88,11 +71,10 @@ class Pending:
             self.count += 1
             return self.count
 
-    def running_now(self) -> list[tuple[str, int]]:
-        """The executions running now, per skill."""
+    def skills(self) -> set[str]:
+        """The skills of every series seen (each execution that ended adds its own)."""
         with self.lock:
-            self._count_starts()
-            return list(self.running.items())
+            return {series[0] for series in self.series}
 
     def take(self) -> tuple[dict[Series, array[float]], int]:
         """The durations waiting, which no longer wait, and how many could not wait."""
@@ -105,8 +87,7 @@ class Pending:
 
     def reset(self) -> None:
         """In a forked child: no duration waits, and the lock is new (the parent's may have
-        been held by a thread the child does not have). The running counts stay: the
-        executions of the thread that forked go on in the child and end there."""
+        been held by a thread the child does not have)."""
         self.lock = threading.Lock()
         self.series = {}
         self.count = 0

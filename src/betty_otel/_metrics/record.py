@@ -1,7 +1,9 @@
 """Recording executions into betty_otel's instruments: the hot path of the metrics.
 
-`execution_started` and `execution_ended` bracket one execution (the active count, then
-the duration); `record_execution` records one that was timed elsewhere (a capture).
+`execution_started` and `execution_ended` bracket one execution (its skill's label and
+its duration); `record_execution` records one that was timed elsewhere (a capture). The
+active count is the executions open in this process's in-flight registry
+(`betty_otel._inflight`, the one the records are written from), counted when collected.
 Each reads `STATE.metrics` once: None (nothing would receive metrics) costs one test,
 and the metrics SDK is never imported for it. Values come from betty_otel's own record
 of the execution, never from its span, and never raise into the program. A duration
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from betty_otel._entry import ERROR_STATUSES, STATUSES, canonical_status
 from betty_otel._errors import internal_error
+from betty_otel._inflight.hooks import open_runs
 from betty_otel._logs import logger
 from betty_otel._metrics.conventions import (
     ACTIVE,
@@ -56,13 +59,13 @@ __all__ = [
 class Instruments:
     """betty_otel's instruments on one meter, made once per meter (`instruments_on`).
 
-    Executions leave their figures in `pending` (`betty_otel._metrics.pending`), and
+    Executions leave their durations in `pending` (`betty_otel._metrics.pending`), and
     the active count's callback, which every collection of the meter runs before it
     reads (each reader's export or scrape, and the last one at shutdown), records the
-    durations waiting into the histogram, then observes the running count. So a call
-    pays a dictionary update and an append, not the SDK's measurement, and a program's
-    provider gets the durations the same way, before its readers read them. When many
-    wait, a thread of their own records them before the collection comes.
+    durations waiting into the histogram, then counts the executions open now. So a
+    call pays a dictionary update and an append, not the SDK's measurement, and a
+    program's provider gets the durations the same way, before its readers read them.
+    When many wait, a thread of their own records them before the collection comes.
     """
 
     __slots__ = ("__weakref__", "duration", "pending", "recording")
@@ -85,13 +88,19 @@ class Instruments:
         os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
 
     def observe(self, options: CallbackOptions) -> list[Observation]:  # noqa: ARG002
-        """The durations waiting go into the histogram; then the running executions per
-        skill, for the meter's collection. Never raises."""
+        """The durations waiting go into the histogram; then the executions open now
+        that started in these instruments, per skill, for the meter's collection: 0 for
+        a skill that ran here and runs no more (a series not observed would keep its
+        last count)."""
         from opentelemetry.metrics import Observation  # noqa: PLC0415 - when collected only
 
         self.record_waiting()
-        running = self.pending.running_now()
-        return [Observation(count, {ATTR_SKILL: skill}) for skill, count in running]
+        running = dict.fromkeys(self.pending.skills(), 0)
+        for run in open_runs():
+            started = run.metrics
+            if started is not None and started[0].instruments is self:
+                running[started[1]] = running.get(started[1], 0) + 1
+        return [Observation(count, {ATTR_SKILL: skill}) for skill, count in running.items()]
 
     def record_soon(self) -> None:
         """Record the durations waiting in a thread of their own, before the collection."""
@@ -168,11 +177,9 @@ class Recorder:
         caller: str,
         seconds: float,
         error_type: str | None,
-        ended: bool = False,
     ) -> None:
         """One finished execution's duration (skill already folded): kept for the next
-        collection, or recorded now (see `Pending.keep`). ended: the execution was counted
-        as running (`execution_started`), and no longer is."""
+        collection, or recorded now (see `Pending.keep`)."""
         # This runs at the end of every execution: the usual cases are tested here,
         # without a call (a canonical status, a caller admitted already).
         guard = self.guard
@@ -186,7 +193,7 @@ class Recorder:
             error_type = None
         series = (skill, status, caller, error_type)
         instruments = self.instruments
-        waiting = instruments.pending.keep(series, seconds, skill if ended else None)
+        waiting = instruments.pending.keep(series, seconds)
         if not waiting:
             instruments.duration.record(seconds, _attributes_of(series))
         elif waiting == RECORD_SOON:
@@ -200,9 +207,11 @@ execution makes one, and a tuple costs the least to make."""
 
 
 def execution_started(skill: str, caller: str) -> Started | None:
-    """Count an execution as active; None when no metrics are recorded. Never raises.
+    """An execution's start in the instruments now; None when no metrics are recorded.
+    Never raises.
 
-    The execution ends in the instruments it started in, even across a reconfigure.
+    The execution ends in the instruments it started in, even across a reconfigure, and
+    is counted as active in them while it is open (`Instruments.observe`).
     """
     metrics = STATE.metrics
     if metrics is None:
@@ -212,7 +221,6 @@ def execution_started(skill: str, caller: str) -> Started | None:
         guard = recorder.guard
         # Every execution starts here: a skill admitted already takes no call.
         folded = skill if skill in guard.skills else guard.fold(guard.skills, skill, ATTR_SKILL)
-        recorder.instruments.pending.starts.append(folded)  # counted as running
         started = (recorder, folded, caller, time.perf_counter())
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("recording the start of an execution in the metrics")
@@ -221,7 +229,7 @@ def execution_started(skill: str, caller: str) -> Started | None:
 
 
 def execution_ended(started: Started | None, status: str, error_type: str | None) -> None:
-    """The execution is no longer active; its duration goes into the histogram.
+    """The execution's duration goes into the histogram.
 
     error_type: the qualified class of the exception that failed it, if one did.
     Never raises.
@@ -230,7 +238,7 @@ def execution_ended(started: Started | None, status: str, error_type: str | None
         return
     try:
         recorder, skill, caller, start = started
-        recorder.record(skill, status, caller, time.perf_counter() - start, error_type, True)
+        recorder.record(skill, status, caller, time.perf_counter() - start, error_type)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("recording an execution in the metrics")
 
