@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from betty_otel._entry import ERROR_STATUSES, STATUSES, canonical_status
 from betty_otel._errors import internal_error
-from betty_otel._inflight.hooks import open_runs
 from betty_otel._logs import logger
 from betty_otel._metrics.conventions import (
     ACTIVE,
@@ -93,6 +92,10 @@ class Instruments:
         a skill that ran here and runs no more (a series not observed would keep its
         last count)."""
         from opentelemetry.metrics import Observation  # noqa: PLC0415 - when collected only
+
+        # Reading the log (openmetrics) imports the conventions of this package: it must
+        # not pay for the in-flight registry, which imports the SDK.
+        from betty_otel._inflight.hooks import open_runs  # noqa: PLC0415
 
         self.record_waiting()
         running = dict.fromkeys(self.pending.skills(), 0)
