@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -44,6 +45,7 @@ __all__ = [
     "mark_generator",
     "open_runs",
     "track",
+    "unwatch",
     "watch",
     "written",
 ]
@@ -176,6 +178,21 @@ def open_runs() -> list[Run]:
     if tracker is None:
         return []
     return [handle.run for handle in tracker.open_handles(_COLLECT_WAIT)]
+
+
+def unwatch() -> None:
+    """The pipeline was shut down: no new records. The thread ends once nothing is in
+    flight; when nothing is, this waits for it (briefly), so that a process that shut
+    betty_otel down has no thread of ours left (a later fork, or the parallel reader,
+    needs a process with one thread)."""
+    tracker = STATE.inflight
+    if tracker is None:
+        return
+    tracker.settings = None
+    thread = tracker.thread
+    tracker.wake.set()
+    if thread is not None and thread is not threading.current_thread() and not tracker.has_work():
+        thread.join(_EXIT_WAIT)
 
 
 def watch(pipeline: object, log: Path | None, after: float | None) -> None:

@@ -160,11 +160,23 @@ class Tracker:
                 internal_error("keeping records of executions in flight")
                 delay = LAST_SEEN_INTERVAL
             if delay is None:
+                if self._retire():
+                    return
                 self._idle()
             else:
                 self.wake.wait(delay)
 
-    def _has_work(self) -> bool:
+    def _retire(self) -> bool:
+        """End the thread when no pipeline is watched (shut down) and nothing is in
+        flight: a shut-down process keeps no thread of ours. Under the lock, so `start`
+        after the next configure always finds either this thread at work or none."""
+        with self.lock:
+            if self.settings is not None or self.has_work():
+                return False
+            self.thread = None
+            return True
+
+    def has_work(self) -> bool:
         """Something `_step` would act on or wait for (the same test as its own)."""
         return bool(self.reaps or self.taken) or any(
             _waits(handle) for handle in list(self.runs.values())
@@ -180,10 +192,10 @@ class Tracker:
         """
         settings = self.settings
         after = None if settings is None else settings.after_ns
-        if self.wake.wait(after / 1e9 if after else LAST_SEEN_INTERVAL) or self._has_work():
+        if self.wake.wait(after / 1e9 if after else LAST_SEEN_INTERVAL) or self.has_work():
             return
         self.sleeping = True
-        if not self._has_work():
+        if not self.has_work():
             self.wake.wait()
         self.sleeping = False
 

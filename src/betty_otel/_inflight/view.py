@@ -106,7 +106,14 @@ def pending_entries(
         found = running(log)
     except OSError:
         return []
-    there = {(entry.get("trace_id"), entry.get("span_id")) for entry in known}
+    # A foreign entry's ids may be any JSON value (a list is unhashable); a pending
+    # entry's are strings, so only string ids can hold one of them already.
+    there = {
+        (trace, span)
+        for entry in known
+        if isinstance(trace := entry.get("trace_id"), str)
+        and isinstance(span := entry.get("span_id"), str)
+    }
     return [
         entry
         for entry in found

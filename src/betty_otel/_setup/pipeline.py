@@ -47,7 +47,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from betty_otel._environment import disabled_by_env, sdk_settings_set
-from betty_otel._inflight.hooks import finish_unfinished, watch
+from betty_otel._inflight.hooks import finish_unfinished, unwatch, watch
 from betty_otel._inflight.settings import inflight_after as _inflight_after
 from betty_otel._metrics.series import max_series
 from betty_otel._metrics.setup import take_metrics, use_metrics
@@ -452,6 +452,7 @@ def shutdown() -> None:
             _close(old, own_metrics)
         elif own_metrics is not None:
             own_metrics.close()
+        unwatch()
 
 
 def _at_exit() -> None:
