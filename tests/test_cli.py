@@ -52,7 +52,13 @@ def log(tmp_path: Path) -> Path:
 
 
 def test_console_script_is_installed() -> None:
+    """The script beside the interpreter runs this package's CLI: its help lists every command."""
     assert CLI.exists(), f"{CLI} missing: pip install -e . again"
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: betty-telemetry ")
+    missing = [command for command in sorted(COMMANDS) if command not in result.stdout]
+    assert missing == []
 
 
 # ---------------------------------------------------------------------------
