@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -15,21 +13,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import betty_otel
 from collector import rotel_collector  # noqa: F401 - the real-collector fixture
 from metrics_receiver import rotel_metrics  # noqa: F401 - a collector passing metrics on
-
-ENTRY_KEYS = (
-    "timestamp",
-    "skill",
-    "status",
-    "duration_ms",
-    "caller",
-    "inputs",
-    "error_message",
-    "metadata",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-)
-"""The entry's keys in the order ../shared/DESIGN.md fixes."""
 
 _ENV_TO_CLEAR = (
     "BETTY_TELEMETRY_DISABLED",
@@ -80,11 +63,3 @@ def memory_spans(telemetry_file: Path) -> Iterator[InMemorySpanExporter]:
     yield memory
     betty_otel.shutdown()
     provider.shutdown()
-
-
-def read_entries(path: Path) -> list[dict[str, Any]]:
-    """The whole file, strictly parsed (fails unless it is a valid JSON array)."""
-    with path.open(encoding="utf-8") as handle:
-        data = json.load(handle)
-    assert isinstance(data, list)
-    return data

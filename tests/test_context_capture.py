@@ -21,20 +21,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel._state import STATE
-from conftest import read_entries
+from helpers import no_entries, only_entry, read_entries
 
 REDACTED = "***REDACTED***"
 INVALID_STATUS = "Invalid status: bogus. Must be one of: success, failure, timeout, error, pending"
-
-
-def only_entry(path: Path) -> dict[str, Any]:
-    entries = read_entries(path)
-    assert len(entries) == 1, entries
-    return entries[0]
-
-
-def no_entries(path: Path) -> bool:
-    return not path.exists() or read_entries(path) == []
 
 
 def span_hex(span: trace.Span) -> str:

@@ -28,7 +28,7 @@ from opentelemetry.trace import Status, StatusCode
 
 import betty_otel
 from betty_otel import BettyFileExporter, TelemetryContext, _setup, capture_telemetry
-from conftest import read_entries
+from helpers import betty_errors, no_entries, read_entries
 
 FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
 
@@ -50,18 +50,6 @@ def make_spans(
         tracer.start_span(f"span-{prefix}{n}", attributes=attributes).end()
     provider.shutdown()
     return list(memory.get_finished_spans())
-
-
-def no_entries(path: Path) -> bool:
-    return not path.exists() or read_entries(path) == []
-
-
-def betty_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [
-        record
-        for record in caplog.records
-        if record.name.startswith("betty_otel") and record.levelno >= logging.ERROR
-    ]
 
 
 @pytest.fixture
@@ -195,7 +183,7 @@ def test_export_to_an_unwritable_path_fails_counts_logs_once_and_never_raises(
     assert results == [SpanExportResult.FAILURE] * 3
     assert exporter.dropped == 6
     assert exporter.exported == 0
-    errors = betty_errors(caplog)
+    errors = betty_errors(caplog.records)
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert str(path) in errors[0].getMessage()
     # nothing that was there is destroyed
@@ -629,5 +617,5 @@ def test_decorated_code_runs_normally_when_the_file_is_unwritable(
     with TelemetryContext("ctx") as ctx:
         ctx.set_metadata({"a": 1})
     assert exporter.dropped == 6
-    assert len(betty_errors(caplog)) == 1
+    assert len(betty_errors(caplog.records)) == 1
     assert blocker.read_text() == "x"

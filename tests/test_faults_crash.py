@@ -43,7 +43,6 @@ import pytest
 
 import betty_otel
 from betty_otel._store import Damage, LockTimeoutError, TelemetryStore, check_file, iter_entries
-from conftest import ENTRY_KEYS
 from fault_writer import (
     EXIT_DROPPED,
     EXIT_WRONG_VALUE,
@@ -63,6 +62,7 @@ from fault_writer import (
 )
 from helpers import (
     BOM,
+    ENTRY_KEYS,
     Entry,
     append_entries,
     betty_errors,

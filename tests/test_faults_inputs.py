@@ -34,18 +34,22 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import betty_otel
-import helpers
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry, instrument
 from betty_otel._sanitize import Sanitizer
 from betty_otel._setup import FileSpan, FileTracer
 from betty_otel._store import TelemetryStore
 from collector import RotelCollector, free_port
+from helpers import (
+    LINE_BUDGET,
+    assert_no_fragment,
+    assert_nowhere,
+    file_texts,
+    strict_entries,
+)
 
 pytestmark = pytest.mark.faults
 
 REDACTED = "***REDACTED***"
-LINE_BUDGET = 100_000
-"""Bytes one entry line may take, whatever a single input or metadata value holds."""
 
 
 # ---------------------------------------------------------------------------
@@ -53,18 +57,8 @@ LINE_BUDGET = 100_000
 # ---------------------------------------------------------------------------
 
 
-def strict_entries(path: Path) -> list[dict[str, Any]]:
-    """The file as strict JSON: valid UTF-8, no NaN/Infinity, every line within budget."""
-    raw = path.read_bytes()
-    raw.decode("utf-8")  # strict: a lone surrogate cannot be valid UTF-8
-    data = helpers.strict_entries(path)
-    sizes = [len(line) for line in raw.split(b"\n")]
-    assert max(sizes) < LINE_BUDGET, f"an entry line takes {max(sizes):,} bytes"
-    return data
-
-
 def entry_count(path: Path) -> int:
-    return len(strict_entries(path)) if path.exists() else 0
+    return len(strict_entries(path, LINE_BUDGET)) if path.exists() else 0
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +307,7 @@ def test_a_hostile_value_never_breaks_the_call_and_the_entry_is_strict_json_with
     strict JSON (valid UTF-8, no NaN/Infinity) and no line exceeds LINE_BUDGET bytes."""
     value = HOSTILE[hostile]()
     field = CHANNELS[channel](value, telemetry_file)
-    entries = strict_entries(telemetry_file)
+    entries = strict_entries(telemetry_file, LINE_BUDGET)
     assert len(entries) == 1
     recorded = entries[0][field]
     assert isinstance(recorded, dict)
@@ -343,7 +337,7 @@ def test_a_top_level_mapping_with_keys_that_are_not_strings_is_recorded_as_stric
         TelemetryCapture(telemetry_file).capture(
             "faults.keys", "success", 2.0, "faults", **{field: odd}
         )
-    (entry,) = strict_entries(telemetry_file)
+    (entry,) = strict_entries(telemetry_file, LINE_BUDGET)
     recorded = entry["metadata"] if way.endswith("metadata") else entry["inputs"]
     assert len(recorded) >= 10  # every key kept, as text (only a str collision may merge)
     assert recorded["1"] in ("int", "collides with 1")
@@ -372,7 +366,7 @@ def test_a_generator_argument_is_not_consumed_by_telemetry(kind: str, telemetry_
     make = ITERATORS[kind]
     assert consume(make()) == list(range(10))
     assert consume(make(), make(), rest=make()) == list(range(10)) * 3
-    entries = strict_entries(telemetry_file)
+    entries = strict_entries(telemetry_file, LINE_BUDGET)
     assert len(entries) == 2
     assert isinstance(entries[0]["inputs"]["items"], str)  # a marker, not the items
 
@@ -391,7 +385,7 @@ def test_a_generator_in_context_or_capture_inputs_and_metadata_is_not_consumed(
         "faults.gen", "success", 1.0, "faults", inputs={"d": given[3]}, metadata={"e": given[4]}
     )
     assert [list(items) for items in given] == [list(range(10))] * 5
-    assert len(strict_entries(telemetry_file)) == 2
+    assert len(strict_entries(telemetry_file, LINE_BUDGET)) == 2
 
 
 class StrRaisesError(Exception):
@@ -441,7 +435,7 @@ def test_a_hostile_exception_is_re_raised_unchanged_and_recorded_as_strict_json(
     ):
         raise error
     assert raised.value is error
-    entries = strict_entries(telemetry_file)
+    entries = strict_entries(telemetry_file, LINE_BUDGET)
     assert [entry["status"] for entry in entries] == ["failure", "failure"]
     for entry in entries:
         assert isinstance(entry["error_message"], str)
@@ -462,7 +456,7 @@ def test_a_hostile_error_message_from_set_error_or_capture_is_strict_json_within
     TelemetryCapture(telemetry_file).capture(
         "faults.error", "failure", 3.0, "faults", error_message=message
     )
-    entries = strict_entries(telemetry_file)
+    entries = strict_entries(telemetry_file, LINE_BUDGET)
     assert [entry["status"] for entry in entries] == ["failure", "failure"]
     assert all(isinstance(entry["error_message"], str) for entry in entries)
 
@@ -502,29 +496,6 @@ KEY_SPELLINGS = (
 KEY_SECRETS: dict[str, str] = {key: _token(100 + n) for n, key in enumerate(KEY_SPELLINGS)}
 NESTED_SECRET = _token(99)
 """Under ``credentials``: a secret key whose value is a whole structure."""
-
-FRAGMENT = 6
-"""No piece of a secret this long may appear in any output."""
-
-
-def fragments(secret: str) -> set[str]:
-    """Every FRAGMENT-char piece of the secret (per line, for multi-line secrets)."""
-    return {
-        line[i : i + FRAGMENT]
-        for line in secret.splitlines()
-        for i in range(len(line) - FRAGMENT + 1)
-    }
-
-
-def assert_no_fragment(secrets: Iterable[str], texts: Iterable[str], where: str) -> None:
-    """No FRAGMENT-char piece of any secret appears in any of the texts (all leaks listed)."""
-    haystack = "\x00".join(texts)
-    leaks = {
-        secret: sorted(piece for piece in fragments(secret) if piece in haystack)[:3]
-        for secret in secrets
-    }
-    leaks = {secret: pieces for secret, pieces in leaks.items() if pieces}
-    assert not leaks, f"{where} holds pieces of {len(leaks)} secret(s): {leaks}"
 
 
 def nested_secrets() -> dict[str, Any]:
@@ -606,44 +577,6 @@ def memory(tmp_path: Path) -> Iterator[tuple[Path, InMemorySpanExporter]]:
     provider.shutdown()
 
 
-def span_texts(span: ReadableSpan) -> list[str]:
-    """Every piece of text on a span: name, attributes, status, events."""
-    texts = [span.name, span.status.description or "", span.to_json()]
-    texts += [str(value) for value in (span.attributes or {}).values()]
-    for event in span.events:
-        texts.append(event.name)
-        texts += [str(value) for value in (event.attributes or {}).values()]
-    return texts
-
-
-def file_texts(path: Path) -> list[str]:
-    """The raw file, and every string in it decoded (escapes undone)."""
-    texts = [path.read_text(encoding="utf-8")]
-
-    def walk(value: object) -> None:
-        if isinstance(value, str):
-            texts.append(value)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                texts.append(str(key))
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(strict_entries(path))
-    return texts
-
-
-def assert_nowhere(secrets: Iterable[str], path: Path, spans: InMemorySpanExporter) -> None:
-    secrets = list(secrets)
-    assert_no_fragment(secrets, file_texts(path), "the telemetry file")
-    finished = spans.get_finished_spans()
-    assert finished
-    for span in finished:
-        assert_no_fragment(secrets, span_texts(span), f"the span {span.name!r}")
-
-
 def call_with_key_secrets(style: str) -> None:
     """The decorated calls carrying KEY_SECRETS, positionally or by keyword."""
     s = KEY_SECRETS
@@ -670,7 +603,7 @@ def test_secret_keys_in_any_spelling_and_depth_are_redacted_in_decorator_argumen
     the rest nested in lists in dicts: none reaches the file or the span."""
     path, spans = memory
     call_with_key_secrets(style)
-    (entry,) = strict_entries(path)
+    (entry,) = strict_entries(path, LINE_BUDGET)
     inputs = entry["inputs"]
     for name in ("password", "apiKey", "API_KEY", "PASSWORD"):
         assert inputs[name] == REDACTED
@@ -690,7 +623,7 @@ def test_secret_keys_are_redacted_in_var_positional_and_var_keyword_arguments(
         {"password": s["password"], "author": "Jane Austen"},
         **{"api-key": s["api-key"], "client.secret": s["client.secret"], "max_tokens": 512},
     )
-    (entry,) = strict_entries(path)
+    (entry,) = strict_entries(path, LINE_BUDGET)
     inputs = entry["inputs"]
     assert_nested_redacted(inputs["requests"][0])
     assert inputs["requests"][1] == {"password": REDACTED, "author": "Jane Austen"}
@@ -703,7 +636,7 @@ def test_secret_parameters_of_a_method_are_redacted_positionally_and_by_keyword(
 ) -> None:
     path, spans = memory
     Client().authenticate(KEY_SECRETS["password"], api_key=KEY_SECRETS["API_KEY"])
-    (entry,) = strict_entries(path)
+    (entry,) = strict_entries(path, LINE_BUDGET)
     assert entry["inputs"] == {"password": REDACTED, "api_key": REDACTED}
     assert_nowhere([KEY_SECRETS["password"], KEY_SECRETS["API_KEY"]], path, spans)
 
@@ -730,7 +663,7 @@ def test_secret_keys_are_redacted_in_context_inputs_set_inputs_metadata_and_capt
         inputs=nested_secrets(),
         metadata=nested_secrets(),
     )
-    entries = strict_entries(path)
+    entries = strict_entries(path, LINE_BUDGET)
     assert len(entries) == 3
     assert_nested_redacted(entries[0]["inputs"])
     assert_nested_redacted(entries[0]["metadata"])
@@ -755,7 +688,7 @@ def test_extra_sanitize_keys_are_redacted_like_the_defaults(
     with TelemetryContext("faults.paint", sanitize_keys=["favouriteColour"]) as context:
         context.set_inputs({"FAVOURITE_COLOUR": colour})
         context.set_metadata({"favourite.colour": colour})
-    entries = strict_entries(path)
+    entries = strict_entries(path, LINE_BUDGET)
     assert entries[0]["inputs"]["options"] == {
         "Favourite-Colour": REDACTED,
         "author": "Jane Austen",
@@ -835,7 +768,7 @@ def test_author_and_max_tokens_are_not_secrets(tmp_path: Path) -> None:
     generate("Jane Austen", 512, ordinary, note)
     with TelemetryContext("faults.ordinary", metadata=ordinary) as context:
         context.set_inputs(ordinary)
-    (first, second) = strict_entries(path)
+    (first, second) = strict_entries(path, LINE_BUDGET)
     assert first["inputs"] == {
         "author": "Jane Austen",
         "max_tokens": 512,
@@ -903,7 +836,7 @@ def test_secret_values_in_inputs_metadata_and_keys_are_redacted(
     TelemetryCapture(path).capture(
         "faults.values", "success", 1.0, "faults", inputs={"q": text}, metadata={"m": [text]}
     )
-    assert len(strict_entries(path)) == 3
+    assert len(strict_entries(path, LINE_BUDGET)) == 3
     assert_nowhere([secret], path, spans)
 
 
@@ -954,7 +887,7 @@ def test_secret_values_in_exception_messages_reach_neither_file_nor_span_status_
         context.set_error(text)
     TelemetryCapture(path).capture("faults.errors", "failure", 1.0, "faults", error_message=text)
 
-    entries = strict_entries(path)
+    entries = strict_entries(path, LINE_BUDGET)
     assert [entry["status"] for entry in entries] == [
         "failure",
         "failure",
@@ -1009,7 +942,7 @@ def test_no_secret_reaches_a_real_collector(
             context.set_error(text)
     betty_otel.shutdown()  # flushes the OTLP batch processor
 
-    entries = strict_entries(path)
+    entries = strict_entries(path, LINE_BUDGET)
     assert len(entries) == 4 + 2 * len(VALUE_SECRETS)
     received = rotel_collector.spans(expect=len(entries))
     assert {span.span_id for span in received} == {entry["span_id"] for entry in entries}

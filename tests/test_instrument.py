@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import betty_otel
 from betty_otel import TelemetryContext, capture_telemetry
-from conftest import ENTRY_KEYS, read_entries
+from helpers import ENTRY_KEYS, no_entries, only_entry, read_entries
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -99,16 +99,6 @@ def run(kind: str, fn: Callable[[], Any]) -> Any:
         return [item async for item in fn()]
 
     return asyncio.run(collect())
-
-
-def only_entry(path: Path) -> dict[str, Any]:
-    entries = read_entries(path)
-    assert len(entries) == 1, entries
-    return entries[0]
-
-
-def no_entries(path: Path) -> bool:
-    return not path.exists() or read_entries(path) == []
 
 
 def _raise(exc: BaseException) -> Any:
