@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import betty_otel
+from betty_otel._store import TelemetryStore
 from collector import rotel_collector  # noqa: F401 - the real-collector fixture
 from metrics_receiver import rotel_metrics  # noqa: F401 - a collector passing metrics on
 
@@ -63,3 +64,17 @@ def memory_spans(telemetry_file: Path) -> Iterator[InMemorySpanExporter]:
     yield memory
     betty_otel.shutdown()
     provider.shutdown()
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    """The log under test, not created; nothing else is configured to write to it."""
+    return tmp_path / "telemetry.json"
+
+
+@pytest.fixture
+def store(log_path: Path) -> Iterator[TelemetryStore]:
+    """One store on log_path, kept open across the test's appends, closed after."""
+    instance = TelemetryStore(log_path)
+    yield instance
+    instance.close()
