@@ -8,6 +8,7 @@
   `strict_entries` (valid UTF-8, no NaN/Infinity, a list of objects, lines within a budget).
 - Store round trips: `append_entries`, `repair_file`, `read_forward`, `read_backward`.
 - Logs: `betty_errors` (error records of betty_otel's loggers).
+- Recording: `take` (a decorated function returning its argument, inputs captured).
 - Faults: `stop_the_clock` (files set aside all get the same time), the `umask_zero`
   fixture (import it into a test module that uses it by name).
 - Redaction: `token_chars` (a token body from a seed: no credential written in a test),
@@ -34,7 +35,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from betty_otel import redaction
+from betty_otel import capture_telemetry, redaction
 from betty_otel._store import TelemetryStore, iter_entries
 
 Entry = dict[str, Any]
@@ -173,6 +174,12 @@ def is_betty_record(record: logging.LogRecord) -> bool:
 def betty_errors(records: Iterable[logging.LogRecord]) -> list[logging.LogRecord]:
     """The records of level ERROR or above that betty_otel's loggers emitted."""
     return [r for r in records if is_betty_record(r) and r.levelno >= logging.ERROR]
+
+
+@capture_telemetry(skill_name="faults.hostile", caller="faults", capture_inputs=True)
+def take(data: object) -> object:
+    """Return data unchanged; the execution is recorded with data as its input."""
+    return data
 
 
 class StoppedClock(datetime):
