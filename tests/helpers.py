@@ -13,6 +13,7 @@
   fixture (import it into a test module that uses it by name).
 - Redaction: `token_chars` (a token body from a seed: no credential written in a test),
   `redacted` (text as betty_otel records it, checked stable under a second pass).
+- Spans: `span_hex` (a span's id as the entry writes it).
 - Secrets nowhere: `assert_nowhere` (no FRAGMENT-char piece of a secret in the file or on
   any span), built on `fragments`, `assert_no_fragment`, `file_texts` and `span_texts`.
 """
@@ -32,6 +33,7 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -247,6 +249,11 @@ def assert_no_fragment(secrets: Iterable[str], texts: Iterable[str], where: str)
     }
     leaks = {secret: pieces for secret, pieces in leaks.items() if pieces}
     assert not leaks, f"{where} holds pieces of {len(leaks)} secret(s): {leaks}"
+
+
+def span_hex(span: trace.Span) -> str:
+    """The span's id as 16 hex digits, as the entry's span_id holds it."""
+    return format(span.get_span_context().span_id, "016x")
 
 
 def span_texts(span: ReadableSpan) -> list[str]:
