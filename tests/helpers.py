@@ -1,4 +1,4 @@
-"""Helpers shared by the store, query and fault tests (one copy of each).
+"""Helpers shared by the test modules (one copy of each; fixtures live in conftest.py).
 
 - Entries and layouts: `ENTRY_KEYS` (the documented key order), `make_entry`, `canonical`
   (the store's own layout), `indent2` (the old Betty tools' ``json.dump(indent=2)``), `BOM`,
@@ -8,6 +8,7 @@
   `strict_entries` (valid UTF-8, no NaN/Infinity, a list of objects, lines within a budget).
 - Store round trips: `append_entries`, `repair_file`, `read_forward`, `read_backward`.
 - Logs: `betty_errors` (error records of betty_otel's loggers).
+- Processes: `run_script` (Python code in a fresh interpreter; its stdout).
 - Recording: `take` (a decorated function returning its argument, inputs captured).
 - Faults: `stop_the_clock` (files set aside all get the same time), the `umask_zero`
   fixture (import it into a test module that uses it by name).
@@ -26,6 +27,9 @@ import os
 import random
 import re
 import string
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -182,6 +186,23 @@ def betty_errors(records: Iterable[logging.LogRecord]) -> list[logging.LogRecord
 def take(data: object) -> object:
     """Return data unchanged; the execution is recorded with data as its input."""
     return data
+
+
+def run_script(code: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    """Run Python code in a fresh interpreter; its stdout (fails on a non-zero exit)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    full_env = {**os.environ, **(env or {})}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 class StoppedClock(datetime):
