@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import betty_otel
 from betty_otel._store import TelemetryStore
+from cli_helpers import entry, write
 from collector import rotel_collector  # noqa: F401 - the real-collector fixture
 from metrics_receiver import rotel_metrics  # noqa: F401 - a collector passing metrics on
 
@@ -78,3 +79,13 @@ def store(log_path: Path) -> Iterator[TelemetryStore]:
     instance = TelemetryStore(log_path)
     yield instance
     instance.close()
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    """A CLI log of twelve entries: 4 a failure, 7 a timeout (by API), 9 "failed" (by API)."""
+    entries = [entry(i) for i in range(12)]
+    entries[4].update(status="failure", error_message="boom\nsecond line", duration_ms=500.0)
+    entries[7].update(status="timeout", error_message="too slow", caller="API")
+    entries[9].update(status="failed", caller="API")
+    return write(tmp_path / "log.json", entries)
