@@ -1,4 +1,8 @@
-"""What the CLI tests share: the installed console script, running it, writing a log."""
+"""What the CLI tests share: the installed console script, running it, writing a log.
+
+`entry` builds one entry of the documented schema (the `log` fixture in conftest.py
+writes twelve of them).
+"""
 
 from __future__ import annotations
 
@@ -130,3 +134,22 @@ def run_main(
     result.stdout = stdout  # the script's line starts on a line of its own
     names: list[str] = ast.literal_eval(loaded)
     return result, names
+
+
+def entry(index: int, **overrides: Any) -> dict[str, Any]:
+    """An entry of the documented schema, one second apart by index; overrides replace keys."""
+    value: dict[str, Any] = {
+        "timestamp": f"2025-10-24T14:{index // 60 % 60:02d}:{index % 60:02d}.123456+00:00",
+        "skill": f"skill.{index % 3}",
+        "status": "success",
+        "duration_ms": 10.0 + index,
+        "caller": "CLI",
+        "inputs": {"n": index},
+        "error_message": None,
+        "metadata": {},
+        "trace_id": f"{index + 1:032x}",
+        "span_id": f"{index + 1:016x}",
+        "parent_span_id": None,
+    }
+    value.update(overrides)
+    return value

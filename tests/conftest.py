@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,23 +11,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import betty_otel
+from betty_otel._store import TelemetryStore
+from cli_helpers import entry, write
 from collector import rotel_collector  # noqa: F401 - the real-collector fixture
 from metrics_receiver import rotel_metrics  # noqa: F401 - a collector passing metrics on
-
-ENTRY_KEYS = (
-    "timestamp",
-    "skill",
-    "status",
-    "duration_ms",
-    "caller",
-    "inputs",
-    "error_message",
-    "metadata",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-)
-"""The entry's keys in the order ../shared/DESIGN.md fixes."""
 
 _ENV_TO_CLEAR = (
     "BETTY_TELEMETRY_DISABLED",
@@ -82,9 +67,25 @@ def memory_spans(telemetry_file: Path) -> Iterator[InMemorySpanExporter]:
     provider.shutdown()
 
 
-def read_entries(path: Path) -> list[dict[str, Any]]:
-    """The whole file, strictly parsed (fails unless it is a valid JSON array)."""
-    with path.open(encoding="utf-8") as handle:
-        data = json.load(handle)
-    assert isinstance(data, list)
-    return data
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    """The log under test, not created; nothing else is configured to write to it."""
+    return tmp_path / "telemetry.json"
+
+
+@pytest.fixture
+def store(log_path: Path) -> Iterator[TelemetryStore]:
+    """One store on log_path, kept open across the test's appends, closed after."""
+    instance = TelemetryStore(log_path)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    """A CLI log of twelve entries: 4 a failure, 7 a timeout (by API), 9 "failed" (by API)."""
+    entries = [entry(i) for i in range(12)]
+    entries[4].update(status="failure", error_message="boom\nsecond line", duration_ms=500.0)
+    entries[7].update(status="timeout", error_message="too slow", caller="API")
+    entries[9].update(status="failed", caller="API")
+    return write(tmp_path / "log.json", entries)

@@ -1,12 +1,14 @@
 """Writers and child-process plumbing for the fault-injection suite (issue 5).
 
-Used by ``tests/test_faults_crash.py`` and ``tests/test_faults_disk.py``:
+Used by the fault suites (``tests/test_faults_*.py``):
 
 - ``record``: the decorated call every writer makes. ``capture_inputs=True`` puts the
   call's unique id in the entry (``entry["inputs"]["call_id"]``), so "exactly once"
   can be checked per call.
 - writer loops run in forked children, in threads and as ``multiprocessing`` targets
   (importable, so the ``spawn`` start method finds them).
+- ``FORK_WARNING``: the filter for Python 3.12+'s warning when a process with threads forks.
+- ``ids_of`` (the call ids of entries) and ``wait_until`` (poll a condition, bounded).
 - ``Children``: forks children that can never return into pytest, and kills and reaps
   whatever is still running when a test ends (pass or fail).
 """
@@ -40,6 +42,9 @@ EXIT_WRONG_VALUE = 3  # the decorated call did not return its value
 EXIT_RAISED = 2  # the child's target raised (traceback on stderr or through the pipe)
 EXIT_WATCHDOG = 70  # the test process went away, or the child outlived its lifetime
 
+FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+"""Python 3.12+ warns when a process with threads forks; the fault suites fork such processes."""
+
 
 @capture_telemetry(skill_name=SKILL, caller=CALLER, capture_inputs=True)
 def record(call_id: str, pad: list[str] | None = None) -> str:
@@ -64,6 +69,20 @@ def call_id_of(entry: Mapping[str, Any]) -> str:
     call_id = inputs["call_id"]
     assert isinstance(call_id, str), entry
     return call_id
+
+
+def ids_of(entries: list[dict[str, Any]]) -> list[str]:
+    """The call ids of the entries, in their order."""
+    return [call_id_of(entry) for entry in entries]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll condition until true; an AssertionError naming what after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.002)
 
 
 def raw_entry(call_id: str) -> dict[str, Any]:

@@ -1,15 +1,22 @@
-"""Helpers shared by the store, query and fault tests (one copy of each).
+"""Helpers shared by the test modules (one copy of each; fixtures live in conftest.py).
 
-- Entries and layouts: `make_entry`, `canonical` (the store's own layout), `indent2`
-  (the old Betty tools' ``json.dump(indent=2)``), `BOM`, `INVALID_NAME`.
-- Strict reads, as every Betty tool reads the file: `load_strict` (``json.load``) and
-  `strict_entries` (no NaN/Infinity, a list of objects).
+- Entries and layouts: `ENTRY_KEYS` (the documented key order), `make_entry`, `canonical`
+  (the store's own layout), `indent2` (the old Betty tools' ``json.dump(indent=2)``), `BOM`,
+  `INVALID_NAME`.
+- Strict reads, as every Betty tool reads the file: `load_strict` (``json.load``),
+  `read_entries` (a JSON array), `only_entry` / `no_entries` (exactly one entry / none) and
+  `strict_entries` (valid UTF-8, no NaN/Infinity, a list of objects, lines within a budget).
 - Store round trips: `append_entries`, `repair_file`, `read_forward`, `read_backward`.
 - Logs: `betty_errors` (error records of betty_otel's loggers).
+- Processes: `run_script` (Python code in a fresh interpreter; its stdout).
+- Recording: `take` (a decorated function returning its argument, inputs captured).
 - Faults: `stop_the_clock` (files set aside all get the same time), the `umask_zero`
   fixture (import it into a test module that uses it by name).
 - Redaction: `token_chars` (a token body from a seed: no credential written in a test),
   `redacted` (text as betty_otel records it, checked stable under a second pass).
+- Spans: `span_hex` (a span's id as the entry writes it).
+- Secrets nowhere: `assert_nowhere` (no FRAGMENT-char piece of a secret in the file or on
+  any span), built on `fragments`, `assert_no_fragment`, `file_texts` and `span_texts`.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import os
 import random
 import re
 import string
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,11 +37,29 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from betty_otel import redaction
+from betty_otel import capture_telemetry, redaction
 from betty_otel._store import TelemetryStore, iter_entries
 
 Entry = dict[str, Any]
+
+ENTRY_KEYS = (
+    "timestamp",
+    "skill",
+    "status",
+    "duration_ms",
+    "caller",
+    "inputs",
+    "error_message",
+    "metadata",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+)
+"""The entry's keys in the order ../shared/DESIGN.md fixes."""
 
 BOM = b"\xef\xbb\xbf"
 INVALID_NAME = re.compile(r"^telemetry\.json\.invalid-\d{8}T\d{6}\.\d{6}Z$")
@@ -76,15 +104,43 @@ def load_strict(path: Path) -> Any:
         return json.load(handle)
 
 
+def read_entries(path: Path) -> list[Entry]:
+    """The whole file, strictly parsed (fails unless it is a valid JSON array)."""
+    data = load_strict(path)
+    assert isinstance(data, list)
+    return data
+
+
+def only_entry(path: Path) -> Entry:
+    """The file's one entry (fails unless it holds exactly one)."""
+    entries = read_entries(path)
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+def no_entries(path: Path) -> bool:
+    """True when the file is missing or an empty array: nothing was recorded."""
+    return not path.exists() or read_entries(path) == []
+
+
 def _reject_constant(name: str) -> Any:
     raise AssertionError(f"the telemetry file holds the non-standard JSON constant {name}")
 
 
-def strict_entries(path: Path) -> list[Entry]:
-    """The whole file parsed strictly (json.loads, no NaN/Infinity): a list of objects."""
-    data = json.loads(path.read_bytes(), parse_constant=_reject_constant)
+def strict_entries(path: Path, line_budget: int | None = None) -> list[Entry]:
+    """The whole file parsed strictly: a list of objects.
+
+    Valid UTF-8 (json.loads alone lets a lone surrogate through), no NaN/Infinity, and,
+    given a line_budget, no line of that many bytes or more.
+    """
+    raw = path.read_bytes()
+    raw.decode("utf-8")
+    data = json.loads(raw, parse_constant=_reject_constant)
     assert isinstance(data, list)
     assert all(isinstance(entry, dict) for entry in data)
+    if line_budget is not None:
+        longest = max(len(line) for line in raw.split(b"\n"))
+        assert longest < line_budget, f"an entry line takes {longest:,} bytes"
     return data
 
 
@@ -126,6 +182,29 @@ def betty_errors(records: Iterable[logging.LogRecord]) -> list[logging.LogRecord
     return [r for r in records if is_betty_record(r) and r.levelno >= logging.ERROR]
 
 
+@capture_telemetry(skill_name="faults.hostile", caller="faults", capture_inputs=True)
+def take(data: object) -> object:
+    """Return data unchanged; the execution is recorded with data as its input."""
+    return data
+
+
+def run_script(code: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    """Run Python code in a fresh interpreter; its stdout (fails on a non-zero exit)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    full_env = {**os.environ, **(env or {})}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 class StoppedClock(datetime):
     """A wall clock that stands still (a VM restored from a snapshot, a stepped-back clock)."""
 
@@ -165,3 +244,73 @@ def redacted(text: str) -> str:
     once = redaction.redact(text)
     assert redaction.redact(once) == once
     return once
+
+
+FRAGMENT = 6
+"""No piece of a secret this long may appear in any output."""
+LINE_BUDGET = 100_000
+"""Bytes one entry line may take, whatever a single input or metadata value holds."""
+
+
+def fragments(secret: str) -> set[str]:
+    """Every FRAGMENT-char piece of the secret (per line, for multi-line secrets)."""
+    return {
+        line[i : i + FRAGMENT]
+        for line in secret.splitlines()
+        for i in range(len(line) - FRAGMENT + 1)
+    }
+
+
+def assert_no_fragment(secrets: Iterable[str], texts: Iterable[str], where: str) -> None:
+    """No FRAGMENT-char piece of any secret appears in any of the texts (all leaks listed)."""
+    haystack = "\x00".join(texts)
+    leaks = {
+        secret: sorted(piece for piece in fragments(secret) if piece in haystack)[:3]
+        for secret in secrets
+    }
+    leaks = {secret: pieces for secret, pieces in leaks.items() if pieces}
+    assert not leaks, f"{where} holds pieces of {len(leaks)} secret(s): {leaks}"
+
+
+def span_hex(span: trace.Span) -> str:
+    """The span's id as 16 hex digits, as the entry's span_id holds it."""
+    return format(span.get_span_context().span_id, "016x")
+
+
+def span_texts(span: ReadableSpan) -> list[str]:
+    """Every piece of text on a span: name, attributes, status, events, its JSON form."""
+    texts = [span.name, span.status.description or "", span.to_json()]
+    texts += [str(value) for value in (span.attributes or {}).values()]
+    for event in span.events:
+        texts.append(event.name)
+        texts += [str(value) for value in (event.attributes or {}).values()]
+    return texts
+
+
+def file_texts(path: Path) -> list[str]:
+    """The raw file, and every string in it decoded (escapes undone)."""
+    texts = [path.read_text(encoding="utf-8")]
+
+    def walk(value: object) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                texts.append(str(key))
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(strict_entries(path, LINE_BUDGET))
+    return texts
+
+
+def assert_nowhere(secrets: Iterable[str], path: Path, spans: InMemorySpanExporter) -> None:
+    """No piece of any secret is in the file or on any finished span (there is one at least)."""
+    secrets = list(secrets)
+    assert_no_fragment(secrets, file_texts(path), "the telemetry file")
+    finished = spans.get_finished_spans()
+    assert finished
+    for span in finished:
+        assert_no_fragment(secrets, span_texts(span), f"the span {span.name!r}")

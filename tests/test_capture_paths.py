@@ -31,7 +31,7 @@ from betty_otel._store import TelemetryStore
 from betty_otel.propagation import environment_context
 from cli_helpers import run_main
 from collector import free_port
-from conftest import read_entries
+from helpers import read_entries
 from hostile import HOSTILE
 
 OWN = ("timestamp", "trace_id", "span_id")

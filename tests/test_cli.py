@@ -1,58 +1,41 @@
-"""The installed ``betty-telemetry`` console script, run in a subprocess like a user would."""
+"""The installed ``betty-telemetry`` console script, run in a subprocess like a user would.
+
+Help and usage, capture, query, stats and trace, a closed pipe; ``tail`` and ``check`` /
+``repair`` have their own modules (test_cli_tail.py, test_cli_repair.py).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from betty_otel.cli.parser import COMMANDS, build_parser
-from cli_helpers import CLI, LEGACY_FILE, run, write
+from cli_helpers import (
+    CLI,
+    LEGACY_FILE,
+    entry,
+    run,
+    write,
+)
 
 STATUS_ERROR = (
     "Error: Invalid status: bogus. Must be one of: success, failure, timeout, error, pending"
 )
 
 
-def entry(index: int, **overrides: Any) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "timestamp": f"2025-10-24T14:{index // 60 % 60:02d}:{index % 60:02d}.123456+00:00",
-        "skill": f"skill.{index % 3}",
-        "status": "success",
-        "duration_ms": 10.0 + index,
-        "caller": "CLI",
-        "inputs": {"n": index},
-        "error_message": None,
-        "metadata": {},
-        "trace_id": f"{index + 1:032x}",
-        "span_id": f"{index + 1:016x}",
-        "parent_span_id": None,
-    }
-    value.update(overrides)
-    return value
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Path:
-    entries = [entry(i) for i in range(12)]
-    entries[4].update(status="failure", error_message="boom\nsecond line", duration_ms=500.0)
-    entries[7].update(status="timeout", error_message="too slow", caller="API")
-    entries[9].update(status="failed", caller="API")
-    return write(tmp_path / "log.json", entries)
-
-
 def test_console_script_is_installed() -> None:
+    """The script beside the interpreter runs this package's CLI: its help lists every command."""
     assert CLI.exists(), f"{CLI} missing: pip install -e . again"
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: betty-telemetry ")
+    missing = [command for command in sorted(COMMANDS) if command not in result.stdout]
+    assert missing == []
 
 
 # ---------------------------------------------------------------------------
@@ -411,210 +394,6 @@ def test_trace(tmp_path: Path) -> None:
     missing = run("trace", "cd" * 16, "--file", str(path))
     assert missing.returncode == 1
     assert missing.stderr.startswith(f"Error: no entries with trace id {'cd' * 16}")
-
-
-# ---------------------------------------------------------------------------
-# tail
-# ---------------------------------------------------------------------------
-
-
-def test_tail_prints_the_newest_oldest_first(log: Path) -> None:
-    lines = run("tail", "-n", "3", "--file", str(log)).stdout.splitlines()
-    assert [json.loads(line)["inputs"]["n"] for line in lines] == [9, 10, 11]
-    table = run("tail", "-n", "2", "--file", str(log), "--format", "table").stdout.splitlines()
-    assert len(table) == 2
-    assert table[0].startswith("2025-10-24 14:00:10  skill.1")
-    assert run("tail", "-n", "0", "--file", str(log)).stdout == ""
-
-
-class Reader:
-    """Collects a subprocess's stdout lines on a thread, so reads can time out."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        assert process.stdout is not None
-        stream = process.stdout
-
-        def pump() -> None:
-            for line in stream:
-                self.lines.put(line)
-
-        self.thread = threading.Thread(target=pump, daemon=True)
-        self.thread.start()
-
-    def take(self, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        found: list[dict[str, Any]] = []
-        while len(found) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"only {len(found)} of {count} lines arrived: {found}")
-            try:
-                found.append(json.loads(self.lines.get(timeout=remaining)))
-            except queue.Empty:
-                continue
-        return found
-
-
-@pytest.fixture
-def follower(log: Path) -> Iterator[tuple[subprocess.Popen[str], Reader]]:
-    process = subprocess.Popen(
-        [str(CLI), "tail", "-n", "2", "-f", "--interval", "0.05", "--file", str(log)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
-    reader = Reader(process)
-    try:
-        yield process, reader
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        reader.thread.join(timeout=30)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def test_tail_follow_then_ctrl_c(log: Path, follower: tuple[subprocess.Popen[str], Reader]) -> None:
-    """New appends appear, across a rotation and a replacement; SIGINT exits 0 quietly."""
-    process, reader = follower
-    assert [item["inputs"]["n"] for item in reader.take(2)] == [10, 11]
-    write(log, [entry(100), entry(101)])
-    assert [item["inputs"]["n"] for item in reader.take(2)] == [100, 101]
-    write(log, [entry(102)])
-    assert [item["inputs"]["n"] for item in reader.take(1)] == [102]
-    # Rotation: the file becomes the first backup and a new file starts.
-    log.rename(log.with_name(log.name + ".1"))
-    write(log, [entry(103), entry(104)])
-    assert [item["inputs"]["n"] for item in reader.take(2)] == [103, 104]
-    # The old tools rewrite the whole file (indent=2): nothing is printed twice.
-    data = json.loads(log.read_text(encoding="utf-8"))
-    data.append(entry(105))
-    replacement = log.with_name("replacement.json")
-    replacement.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    replacement.replace(log)
-    assert [item["inputs"]["n"] for item in reader.take(1)] == [105]
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 0
-    assert process.stderr is not None
-    errors = process.stderr.read()
-    assert "Traceback" not in errors
-    assert "KeyboardInterrupt" not in errors
-    assert reader.lines.empty()
-
-
-def test_tail_follow_a_file_that_does_not_exist_yet(tmp_path: Path) -> None:
-    path = tmp_path / "later.json"
-    process = subprocess.Popen(
-        [str(CLI), "tail", "-n", "0", "-f", "--interval", "0.05", "--file", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
-    reader = Reader(process)
-    try:
-        assert process.stderr is not None
-        assert process.stderr.readline() == (
-            f"betty-telemetry: following {path}, which does not exist yet (Ctrl-C to stop)\n"
-        )
-        write(path, [entry(1), entry(2)])
-        assert [item["inputs"]["n"] for item in reader.take(2)] == [1, 2]
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        reader.thread.join(timeout=30)
-        assert process.stderr is not None
-        errors = process.stderr.read()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-    assert "Traceback" not in errors
-
-
-# ---------------------------------------------------------------------------
-# check, repair
-# ---------------------------------------------------------------------------
-
-
-TORN = b',\n{"timestamp":"2025-10-24T00:00:00+00:00"'
-
-
-def torn(path: Path) -> Path:
-    """Cut the closing bracket and add half an entry: an append that was interrupted."""
-    data = path.read_bytes()
-    path.write_bytes(data[: data.rindex(b"\n]")] + TORN)
-    return path
-
-
-def test_check_ok_and_problems(tmp_path: Path, log: Path) -> None:
-    result = run("check", "--file", str(log))
-    assert (result.returncode, result.stdout.strip()) == (0, f"{log}: 12 entries, OK")
-    torn(log)
-    result = run("check", "--file", str(log))
-    assert result.returncode == 1
-    assert "12 entries, 1 problem(s)" in result.stdout
-    assert "torn tail" in result.stdout
-    damaged = write(tmp_path / "damaged.json", [entry(i) for i in range(5)])
-    lines = damaged.read_bytes().split(b"\n")
-    offset = len(b"\n".join(lines[:3])) + 1
-    lines[3] = b"{garbage"
-    damaged.write_bytes(b"\n".join(lines))
-    result = run("check", "--file", str(damaged))
-    assert result.returncode == 1
-    assert f"damaged region at byte offset {offset}" in result.stdout
-    foreign = tmp_path / "foreign.json"
-    foreign.write_text('{"not": "an array"}', encoding="utf-8")
-    result = run("check", "--file", str(foreign))
-    assert result.returncode == 1
-    assert "not a JSON array" in result.stdout
-    result = run("check", "--file", str(tmp_path / "absent.json"))
-    assert result.returncode == 1
-    assert result.stderr.startswith("Error: ")
-
-
-def test_check_covers_rotated_backups(tmp_path: Path) -> None:
-    path = write(tmp_path / "t.json", [entry(1)])
-    torn(write(tmp_path / "t.json.1", [entry(0)]))
-    result = run("check", "--file", str(path))
-    assert result.returncode == 1
-    assert f"{path}: 1 entries, OK" in result.stdout
-    assert f"{path}.1: 1 entries, 1 problem(s)" in result.stdout
-
-
-def test_repair(tmp_path: Path, log: Path) -> None:
-    before = json.loads(log.read_text(encoding="utf-8"))
-    result = run("repair", "--file", str(log))
-    assert (result.returncode, result.stdout.split(":")[0]) == (0, "Nothing to repair")
-    torn(log)
-    result = run("repair", "--file", str(log))
-    assert result.returncode == 0, result.stdout
-    assert result.stdout.startswith(f"Repaired {log}: removed a torn tail of {len(TORN)} bytes")
-    assert "kept all 12 complete entries" in result.stdout
-    assert json.loads(log.read_text(encoding="utf-8")) == before
-    assert list(tmp_path.glob("log.json.torn-*"))
-    assert run("check", "--file", str(log)).returncode == 0
-    result = run("repair", "--file", str(tmp_path / "absent.json"))
-    assert result.returncode == 1
-    assert not (tmp_path / "absent.json").exists()
-
-
-def test_repair_leaves_damage_and_reports_it(tmp_path: Path) -> None:
-    path = write(tmp_path / "t.json", [entry(i) for i in range(5)])
-    lines = path.read_bytes().split(b"\n")
-    lines[2] = b"{garbage"
-    path.write_bytes(b"\n".join(lines))
-    before = path.read_bytes()
-    result = run("repair", "--file", str(path))
-    assert result.returncode == 1
-    assert "still: damaged region" in result.stdout
-    assert path.read_bytes() == before
 
 
 def test_broken_pipe_is_quiet(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from collector import ReceivedSpan, RotelCollector
-from conftest import read_entries
+from helpers import read_entries
 
 SECRETS = (
     "hunter2-top-secret",

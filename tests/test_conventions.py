@@ -34,8 +34,7 @@ import betty_otel
 from betty_otel import TelemetryContext, capture_telemetry
 from betty_otel._environment import traces_exporters
 from collector import RotelCollector
-from conftest import read_entries
-from helpers import is_betty_record
+from helpers import is_betty_record, read_entries
 
 
 class BuildError(Exception):

@@ -15,7 +15,7 @@ from betty_otel._entry import STATUSES, span_to_entry
 from betty_otel._replay import entry_to_span
 from betty_otel._sanitize import default_sanitizer
 from betty_otel._span_status import span_status_for
-from conftest import ENTRY_KEYS
+from helpers import ENTRY_KEYS
 
 RESOURCE = Resource.create({"service.name": "test"})
 SCOPE = InstrumentationScope("betty_otel", "0")

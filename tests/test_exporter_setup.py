@@ -2,6 +2,7 @@
 
 Spans for the exporter come from a real SDK TracerProvider with an InMemorySpanExporter;
 everything is written to real files under tmp_path and read back with ``read_entries``.
+Batch mode, interpreter exit and fork children: test_exporter_batch.py.
 """
 
 from __future__ import annotations
@@ -9,11 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import multiprocessing
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta, timezone
@@ -28,9 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 
 import betty_otel
 from betty_otel import BettyFileExporter, TelemetryContext, _setup, capture_telemetry
-from conftest import read_entries
-
-FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
+from helpers import betty_errors, no_entries, read_entries, run_script
 
 
 def make_spans(
@@ -52,18 +47,6 @@ def make_spans(
     return list(memory.get_finished_spans())
 
 
-def no_entries(path: Path) -> bool:
-    return not path.exists() or read_entries(path) == []
-
-
-def betty_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [
-        record
-        for record in caplog.records
-        if record.name.startswith("betty_otel") and record.levelno >= logging.ERROR
-    ]
-
-
 @pytest.fixture
 def provider_and_memory() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     """The program's own SDK provider, exporting to memory."""
@@ -73,23 +56,6 @@ def provider_and_memory() -> Iterator[tuple[TracerProvider, InMemorySpanExporter
     yield provider, memory
     betty_otel.shutdown()
     provider.shutdown()
-
-
-def run_script(code: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
-    """Run Python code in a fresh interpreter; its stdout (fails on a non-zero exit)."""
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(code))
-    full_env = {**os.environ, **(env or {})}
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 # ---------------------------------------------------------------------------
@@ -195,7 +161,7 @@ def test_export_to_an_unwritable_path_fails_counts_logs_once_and_never_raises(
     assert results == [SpanExportResult.FAILURE] * 3
     assert exporter.dropped == 6
     assert exporter.exported == 0
-    errors = betty_errors(caplog)
+    errors = betty_errors(caplog.records)
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert str(path) in errors[0].getMessage()
     # nothing that was there is destroyed
@@ -471,130 +437,6 @@ def test_disabled_by_env_makes_the_decorator_a_pass_through(
 
 
 # ---------------------------------------------------------------------------
-# batch mode, exit, fork children
-# ---------------------------------------------------------------------------
-
-
-@capture_telemetry(skill_name="batched")
-def _batched(n: int) -> int:
-    return n
-
-
-def test_batch_entries_are_written_by_force_flush(tmp_path: Path) -> None:
-    path = tmp_path / "t.json"
-    betty_otel.configure(path, batch=True, otlp=False)
-    for n in range(5):
-        _batched(n)
-    assert _setup.pipeline().force_flush() is True
-    assert [e["skill"] for e in read_entries(path)] == ["batched"] * 5
-
-
-def test_batch_entries_are_written_by_shutdown(tmp_path: Path) -> None:
-    path = tmp_path / "t.json"
-    betty_otel.configure(path, batch=True, otlp=False)
-    for n in range(5):
-        _batched(n)
-    betty_otel.shutdown()
-    assert len(read_entries(path)) == 5
-
-
-def test_batch_entries_survive_normal_interpreter_exit(tmp_path: Path) -> None:
-    path = tmp_path / "exit.json"
-    run_script(
-        f"""
-        import betty_otel
-        from betty_otel import capture_telemetry
-
-        betty_otel.configure({str(path)!r}, batch=True, otlp=False)
-
-        @capture_telemetry(skill_name="at.exit")
-        def work(n):
-            return n
-
-        for n in range(10):
-            work(n)
-        """,
-        tmp_path,
-    )
-    assert [e["skill"] for e in read_entries(path)] == ["at.exit"] * 10
-
-
-def _child_calls(count: int) -> None:
-    for n in range(count):
-        _batched(n)
-
-
-def _child_configures_then_calls(path: str, count: int) -> None:
-    betty_otel.configure(path, batch=True, otlp=False)
-    _child_calls(count)
-
-
-def _fork_and_join(target: Callable[..., None], *args: object) -> int | None:
-    process = multiprocessing.get_context("fork").Process(target=target, args=args)
-    process.start()
-    process.join(30)
-    return process.exitcode
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-def test_batch_fork_child_ending_with_os_exit_loses_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "t.json"
-    betty_otel.configure(path, batch=True, otlp=False)
-    _batched(-1)  # the parent has a live batch worker when it forks
-    assert _fork_and_join(_child_calls, 20) == 0
-    child_entries = read_entries(path) if path.exists() else []
-    assert len(child_entries) == 20
-    betty_otel.shutdown()
-    assert len(read_entries(path)) == 21
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-def test_batch_configured_in_a_fork_child_loses_nothing_at_os_exit(tmp_path: Path) -> None:
-    path = tmp_path / "t.json"
-    assert _fork_and_join(_child_configures_then_calls, str(path), 20) == 0
-    assert len(read_entries(path) if path.exists() else []) == 20
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-def test_sync_fork_child_and_parent_share_the_file_without_losing_entries(
-    telemetry_file: Path,
-) -> None:
-    _batched(0)
-    assert _fork_and_join(_child_calls, 20) == 0
-    _batched(1)
-    entries = read_entries(telemetry_file)
-    assert len(entries) == 22
-    assert len({entry["span_id"] for entry in entries}) == 22
-
-
-def test_decorated_calls_from_eight_threads_are_all_written(telemetry_file: Path) -> None:
-    threads_n, calls = 8, 40
-    barrier = threading.Barrier(threads_n)
-
-    @capture_telemetry(skill_name="threaded", capture_inputs=True)
-    def work(t: int, n: int) -> int:
-        return n
-
-    def worker(t: int) -> None:
-        barrier.wait()
-        for n in range(calls):
-            work(t, n)
-
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    entries = read_entries(telemetry_file)
-    assert len(entries) == threads_n * calls
-    assert len({entry["span_id"] for entry in entries}) == threads_n * calls
-    assert all(entry["parent_span_id"] is None for entry in entries)
-    for t in range(threads_n):  # each thread's calls are in its own order
-        mine = [e["inputs"]["n"] for e in entries if e["inputs"]["t"] == t]
-        assert mine == list(range(calls))
-
-
-# ---------------------------------------------------------------------------
 # an unwritable file never breaks the program
 # ---------------------------------------------------------------------------
 
@@ -629,5 +471,5 @@ def test_decorated_code_runs_normally_when_the_file_is_unwritable(
     with TelemetryContext("ctx") as ctx:
         ctx.set_metadata({"a": 1})
     assert exporter.dropped == 6
-    assert len(betty_errors(caplog)) == 1
+    assert len(betty_errors(caplog.records)) == 1
     assert blocker.read_text() == "x"

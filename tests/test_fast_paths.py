@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 import betty_otel
 from betty_otel._entry import span_to_entry
 from betty_otel._sanitize import Sanitizer, to_json_text
-from conftest import read_entries
+from helpers import read_entries
 
 EXAMPLES = settings(
     max_examples=120,

@@ -1,4 +1,4 @@
-"""Faults: crashes, kills, stopped lock holders, forks, replaced files and torn tails (issue 5).
+"""Faults: crashes, kills, torn tails and garbage lose no acknowledged entry (issue 5).
 
 Cases of issue 5 proved here (numbers as in the issue):
 
@@ -8,11 +8,9 @@ Cases of issue 5 proved here (numbers as in the issue):
    holds the old entries or the old entries plus the new one.
 3. Truncation at every byte of the last entry and the closing bracket.
 4. 1 to 4096 random or NUL bytes after the end.
-6. 8 processes (fork and spawn) x 4 threads of decorated calls: exact counts.
-7. Fork while another thread holds the lock.
-8. SIGSTOP the lock holder: others give up in bounded time, count and log the drop.
-9. The file replaced or removed under running writers.
-11. A polling reader during appends.
+
+Many writers, replaced files and polling readers (cases 6, 9, 11) are in
+test_faults_writers.py; lock holders that fork or stop (cases 7, 8) in test_faults_locks.py.
 
 Every decorated call carries a unique id (``entry["inputs"]["call_id"]``), so "exactly
 once" is checked call by call. Writers are forked children (cheap to restart) managed by
@@ -24,15 +22,9 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import logging
-import multiprocessing
 import os
 import random
-import select
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,31 +33,19 @@ from typing import Any
 
 import pytest
 
-import betty_otel
-from betty_otel._store import Damage, LockTimeoutError, TelemetryStore, check_file, iter_entries
-from conftest import ENTRY_KEYS
+from betty_otel._store import Damage, TelemetryStore, check_file
 from fault_writer import (
-    EXIT_DROPPED,
-    EXIT_WRONG_VALUE,
-    SKILL,
     Children,
     acked_writer,
-    call_id_of,
-    count_writer,
-    current_exporter,
-    generation_process,
-    generation_writer,
-    multiprocessing_writer,
-    padding,
+    ids_of,
     raw_entry,
     read_lines,
-    record,
+    wait_until,
 )
 from helpers import (
     BOM,
     Entry,
     append_entries,
-    betty_errors,
     canonical,
     read_backward,
     read_forward,
@@ -76,17 +56,9 @@ from legacy_writer import legacy_append
 
 pytestmark = pytest.mark.faults
 
-# Python 3.12+ warns when a process with threads forks; these tests fork such processes.
-FORK_WARNING = "ignore:This process .* is multi-threaded:DeprecationWarning"
-
-
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-
-def ids_of(entries: list[Entry]) -> list[str]:
-    return [call_id_of(entry) for entry in entries]
 
 
 def read_both(path: Path) -> tuple[list[Entry], list[Entry], list[Damage]]:
@@ -106,14 +78,6 @@ def legacy(folder: Path, entries: list[Entry]) -> bytes:
     data = path.read_bytes()
     path.unlink()
     return data
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.002)
 
 
 # ---------------------------------------------------------------------------
@@ -381,508 +345,3 @@ def test_garbage_after_the_end_is_removed_by_repair_and_no_entry_is_lost(
     append_entries(path, [raw_entry("next")])
     assert strict_entries(path) == [*entries, raw_entry("next")]
     assert check_file(path).ok
-
-
-# ---------------------------------------------------------------------------
-# Case 6: 8 processes x 4 threads, fork and spawn
-# ---------------------------------------------------------------------------
-
-PROCESSES = 8
-PROCESS_THREADS = 4
-PROCESS_CALLS = 40
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_8_processes_x_4_threads_of_decorated_calls_write_exact_counts(
-    tmp_path: Path, method: str
-) -> None:
-    """Case 6: 8 multiprocessing children (fork: the parent's pipeline, inherited after a
-    parent call opened the file; spawn: configured in the child) x 4 threads x 40 decorated
-    calls: every call in the file exactly once, strict JSON, no drop."""
-    path = tmp_path / "telemetry.json"
-    exporter = betty_otel.configure(path, otlp=False)
-    assert exporter is not None
-    assert record("parent-0") == "parent-0"
-    context: Any = multiprocessing.get_context(method)
-    target = None if method == "fork" else str(path)
-    processes = [
-        context.Process(
-            target=multiprocessing_writer,
-            args=(target, f"{method}{n}", PROCESS_THREADS, PROCESS_CALLS),
-        )
-        for n in range(PROCESSES)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(timeout=120)
-        assert [process.exitcode for process in processes] == [0] * PROCESSES
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
-    counts = Counter(ids_of(strict_entries(path)))
-    expected = {"parent-0"} | {
-        f"{method}{n}-{t}-{i}"
-        for n in range(PROCESSES)
-        for t in range(PROCESS_THREADS)
-        for i in range(PROCESS_CALLS)
-    }
-    assert {call_id: n for call_id, n in counts.items() if n > 1} == {}
-    assert set(counts) == expected
-    assert exporter.dropped == 0
-    assert check_file(path).ok
-
-
-# ---------------------------------------------------------------------------
-# Case 7: fork while another thread holds the lock
-# ---------------------------------------------------------------------------
-
-PROBE = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    sys.exit(0)
-sys.exit(1)
-"""
-
-
-def locked_by_someone(path: Path) -> bool:
-    """Asked from a third process: is flock(LOCK_EX) on path held by anyone?"""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(path)], timeout=60, check=False, capture_output=True
-    )
-    assert done.returncode in (0, 1), done.stderr.decode(errors="replace")
-    return done.returncode == 0
-
-
-def _read_byte(fd: int, timeout: float) -> bytes:
-    ready, _, _ = select.select([fd], [], [], timeout)
-    return os.read(fd, 1) if ready else b""
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-@pytest.mark.timeout(120)
-def test_a_child_forked_while_a_thread_holds_the_lock_appends_and_never_releases_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Case 7: a thread of the parent is inside a decorated call's append (its pwrite blocks)
-    when the process forks. In the child, a fresh store gives up while the parent holds the
-    lock (the child did not inherit it); a third process then still finds the file locked
-    (the child did not release it); once the parent's thread finishes, the child appends
-    through the inherited decorator pipeline and a fresh TelemetryStore within seconds.
-    Every call is in the file once."""
-    path = tmp_path / "telemetry.json"
-    exporter = betty_otel.configure(path, otlp=False)
-    assert exporter is not None
-    assert record("parent-before") == "parent-before"
-    parent = os.getpid()
-    holding = threading.Event()
-    release = threading.Event()
-    holder_ident: list[int] = []
-    real_pwrite = os.pwrite
-
-    def blocking_pwrite(fd: int, data: Any, offset: int) -> int:
-        if os.getpid() == parent and threading.get_ident() in holder_ident and not holding.is_set():
-            holding.set()
-            release.wait(60)
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", blocking_pwrite)
-    returned: list[str] = []
-
-    def hold() -> None:
-        holder_ident.append(threading.get_ident())
-        returned.append(record("parent-held"))
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    read_fd, write_fd = os.pipe()
-
-    def child() -> None:
-        os.close(read_fd)
-        early = TelemetryStore(path, lock_timeout=0.5)
-        try:
-            early.append([raw_entry("child-early")])
-        except LockTimeoutError:
-            pass
-        else:
-            raise SystemExit(10)  # appended while the parent's thread held the lock
-        finally:
-            early.close()
-        os.write(write_fd, b"1")
-        if record("child-decorated") != "child-decorated":
-            raise SystemExit(EXIT_WRONG_VALUE)
-        fresh = TelemetryStore(path)
-        try:
-            fresh.append([raw_entry("child-store")])
-        finally:
-            fresh.close()
-        if current_exporter().dropped:
-            raise SystemExit(EXIT_DROPPED)
-
-    try:
-        assert holding.wait(30), "the holder thread never reached its write"
-        with Children() as children:
-            pid = children.fork(child)
-            os.close(write_fd)
-            if _read_byte(read_fd, 30) != b"1":
-                code = children.wait(pid, timeout=30)
-                pytest.fail(f"the child did not time out on the parent's lock (exit {code})")
-            time.sleep(0.3)  # the child is now waiting for the lock in its decorated call
-            assert locked_by_someone(path), "the child released the parent's lock"
-            assert holder.is_alive()
-            assert children.poll(pid) is None, "the child ended while the lock was held"
-            release.set()
-            started = time.monotonic()
-            code = children.wait(pid, timeout=30)
-            waited = time.monotonic() - started
-        assert code == 0, f"child exit {code}"
-        assert waited < 10, f"the child needed {waited:.1f} s after the lock was released"
-    finally:
-        release.set()
-        holder.join(60)
-        os.close(read_fd)
-    assert returned == ["parent-held"]
-    counts = Counter(ids_of(strict_entries(path)))
-    assert counts == Counter(["parent-before", "parent-held", "child-decorated", "child-store"])
-    assert exporter.dropped == 0
-    assert not locked_by_someone(path)
-
-
-# ---------------------------------------------------------------------------
-# Case 8: SIGSTOP the lock holder
-# ---------------------------------------------------------------------------
-
-BOUND = 5.0  # a generous bound on a give-up that waits 0.5 s: not a timing benchmark
-
-
-def _hold_lock(path: Path, how: str, ready_fd: int, go_fd: int) -> None:
-    """In a forked child: take the store's lock (or stop half-way through a write), say so
-    on ready_fd, and wait for a byte on go_fd before finishing."""
-    store = TelemetryStore(path)
-
-    def wait_for_go() -> None:
-        os.write(ready_fd, b"1")
-        os.read(go_fd, 1)
-
-    if how == "holding-the-lock":
-        with store.locked():
-            wait_for_go()
-    else:
-        real = os.pwrite
-        first = True
-
-        def half_then_wait(fd: int, data: Any, offset: int) -> int:
-            nonlocal first
-            if not first:
-                return real(fd, data, offset)
-            first = False
-            payload = bytes(data)
-            written = real(fd, payload[: len(payload) // 2], offset)
-            wait_for_go()
-            return written  # a short write: the store writes the rest when continued
-
-        os.pwrite = half_then_wait
-        store.append([raw_entry("holder")])
-    store.close()
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("how", ["holding-the-lock", "mid-append"])
-def test_a_sigstopped_lock_holder_makes_others_give_up_in_bounded_time_then_all_continue(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
-) -> None:
-    """Case 8: a child holding the lock (idle, or stopped half-way through its write) is
-    SIGSTOPped. A TelemetryStore(lock_timeout=0.5) raises LockTimeoutError, decorated calls
-    (pipeline lock_timeout=0.5; one alone, then 4 threads at once) and another process all
-    return within 5 s; the decorated calls return their values, each drop is counted and
-    logged (one error); nothing is written meanwhile. After SIGCONT the holder finishes
-    (its entry whole) and later appends, decorated or direct, succeed."""
-    caplog.set_level(logging.DEBUG, logger="betty_otel")
-    path = tmp_path / "telemetry.json"
-    append_entries(path, [raw_entry("seed")])
-    ready_read, ready_write = os.pipe()
-    go_read, go_write = os.pipe()
-    try:
-        with Children() as children:
-            pid = children.fork(
-                functools.partial(_hold_lock, path, how, ready_write, go_read), lifetime=120
-            )
-            assert _read_byte(ready_read, 30) == b"1", "the holder never took the lock"
-            os.kill(pid, signal.SIGSTOP)
-            children.wait_stopped(pid)
-            frozen = path.read_bytes()
-
-            store = TelemetryStore(path, lock_timeout=0.5)
-            started = time.monotonic()
-            with pytest.raises(LockTimeoutError):
-                store.append([raw_entry("store-dropped")])
-            assert time.monotonic() - started < BOUND
-
-            exporter = betty_otel.configure(path, otlp=False, lock_timeout=0.5)
-            assert exporter is not None
-            started = time.monotonic()
-            assert record("decorated-dropped") == "decorated-dropped"
-            assert time.monotonic() - started < BOUND
-            assert (exporter.dropped, exporter.exported) == (1, 0)
-
-            results: dict[int, tuple[str, float]] = {}
-
-            def call(thread: int) -> None:
-                began = time.monotonic()
-                value = record(f"thread-dropped-{thread}")
-                results[thread] = (value, time.monotonic() - began)
-
-            threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
-            assert {n: value for n, (value, _) in results.items()} == {
-                n: f"thread-dropped-{n}" for n in range(4)
-            }
-            assert max(elapsed for _, elapsed in results.values()) < BOUND
-            assert (exporter.dropped, exporter.exported) == (5, 0)
-
-            def other_process() -> float:
-                other = TelemetryStore(path, lock_timeout=0.5)
-                began = time.monotonic()
-                try:
-                    other.append([raw_entry("process-dropped")])
-                except LockTimeoutError:
-                    return time.monotonic() - began
-                raise AssertionError("appended while the stopped holder had the lock")
-
-            assert children.call(other_process, timeout=30) < BOUND
-
-            errors = betty_errors(caplog.records)
-            assert len(errors) == 1, [r.getMessage() for r in errors]
-            assert "could not write" in errors[0].getMessage()
-            assert str(path) in errors[0].getMessage()
-            assert path.read_bytes() == frozen
-
-            os.kill(pid, signal.SIGCONT)
-            os.write(go_write, b"1")
-            assert children.wait(pid, timeout=30) == 0
-    finally:
-        for fd in (ready_read, ready_write, go_read, go_write):
-            os.close(fd)
-    assert record("decorated-after") == "decorated-after"
-    store.append([raw_entry("store-after")])
-    store.close()
-    assert (exporter.dropped, exporter.exported) == (5, 1)
-    expected = ["seed", *(["holder"] if how == "mid-append" else [])]
-    assert ids_of(strict_entries(path)) == [*expected, "decorated-after", "store-after"]
-    assert check_file(path).ok
-
-
-# ---------------------------------------------------------------------------
-# Case 9: the file replaced or removed under running writers
-# ---------------------------------------------------------------------------
-
-STEPS = 10  # odd steps replace the file with a fresh "[]", even steps remove it
-GEN_PROCESSES = 2
-GEN_THREADS = 2
-MAIN_THREADS = 2
-ACKS_PER_STEP = 20
-
-
-def _generations(acks: Path) -> dict[str, list[tuple[str, int]]]:
-    """Per writer: (call id, generation seen before the call) for each acknowledged call."""
-    found: dict[str, list[tuple[str, int]]] = {}
-    for ack in acks.glob("*.ack"):
-        rows = []
-        for line in read_lines(ack):
-            call_id, generation = line.split(" ")
-            rows.append((call_id, int(generation)))
-        found[ack.stem] = rows
-    return found
-
-
-@pytest.mark.filterwarnings(FORK_WARNING)
-@pytest.mark.timeout(180)
-def test_writers_follow_a_replaced_or_removed_file_and_later_calls_land_in_the_new_one(
-    tmp_path: Path,
-) -> None:
-    """Case 9: 2 processes x 2 threads and 2 threads of the test process make decorated
-    calls while the file is replaced by a fresh ``[]`` (os.replace) or removed, 10 times.
-    Every writer goes on writing after each step; a call that started after step k is in
-    the file created by step k or a later one, never in an earlier one; every call is in
-    exactly one of the files; every file is strict JSON."""
-    path = tmp_path / "telemetry.json"
-    control = tmp_path / "control"
-    acks = tmp_path / "acks"
-    control.mkdir()
-    acks.mkdir()
-    exporter = betty_otel.configure(path, otlp=False)
-    assert exporter is not None
-    assert record("seed") == "seed"
-    writers = [f"p{p}t{t}" for p in range(GEN_PROCESSES) for t in range(GEN_THREADS)]
-    writers += [f"main{t}" for t in range(MAIN_THREADS)]
-    failures: list[BaseException] = []
-
-    def in_thread(name: str) -> None:
-        try:
-            generation_writer(name, acks / f"{name}.ack", control)
-        except BaseException as exc:
-            failures.append(exc)
-
-    def progressed(generation: int) -> bool:
-        rows = _generations(acks)
-        return all(
-            sum(1 for _, g in rows.get(name, []) if g >= generation) >= ACKS_PER_STEP
-            for name in writers
-        )
-
-    threads = [threading.Thread(target=in_thread, args=(f"main{t}",)) for t in range(MAIN_THREADS)]
-    try:
-        with Children() as children:
-            pids = [
-                children.fork(
-                    functools.partial(generation_process, f"p{p}", GEN_THREADS, acks, control)
-                )
-                for p in range(GEN_PROCESSES)
-            ]
-            for thread in threads:
-                thread.start()
-            wait_until(lambda: progressed(0), 30, "every writer to start")
-            for step in range(1, STEPS + 1):
-                (tmp_path / f"inode-{step - 1}.json").hardlink_to(path)  # kept for the check
-                if step % 2:
-                    fresh = tmp_path / "fresh.json"
-                    fresh.write_bytes(b"[]")
-                    fresh.replace(path)
-                else:
-                    path.unlink()
-                (control / f"gen-{step}").touch()
-                wait_until(
-                    functools.partial(progressed, step), 30, f"every writer to go on after {step}"
-                )
-            (control / "stop").touch()
-            codes = [children.wait(pid, timeout=60) for pid in pids]
-    finally:
-        (control / "stop").touch()
-        for thread in threads:
-            thread.join(60)
-    assert codes == [0] * GEN_PROCESSES
-    assert failures == []
-    assert exporter.dropped == 0
-    files = [tmp_path / f"inode-{k}.json" for k in range(STEPS)] + [path]
-    where: dict[str, list[int]] = {}
-    for index, file in enumerate(files):
-        for call_id in ids_of(strict_entries(file)):
-            where.setdefault(call_id, []).append(index)
-    assert {call_id: found for call_id, found in where.items() if len(found) > 1} == {}
-    rows = _generations(acks)
-    assert sorted(rows) == sorted(writers)
-    for name, acked in rows.items():
-        for call_id, generation in acked:
-            assert call_id in where, f"{call_id} (acknowledged in generation {generation}) lost"
-            (index,) = where[call_id]
-            assert index >= generation, (
-                f"{name}: {call_id} started after step {generation} but went to the file "
-                f"that step {generation} had already replaced or removed (file {index})"
-            )
-    last = [call_id for acked in rows.values() for call_id, g in acked if g == STEPS]
-    assert last
-    final = set(ids_of(strict_entries(path)))
-    assert [call_id for call_id in last if call_id not in final] == []
-
-
-# ---------------------------------------------------------------------------
-# Case 11: a reader polling during appends
-# ---------------------------------------------------------------------------
-
-READER_WRITERS = 3
-READER_THREADS = 2
-READER_CALLS = 300
-READER_PAD = 3_000  # entries of about 3 KB: appends cross page boundaries
-
-
-@pytest.mark.timeout(180)
-def test_a_polling_reader_never_raises_never_sees_a_partial_entry_and_never_goes_back(
-    tmp_path: Path,
-) -> None:
-    """Case 11: while 3 writer processes x 2 threads append decorated calls (3 KB entries;
-    one process writes through a slow disk in 1 KB pieces, so appends stay half-written
-    for a while), the test polls the file with both readers in turn. No read raises or
-    reports damage; every entry yielded is a complete entry of the writers (all schema
-    keys, the whole padding); within a read no call appears twice; each read's
-    oldest-first list extends the previous one (so the count never decreases); at the end
-    all calls are there."""
-    path = tmp_path / "telemetry.json"
-    betty_otel.configure(path, otlp=False)
-    go = tmp_path / "go"
-    pad = padding(READER_PAD)
-    total = READER_WRITERS * READER_THREADS * READER_CALLS
-    damage: list[Damage] = []
-    previous: list[str] = []
-    counts: list[int] = []
-
-    def poll() -> None:
-        nonlocal previous
-        for newest_first in (False, True):
-            got = list(
-                iter_entries(
-                    path, newest_first=newest_first, rotated=False, on_damage=damage.append
-                )
-            )
-            for entry in got:
-                assert isinstance(entry, dict)
-                assert tuple(entry) == ENTRY_KEYS, entry
-                assert entry["skill"] == SKILL
-                assert entry["status"] == "success"
-                assert set(entry["inputs"]) == {"call_id", "pad"}, entry["inputs"]
-                assert entry["inputs"]["pad"] == pad
-            ids = ids_of(got)
-            oldest_first = ids if not newest_first else ids[::-1]
-            assert len(set(ids)) == len(ids)
-            assert oldest_first[: len(previous)] == previous, "a read lost or reordered entries"
-            previous = oldest_first
-            counts.append(len(ids))
-        assert damage == []
-
-    with Children() as children:
-        pids = [
-            children.fork(
-                functools.partial(
-                    count_writer,
-                    None,
-                    f"r{w}",
-                    READER_THREADS,
-                    READER_CALLS,
-                    READER_PAD,
-                    go,
-                    slow=w == 0,
-                )
-            )
-            for w in range(READER_WRITERS)
-        ]
-        go.touch()
-        codes: dict[int, int] = {}
-        deadline = time.monotonic() + 120
-        while len(codes) < len(pids):
-            assert time.monotonic() < deadline, "writers did not finish"
-            poll()
-            for pid in pids:
-                if pid not in codes:
-                    code = children.poll(pid)
-                    if code is not None:
-                        codes[pid] = code
-    assert sorted(codes.values()) == [0] * READER_WRITERS
-    poll()
-    assert counts[-1] == total
-    assert counts == sorted(counts)
-    assert any(0 < count < total for count in counts), "never read during the appends"
-    for w in range(READER_WRITERS):
-        for t in range(READER_THREADS):
-            mine = [i for i in previous if i.startswith(f"r{w}-{t}-")]
-            assert mine == [f"r{w}-{t}-{i}" for i in range(READER_CALLS)]

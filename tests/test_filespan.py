@@ -32,7 +32,7 @@ from opentelemetry.trace import Status, StatusCode
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel._setup import FileSpan, FileTracer, pipeline
-from conftest import read_entries
+from helpers import read_entries
 from hostile import Unrepresentable
 
 FORCE_SDK = ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "128")

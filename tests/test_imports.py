@@ -14,8 +14,7 @@ import pytest
 import betty_otel
 from cli_helpers import run_main
 from collector import free_port
-from conftest import read_entries
-from helpers import append_entries, indent2, make_entry
+from helpers import append_entries, indent2, make_entry, read_entries
 
 HEAVY = (
     "json.dumps([m for m in sys.modules"

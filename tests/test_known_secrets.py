@@ -34,7 +34,7 @@ from betty_otel._known_secrets import MIN_LENGTH, NO_SECRETS, learned, scrub
 from betty_otel._redact import Redactor
 from betty_otel._sanitize import default_sanitizer
 from cli_helpers import run
-from conftest import read_entries
+from helpers import read_entries
 
 REDACTED = "***REDACTED***"
 

@@ -32,8 +32,7 @@ import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel._metrics.conventions import BUCKETS
 from betty_otel.query import running
-from conftest import read_entries
-from helpers import is_betty_record
+from helpers import is_betty_record, read_entries
 
 Attributes = dict[str, Any]
 

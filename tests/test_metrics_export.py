@@ -35,7 +35,7 @@ import betty_otel
 from betty_otel import TelemetryCapture, capture_telemetry
 from betty_otel._metrics.conventions import BUCKETS
 from collector import free_port
-from conftest import read_entries
+from helpers import read_entries
 from metrics_receiver import Point, RotelMetrics, latest
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BETTY_"))}

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from betty_otel import TelemetryContext, capture_telemetry
-from conftest import read_entries
+from helpers import read_entries
 
 
 def _only(memory: InMemorySpanExporter) -> Any:

@@ -25,7 +25,7 @@ import betty_otel
 from betty_otel import TelemetryContext, capture_telemetry, subprocess_env
 from betty_otel.query import trace
 from collector import RotelCollector
-from conftest import read_entries
+from helpers import read_entries
 
 REMOTE_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 REMOTE_SPAN = "00f067aa0ba902b7"

@@ -9,6 +9,7 @@ with a DeprecationWarning.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +38,41 @@ SAMPLE: dict[str, Any] = {
     "since": "2025-01-01T00:00:00+00:00",
     "until": "2099-01-01T00:00:00+00:00",
     "trace_id": f"{1:032x}",
-    "min_duration_ms": 0,
+    "min_duration_ms": 10,
     "ignore_case": True,
 }
 """A value for every filter keyword: the test below fails when a filter is added without one."""
+
+_MATCH: dict[str, Any] = {
+    "skill": "docs.validate",
+    "status": "failure",
+    "caller": "CLI",
+    "trace_id": f"{1:032x}",
+}
+SELECTIVE_LOG = [
+    make_entry(1, **_MATCH),
+    make_entry(2, **{**_MATCH, "caller": "cli"}),
+    make_entry(3, **{**_MATCH, "skill": "docs.publish"}),
+    make_entry(4, **{**_MATCH, "status": "success"}),
+    make_entry(5, **{**_MATCH, "caller": "api"}),
+    make_entry(6, **_MATCH, timestamp="2024-12-31T23:59:59.000000+00:00"),
+    make_entry(7, **_MATCH, timestamp="2099-06-01T00:00:00.000000+00:00"),
+    make_entry(8, **{**_MATCH, "trace_id": f"{2:032x}"}),
+    make_entry(9, **_MATCH, duration_ms=5.0),
+]
+"""Entry 1 passes every SAMPLE filter, entry 2 only with ignore_case; each other entry
+fails exactly one filter: the one LEFT_OUT names."""
+LEFT_OUT: dict[str, set[int]] = {
+    "skill": {3},
+    "status": {4},
+    "caller": {2, 5},
+    "since": {6},
+    "until": {7},
+    "trace_id": {8},
+    "min_duration_ms": {9},
+    "ignore_case": set(),
+}
+"""The SELECTIVE_LOG entries (by number) that each SAMPLE keyword, given alone, leaves out."""
 
 
 def test_sample_covers_every_filter() -> None:
@@ -48,16 +80,27 @@ def test_sample_covers_every_filter() -> None:
     assert set(FilterOptions.__annotations__) == set(SAMPLE) - {"skill", "status", "caller"}
 
 
-def readers(tmp_path: Path) -> dict[str, Callable[..., Any]]:
-    """Each reading function, called on the log with filter keywords."""
+def _report_count(log: Path, out: Path, **filter_args: Any) -> int:
+    """The executions the report's per-skill table counts."""
+    page = betty_otel.report(log, out, **filter_args).read_text(encoding="utf-8")
+    table = page[page.index('<section id="skills">') :]
+    table = table[: table.index("</tbody>")]
+    counts = re.findall(r'<tr><td class="text">[^<]*</td><td class="num">([\d,]+)</td>', table)
+    return sum(int(count.replace(",", "")) for count in counts)
+
+
+def readers(tmp_path: Path) -> dict[str, Callable[..., int]]:
+    """Each reading function, called on the log with filter keywords: how many it selects."""
     log = tmp_path / "telemetry.json"
     out = tmp_path / "report.html"
     return {
-        "query": lambda **kw: query(log, **kw),
-        "iter_query": lambda **kw: list(iter_query(log, **kw)),
-        "stats": lambda **kw: stats(log, **kw),
-        "report": lambda **kw: betty_otel.report(log, out, **kw),
-        "TelemetryCapture.stats": lambda **kw: TelemetryCapture(log).stats(**kw),
+        "query": lambda **kw: len(query(log, **kw)),
+        "iter_query": lambda **kw: len(list(iter_query(log, **kw))),
+        "stats": lambda **kw: sum(group.count for group in stats(log, **kw).values()),
+        "report": lambda **kw: _report_count(log, out, **kw),
+        "TelemetryCapture.stats": lambda **kw: sum(
+            group.count for group in TelemetryCapture(log).stats(**kw).values()
+        ),
     }
 
 
@@ -65,11 +108,15 @@ def readers(tmp_path: Path) -> dict[str, Callable[..., Any]]:
     "name", ["query", "iter_query", "stats", "report", "TelemetryCapture.stats"]
 )
 def test_every_reader_takes_every_filter_keyword(tmp_path: Path, name: str) -> None:
-    write(tmp_path / "telemetry.json", [make_entry(0, skill="docs.validate")])
+    """Each keyword alone leaves out exactly the entries that fail it; all together select
+    the entry that passes them all and the one that passes them with ignore_case."""
+    write(tmp_path / "telemetry.json", SELECTIVE_LOG)
     call = readers(tmp_path)[name]
+    assert call() == len(SELECTIVE_LOG)
     for key, value in SAMPLE.items():
-        call(**{key: value})
-    call(**SAMPLE)
+        assert call(**{key: value}) == len(SELECTIVE_LOG) - len(LEFT_OUT[key]), key
+    assert call(**SAMPLE) == 2
+    assert call(**{**SAMPLE, "ignore_case": False}) == 1
 
 
 def test_capture_query_keeps_its_positional_arguments_and_takes_the_other_filters(

@@ -36,7 +36,7 @@ from opentelemetry.util.types import Attributes
 
 import betty_otel
 from betty_otel import _setup, capture_telemetry
-from conftest import read_entries
+from helpers import read_entries
 
 CYCLES = 30
 KINDS = ("file", "own provider", "collector", "program provider")

@@ -38,7 +38,7 @@ from betty_otel._direct import write_directly
 from betty_otel._manual import manual_execution
 from betty_otel._setup import FileTracer, pipeline
 from betty_otel._store import TelemetryStore
-from conftest import read_entries
+from helpers import read_entries
 
 SECRET = "hunter2-very-secret"
 TOKEN = "Bearer abcdefghijklmnopqrstuvwxyz012345"  # a value the value rules find

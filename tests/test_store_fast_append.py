@@ -11,12 +11,11 @@ a fork. Real files and real forks; nothing is mocked.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,19 +26,6 @@ from hypothesis import strategies as st
 from betty_otel._store import TelemetryStore, encode_entry
 from helpers import Entry, append_entries, canonical, load_strict, make_entry, strict_entries
 from legacy_writer import legacy_append
-
-
-@pytest.fixture
-def log_path(tmp_path: Path) -> Path:
-    """The log under test; nothing else is configured to write to it."""
-    return tmp_path / "telemetry.json"
-
-
-@pytest.fixture
-def store(log_path: Path) -> Iterator[TelemetryStore]:
-    """One store kept open across the test's appends: the warm path."""
-    with contextlib.closing(TelemetryStore(log_path)) as instance:
-        yield instance
 
 
 def numbers(path: Path) -> list[int]:

@@ -14,7 +14,7 @@ import pytest
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel.testing import CapturedEntries, capture_entries
-from conftest import read_entries
+from helpers import read_entries
 
 
 @capture_telemetry(skill_name="helper.skill", caller="API", capture_inputs=True)

@@ -24,7 +24,7 @@ import pytest
 
 import betty_otel
 from betty_otel import capture_telemetry
-from conftest import read_entries
+from helpers import read_entries
 
 ORIGINAL_SUBMIT = ThreadPoolExecutor.submit
 ORIGINAL_START = threading.Thread.start

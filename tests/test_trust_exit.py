@@ -32,8 +32,7 @@ from betty_otel import BettyFileExporter, TelemetryContext, capture_telemetry
 from betty_otel._setup import recording_tracer
 from betty_otel._setup.processors import BatchFileProcessor
 from collector import RotelCollector, free_port
-from conftest import read_entries
-from helpers import betty_errors, is_betty_record
+from helpers import betty_errors, is_betty_record, read_entries
 
 pytestmark = pytest.mark.faults
 

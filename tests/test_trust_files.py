@@ -24,7 +24,7 @@ import pytest
 import betty_otel
 from betty_otel import StoreError, TelemetryCapture, capture_telemetry
 from betty_otel.query import query, stats, trace
-from conftest import read_entries
+from helpers import read_entries
 
 pytestmark = pytest.mark.faults
 

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import pytest
 
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
-from conftest import read_entries
+from helpers import read_entries
 
 pytestmark = pytest.mark.faults
 

@@ -29,8 +29,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
-from conftest import read_entries
-from helpers import betty_errors
+from helpers import betty_errors, read_entries
 
 pytestmark = pytest.mark.faults
 
