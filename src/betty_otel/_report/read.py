@@ -31,7 +31,7 @@ from betty_otel._store import (
     warn_damage,
 )
 from betty_otel.query import Filters
-from betty_otel.query.scan import Block, line_pattern, scan_fd
+from betty_otel.query.blocks import Block, line_pattern, scan_fd
 
 __all__ = ["Progress", "read_log"]
 
