@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from betty_otel import TelemetryCapture
-from betty_otel._entry import canonical_status, entry_time
+from betty_otel._entry import canonical_status
 from betty_otel._store import ForwardParser, TelemetryStore, check_file, iter_entries
+from betty_otel._timestamps import entry_time
 from betty_otel.query import (
     ORDER_WINDOW,
     GroupStats,

@@ -24,16 +24,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
-from betty_otel._entry import (
-    ERROR_STATUSES,
-    canonical_status,
-    entry_time,
-    has_foreign_text,
-    value_text,
-)
+from betty_otel._entry import ERROR_STATUSES, canonical_status, has_foreign_text, value_text
 from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._report.buckets import coarser_prefix, utc_prefix
 from betty_otel._store import Damage, parse_entry_line
+from betty_otel._timestamps import entry_time
 
 __all__ = ["NO_SKILL", "TOP", "Collector", "Health", "Source", "SpanKey", "raw_text"]
 

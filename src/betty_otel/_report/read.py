@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import NUMBER_TYPES, entry_time, is_finite_number
+from betty_otel._entry import NUMBER_TYPES, is_finite_number
 from betty_otel._jsontext import JSONDecodeError
 from betty_otel._report.collect import Collector, raw_text
 from betty_otel._store import (
@@ -30,6 +30,7 @@ from betty_otel._store import (
     parse_entry_line,
     warn_damage,
 )
+from betty_otel._timestamps import entry_time
 from betty_otel.query import Filters
 from betty_otel.query.blocks import Block, line_pattern, scan_fd
 

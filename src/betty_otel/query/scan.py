@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from betty_otel._entry import entry_time
 from betty_otel._store import iter_entries, resolve_path, telemetry_file_of
+from betty_otel._timestamps import entry_time
 from betty_otel.query.filters import FilterArgs, Filters, PathArg, check_limit, filters_of
 
 if TYPE_CHECKING:
