@@ -30,21 +30,18 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
-    SpanLimits,
     SpanProcessor,
     SynchronousMultiSpanProcessor,
     Tracer,
     TracerProvider,
 )
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from betty_otel._environment import disabled_by_env, sdk_settings_set
 from betty_otel._inflight.hooks import finish_unfinished, watch
@@ -61,6 +58,7 @@ from betty_otel._setup.otlp import (
     exit_budget,
 )
 from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
+from betty_otel._setup.recording import TRACER_NAME
 from betty_otel._setup.sampling import audit
 from betty_otel._setup.shimlog import shim_log
 from betty_otel._setup.threads import propagate_to_threads
@@ -75,20 +73,15 @@ if TYPE_CHECKING:
     from betty_otel._metrics.provider import OwnMetrics
 
 __all__ = [
-    "TRACER_NAME",
     "Pipeline",
     "configure",
     "disabled_by_env",
     "pipeline",
-    "recording_tracer",
-    "shared_recording_tracer",
     "shutdown",
     "swap",
 ]
 
 logger = logging.getLogger(__name__)
-
-TRACER_NAME: Final = "betty_otel"
 
 
 @dataclass
@@ -119,37 +112,6 @@ class Pipeline:
         for collector in self.collectors:
             flushed = collector.processor.force_flush(timeout_millis) and flushed
         return flushed
-
-
-def recording_tracer(*processors: SpanProcessor) -> Tracer:
-    """An SDK tracer that records even under OTEL_SDK_DISABLED, into processors.
-
-    For the places where recording was asked for explicitly (TelemetryCapture.capture,
-    the testing helper). A TracerProvider reads OTEL_SDK_DISABLED when it is made and
-    then hands out no-op tracers, so this builds the tracer with the SDK's public
-    Tracer constructor, as a provider would (sampler ALWAYS_ON, default resource).
-    """
-    to_all = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call] # untyped in the SDK
-    for processor in processors:
-        to_all.add_span_processor(processor)
-    return Tracer(
-        ALWAYS_ON,
-        Resource.create(),
-        to_all,
-        RandomIdGenerator(),
-        # The deprecated InstrumentationInfo (its constructor warns); spans take None.
-        None,  # type: ignore[arg-type]
-        SpanLimits(),
-        InstrumentationScope(TRACER_NAME, ""),
-    )
-
-
-def shared_recording_tracer() -> Tracer:
-    """One processor-less recording tracer for the process (see recording_tracer)."""
-    tracer = STATE.recording_tracer
-    if tracer is None:
-        tracer = STATE.recording_tracer = recording_tracer()
-    return tracer
 
 
 def _user_provider(tracer_provider: trace.TracerProvider | None) -> TracerProvider | None:
