@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from betty_otel.cli.parser import COMMANDS, build_parser
+from betty_otel.cli.commandline import COMMANDS, build_parser
 from cli_helpers import CLI, LEGACY_FILE, run, write
 
 STATUS_ERROR = (

@@ -11,7 +11,7 @@ from betty_otel._setup.pipeline import (
     shutdown,
     swap,
 )
-from betty_otel._setup.processors import Switch, creator_writes
+from betty_otel._setup.processors import ProcessorSwitch, creator_writes
 from betty_otel._setup.recording import TRACER_NAME, recording_tracer, shared_recording_tracer
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     "FileSpan",
     "FileTracer",
     "Pipeline",
-    "Switch",
+    "ProcessorSwitch",
     "configure",
     "creator_writes",
     "disabled_by_env",

@@ -25,7 +25,7 @@ from betty_otel._entry import (
 )
 from betty_otel._jsonout import json_bytes
 from betty_otel._timestamps import entry_time, parse_iso_time
-from betty_otel.cli.parser import PROG
+from betty_otel.cli.commandline import PROG
 from betty_otel.cli.terminal import err, escape_controls, out
 
 __all__ = [
