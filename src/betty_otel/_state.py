@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from betty_otel._setup import Pipeline, ProcessorSwitch
     from betty_otel._setup.processors import BatchFileProcessor
 
+    OwnProvider = tuple[tuple[tuple[str, str], ...], TracerProvider, ProcessorSwitch]
+
 __all__ = ["STATE", "ProcessState"]
 
 
@@ -74,9 +76,7 @@ class ProcessState:
             weakref.WeakKeyDictionary()
         )
         """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
-        self.own_provider: (
-            tuple[tuple[tuple[str, str], ...], TracerProvider, ProcessorSwitch] | None
-        ) = None
+        self.own_provider: OwnProvider | None = None
         """Our private provider, its one processor, and the OTEL_* settings it was made
         from; reused on reconfigure while they stay the same (owner: _setup)."""
         self.batch_processors: weakref.WeakSet[BatchFileProcessor] = weakref.WeakSet()
