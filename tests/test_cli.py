@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from betty_otel.cli.parser import COMMANDS, build_parser
+from betty_otel.cli.commandline import COMMANDS, build_parser
 from cli_helpers import (
     CLI,
     LEGACY_FILE,

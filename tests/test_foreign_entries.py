@@ -31,8 +31,8 @@ from betty_otel._entry import STATUSES, canonical_status, value_text
 from betty_otel._replay import ATTR_NOTE, entry_to_span
 from betty_otel._report import render_report
 from betty_otel._report.collect import NO_SKILL, TOP
-from betty_otel._report.read import read_log
-from betty_otel._report.summary import summarize
+from betty_otel._report.figures import summarize
+from betty_otel._report.ingest import read_log
 from betty_otel._store import check_file
 from betty_otel.cli.render import entry_cells, number_cell
 from betty_otel.query import iter_query, make_filters, query, stats, trace

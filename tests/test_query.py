@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from betty_otel._entry import entry_time
 from betty_otel._store import TelemetryStore, check_file
+from betty_otel._timestamps import entry_time
 from betty_otel.query import (
     ORDER_WINDOW,
     iter_query,

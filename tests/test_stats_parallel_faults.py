@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from betty_otel.query import stats
+from betty_otel.query.blocks import scan_fd
 from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
-from betty_otel.query.scan import scan_fd
 from betty_otel.query.summary import summary_path
 from helpers import canonical, make_entry
 

@@ -31,11 +31,11 @@ from betty_otel._entry import (
     entry_error,
     entry_signature,
     entry_status,
-    entry_time,
     is_finite_number,
     value_text,
 )
 from betty_otel._span_status import span_status_for
+from betty_otel._timestamps import entry_time
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource

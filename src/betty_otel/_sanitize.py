@@ -11,10 +11,11 @@ enums their value, named tuples dicts, tuples lists, sets sorted lists, NaN/inf 
 type; a shaped key's (``session``) when it is a token; a data key's text (``trace_id``)
 keeps random-looking strings. Secret values inside every string are redacted.
 
-Budgets: strings are redacted, then cut to ``max_value_chars`` (of an oversized string
-only what can survive, plus 16 KB, is scanned); containers keep ``max_items`` entries and
-``max_depth`` levels; past ``max_total_chars`` of JSON the rest of each open container
-becomes one marker. Markers are stable: ``sanitize(sanitize(x)) == sanitize(x)``.
+Budgets: strings are redacted, then cut to ``max_value_chars`` (``_text_budget``: of an
+oversized string only what can survive, plus 16 KB, is scanned); containers keep
+``max_items`` entries and ``max_depth`` levels; past ``max_total_chars`` of JSON the rest
+of each open container becomes one marker. Markers are stable:
+``sanitize(sanitize(x)) == sanitize(x)``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from betty_otel._leaves import (
     number_value,
     scalar_text,
     set_items,
-    truncation_suffix,
 )
 from betty_otel._redact import (
     REDACTED,
@@ -52,6 +52,7 @@ from betty_otel._redact import (
 from betty_otel._secret_keys import KEY_DATA, KEY_SECRET, KEY_SHAPED
 from betty_otel._secret_values import token_shaped
 from betty_otel._state import STATE
+from betty_otel._text_budget import TextBudget
 
 __all__ = ["Sanitizer", "default_sanitizer", "to_json_text"]
 
@@ -61,16 +62,12 @@ _BUDGET: Final = "<truncated: size budget exceeded>"
 _TRUNC_KEY: Final = "<truncated>"
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
-# An oversized string is only scanned this far past the cut: the rest is dropped unread,
-# and the patterns treat the end of the scanned window as "the secret goes on".
-_SCAN_MARGIN: Final = 16384
 _KEY_CACHE_MAX_LEN: Final = 256  # longer keys are converted uncached (the cache pins them)
 _KEY_CACHE_SIZE: Final = 2048
 _SCALAR_COST: Final = 24  # JSON chars budgeted for any number, bool or null
-_CUT_ATTEMPTS: Final = 8
 
 
-class _State:
+class _WalkState:
     """Per-call walk state, so one Sanitizer is safe to share between threads."""
 
     __slots__ = ("active", "total")
@@ -98,11 +95,11 @@ class Sanitizer:
         2 items) so every marker fits and a second pass never cuts again.
         """
         self._extra_keys = (extra_keys,) if isinstance(extra_keys, str) else tuple(extra_keys)
-        self._use_rules(STATE.redaction_rules)
         self._max_value_chars = max(int(max_value_chars), 64)
         self._max_total = max(int(max_total_chars), 256)
         self._max_depth = max(int(max_depth), 1)
         self._max_items = max(int(max_items), 2)
+        self._use_rules(STATE.redaction_rules)
 
     def _use_rules(self, rules: RedactionRules | None) -> None:
         """Redact by these process-wide rules from now on (betty_otel.redaction changed)."""
@@ -111,6 +108,8 @@ class Sanitizer:
         self._keys: dict[str, tuple[str, int]] = {}
         self._min_scan = redactor.min_scan
         self._needs_scan = redactor.needs_scan
+        # A string redacted, then cut to its budget (``TextBudget.fit``).
+        self._fit_text = TextBudget(redactor, self._max_value_chars).fit
         self._redactor = redactor
         self._rules = rules
 
@@ -133,7 +132,7 @@ class Sanitizer:
                 flat = self._flat(value)
                 if flat is not None:
                     return flat
-            return self._walk(value, 0, _State())
+            return self._walk(value, 0, _WalkState())
         except Exception:  # noqa: BLE001 - last resort (e.g. a dict mutated while read)
             return f"<unserializable {type_name(value)}>"
 
@@ -182,60 +181,35 @@ class Sanitizer:
                 return None
         return out
 
-    def _text(self, text: str, *, random_runs: bool = True) -> str:
-        """Surrogates fixed, secrets redacted (``Redactor.redact``), then cut to budget."""
-        limit = self._max_value_chars
-        if len(text) <= limit:
-            redacted = self._redactor.redact(text, random_runs=random_runs)
-            if len(redacted) <= limit:
-                return redacted
-            return self._cut(redacted, len(redacted), random_runs=random_runs)
-        unread = max(0, len(text) - limit - _SCAN_MARGIN)
-        redacted = self._redactor.redact(text[: limit + _SCAN_MARGIN], random_runs=random_runs)
-        return self._cut(redacted, len(redacted) + unread, random_runs=random_runs)
-
-    def _keyed(self, value: object, kind: int, depth: int, st: _State) -> Any:
+    def _keyed(self, value: object, kind: int, depth: int, state: _WalkState) -> Any:
         """A shaped key's token (str, bytes, UUID) is the marker; a data key's text keeps runs."""
         text = str.__str__(value) if isinstance(value, str) else scalar_text(value)
         if text is not None and kind == KEY_DATA:
-            return self._leaf(self._text(text, random_runs=False), st)
+            return self._leaf(self._fit_text(text, random_runs=False), state)
         if text is not None and token_shaped(text):
-            return self._leaf(REDACTED, st)
-        result = self._walk(value, depth, st)
+            return self._leaf(REDACTED, state)
+        result = self._walk(value, depth, state)
         if kind == KEY_SHAPED and isinstance(result, str) and token_shaped(result):
-            st.total += json_size(REDACTED) - json_size(result)  # as a second pass counts
+            state.total += json_size(REDACTED) - json_size(result)  # as a second pass counts
             return REDACTED
         return result
-
-    def _cut(self, redacted: str, total: int, *, random_runs: bool) -> str:
-        """Cut redacted text to the budget where no new match appears: a cut can create one
-        (half a marker after "password=" reads as a value), so the cut moves back until stable.
-        """
-        cut = min(self._max_value_chars - len(truncation_suffix(total)), len(redacted))
-        for _ in range(_CUT_ATTEMPTS):
-            candidate = redacted[:cut] + truncation_suffix(total - cut)
-            if self._redactor.redact(candidate, random_runs=random_runs) == candidate:
-                return candidate
-            space = redacted.rfind(" ", 0, cut - 1)
-            cut = space if space > 0 else max(0, cut - 64)
-        return truncation_suffix(total)
 
     def _key_info(self, key: object) -> tuple[str, int]:
         """The sanitized key text and its kind (``_secret_keys``: secret, shaped, data)."""
         text = key if type(key) is str else key_to_str(key)
         info = self._keys.get(text)
         if info is None:
-            info = (self._text(text), self._redactor.key_kind(text))
+            info = (self._fit_text(text), self._redactor.key_kind(text))
             if len(text) <= _KEY_CACHE_MAX_LEN and len(self._keys) < _KEY_CACHE_SIZE:
                 self._keys[text] = info
         return info
 
-    def _leaf(self, text: str, st: _State) -> str:
-        """Emit a string that has already been through ``_text`` (or is a marker)."""
-        st.total += json_size(text)
+    def _leaf(self, text: str, state: _WalkState) -> str:
+        """Emit a string that has already been through ``_fit_text`` (or is a marker)."""
+        state.total += json_size(text)
         return text
 
-    def _walk(self, value: object, depth: int, st: _State) -> Any:
+    def _walk(self, value: object, depth: int, state: _WalkState) -> Any:
         # Exact-type checks first: the common scalars cost one comparison each.
         if type(value) is str:
             if (
@@ -244,90 +218,90 @@ class Sanitizer:
                 and value.isprintable()
                 and (len(value) < self._min_scan or not self._needs_scan(value))
             ):
-                st.total += json_size(value)
+                state.total += json_size(value)
                 return value
-            return self._leaf(self._text(value), st)
+            return self._leaf(self._fit_text(value), state)
         if type(value) is int:
             if _I64_MIN <= value <= _I64_MAX:
-                st.total += _SCALAR_COST
+                state.total += _SCALAR_COST
                 return value
-            return self._leaf(self._text(big_int_text(value)), st)
+            return self._leaf(self._fit_text(big_int_text(value)), state)
         if type(value) is float:
-            st.total += _SCALAR_COST
+            state.total += _SCALAR_COST
             if value - value == 0.0:  # false only for NaN and +-inf
                 return value
             return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
         if value is None or type(value) is bool:
-            st.total += _SCALAR_COST
+            state.total += _SCALAR_COST
             return value
         if type(value) is dict:
-            return self._walk_mapping(value, value.items(), len(value), depth, st)
+            return self._walk_mapping(value, value.items(), len(value), depth, state)
         if type(value) is list or type(value) is tuple:
-            return self._walk_seq(value, value, len(value), depth, st)
+            return self._walk_seq(value, value, len(value), depth, state)
         try:
-            return self._convert(value, depth, st)
+            return self._convert(value, depth, state)
         except Exception:  # noqa: BLE001 - a hostile object: fall back to its repr
-            return self._leaf(self._text(safe_repr(value)), st)
+            return self._leaf(self._fit_text(safe_repr(value)), state)
 
-    def _convert(self, value: object, depth: int, st: _State) -> Any:
+    def _convert(self, value: object, depth: int, state: _WalkState) -> Any:
         """Everything that is not an exact JSON scalar, dict, list or tuple."""
         if isinstance(value, enum.Enum):
-            return self._walk(value.value, depth + 1, st)
+            return self._walk(value.value, depth + 1, state)
         if isinstance(value, str):
-            return self._walk(str.__str__(value), depth, st)
+            return self._walk(str.__str__(value), depth, state)
         if isinstance(value, int):
-            return self._walk(int(value), depth, st)
+            return self._walk(int(value), depth, state)
         if isinstance(value, float):
-            return self._walk(float(value), depth, st)
+            return self._walk(float(value), depth, state)
         if isinstance(value, Mapping):
-            return self._walk_mapping(value, value.items(), len(value), depth, st)
+            return self._walk_mapping(value, value.items(), len(value), depth, state)
         fields = getattr(type(value), "_fields", None)
         if isinstance(value, tuple) and isinstance(fields, tuple):  # a named tuple: names matter
             pairs = zip(fields, value, strict=False)
-            return self._walk_mapping(value, pairs, len(fields), depth, st)
+            return self._walk_mapping(value, pairs, len(fields), depth, state)
         if isinstance(value, (list, tuple)):
-            return self._walk_seq(value, value, len(value), depth, st)
+            return self._walk_seq(value, value, len(value), depth, state)
         if isinstance(value, AbstractSet):
-            return self._walk_set(value, depth, st)
+            return self._walk_set(value, depth, state)
         text = scalar_text(value)
         if text is not None:
-            return self._leaf(self._text(text), st)
+            return self._leaf(self._fit_text(text), state)
         fields_of = dataclass_items(value)
         if fields_of is not None:
-            return self._walk_mapping(value, fields_of[1], fields_of[0], depth, st)
+            return self._walk_mapping(value, fields_of[1], fields_of[0], depth, state)
         dump = getattr(type(value), "model_dump", None)  # on the type: mocks answer anything
         if callable(dump):
             data = dump(value)
             if isinstance(data, Mapping):
-                return self._walk_mapping(value, data.items(), len(data), depth, st)
-            return self._walk(data, depth + 1, st)
+                return self._walk_mapping(value, data.items(), len(data), depth, state)
+            return self._walk(data, depth + 1, state)
         if callable(getattr(type(value), "items", None)) and hasattr(type(value), "keys"):
             # Mapping-like but not a Mapping (HTTP header objects): pairs, names kept.
             listed = list(islice(value.items(), self._max_items))  # type: ignore[attr-defined]
             size = len(value) if isinstance(value, Collection) else len(listed)
-            return self._walk_mapping(value, listed, size, depth, st)
+            return self._walk_mapping(value, listed, size, depth, state)
         if isinstance(value, (Iterator, AsyncIterator)):  # reading it would consume it
-            return self._leaf(f"<{type_name(value)} not consumed>", st)
+            return self._leaf(f"<{type_name(value)} not consumed>", state)
         if isinstance(value, Collection):
-            return self._walk_seq(value, value, len(value), depth, st)
+            return self._walk_seq(value, value, len(value), depth, state)
         number = number_value(value)
         if number is not None:
-            return self._walk(number, depth, st)
-        return self._leaf(self._text(safe_repr(value)), st)
+            return self._walk(number, depth, state)
+        return self._leaf(self._fit_text(safe_repr(value)), state)
 
-    def _enter(self, owner: object, depth: int, st: _State) -> str | None:
+    def _enter(self, owner: object, depth: int, state: _WalkState) -> str | None:
         """A marker if the container may not be walked (too deep, or a cycle), else None."""
         if depth > self._max_depth:
-            return self._leaf(_DEPTH, st)
-        if id(owner) in st.active:
-            return self._leaf(_CYCLE, st)
-        st.active.add(id(owner))
+            return self._leaf(_DEPTH, state)
+        if id(owner) in state.active:
+            return self._leaf(_CYCLE, state)
+        state.active.add(id(owner))
         return None
 
     def _walk_mapping(
-        self, owner: object, items: Iterable[tuple[Any, Any]], n: int, depth: int, st: _State
+        self, owner: object, items: Iterable[tuple[Any, Any]], n: int, depth: int, state: _WalkState
     ) -> Any:
-        if (marker := self._enter(owner, depth, st)) is not None:
+        if (marker := self._enter(owner, depth, state)) is not None:
             return marker
         try:
             out: dict[str, Any] = {}
@@ -335,7 +309,7 @@ class Sanitizer:
             named = named_secret(owner, self._redactor.is_secret_key)
             for i, (key, value) in enumerate(items):
                 # Budget before the item cap, in the same order a second pass sees them.
-                if st.total > self._max_total:
+                if state.total > self._max_total:
                     out[_TRUNC_KEY] = _BUDGET
                     return out
                 if i >= cap:
@@ -343,17 +317,17 @@ class Sanitizer:
                 text, key_kind = self._key_info(key)
                 if text in out:  # "1" and 1: keep the first, so a second pass agrees
                     continue
-                st.total += len(text) + 4
+                state.total += len(text) + 4
                 kind = type(value)
                 if key_kind == KEY_SECRET or text == named:
-                    out[text] = self._leaf(REDACTED, st)
+                    out[text] = self._leaf(REDACTED, state)
                 elif key_kind:
-                    out[text] = self._keyed(value, key_kind, depth + 1, st)
+                    out[text] = self._keyed(value, key_kind, depth + 1, state)
                 # The commonest values inlined: a call per item adds up on the hot path.
                 elif (
                     (kind is int and _I64_MIN <= value <= _I64_MAX) or kind is bool or value is None
                 ):
-                    st.total += _SCALAR_COST
+                    state.total += _SCALAR_COST
                     out[text] = value
                 elif (
                     kind is str
@@ -361,38 +335,40 @@ class Sanitizer:
                     and value.isascii()
                     and value.isprintable()
                 ):
-                    st.total += len(value) + 2
+                    state.total += len(value) + 2
                     out[text] = value
                 else:
-                    out[text] = self._walk(value, depth + 1, st)
+                    out[text] = self._walk(value, depth + 1, state)
             if n > cap:
-                if st.total > self._max_total:
+                if state.total > self._max_total:
                     out[_TRUNC_KEY] = _BUDGET
                 else:
-                    st.total += len(_TRUNC_KEY) + 4
-                    out[_TRUNC_KEY] = self._leaf(f"<{n - cap} more items>", st)
+                    state.total += len(_TRUNC_KEY) + 4
+                    out[_TRUNC_KEY] = self._leaf(f"<{n - cap} more items>", state)
             return out
         finally:
-            st.active.discard(id(owner))
+            state.active.discard(id(owner))
 
-    def _walk_seq(self, owner: object, items: Iterable[Any], n: int, depth: int, st: _State) -> Any:
-        if (marker := self._enter(owner, depth, st)) is not None:
+    def _walk_seq(
+        self, owner: object, items: Iterable[Any], n: int, depth: int, state: _WalkState
+    ) -> Any:
+        if (marker := self._enter(owner, depth, state)) is not None:
             return marker
         try:
             out: list[Any] = []
             cap = n if n <= self._max_items else self._max_items - 1
             secret = self._secret_items(owner)
             for i, item in enumerate(items):
-                if st.total > self._max_total:
+                if state.total > self._max_total:
                     out.append(_BUDGET)
                     return out
                 if i >= cap:
                     break
                 kind = type(item)
                 if secret and i in secret:
-                    out.append(self._leaf(REDACTED, st))
+                    out.append(self._leaf(REDACTED, state))
                 elif (kind is int and _I64_MIN <= item <= _I64_MAX) or kind is bool or item is None:
-                    st.total += _SCALAR_COST
+                    state.total += _SCALAR_COST
                     out.append(item)
                 elif (
                     kind is str
@@ -400,16 +376,16 @@ class Sanitizer:
                     and item.isascii()
                     and item.isprintable()
                 ):
-                    st.total += len(item) + 2
+                    state.total += len(item) + 2
                     out.append(item)
                 else:
-                    out.append(self._walk(item, depth + 1, st))
+                    out.append(self._walk(item, depth + 1, state))
             if n > cap:
                 more = f"<{n - cap} more items>"
-                out.append(_BUDGET if st.total > self._max_total else self._leaf(more, st))
+                out.append(_BUDGET if state.total > self._max_total else self._leaf(more, state))
             return out
         finally:
-            st.active.discard(id(owner))
+            state.active.discard(id(owner))
 
     def _secret_items(self, owner: object) -> set[int] | None:
         """Items of a list or tuple secret by the name before them (first item str or bytes)."""
@@ -419,10 +395,10 @@ class Sanitizer:
             return None
         return secret_positions(owner, self._redactor.is_secret_key)
 
-    def _walk_set(self, value: AbstractSet[Any], depth: int, st: _State) -> Any:
+    def _walk_set(self, value: AbstractSet[Any], depth: int, state: _WalkState) -> Any:
         n = len(value)
         cap = n if n <= self._max_items else self._max_items - 1
-        return self._walk_seq(value, set_items(value, cap), n, depth, st)
+        return self._walk_seq(value, set_items(value, cap), n, depth, state)
 
 
 @functools.cache

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from betty_otel._metrics.record import Instruments
     from betty_otel._metrics.setup import Metrics
     from betty_otel._redact import RedactionRules
-    from betty_otel._setup import Pipeline, Switch
+    from betty_otel._setup import Pipeline, ProcessorSwitch
     from betty_otel._setup.processors import BatchFileProcessor
+
+    OwnProvider = tuple[tuple[tuple[str, str], ...], TracerProvider, ProcessorSwitch]
 
 __all__ = ["STATE", "ProcessState"]
 
@@ -70,11 +72,11 @@ class ProcessState:
         """The configured pipeline; None until first use or after shutdown (owner: _setup)."""
         self.recording_tracer: Tracer | None = None
         """A tracer that records even when telemetry is disabled (owner: _setup)."""
-        self.switches: weakref.WeakKeyDictionary[TracerProvider, Switch] = (
+        self.switches: weakref.WeakKeyDictionary[TracerProvider, ProcessorSwitch] = (
             weakref.WeakKeyDictionary()
         )
         """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
-        self.own_provider: tuple[tuple[tuple[str, str], ...], TracerProvider, Switch] | None = None
+        self.own_provider: OwnProvider | None = None
         """Our private provider, its one processor, and the OTEL_* settings it was made
         from; reused on reconfigure while they stay the same (owner: _setup)."""
         self.batch_processors: weakref.WeakSet[BatchFileProcessor] = weakref.WeakSet()

@@ -204,18 +204,6 @@ def _record(path: Path, options: "dict[str, Any]", fields: "dict[str, Any]", tex
 # ---------------------------------------------------------------------------
 
 
-def _log_path(given: Any = None) -> Path:
-    """The log: given, else $BETTY_TELEMETRY_FILE, else the shim's --file, else
-    registry/telemetry.json under $BETTY_HOME or the shim's repository; absolute."""
-    chosen = os.fspath(given) if given is not None else ""
-    if not chosen:
-        chosen = os.environ.get("BETTY_TELEMETRY_FILE") or PROCESS.repository.get("file") or ""
-    if not chosen:
-        home = os.environ.get("BETTY_HOME") or PROCESS.repository.get("home") or "."
-        chosen = os.path.join(home, "registry", "telemetry.json")
-    return Path(os.path.abspath(chosen))
-
-
 def _record_quietly(skill: str, caller: str, started: float, outcome: Any, data: Any) -> None:
     """_record for the decorator and the context: a failure is said once, never raised."""
     status, error = outcome
@@ -223,7 +211,12 @@ def _record_quietly(skill: str, caller: str, started: float, outcome: Any, data:
     duration = (time.perf_counter() - started) * 1000
     fields = dict(zip(_FIELDS, (skill, status, duration, caller, inputs, error, metadata)))
     try:
-        _record(_log_path(), {}, helpers.plain_fields(fields, hidden), False)
+        _record(
+            plainlog.log_path(None, PROCESS.repository),
+            {},
+            helpers.plain_fields(fields, hidden),
+            False,
+        )
     except Exception as exc:  # noqa: BLE001 - telemetry never fails the skill's code
         _once("lost", f"telemetry is not recorded: {exc}")
 
@@ -260,22 +253,9 @@ def capture_telemetry(
     except (TypeError, ValueError):
         signature = None
 
-    def inputs_of(args: Any, kwargs: Any) -> Any:
-        if not capture_inputs:
-            return None
-        try:
-            bound = signature.bind_partial(*args, **kwargs)  # type: ignore[union-attr]
-            bound.apply_defaults()
-            named = dict(bound.arguments)
-        except (AttributeError, TypeError):
-            return {"args": list(args), "kwargs": kwargs}
-        first = next(iter(named), None)
-        if first in ("self", "cls"):
-            del named[first]
-        return named
-
     def done(started: float, args: Any, kwargs: Any, outcome: Any) -> None:
-        _record_quietly(skill, caller, started, outcome, (inputs_of(args, kwargs), None, hidden))
+        inputs = helpers.call_inputs(signature, args, kwargs) if capture_inputs else None
+        _record_quietly(skill, caller, started, outcome, (inputs, None, hidden))
 
     @functools.wraps(wrapped)
     async def run_async(*args: Any, **kwargs: Any) -> Any:
@@ -369,7 +349,7 @@ class TelemetryCapture:
     """The programmatic API: capture writes one entry (or raises), query reads the log."""
 
     def __init__(self, telemetry_file: Any = None, **options: Any) -> None:
-        self.path = _log_path(telemetry_file)
+        self.path = plainlog.log_path(telemetry_file, PROCESS.repository)
         self._options = options  # fsync, lock_timeout: betty_otel's TelemetryCapture's
 
     @property
@@ -451,7 +431,7 @@ def capture_main(argv: "list[str]") -> int:
         return 1
     fields = dict(zip(_FIELDS, [*argv[:4], inputs, argv[5] if len(argv) > 5 else None, None]))
     try:
-        path = _log_path()
+        path = plainlog.log_path(None, PROCESS.repository)
         entry = _record(path, {}, fields, True)
     except Exception as exc:  # noqa: BLE001 - the original reports any failure this way
         _say(f"Error capturing telemetry: {exc}", error=True)

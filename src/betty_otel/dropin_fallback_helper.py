@@ -11,10 +11,10 @@ Anything else (it does not start, ends, stops reading, answers late or garbled) 
 `UnreachableError`, and the helper is stopped. A process has one (`HelperSlot`): started
 on first use, never shared with a forked child, given up for good once it failed.
 
-What a request carries is plain JSON (`plain_fields`; `outcome_of` an exception, in
-betty_otel's words): betty_otel redacts it in the helper, except the values under the
-decorator's sanitize_keys, which never leave the skill's process (nor does their text,
-taken out of the error message).
+What a request carries is plain JSON (`plain_fields`; `call_inputs` a decorated call's
+arguments by name; `outcome_of` an exception, in betty_otel's words): betty_otel redacts
+it in the helper, except the values under the decorator's sanitize_keys, which never
+leave the skill's process (nor does their text, taken out of the error message).
 """
 
 import json
@@ -36,6 +36,7 @@ __all__ = [
     "Helper",
     "HelperSlot",
     "UnreachableError",
+    "call_inputs",
     "outcome_of",
     "plain_fields",
     "text_of",
@@ -219,6 +220,22 @@ class HelperSlot:
         self.lock = threading.Lock()
         if helper is not None:
             helper.forget()
+
+
+def call_inputs(signature: Any, args: Any, kwargs: Any) -> "dict[str, Any]":
+    """A call's arguments by parameter name, defaults applied, ``self`` or ``cls`` left
+    out (as betty_otel binds them); ``args`` and ``kwargs`` as given when signature is
+    None or they do not bind."""
+    try:
+        bound = signature.bind_partial(*args, **kwargs)
+        bound.apply_defaults()
+        named = dict(bound.arguments)
+    except (AttributeError, TypeError):
+        return {"args": list(args), "kwargs": kwargs}
+    first = next(iter(named), None)
+    if first in ("self", "cls"):
+        del named[first]
+    return named
 
 
 def plain_fields(

@@ -34,6 +34,7 @@ __all__ = [
     "STATUSES",
     "append_entry",
     "invalid_status",
+    "log_path",
     "plain_entry",
     "query_entries",
 ]
@@ -45,6 +46,19 @@ GRACE = 0.5
 LOCK_TIMEOUT = 10.0
 """Seconds to wait for the lock and a settled end (betty_otel's default lock_timeout)."""
 _WHITESPACE = b" \t\r\n"
+
+
+def log_path(given: Any, repository: "dict[str, Any]") -> Path:
+    """The log: given, else $BETTY_TELEMETRY_FILE, else the shim's --file (``file`` of
+    repository), else registry/telemetry.json under $BETTY_HOME or the shim's repository
+    (``home``); absolute. The log of both paths, the helper's and this module's."""
+    chosen = os.fspath(given) if given is not None else ""
+    if not chosen:
+        chosen = os.environ.get("BETTY_TELEMETRY_FILE") or repository.get("file") or ""
+    if not chosen:
+        home = os.environ.get("BETTY_HOME") or repository.get("home") or "."
+        chosen = os.path.join(home, "registry", "telemetry.json")
+    return Path(os.path.abspath(chosen))
 
 
 def invalid_status(status: Any) -> ValueError:

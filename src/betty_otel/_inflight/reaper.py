@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from betty_otel._entry import ENTRY_KEYS, entry_signature, format_timestamp
+from betty_otel._entry import ENTRY_KEYS, entry_signature
 from betty_otel._inflight.owner import Judge, Verdict
 from betty_otel._inflight.records import (
     Record,
@@ -56,6 +56,7 @@ from betty_otel._inflight.records import (
 )
 from betty_otel._store import Damage, TelemetryStore, iter_entries
 from betty_otel._store.files import fcntl_flock
+from betty_otel._timestamps import format_timestamp
 
 __all__ = ["NO_MARK", "Reaped", "abandoned_entry", "mark_of", "newest_mark", "reap"]
 

@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from betty_otel._entry import ENTRY_KEYS, entry_status, format_timestamp
+from betty_otel._entry import ENTRY_KEYS, entry_status
 from betty_otel._inflight.owner import STATES, Judge
 from betty_otel._inflight.records import Record, Unreadable, folder_of, read_records
 from betty_otel._store import resolve_path
+from betty_otel._timestamps import format_timestamp
 
 __all__ = [
     "ABANDONED_TEXT",

@@ -40,7 +40,7 @@ from opentelemetry.sdk.resources import Resource
 from betty_otel._errors import internal_error
 from betty_otel._setup.otlp import (
     DEFAULT_EXIT_TIMEOUT,
-    Hush,
+    MutedThreads,
     close_collectors,
     exit_budget,
     otlp_protocol,
@@ -81,12 +81,12 @@ def export_interval() -> float:
     return DEFAULT_INTERVAL_MS
 
 
-class _Hushing:
+class _HushedLoggers:
     """The exporters' loggers hushed for the threads that send a closing provider's last
     metrics, until the last of those sends has returned (a retry message comes late)."""
 
     def __init__(self, loggers: set[logging.Logger]) -> None:
-        self.hush = Hush()
+        self.hush = MutedThreads()
         self.loggers = loggers
         self.users = 0
         self.lock = threading.Lock()
@@ -123,7 +123,7 @@ class _Exporter(MetricExporter):
         )
         self.inner = inner
         self.pid = os.getpid()
-        self.closing: _Hushing | None = None
+        self.closing: _HushedLoggers | None = None
         self.unsent = 0
 
     def export(
@@ -247,7 +247,7 @@ class OwnMetrics:
             loggers.update(
                 logging.getLogger(kind.__module__) for kind in type(exporter.inner).__mro__
             )
-        hushing = _Hushing(loggers)
+        hushing = _HushedLoggers(loggers)
         for exporter in self.exporters:
             exporter.closing = hushing
 

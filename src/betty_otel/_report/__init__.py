@@ -1,7 +1,7 @@
 """The HTML report of the log: `report` writes one self-contained page that opens offline.
 
-read: one streaming pass over the log (`betty_otel.query`'s block scanner) into a
-collect.Collector; summary: the figures; charts: plotly figures; sections and
+ingest: one streaming pass over the log (`betty_otel.query.blocks`) into a
+collect.ReportCounts; figures: the figures; charts: plotly figures; sections and
 page: the HTML. Charts need the optional extra ``betty-otel[report]`` (plotly);
 without it `report` raises ImportError saying how to install it, before reading.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from betty_otel._report.summary import ReportData, summarize
+from betty_otel._report.figures import ReportData, summarize
 from betty_otel._store import log_files, resolve_path, telemetry_file_of
 from betty_otel.query import FilterArgs, Filters, PathArg, TraceNode, make_filters
 from betty_otel.query.filters import filters_of
@@ -48,8 +48,8 @@ def render_report(
     # Imported here, not above: they need plotly, and `import betty_otel` must not.
     from betty_otel._report import charts  # noqa: F401, PLC0415 - fails first if plotly is missing
     from betty_otel._report.inflight import inflight_section  # noqa: PLC0415
+    from betty_otel._report.ingest import read_log  # noqa: PLC0415
     from betty_otel._report.page import new_nonce, page, summary_line  # noqa: PLC0415
-    from betty_otel._report.read import read_log  # noqa: PLC0415
     from betty_otel._report.sections import sections  # noqa: PLC0415
 
     base = resolve_path(telemetry_file)

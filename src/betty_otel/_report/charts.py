@@ -15,7 +15,7 @@ from typing import Any, Final
 from betty_otel._entry import entry_error, value_text
 from betty_otel._leaves import bounded_text
 from betty_otel._report.buckets import utc_moment
-from betty_otel._report.summary import ReportData, TrendPoint
+from betty_otel._report.figures import ReportData, TrendPoint
 from betty_otel.query import TraceNode
 from betty_otel.query.trace import INDENT_LEVELS, depth_mark, span_bounds
 

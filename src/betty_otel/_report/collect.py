@@ -24,18 +24,13 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
-from betty_otel._entry import (
-    ERROR_STATUSES,
-    canonical_status,
-    entry_time,
-    has_foreign_text,
-    value_text,
-)
+from betty_otel._entry import ERROR_STATUSES, canonical_status, has_foreign_text, value_text
 from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._report.buckets import coarser_prefix, utc_prefix
 from betty_otel._store import Damage, parse_entry_line
+from betty_otel._timestamps import entry_time
 
-__all__ = ["NO_SKILL", "TOP", "Collector", "Health", "Source", "SpanKey", "raw_text"]
+__all__ = ["NO_SKILL", "TOP", "Health", "ReportCounts", "Source", "SpanKey", "raw_text"]
 
 TOP: Final = 20
 """Rows in the tables of newest failures and slowest executions."""
@@ -120,7 +115,7 @@ def _epoch(value: object) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-class Collector:
+class ReportCounts:
     """Aggregates the log: `add_columns` / `add_entry` while reading, `cells` at the end."""
 
     def __init__(self, path: Path) -> None:

@@ -15,7 +15,7 @@ from betty_otel._inflight.view import ABANDONED_TEXT, is_abandoned, pending_entr
 from betty_otel._report.collect import TOP
 from betty_otel._report.page import ENTRY_HEADERS, ENTRY_KINDS, Section, entry_rows, esc, table
 from betty_otel.query import Filters
-from betty_otel.query.scan import scan_entries
+from betty_otel.query.blocks import scan_entries
 
 __all__ = ["inflight_section"]
 

@@ -21,7 +21,7 @@ from betty_otel._entry import entry_error, number_text, value_text
 from betty_otel._leaves import bounded_text
 from betty_otel._report.buckets import utc_moment
 from betty_otel._report.charts import Figure
-from betty_otel._report.summary import ReportData
+from betty_otel._report.figures import ReportData
 
 __all__ = ["Section", "page", "table"]
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from betty_otel._report import charts
+from betty_otel._report.figures import ReportData
 from betty_otel._report.page import (
     ENTRY_HEADERS,
     ENTRY_KINDS,
@@ -17,7 +18,6 @@ from betty_otel._report.page import (
     table,
     when,
 )
-from betty_otel._report.summary import ReportData
 from betty_otel.query import TraceNode
 
 __all__ = ["MAX_SKILL_ROWS", "sections"]

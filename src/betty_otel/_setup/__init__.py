@@ -4,24 +4,22 @@ besides the file (OTLP, console), the thread hook."""
 from betty_otel._setup.filespan import FileSpan, FileTracer
 from betty_otel._setup.otlp import otlp_exporter
 from betty_otel._setup.pipeline import (
-    TRACER_NAME,
     Pipeline,
     configure,
     disabled_by_env,
     pipeline,
-    recording_tracer,
-    shared_recording_tracer,
     shutdown,
     swap,
 )
-from betty_otel._setup.processors import Switch, creator_writes
+from betty_otel._setup.processors import ProcessorSwitch, creator_writes
+from betty_otel._setup.recording import TRACER_NAME, recording_tracer, shared_recording_tracer
 
 __all__ = [
     "TRACER_NAME",
     "FileSpan",
     "FileTracer",
     "Pipeline",
-    "Switch",
+    "ProcessorSwitch",
     "configure",
     "creator_writes",
     "disabled_by_env",

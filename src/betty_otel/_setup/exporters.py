@@ -13,12 +13,12 @@ from __future__ import annotations
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
 from betty_otel._environment import traces_exporters
-from betty_otel._setup.otlp import Collector, otlp_collector
+from betty_otel._setup.otlp import BatchedExporter, otlp_collector
 
 __all__ = ["env_collectors"]
 
 
-def env_collectors(otlp: bool | None, otlp_endpoint: str | None) -> tuple[Collector, ...]:
+def env_collectors(otlp: bool | None, otlp_endpoint: str | None) -> tuple[BatchedExporter, ...]:
     """The collectors of a pipeline on betty_otel's own provider.
 
     otlp decides OTLP when given (configure's option), else the environment does;
@@ -28,7 +28,7 @@ def env_collectors(otlp: bool | None, otlp_endpoint: str | None) -> tuple[Collec
     wanted = traces_exporters()
     collectors = []
     if "console" in wanted:
-        collectors.append(Collector(ConsoleSpanExporter(), "the console exporter"))
+        collectors.append(BatchedExporter(ConsoleSpanExporter(), "the console exporter"))
     if otlp if otlp is not None else "otlp" in wanted:
         collector = otlp_collector(otlp_endpoint)
         if collector is not None:

@@ -4,7 +4,7 @@ Spans reach the collector through the SDK's BatchSpanProcessor, off the program'
 threads. Closing a pipeline (at exit, on shutdown() or a reconfigure) gives its
 collectors a small total budget (`exit_budget`, about 1 s): a collector that is down
 or never answers costs the program that much at most, and one concise warning.
-The file is flushed before, never within, that budget. A `Collector` takes any span
+The file is flushed before, never within, that budget. A `BatchedExporter` takes any span
 exporter (the console exporter of OTEL_TRACES_EXPORTER=console too, see `exporters`).
 """
 
@@ -25,9 +25,9 @@ from betty_otel._errors import internal_error
 
 __all__ = [
     "DEFAULT_EXIT_TIMEOUT",
+    "BatchedExporter",
     "Closing",
-    "Collector",
-    "Hush",
+    "MutedThreads",
     "close_collectors",
     "exit_budget",
     "otlp_collector",
@@ -119,7 +119,7 @@ def exit_budget(exit_timeout: float | None = None) -> float:
     return DEFAULT_EXIT_TIMEOUT
 
 
-class Hush(logging.Filter):
+class MutedThreads(logging.Filter):
     """Drops the log records of the threads that flush a closing pipeline's spans."""
 
     def __init__(self) -> None:
@@ -141,7 +141,7 @@ class _ClosingAware(SpanExporter):
         self.inner = inner
         self.closing = False
         self.unsent = 0
-        self.hush = Hush()
+        self.hush = MutedThreads()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not self.closing:
@@ -162,7 +162,7 @@ class _ClosingAware(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-class Collector:
+class BatchedExporter:
     """A batch processor and the exporter behind it: what a pipeline sends besides the file."""
 
     def __init__(self, exporter: SpanExporter, name: str = "the OTLP collector") -> None:
@@ -218,7 +218,7 @@ class Collector:
 
 
 class Closing(Protocol):
-    """What close_collectors closes: a span Collector, or betty_otel's own metrics."""
+    """What close_collectors closes: a BatchedExporter of spans, or betty_otel's own metrics."""
 
     def start_closing(self) -> threading.Thread | None: ...
 
@@ -239,14 +239,14 @@ def close_collectors(collectors: Sequence[Closing], budget: float) -> None:
         collector.report(worker is not None and not worker.is_alive(), budget)
 
 
-def otlp_collector(endpoint: str | None) -> Collector | None:
+def otlp_collector(endpoint: str | None) -> BatchedExporter | None:
     """The collector's half of a pipeline, or None (logged) when it cannot be made.
 
     OTLP settings come from the environment, where a bad value must cost the
     collector's copy, never the file or the program.
     """
     try:
-        return Collector(otlp_exporter(endpoint))
+        return BatchedExporter(otlp_exporter(endpoint))
     except Exception:
         logger.exception("betty_otel: could not set up OTLP export; writing the file only")
         return None

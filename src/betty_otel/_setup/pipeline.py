@@ -3,11 +3,11 @@
 `configure()` sets up the pipeline; the instrumentation calls `pipeline()`, which
 configures lazily from the environment on first use. A TracerProvider the program
 already installed (an SDK one, set globally or passed in) gets our processor
-added, once (a Switch, re-pointed on reconfigure), and our tracer on it records
+added, once (a ProcessorSwitch, re-pointed on reconfigure), and our tracer on it records
 what the program's sampler drops (see `sampling`); otherwise betty_otel uses a
 private ALWAYS_ON provider (it does not replace the global one, so the program can
 still install its own), with the exporters OTEL_TRACES_EXPORTER asks for (see
-`exporters`), made once and behind a Switch too while the OTEL_* settings it was
+`exporters`), made once and behind a ProcessorSwitch too while the OTEL_* settings it was
 made from stay the same; when the file would be its spans' only receiver (no collector, not
 all_spans, no SDK setting that changes spans), a `filespan.FileTracer` instead. A
 program that installs its provider after that gets one warning saying to call
@@ -30,21 +30,18 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import (
-    SpanLimits,
     SpanProcessor,
     SynchronousMultiSpanProcessor,
     Tracer,
     TracerProvider,
 )
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from betty_otel._environment import disabled_by_env, sdk_settings_set
 from betty_otel._inflight.hooks import finish_unfinished, unwatch, watch
@@ -55,12 +52,13 @@ from betty_otel._setup.exporters import env_collectors
 from betty_otel._setup.filespan import FileTracer
 from betty_otel._setup.otlp import (
     DEFAULT_EXIT_TIMEOUT,
+    BatchedExporter,
     Closing,
-    Collector,
     close_collectors,
     exit_budget,
 )
-from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, Switch
+from betty_otel._setup.processors import BatchFileProcessor, FileProcessor, ProcessorSwitch
+from betty_otel._setup.recording import TRACER_NAME
 from betty_otel._setup.sampling import audit
 from betty_otel._setup.shimlog import shim_log
 from betty_otel._setup.threads import propagate_to_threads
@@ -75,20 +73,15 @@ if TYPE_CHECKING:
     from betty_otel._metrics.provider import OwnMetrics
 
 __all__ = [
-    "TRACER_NAME",
     "Pipeline",
     "configure",
     "disabled_by_env",
     "pipeline",
-    "recording_tracer",
-    "shared_recording_tracer",
     "shutdown",
     "swap",
 ]
 
 logger = logging.getLogger(__name__)
-
-TRACER_NAME: Final = "betty_otel"
 
 
 @dataclass
@@ -101,9 +94,9 @@ class Pipeline:
     remote_parent: Context | None = None
     """The parent of root executions: $TRACEPARENT when betty_otel was configured."""
     file_processor: SpanProcessor | None = None
-    collectors: tuple[Collector, ...] = ()
+    collectors: tuple[BatchedExporter, ...] = ()
     """What else receives the spans of our own provider (OTLP, console)."""
-    switch: Switch | None = None
+    switch: ProcessorSwitch | None = None
     """Our processor on the provider, pointing at routed while this pipeline is current."""
     routed: SpanProcessor | None = None
     """What switch points at: file_processor, and on our own provider the collectors'."""
@@ -119,37 +112,6 @@ class Pipeline:
         for collector in self.collectors:
             flushed = collector.processor.force_flush(timeout_millis) and flushed
         return flushed
-
-
-def recording_tracer(*processors: SpanProcessor) -> Tracer:
-    """An SDK tracer that records even under OTEL_SDK_DISABLED, into processors.
-
-    For the places where recording was asked for explicitly (TelemetryCapture.capture,
-    the testing helper). A TracerProvider reads OTEL_SDK_DISABLED when it is made and
-    then hands out no-op tracers, so this builds the tracer with the SDK's public
-    Tracer constructor, as a provider would (sampler ALWAYS_ON, default resource).
-    """
-    to_all = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call] # untyped in the SDK
-    for processor in processors:
-        to_all.add_span_processor(processor)
-    return Tracer(
-        ALWAYS_ON,
-        Resource.create(),
-        to_all,
-        RandomIdGenerator(),
-        # The deprecated InstrumentationInfo (its constructor warns); spans take None.
-        None,  # type: ignore[arg-type]
-        SpanLimits(),
-        InstrumentationScope(TRACER_NAME, ""),
-    )
-
-
-def shared_recording_tracer() -> Tracer:
-    """One processor-less recording tracer for the process (see recording_tracer)."""
-    tracer = STATE.recording_tracer
-    if tracer is None:
-        tracer = STATE.recording_tracer = recording_tracer()
-    return tracer
 
 
 def _user_provider(tracer_provider: trace.TracerProvider | None) -> TracerProvider | None:
@@ -274,7 +236,7 @@ def _on_program_provider(
     file_processor: SpanProcessor,
     exporter: BettyFileExporter,
 ) -> Pipeline:
-    """The file processor on a program's SDK provider, behind that provider's one Switch.
+    """The file processor on a program's SDK provider, behind that provider's one ProcessorSwitch.
 
     Our tracer samples as the program's sampler does but records what it drops
     (AuditSampler, set through the SDK Tracer's public ``sampler``): the program's
@@ -282,7 +244,7 @@ def _on_program_provider(
     """
     switch = STATE.switches.get(provider)
     if switch is None:
-        switch = STATE.switches[provider] = Switch()
+        switch = STATE.switches[provider] = ProcessorSwitch()
         provider.add_span_processor(switch)
     switch.inner = file_processor
     # The provider's sampler, not the tracer's: the SDK caches the tracer, whose
@@ -301,7 +263,7 @@ def _on_program_provider(
 def _own_pipeline(
     file_processor: SpanProcessor,
     exporter: BettyFileExporter,
-    collectors: tuple[Collector, ...],
+    collectors: tuple[BatchedExporter, ...],
     exit_timeout: float | None,
 ) -> Pipeline:
     """The file processor (and the collectors') on the private provider of ours."""
@@ -322,8 +284,8 @@ def _own_pipeline(
     )
 
 
-def _own_provider() -> tuple[TracerProvider, Switch]:
-    """Our private provider and its Switch, made again only when the OTEL_* settings
+def _own_provider() -> tuple[TracerProvider, ProcessorSwitch]:
+    """Our private provider and its ProcessorSwitch, made again only when the OTEL_* settings
     it was made from (resource, limits, id generator) changed.
 
     A provider cannot drop a processor, and each one registers an at-fork hook for
@@ -336,7 +298,7 @@ def _own_provider() -> tuple[TracerProvider, Switch]:
     # ALWAYS_ON: the file is an audit log of every execution, whatever
     # OTEL_TRACES_SAMPLER says (a program's own provider keeps its sampler).
     provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), shutdown_on_exit=False)
-    switch = Switch()
+    switch = ProcessorSwitch()
     provider.add_span_processor(switch)
     STATE.own_provider = (settings, provider, switch)
     return provider, switch

@@ -34,7 +34,7 @@ from betty_otel.exporter import BettyFileExporter, Ended
 __all__ = [
     "BatchFileProcessor",
     "FileProcessor",
-    "Switch",
+    "ProcessorSwitch",
     "creator_writes",
     "in_a_child_process",
 ]
@@ -95,7 +95,7 @@ def in_a_child_process() -> bool:
     return multiprocessing is not None and multiprocessing.parent_process() is not None
 
 
-class Switch(SpanProcessor):
+class ProcessorSwitch(SpanProcessor):
     """Our file processor inside a provider we do not own, which cannot remove one.
 
     One per provider (kept in STATE): a reconfigure points it at the new pipeline's

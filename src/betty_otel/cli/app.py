@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from betty_otel._logs import configure_later, logger
-from betty_otel.cli.parser import COMMANDS, PROG, UsageError, build_parser
+from betty_otel.cli.commandline import COMMANDS, PROG, UsageError, build_parser
 from betty_otel.cli.terminal import err, escape_controls, open_closed_streams, quiet_stdout
 
 __all__ = ["main"]

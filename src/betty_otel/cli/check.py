@@ -12,8 +12,8 @@ from betty_otel._inflight.records import folder_of
 from betty_otel._inflight.view import folder_report
 from betty_otel._store import FileReport, TelemetryStore, check_file, log_files, resolve_path
 from betty_otel._store.legacy import ORIGINAL_CAP, legacy_path, limit_of, read_legacy
+from betty_otel.cli.commandline import PROG
 from betty_otel.cli.logfile import log_exists, log_file
-from betty_otel.cli.parser import PROG
 from betty_otel.cli.running import folder_lines, max_age_seconds, reap_lines
 from betty_otel.cli.terminal import out
 

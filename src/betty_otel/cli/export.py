@@ -20,8 +20,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 import betty_otel
 from betty_otel._replay import ATTR_NOTE, ATTR_TIMESTAMP, entry_to_span
 from betty_otel._setup import TRACER_NAME, otlp_exporter
+from betty_otel.cli.commandline import UsageError
 from betty_otel.cli.logfile import log_file
-from betty_otel.cli.parser import UsageError
 from betty_otel.cli.progress import Progress
 from betty_otel.cli.read import filters_from
 from betty_otel.cli.terminal import err, out

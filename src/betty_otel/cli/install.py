@@ -29,7 +29,7 @@ import betty_otel
 from betty_otel import dropin_fallback, dropin_fallback_helper, dropin_fallback_log
 from betty_otel._store import betty_root, resolve_path
 from betty_otel._store.files import aside_path
-from betty_otel.cli.parser import CommandError
+from betty_otel.cli.commandline import CommandError
 from betty_otel.cli.terminal import out
 
 __all__ = [

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from betty_otel._store import log_files, resolve_path
-from betty_otel.cli.parser import CommandError
+from betty_otel.cli.commandline import CommandError
 
 __all__ = ["log_exists", "log_file"]
 

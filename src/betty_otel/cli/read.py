@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel._entry import entry_signature
+from betty_otel.cli.commandline import PROG, UsageError
 from betty_otel.cli.logfile import log_exists, log_file
-from betty_otel.cli.parser import PROG, UsageError
 from betty_otel.cli.render import (
     MAX_WIDTH,
     clip,

@@ -18,15 +18,14 @@ from typing import Any, Final
 from betty_otel._entry import (
     canonical_status,
     entry_error,
-    entry_time,
     has_foreign_text,
     is_finite_number,
     number_text,
-    parse_iso_time,
     value_text,
 )
 from betty_otel._jsonout import json_bytes
-from betty_otel.cli.parser import PROG
+from betty_otel._timestamps import entry_time, parse_iso_time
+from betty_otel.cli.commandline import PROG
 from betty_otel.cli.terminal import err, escape_controls, out
 
 __all__ = [

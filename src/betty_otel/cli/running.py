@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from betty_otel._entry import entry_time
 from betty_otel._inflight.view import FolderReport, pending_entries, running
+from betty_otel._timestamps import entry_time
+from betty_otel.cli.commandline import PROG, UsageError
 from betty_otel.cli.logfile import log_file
-from betty_otel.cli.parser import PROG, UsageError
 from betty_otel.cli.render import MAX_WIDTH, clip, default_format, dumps, table, text
 from betty_otel.cli.terminal import out
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from betty_otel.cli.parser import PROG
+from betty_otel.cli.commandline import PROG
 from betty_otel.cli.terminal import escape_controls
 
 __all__ = ["log_to_stderr"]

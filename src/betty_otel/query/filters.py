@@ -17,14 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
-from betty_otel._entry import (
-    canonical_status,
-    entry_time,
-    is_finite_number,
-    is_number,
-    parse_iso_time,
-    value_text,
-)
+from betty_otel._entry import canonical_status, is_finite_number, is_number, value_text
+from betty_otel._timestamps import entry_time, parse_iso_time
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

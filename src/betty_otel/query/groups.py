@@ -21,7 +21,7 @@ __all__ = [
     "MISSING",
     "Group",
     "GroupStats",
-    "Run",
+    "SortedDurations",
     "SortedValues",
     "most_first",
     "numbers",
@@ -75,7 +75,7 @@ class GroupStats:
 
 
 @dataclass(frozen=True)
-class Run:
+class SortedDurations:
     """Durations in ascending order, and their sum in that order."""
 
     values: Sequence[float]
@@ -103,7 +103,7 @@ class SortedValues:
     across the two. Anything else is sorted whole.
     """
 
-    def __init__(self, runs: Sequence[Run], loose: Iterable[float]) -> None:
+    def __init__(self, runs: Sequence[SortedDurations], loose: Iterable[float]) -> None:
         extra = ordered(loose)
         runs = [run for run in runs if run.values]
         if len(runs) == 1 and len(extra) * 4 <= len(runs[0].values):
@@ -168,7 +168,7 @@ class Group:
     count: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     durations: array[float] = field(default_factory=lambda: array("d"))
-    runs: list[Run] = field(default_factory=list)
+    runs: list[SortedDurations] = field(default_factory=list)
     """Sorted runs of durations (from the summary), besides durations."""
 
     def add(self, status: str, count: int, durations: Iterable[Any], numeric: bool = False) -> None:

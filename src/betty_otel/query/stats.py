@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from betty_otel._store import Damage, resolve_path, telemetry_file_of, warn_damage
+from betty_otel.query.blocks import line_pattern, scan_entries, scan_files
 from betty_otel.query.filters import FilterArgs, Filters, PathArg, filters_of
-from betty_otel.query.groups import MISSING, Group, GroupStats, Run, ordered
+from betty_otel.query.groups import MISSING, Group, GroupStats, SortedDurations, ordered
 from betty_otel.query.proof import Proof
-from betty_otel.query.scan import line_pattern, scan_entries, scan_files
 from betty_otel.query.summary import (
     Capture,
     Record,
@@ -257,16 +257,21 @@ def _runs(groups: dict[str | None, Group]) -> dict[str | None, Group]:
             values.extend(run.values)
         values.extend(group.durations)
         found = ordered(values)  # sorted runs (a helper's parts) are merged, not re-sorted
-        run = Run(array("d", found), sum(found))
+        run = SortedDurations(array("d", found), sum(found))
         done[key] = Group(group.count, dict(sorted(group.statuses.items())), array("d"), [run])
     return done
 
 
 def _summary_group(group: Group) -> SummaryGroup:
     """A group of one sorted run, as the summary stores it."""
-    (run,) = group.runs or [Run(array("d"), 0.0)]
+    (run,) = group.runs or [SortedDurations(array("d"), 0.0)]
     return SummaryGroup(group.count, dict(group.statuses), run.values, run.total)
 
 
 def _stored_group(group: SummaryGroup) -> Group:
-    return Group(group.count, dict(group.statuses), array("d"), [Run(group.durations, group.total)])
+    return Group(
+        group.count,
+        dict(group.statuses),
+        array("d"),
+        [SortedDurations(group.durations, group.total)],
+    )

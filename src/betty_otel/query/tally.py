@@ -22,10 +22,10 @@ import orjson
 from betty_otel._entry import NUMBER_TYPES, canonical_status, value_text
 from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store import Damage, ForwardParser
+from betty_otel.query.blocks import LinePattern, scan_fd
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
 from betty_otel.query.parts import Helper, PartResult, encode_part, plan
-from betty_otel.query.scan import LinePattern, scan_fd
 from betty_otel.query.summary import Capture
 
 __all__ = ["FileTally", "Tally", "finish_groups", "serve_parts", "tally_file", "tally_part"]

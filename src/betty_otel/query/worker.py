@@ -16,7 +16,7 @@ import sys
 
 import orjson
 
-from betty_otel.query.scan import line_pattern
+from betty_otel.query.blocks import line_pattern
 from betty_otel.query.tally import serve_parts
 
 

@@ -19,9 +19,9 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import NUMBER_TYPES, entry_time, is_finite_number
+from betty_otel._entry import NUMBER_TYPES, is_finite_number
 from betty_otel._jsontext import JSONDecodeError
-from betty_otel._report.collect import Collector, raw_text
+from betty_otel._report.collect import ReportCounts, raw_text
 from betty_otel._store import (
     Damage,
     iter_entries,
@@ -30,8 +30,9 @@ from betty_otel._store import (
     parse_entry_line,
     warn_damage,
 )
+from betty_otel._timestamps import entry_time
 from betty_otel.query import Filters
-from betty_otel.query.scan import Block, line_pattern, scan_fd
+from betty_otel.query.blocks import Block, line_pattern, scan_fd
 
 __all__ = ["Progress", "read_log"]
 
@@ -72,10 +73,10 @@ def _stamp(moment: datetime | None) -> bytes | None:
 
 
 class _Reader:
-    """Feeds every entry of the log to a Collector, selecting with filters."""
+    """Feeds every entry of the log to the report's counts, selecting with filters."""
 
-    def __init__(self, collector: Collector, filters: Filters) -> None:
-        self.collector = collector
+    def __init__(self, counts: ReportCounts, filters: Filters) -> None:
+        self.counts = counts
         self.filters = filters
         self.pattern = line_pattern(stamp=True, caller=filters.caller is not None)
         self.since = _stamp(filters.since)
@@ -95,7 +96,7 @@ class _Reader:
         report = warn_damage(file)
         for found in scan_fd(fd, size, self.pattern):
             if isinstance(found, Damage):
-                self.collector.add_damage(file, found)
+                self.counts.add_damage(file, found)
                 report(found)
                 continue
             if found.columns and found.columns[0]:
@@ -113,7 +114,7 @@ class _Reader:
         lines = _Lines(found)
         try:
             for span in set(spans):
-                self.collector.span_key(span)
+                self.counts.span_key(span)
             mask = self._mask(stamps, spans, values or [], callers, lines)
         except ValueError:
             values = None
@@ -121,14 +122,14 @@ class _Reader:
             for line in lines():
                 self.line(line)
             return
-        self.collector.seen_columns(stamps, spans)
+        self.counts.seen_columns(stamps, spans)
         if mask is not None:
             stamps = list(compress(stamps, mask))
             spans = list(compress(spans, mask))
             values = list(compress(values, mask))
             lines = _Lines(found, mask)
         if stamps:
-            self.collector.add_columns(stamps, spans, values, lines)
+            self.counts.add_columns(stamps, spans, values, lines)
 
     def _values(self, raw: list[bytes]) -> list[float | None] | None:
         """The durations of a block (None each where not a number); None: parse the lines."""
@@ -175,7 +176,7 @@ class _Reader:
         """The skill, status and caller filters (raises ValueError on an undecodable capture)."""
         found = self.wanted.get((span, raw_caller))
         if found is None:
-            key = self.collector.span_key(span)
+            key = self.counts.span_key(span)
             caller = None if raw_caller is None else raw_text(raw_caller)
             found = self.filters.match_keys(key.skill, key.word, caller)
             self.wanted[span, raw_caller] = found
@@ -197,7 +198,7 @@ class _Reader:
             value = parse_entry_line(line)
         except JSONDecodeError:
             damage = Damage(-1, len(line), "entry line is not valid JSON")
-            self.collector.add_damage(self.file, damage)
+            self.counts.add_damage(self.file, damage)
             warn_damage(self.file)(damage)
             return
         if isinstance(value, dict):
@@ -205,12 +206,12 @@ class _Reader:
 
     def entry(self, entry: Mapping[str, Any]) -> None:
         """One parsed entry: counted for the log's health, then added if selected."""
-        moment = self.collector.seen_entry(entry)
+        moment = self.counts.seen_entry(entry)
         if not self.filters.matches(entry):
             return
         value = entry.get("duration_ms")
         duration = float(value) if is_finite_number(value) else None
-        self.collector.add_entry(entry, moment, duration)
+        self.counts.add_entry(entry, moment, duration)
 
 
 def _lines(found: Block) -> list[bytes]:
@@ -238,10 +239,10 @@ def _ignore(_: Damage) -> None:
     """Damage met while peeking at the ends of the log: the full read reports it."""
 
 
-def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> Collector:
-    """Read every file of the log once (oldest first) into a Collector."""
-    collector = Collector(path)
-    reader = _Reader(collector, filters)
+def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> ReportCounts:
+    """Read every file of the log once (oldest first) into the report's counts."""
+    counts = ReportCounts(path)
+    reader = _Reader(counts, filters)
     total = 0
     for file in log_files(path):
         try:
@@ -257,14 +258,14 @@ def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> 
             progress(min(done, total), total)
 
     def on_damage(item: Damage) -> None:
-        collector.add_damage(path, item)
+        counts.add_damage(path, item)
         warn_damage(path)(item)
 
     newest = next(iter_entries(path, on_damage=_ignore), None)
     oldest = next(iter_entries(path, newest_first=False, on_damage=_ignore), None)
     if newest is not None and oldest is not None:
-        collector.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
+        counts.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
     for fd, size, file in open_log_files(path, newest_first=False, on_damage=on_damage):
-        collector.health.files.append((file, size))
+        counts.health.files.append((file, size))
         reader.read(fd, size, file, advance)
-    return collector
+    return counts

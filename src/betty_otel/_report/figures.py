@@ -1,4 +1,5 @@
-"""The figures the page shows, from what the collector counted: small, whatever the log's size."""
+"""The figures the page shows, from what `collect.ReportCounts` counted: small, whatever
+the log's size."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Final
 
 from betty_otel._entry import ERROR_STATUSES, STATUSES
 from betty_otel._report.buckets import DisplayUnit, choose_unit, prefix_start
-from betty_otel._report.collect import Cell, Collector, Health
+from betty_otel._report.collect import Cell, Health, ReportCounts
 from betty_otel.query.groups import SortedValues
 
 __all__ = ["ReportData", "SkillRow", "TrendPoint", "percentiles", "summarize"]
@@ -67,13 +68,13 @@ def percentiles(values: array[float]) -> tuple[float | None, float | None, float
     return found.percentile(50), found.percentile(95), found.percentile(99)
 
 
-def summarize(collector: Collector, trend_skills: int = 8) -> ReportData:
-    """Regroup the collector's raw buckets into display buckets and compute every figure."""
-    health = collector.health
-    unit = choose_unit(collector.prefix, health.first, health.last)
+def summarize(counts: ReportCounts, trend_skills: int = 8) -> ReportData:
+    """Regroup the counted raw buckets into display buckets and compute every figure."""
+    health = counts.health
+    unit = choose_unit(counts.prefix, health.first, health.last)
     starts: dict[bytes, float | None] = {}
     cells: dict[tuple[float | None, str, str], Cell] = {}
-    for (raw, skill, status), cell in collector.cells().items():
+    for (raw, skill, status), cell in counts.cells().items():
         start = None
         if raw is not None:
             if raw not in starts:
@@ -85,13 +86,13 @@ def summarize(collector: Collector, trend_skills: int = 8) -> ReportData:
     skills = _skill_rows(cells)
     return ReportData(
         health=health,
-        matched=collector.matched,
+        matched=counts.matched,
         unit=unit,
         timeline=_timeline(cells),
         skills=skills,
         trends={row.skill: _trend(cells, row.skill) for row in skills[:trend_skills]},
-        failures=collector.failures(),
-        slowest=collector.slowest_entries(),
+        failures=counts.failures(),
+        slowest=counts.slowest_entries(),
     )
 
 

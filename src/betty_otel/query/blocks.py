@@ -1,0 +1,333 @@
+"""The forward block scanner: whole-log reads a block at a time, mostly in C.
+
+- `scan_fd` reads a file forward a block at a time: canonical lines (keys in the
+  store's order) are matched by one compiled regex that extracts the few fields
+  stats needs in C; every other line (the old tools' ``indent=2``, a torn tail,
+  damage) goes through the store's tolerant parser.
+- `scan_entries` finds the entries of given trace ids, parsing only the canonical
+  lines that contain one (or an escape).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from betty_otel._jsontext import JSONDecodeError
+from betty_otel._store import (
+    Damage,
+    ForwardParser,
+    open_log_files,
+    parse_entry_line,
+    read_errors,
+    warn_damage,
+)
+from betty_otel.query.filters import Filters
+
+__all__ = [
+    "Block",
+    "LinePattern",
+    "line_pattern",
+    "scan_entries",
+    "scan_fd",
+    "scan_files",
+]
+
+_SCAN_BLOCK: Final = 1 << 20
+
+
+@dataclass(frozen=True)
+class LinePattern:
+    """A canonical entry line, as the store writes it: one compact entry per line.
+
+    ``block`` matches one whole line (after its newline) that starts with the keys
+    timestamp, skill, status, duration_ms in this order and ends with ``}`` or
+    ``},``. `re.split` of a block by it leaves nothing between two such lines, so
+    one C call both extracts the captures of every line and proves that every
+    line was one. Captured strings are raw JSON text (still escaped): ``[^"]*``
+    stops at the first quote, which in valid JSON followed by ``","key":`` is the
+    string's real end. A duration is captured only when it is a scalar other than
+    a string (a number, null, true, false), so each capture is a whole JSON value;
+    a line whose captures are not valid JSON is caught when decoded
+    (`betty_otel.query.stats`).
+    """
+
+    block: re.Pattern[bytes]
+    groups: int
+    stamp: bool
+    """The timestamp is captured (first)."""
+    caller: bool
+    """The caller is captured (last)."""
+
+
+@lru_cache(maxsize=16)
+def line_pattern(*, stamp: bool = False, caller: bool = False, bare: bool = False) -> LinePattern:
+    """Capture, in line order: [timestamp], skill+status, duration, [caller]; or nothing.
+
+    skill and status are captured as one span (``SKILL","status":"STATUS``), so
+    grouping needs no tuple per line. The caller key is only required when it is
+    captured: every pattern left out makes the scan faster.
+    """
+
+    def cap(value: bytes, wanted: bool = True) -> bytes:
+        return value if wanted and not bare else value.replace(b"(", b"(?:")
+
+    body = (
+        rb'\{"timestamp":'
+        + cap(rb'"([^"]*)"', stamp)
+        + cap(rb',"skill":"([^"]*","status":"[^"]*)"')
+        + cap(rb',"duration_ms":([^,"\[{]*),')
+        + (cap(rb'"caller":"([^"]*)",') if caller and not bare else b"")
+        + rb"[^\n]*\},?"
+    )
+    block = re.compile(b"\n" + body + rb"\r?(?=\n)")
+    return LinePattern(block, block.groups, stamp and not bare, caller and not bare)
+
+
+@dataclass
+class Block:
+    """What the scanner found in one block of data.
+
+    base: the file offset of data; columns: the captures of its canonical lines,
+    one list per capture group; lines: (start, end) of its canonical lines' text
+    in data, or of runs of them; entries: its other entries, parsed; last_end: the
+    file offset just after the last element completed in this block (-1: none),
+    where a later read can resume (see `scan_fd`'s start).
+    """
+
+    base: int
+    data: bytes
+    columns: list[list[bytes]]
+    lines: list[tuple[int, int]]
+    entries: list[dict[str, Any]]
+    last_end: int = -1
+
+
+def scan_fd(
+    fd: int,
+    size: int,
+    pattern: LinePattern,
+    *,
+    fast: bool = True,
+    start: int = 0,
+    parser: ForwardParser | None = None,
+    final: bool = True,
+) -> Iterator[Block | Damage]:
+    """Read one file forward; yield what each block holds, then the damage found.
+
+    With start, reading begins there, inside the array just after a complete
+    element (a `Block.last_end` of an earlier read of the same bytes), or at the
+    start of a line where parser (the state of a read that stopped there) goes on.
+    Not final, size is the start of a line where reading stops for now: the damage
+    found so far is yielded, the parser left open (for reading a file in parts).
+
+    A block whose lines are all canonical, read while the parser is between
+    elements, is taken from the regex captures alone; the parser then skips one
+    entry line (with the comma of the block's last line), so its state moves on
+    exactly as if it had read the block. Every other line (other
+    layouts, damage, the first and last lines of the array, a last line without a
+    newline) is read by the store's tolerant parser, entry by entry; every line
+    is when not fast.
+    """
+    if parser is None:
+        parser = ForwardParser(in_array=start > 0)
+    offset = start
+    carry = b""
+    carry_offset = start
+    while offset < size:
+        data = os.pread(fd, min(_SCAN_BLOCK, size - offset), offset)
+        if not data:
+            break
+        base = offset
+        offset += len(data)
+        first = data.find(b"\n")
+        if first < 0:
+            carry += data
+            continue
+        found = Block(base, data, [[] for _ in range(pattern.groups)], [], [])
+        _feed(parser, carry_offset, carry + data[:first], found)
+        last = data.rfind(b"\n")
+        if first < last:
+            if fast:
+                _read_region(parser, pattern, data, base, first, last, found)
+            else:
+                _feed_lines(parser, data, base, first, last, found)
+        carry = data[last + 1 :]
+        carry_offset = base + last + 1
+        yield found
+    if carry:
+        found = Block(carry_offset, carry, [], [], [])
+        _feed(parser, carry_offset, carry, found)
+        yield found
+    if final:
+        # An element whose closing brace is in the file is complete even before its
+        # separator or the bracket (an old writer killed right after it): as the readers.
+        found = Block(offset, b"", [], [], [])
+        for end, value in parser.flush():
+            found.last_end = max(found.last_end, end)
+            if isinstance(value, dict):
+                found.entries.append(value)
+        if found.last_end >= 0:
+            yield found
+        parser.finish()
+    yield from parser.take_damage()
+
+
+def _read_region(
+    parser: ForwardParser,
+    pattern: LinePattern,
+    data: bytes,
+    base: int,
+    first: int,
+    last: int,
+    found: Block,
+) -> None:
+    """Read the lines between the newlines at first and last of data (at offset base).
+
+    When every line is canonical, one `re.split` takes them all. Otherwise the
+    canonical lines are still taken by regex, and the others are fed to the parser
+    in between, in order.
+    """
+    stride = pattern.groups + 1
+    if parser.between_elements:
+        parts = pattern.block.split(memoryview(data)[first : last + 1])
+        gaps = parts[::stride]
+        if len(gaps) > 1 and gaps[-1] == b"\n" and gaps.count(b"") == len(gaps) - 1:
+            for index, column in enumerate(found.columns, 1):
+                column.extend(parts[index::stride])
+            found.lines.append((first + 1, last))
+            found.last_end = max(found.last_end, base + _element_end(data, last))
+            parser.skip_entry_line(comma=_ends_with_comma(data, last))
+            return
+    position = first  # the newline that ends the last line read
+    skipped: bool | None = None  # the comma of the last line taken by regex, not yet skipped
+    for match in pattern.block.finditer(data, first, last + 1):
+        start, end = match.span()
+        if start > position or not parser.between_elements:
+            if skipped is not None:
+                parser.skip_entry_line(comma=skipped)
+                skipped = None
+            _feed_lines(parser, data, base, position, start, found)
+        if parser.between_elements:
+            for column, value in zip(found.columns, match.groups(), strict=True):
+                column.append(value)
+            found.lines.append((start + 1, end))
+            found.last_end = max(found.last_end, base + _element_end(data, end))
+            skipped = _ends_with_comma(data, end)
+        else:
+            _feed(parser, base + start + 1, data[start + 1 : end], found)
+        position = end
+    if skipped is not None:
+        parser.skip_entry_line(comma=skipped)
+    _feed_lines(parser, data, base, position, last, found)
+
+
+def _element_end(data: bytes, end: int) -> int:
+    """Offset in data just after the closing brace of the canonical line ending at end."""
+    if data[end - 1 : end] == b"\r":
+        end -= 1
+    return end - 1 if data[end - 1 : end] == b"," else end
+
+
+def _ends_with_comma(data: bytes, end: int) -> bool:
+    """True when the canonical line that ends at end (a newline) ends with a separator comma."""
+    return data[max(0, end - 2) : end].rstrip(b"\r").endswith(b",")
+
+
+def _feed_lines(
+    parser: ForwardParser, data: bytes, base: int, start: int, end: int, found: Block
+) -> None:
+    """Feed the lines after the newline at start, up to end (a newline or a match)."""
+    position = start + 1
+    while position <= end:
+        newline = data.find(b"\n", position, end)
+        stop = end if newline < 0 else newline
+        _feed(parser, base + position, data[position:stop], found)
+        position = stop + 1
+
+
+def _feed(parser: ForwardParser, offset: int, line: bytes, found: Block) -> None:
+    """Read one line with the store's parser; keep the objects it completes."""
+    for end, value in parser.feed(offset, line):
+        found.last_end = max(found.last_end, end)
+        if isinstance(value, dict):
+            found.entries.append(value)
+
+
+def scan_files(path: Path, on_file: Callable[[int, int, Path], None], rotated: bool = True) -> None:
+    """Call on_file(fd, size, file) for each readable log file, oldest first.
+
+    Raises:
+        StoreError: a file of the log is not a regular file or cannot be read.
+    """
+    for fd, size, file in open_log_files(path, rotated=rotated, newest_first=False):
+        with read_errors(file):
+            on_file(fd, size, file)
+
+
+def scan_entries(
+    path: Path, filters: Filters, *, needles: list[bytes] | None = None
+) -> list[dict[str, Any]]:
+    """Every entry passing filters (which must select trace ids, unless needles are
+    given), oldest first.
+
+    Canonical lines are searched for the wanted ids as orjson writes them (or for
+    needles), in C, and only the lines that contain one, or a backslash (an escape
+    could spell an id differently), are parsed.
+    """
+    pattern = line_pattern(bare=True)
+    if needles is None:
+        assert filters.trace_id is not None
+        needles = [orjson.dumps(value)[1:-1] for value in filters.trace_id]
+    needles = [*needles, b"\\"]
+    found_entries: list[dict[str, Any]] = []
+
+    def on_file(fd: int, size: int, file: Path) -> None:
+        report = warn_damage(file)
+        for found in scan_fd(fd, size, pattern):
+            if isinstance(found, Damage):
+                report(found)
+                continue
+            for start, end in found.lines:
+                for line in _lines_with(found.data, start, end, needles):
+                    try:
+                        value = parse_entry_line(line)
+                    except JSONDecodeError:
+                        report(Damage(-1, len(line), "entry line is not valid JSON"))
+                        continue
+                    if isinstance(value, dict) and filters.matches(value):
+                        found_entries.append(value)
+            found_entries.extend(entry for entry in found.entries if filters.matches(entry))
+
+    scan_files(path, on_file)
+    return found_entries
+
+
+def _lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:
+    """The lines of data[start:end] that contain one of needles, each once, in order."""
+    positions = [(data.find(needle, start, end), needle) for needle in needles]
+    heap = [(position, needle) for position, needle in positions if position >= 0]
+    heapq.heapify(heap)
+    while heap:
+        position, needle = heapq.heappop(heap)
+        if position < start:  # inside a line already yielded
+            position = data.find(needle, start, end)
+            if position >= 0:
+                heapq.heappush(heap, (position, needle))
+            continue
+        line_start = data.rfind(b"\n", start, position) + 1 or start
+        line_end = data.find(b"\n", position, end)
+        line_end = end if line_end < 0 else line_end
+        yield data[line_start:line_end].rstrip(b"\r")
+        start = line_end + 1
+        position = data.find(needle, start, end)
+        if position >= 0:
+            heapq.heappush(heap, (position, needle))
