@@ -396,3 +396,48 @@ def test_tail_follow_shows_an_execution_as_it_starts_running(tmp_path: Path) -> 
             assert (ended["span_id"], ended["status"]) == (shown["span_id"], "success")
         finally:
             follower.kill()
+
+
+def _threads_of_ours() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("betty_otel")]
+
+
+def test_a_shut_down_process_keeps_no_thread_of_ours_and_the_next_configure_starts_one(
+    tmp_path: Path,
+) -> None:
+    """Once betty_otel is shut down and nothing is in flight, its in-flight thread has
+    ended (a later fork, or the parallel stats reader, needs a process with one thread);
+    configured again, the next execution gets its record as before."""
+    log = tmp_path / "telemetry.json"
+
+    @capture_telemetry(skill_name="inflight.short")
+    def short() -> int:
+        return 1
+
+    betty_otel.configure(log, inflight_after=0)
+    short()
+    assert "betty_otel-inflight" in _threads_of_ours()
+    betty_otel.shutdown()
+    assert _threads_of_ours() == []
+    betty_otel.configure(log, inflight_after=0)
+    started, release = threading.Event(), threading.Event()
+
+    @capture_telemetry(skill_name="inflight.after")
+    def waiting() -> None:
+        started.set()
+        release.wait(30)
+
+    worker = threading.Thread(target=waiting)
+    worker.start()
+    try:
+        assert started.wait(30)
+        deadline = time.monotonic() + 30
+        while not running(log) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [record["skill"] for record in running(log)] == ["inflight.after"]
+    finally:
+        release.set()
+        worker.join()
+    betty_otel.shutdown()
+    assert running(log) == []
+    assert _threads_of_ours() == []
