@@ -116,7 +116,6 @@ def scan_fd(
     size: int,
     pattern: LinePattern,
     *,
-    fast: bool = True,
     start: int = 0,
     parser: ForwardParser | None = None,
     final: bool = True,
@@ -134,12 +133,18 @@ def scan_fd(
     entry line (with the comma of the block's last line), so its state moves on
     exactly as if it had read the block. Every other line (other
     layouts, damage, the first and last lines of the array, a last line without a
-    newline) is read by the store's tolerant parser, entry by entry; every line
-    is when not fast.
+    newline) is read by the store's tolerant parser, entry by entry. Which way a
+    line is read depends on its bytes and the parser's state alone, never on where
+    the read started or its blocks fall.
     """
     if parser is None:
         parser = ForwardParser(in_array=start > 0)
-    offset = start
+    # Each block starts at the newline that ends the last whole line read before it (the
+    # first at the one before start, when start is a line start): every line is then
+    # seen whole after its newline, and so is read the same way (by the regex or the
+    # parser) wherever a read starts and its blocks fall (a summary's tail, a part).
+    offset = start - 1 if 0 < start < size else start
+    after_newline = False
     carry = b""
     carry_offset = start
     while offset < size:
@@ -147,21 +152,26 @@ def scan_fd(
         if not data:
             break
         base = offset
-        offset += len(data)
+        if base < start:  # the byte before start: taken when it is a newline
+            after_newline = data[:1] == b"\n"
+            if not after_newline:
+                data = data[1:]
+                base = offset = start
         first = data.find(b"\n")
         if first < 0:
             carry += data
+            offset += len(data)
             continue
         found = Block(base, data, [[] for _ in range(pattern.groups)], [], [])
-        _feed(parser, carry_offset, carry + data[:first], found)
+        if not after_newline:
+            _feed(parser, carry_offset, carry + data[:first], found)
         last = data.rfind(b"\n")
         if first < last:
-            if fast:
-                _read_region(parser, pattern, data, base, first, last, found)
-            else:
-                _feed_lines(parser, data, base, first, last, found)
-        carry = data[last + 1 :]
+            _read_region(parser, pattern, data, base, first, last, found)
+        after_newline = last > 0 and base + len(data) < size
+        carry = b"" if after_newline else data[last + 1 :]
         carry_offset = base + last + 1
+        offset = base + last if after_newline else base + len(data)
         yield found
     if carry:
         found = Block(carry_offset, carry, [], [], [])

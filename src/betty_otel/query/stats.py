@@ -76,7 +76,9 @@ def stats(
 
     The result equals parsing every entry, with one exception no writer produces:
     a canonical line damaged in place between the fields stats reads and its
-    closing brace is counted here though `query` skips it (``check`` reports it).
+    closing brace is counted here though `query` skips it (``check`` reports it),
+    always: however the file is read (whole, in parts, after a summary's offset),
+    and whatever else the file holds.
 
     Raises:
         ValueError / TypeError: an invalid ``by`` or filter.

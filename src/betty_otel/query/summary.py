@@ -64,7 +64,7 @@ SUFFIX: Final = ".stats"
 """The summary's name is the log's name plus this."""
 _FAMILY: Final = b"betty-otel stats summary "
 """How every version of the summary starts: a file starting so may be replaced."""
-_MAGIC: Final = _FAMILY + b"2\n"
+_MAGIC: Final = _FAMILY + b"3\n"
 _MAX_BYTES: Final = 1 << 31
 """A summary larger than this is not read."""
 _MAX_SPANS: Final = 4096
@@ -138,10 +138,6 @@ class Capture:
     def __init__(self, start: int, seed: int) -> None:
         self.start = start
         self.seed = seed
-        self.restart()
-
-    def restart(self) -> None:
-        """Forget what was taken: the read starts over (from start)."""
         self.spans: list[Span] = []
         self.span_start = self.start
         self.hasher = new_hasher(self.seed)

@@ -3,8 +3,11 @@
 Canonical lines are matched a block at a time by the scanner's regex, which
 extracts the few fields needed in C; captures are grouped by their raw bytes and
 decoded once per group. Every other line goes through the store's tolerant
-parser, so the result is the same as parsing every entry, 6-8x faster (see
-``benchmarks/bench_query.py``).
+parser, and so does a canonical line whose captures are not exact JSON text (a
+damaged number, a control character): each line is read one way or the other by
+its own bytes alone, so a file read whole, in parts (a helper's) or from a summary's
+offset on counts the very same lines. The result is the same as parsing every
+entry, 6-8x faster (see ``benchmarks/bench_query.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import orjson
 
 from betty_otel._entry import NUMBER_TYPES, canonical_status, value_text
 from betty_otel._jsontext import JSONDecodeError, loads
-from betty_otel._store import Damage, ForwardParser
-from betty_otel.query.blocks import LinePattern, scan_fd
+from betty_otel._store import Damage, ForwardParser, parse_entry_line
+from betty_otel._store.format import entry_line_end
+from betty_otel.query.blocks import Block, LinePattern, scan_fd
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
 from betty_otel.query.parts import Helper, PartResult, encode_part, plan
@@ -34,10 +38,12 @@ _consume: Final = deque[Any](maxlen=0).extend
 """Run an iterator to its end, keeping nothing."""
 
 _NUMERIC_TEXT: Final = b"0123456789.eE+-,"
+_NOT_JSON: Final = "element is not valid JSON"
+"""The damage a canonical line parsed whole may be: what the store's parser says of it."""
 
 
 class _Inexact(Exception):  # noqa: N818 - internal signal, never escapes this module
-    """A canonical row could not be decoded exactly: read the file the exact way."""
+    """A canonical line's captures could not be decoded exactly: parse the line whole."""
 
 
 def _key_text(value: object) -> str | None:
@@ -146,6 +152,8 @@ class _RawStats:
         """Entries counted whose duration is not a number, per key."""
         self.settled: dict[Any, int] = {}
         """How many values of each key are in sorted runs already (`settle`)."""
+        self.keys: dict[Any, tuple[str, str, str | None]] = {}
+        """Each raw key met, decoded: skill, status, caller (None when not captured)."""
 
     def settle(self) -> None:
         """Sort the values added since the last call, as one more run of each key.
@@ -159,16 +167,52 @@ class _RawStats:
                 values[start:] = array("d", ordered(values[start:]))
             self.settled[key] = len(values)
 
-    def add(self, columns: list[list[bytes]]) -> None:
+    def add(self, columns: list[list[bytes]]) -> list[int]:
         """Add one block's columns: [timestamp], skill+status span, duration, [caller].
 
-        Raises:
-            _Inexact: a duration capture is not a whole JSON value.
+        Returns the indices of the lines left out, whose captures are not exact JSON
+        text (the caller parses those lines whole); in C unless the block has one.
         """
         if not columns or not columns[0]:
-            return
-        spans, raw = columns[1:3] if self.stamp else columns[0:2]
-        keys: list[Any] = list(zip(spans, columns[-1], strict=True)) if self.caller else spans
+            return []
+        left_out = []
+        try:
+            self._add_lines(columns)
+        except _Inexact:
+            for index in range(len(columns[0])):
+                try:
+                    self._add_lines([column[index : index + 1] for column in columns])
+                except _Inexact:
+                    left_out.append(index)
+        bad = self._learn_keys()
+        if bad:
+            keys = self._keys(columns)
+            left_out = sorted({*left_out, *(i for i, key in enumerate(keys) if key in bad)})
+        return left_out
+
+    def _keys(self, columns: list[list[bytes]]) -> list[Any]:
+        """The raw key of each line: its skill+status span, or (span, caller)."""
+        spans = columns[1] if self.stamp else columns[0]
+        return list(zip(spans, columns[-1], strict=True)) if self.caller else spans
+
+    def _learn_keys(self) -> set[Any]:
+        """Decode the keys counted for the first time; drop and return those that are not
+        exact JSON text (dropped in the block they first came in, their lines are all in it)."""
+        bad = set()
+        for raw_key in (self.values.keys() | self.others.keys()) - self.keys.keys():
+            try:
+                self.keys[raw_key] = self._decoded(raw_key)
+            except _Inexact:
+                bad.add(raw_key)
+                self.values.pop(raw_key, None)
+                self.others.pop(raw_key, None)
+        return bad
+
+    def _add_lines(self, columns: list[list[bytes]]) -> None:
+        """Add the lines of columns, or none of them (raises _Inexact when a duration or
+        timestamp capture is not exact JSON text: not one whole value, bad UTF-8...)."""
+        raw = columns[2] if self.stamp else columns[1]
+        keys = self._keys(columns)
         joined = b",".join(raw)
         try:
             values = orjson.loads(b"[" + joined + b"]")  # strict: NaN, 1e400... go line by line
@@ -191,16 +235,20 @@ class _RawStats:
                 else:
                     self.others[key] += 1
 
+    def _decoded(self, raw_key: Any) -> tuple[str, str, str | None]:
+        """A raw key's skill, status and caller as text (raises _Inexact when not exact)."""
+        span, raw_caller = raw_key if self.caller else (raw_key, None)
+        pieces = span.split(b'","status":"')
+        if len(pieces) != 2:
+            raise _Inexact
+        caller = _decode(raw_caller) if raw_caller is not None else None
+        return _decode(pieces[0]), _decode(pieces[1]), caller
+
     def into(self, accumulator: Tally) -> None:
-        """Decode, filter and add every group (raises _Inexact on anything unusual)."""
+        """Filter and add every group."""
         filters = accumulator.filters
         for raw_key in {**self.values, **self.others}:
-            span, raw_caller = raw_key if self.caller else (raw_key, None)
-            pieces = span.split(b'","status":"')
-            if len(pieces) != 2:
-                raise _Inexact
-            skill, status = _decode(pieces[0]), _decode(pieces[1])
-            caller = _decode(raw_caller) if raw_caller is not None else None
+            skill, status, caller = self.keys[raw_key]
             if not filters.match_keys(skill, status, caller):
                 continue
             values = self.values.get(raw_key, _doubles())
@@ -250,29 +298,21 @@ def tally_file(
     A large file is read with a helper process on a second CPU
     (`betty_otel.query.parts`), with the same result.
     """
-    try:
-        points = plan(fd, size, start)
-        if points is not None:
-            seed = None if capture is None else capture.seed
-            options = {"size": size, "by": by, "stamp": pattern.stamp, "caller": pattern.caller}
-            options["capture"] = seed
+    points = plan(fd, size, start)
+    if points is not None:
+        seed = None if capture is None else capture.seed
+        options = {"size": size, "by": by, "stamp": pattern.stamp, "caller": pattern.caller}
+        options["capture"] = seed
 
-            def work(out: int, notes: int) -> None:
-                serve_parts(fd, size, points, by, filters, pattern, capture=seed,
-                            out=out, notes=notes)  # fmt: skip
+        def work(out: int, notes: int) -> None:
+            serve_parts(fd, size, points, by, filters, pattern, capture=seed,
+                        out=out, notes=notes)  # fmt: skip
 
-            with Helper(fd, points, options, filters, work) as helper:
-                reader = _Reader(fd, by, filters, pattern, capture, exact=False)
-                return _read_with(reader, helper)
-        reader = _Reader(fd, by, filters, pattern, capture, exact=False, start=start)
-        reader.read(start, size, final=True)
-        return reader.finish()
-    except _Inexact:
-        if capture is not None:
-            capture.restart()  # its digests must be of the bytes this read counts
-        reader = _Reader(fd, by, filters, pattern, capture, exact=True, start=start)
-        reader.read(start, size, final=True)
-        return reader.finish()
+        with Helper(fd, points, options, filters, work) as helper:
+            return _read_with(_Reader(fd, by, filters, pattern, capture), helper)
+    reader = _Reader(fd, by, filters, pattern, capture, start=start)
+    reader.read(start, size, final=True)
+    return reader.finish()
 
 
 def _read_with(reader: _Reader, helper: Helper) -> FileTally:
@@ -332,18 +372,8 @@ def tally_part(
     """What a helper reads: part index of the file's split points (`betty_otel.query.worker`);
     capture: the summary's seed (None: no summary)."""
     low, high = points[index], points[index + 1]
-    try:
-        return _part(fd, size, low, high, index, by, filters, pattern, capture, exact=False)
-    except _Inexact:
-        return _part(fd, size, low, high, index, by, filters, pattern, capture, exact=True)
-
-
-def _part(
-    fd: int, size: int, low: int, high: int, index: int, by: str, filters: Filters,
-    pattern: LinePattern, capture: int | None, *, exact: bool,
-) -> PartResult:  # fmt: skip
     taken = None if capture is None else Capture(low, capture)
-    reader = _Reader(fd, by, filters, pattern, taken, exact=exact, start=low)
+    reader = _Reader(fd, by, filters, pattern, taken, start=low)
     reader.read(low, high, final=high == size)
     found = reader.finish()
     for group in found.tally.groups.values():  # sorted here, merged cheaply by the parent
@@ -356,16 +386,15 @@ def _part(
 
 
 class _Reader:
-    """One read of (parts of) a file into one FileTally: by regex (fast), or exact."""
+    """One read of (parts of) a file into one FileTally: canonical lines by regex."""
 
     def __init__(
         self, fd: int, by: str, filters: Filters, pattern: LinePattern,
-        capture: Capture | None, *, exact: bool, start: int = 0,
+        capture: Capture | None, *, start: int = 0,
     ) -> None:  # fmt: skip
         self.fd = fd
         self.pattern = pattern
         self.capture = capture
-        self.exact = exact
         self.parser = ForwardParser(in_array=start > 0)
         self.raw = _RawStats(filters, pattern.stamp, pattern.caller)
         self.found = FileTally(Tally(by, filters), [], -1)
@@ -373,10 +402,7 @@ class _Reader:
     def read(self, start: int, stop: int, *, final: bool) -> None:
         """Read [start, stop) with the parser (final: stop is the end of the file)."""
         found, capture = self.found, self.capture
-        blocks = scan_fd(
-            self.fd, stop, self.pattern, fast=not self.exact, start=start,
-            parser=self.parser, final=final,
-        )  # fmt: skip
+        blocks = scan_fd(self.fd, stop, self.pattern, start=start, parser=self.parser, final=final)
         for block in blocks:
             if isinstance(block, Damage):
                 found.damage.append(block)
@@ -384,7 +410,9 @@ class _Reader:
             if capture is not None:
                 capture.add(block.base, block.data, block.last_end)
             found.end = max(found.end, block.last_end)
-            self.raw.add(block.columns)
+            left_out = self.raw.add(block.columns)
+            if left_out:
+                self._parse_lines(block, left_out)
             for entry in block.entries:
                 found.tally.add_entry(entry)
 
@@ -397,6 +425,26 @@ class _Reader:
         if self.capture is not None:
             self.capture.take(part.start, part.spans)
 
+    def _parse_lines(self, block: Block, indices: list[int]) -> None:
+        """Parse whole the canonical lines of block at indices (their captures were not
+        exact): an entry is counted as any other, a line that is not JSON is damage."""
+        wanted = set(indices)
+        index = 0
+        for start, end in block.lines:
+            offset = block.base + start
+            for line in block.data[start:end].split(b"\n"):
+                if index in wanted:
+                    body = line.rstrip(b"\r")
+                    try:
+                        self.found.tally.add_entry(parse_entry_line(body))
+                    except JSONDecodeError:
+                        closed = entry_line_end(offset, body)
+                        self.found.damage.append(Damage(offset, closed - offset, _NOT_JSON))
+                index += 1
+                offset += len(line) + 1
+
     def finish(self) -> FileTally:
+        """The tally, its damage in file order (the parser's comes at the end of each read)."""
         self.raw.into(self.found.tally)
+        self.found.damage.sort(key=lambda item: (item.offset < 0, item.offset))
         return self.found
