@@ -18,17 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from betty_otel import TelemetryCapture
-from betty_otel._direct import (
-    environment_ids,
-    new_ids,
-    spans_wanted,
-    write_directly,
-)
+from betty_otel._direct import spans_wanted, write_directly
 from betty_otel._entry import STATUSES
 from betty_otel._environment import traces_exporters
 from betty_otel._manual import manual_execution
 from betty_otel._store import TelemetryStore
-from betty_otel.propagation import environment_context
 from cli_helpers import run_main
 from collector import free_port
 from helpers import read_entries
@@ -197,53 +191,6 @@ def test_a_span_is_made_only_when_something_would_receive_it(
     disabled = {"OTEL_SDK_DISABLED", "BETTY_TELEMETRY_DISABLED"} & set(env)
     if traces_exporters() and not disabled:
         assert wanted
-
-
-def hex_digits(count: int) -> st.SearchStrategy[str]:
-    return st.text("0123456789abcdef", min_size=count, max_size=count)
-
-
-traceparents = st.one_of(
-    st.text(max_size=80),
-    st.builds(
-        "{}{}-{}-{}-{}{}{}".format,
-        st.sampled_from(["", " ", "\t"]),
-        st.sampled_from(["00", "01", "ff", "fe", "0", "AB", "0g"]),
-        st.sampled_from(["0" * 32, "A" * 32, "ab" * 15])
-        | st.text("0123456789abcdef", min_size=32, max_size=32),
-        st.sampled_from(["0" * 16, "ab" * 7])
-        | st.text("0123456789abcdef", min_size=16, max_size=16),
-        st.sampled_from(["01", "00", "ff", "1"]),
-        st.sampled_from(["", "-", "-x", "-what-ever", " ", " \t", "\n", "x"]),
-        st.sampled_from(["", "\n", "x" * 500]),
-    ),
-)
-
-
-@settings(max_examples=400, deadline=None)
-@given(traceparent=traceparents, tracestate=st.sampled_from(["", "a=b", "!!bad!!"]))
-def test_traceparent_is_read_as_the_w3c_propagator_reads_it(
-    traceparent: str, tracestate: str
-) -> None:
-    environ = {"TRACEPARENT": traceparent, "TRACESTATE": tracestate}
-    context = environment_context(environ)
-    ids = environment_ids(environ)
-    if context is None:
-        assert ids is None
-    else:
-        from opentelemetry import trace
-
-        span_context = trace.get_current_span(context).get_span_context()
-        assert ids == (span_context.trace_id, span_context.span_id)
-
-
-@pytest.mark.faults
-def test_ids_are_never_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As RandomIdGenerator: a zero draw (injected) is drawn again; a given trace id is kept."""
-    draws = iter([0, 0, 5, 0, 7, 0, 9])
-    monkeypatch.setattr(os, "urandom", lambda size: next(draws).to_bytes(size, "big"))
-    assert new_ids() == (5, 7)
-    assert new_ids(3) == (3, 9)
 
 
 # ---------------------------------------------------------------------------

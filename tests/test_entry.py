@@ -9,12 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import StatusCode
 
 from betty_otel._entry import STATUSES, span_to_entry
 from betty_otel._replay import entry_to_span
 from betty_otel._sanitize import default_sanitizer
-from betty_otel._span_status import span_status_for
 from helpers import ENTRY_KEYS
 
 RESOURCE = Resource.create({"service.name": "test"})
@@ -68,18 +66,6 @@ def test_entry_to_span_is_the_inverse_of_span_to_entry(entry: dict[str, Any]) ->
     span = entry_to_span(entry, RESOURCE, SCOPE)
     assert span is not None
     assert span_to_entry(span) == entry
-
-
-def test_error_statuses_give_an_error_span_with_the_message_as_description() -> None:
-    for status in ("failure", "error", "timeout"):
-        with_message = span_status_for(status, "boom")
-        assert (with_message.status_code, with_message.description) == (StatusCode.ERROR, "boom")
-        without = span_status_for(status, None)
-        assert (without.status_code, without.description) == (StatusCode.ERROR, None)
-    others: tuple[object, ...] = ("success", "pending", "failed", None)
-    for other in others:
-        unset = span_status_for(other, "boom")
-        assert (unset.status_code, unset.description) == (StatusCode.UNSET, None)
 
 
 def test_an_entry_without_a_readable_time_has_no_span() -> None:

@@ -24,10 +24,12 @@ from typing import Any, Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from betty_otel._entry import ATTR_SKILL
 from betty_otel._errors import handle_internal_errors, internal_error
+from betty_otel._ids import ENV_TRACEPARENT, environment_traceparent
 from betty_otel._state import STATE
 
 __all__ = [
@@ -44,7 +46,6 @@ __all__ = [
 ]
 
 ENV_CALLER: Final = "BETTY_CALLER"
-ENV_TRACEPARENT: Final = "TRACEPARENT"
 ENV_TRACESTATE: Final = "TRACESTATE"
 ENV_METADATA: Final = (
     ("BETTY_WORKFLOW", "workflow"),
@@ -54,6 +55,8 @@ ENV_METADATA: Final = (
 """Environment variables detect_caller puts into the entry's metadata, and their keys there."""
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
+_TRACESTATE_MAX_LENGTH: Final = 8192
+"""A longer ``TRACESTATE`` is dropped, as the W3C propagator drops the header."""
 
 
 def current_skill() -> str | None:
@@ -82,19 +85,31 @@ def detect_caller(given: str) -> tuple[str, dict[str, str]]:
 
 
 def environment_context(environ: Mapping[str, str] | None = None) -> Context | None:
-    """The parent context that ``TRACEPARENT`` (and ``TRACESTATE``) name; None if none is valid."""
+    """The parent context that ``TRACEPARENT`` (and ``TRACESTATE``) name; None if none is valid.
+
+    Read as the W3C propagator reads the headers: ``TRACEPARENT`` by
+    `betty_otel._ids.parse_traceparent` (as the direct path of a capture reads it),
+    ``TRACESTATE`` by the API's TraceState (a malformed one is empty, an overlong one dropped).
+    """
     environ = os.environ if environ is None else environ
-    traceparent = environ.get(ENV_TRACEPARENT)
-    if not traceparent:
-        return None
     try:
-        carrier = {"traceparent": traceparent, "tracestate": environ.get(ENV_TRACESTATE, "")}
-        context = _PROPAGATOR.extract(carrier)
-        valid = trace.get_current_span(context).get_span_context().is_valid
+        parent = environment_traceparent(environ)
+        if parent is None:
+            return None
+        state = environ.get(ENV_TRACESTATE, "")
+        span_context = SpanContext(
+            parent.trace_id,
+            parent.span_id,
+            is_remote=True,
+            trace_flags=TraceFlags(parent.flags),
+            trace_state=None
+            if len(state) > _TRACESTATE_MAX_LENGTH
+            else TraceState.from_header([state]),
+        )
     except Exception:  # noqa: BLE001 - a malformed environment must not stop telemetry
         internal_error(f"reading ${ENV_TRACEPARENT}")
         return None
-    return context if valid else None
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def root_parent(remote: Context | None) -> Context | None:

@@ -28,8 +28,8 @@ per function, ``capture_telemetry(sanitize_keys=[...])`` and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Iterator
+from typing import Final, cast
 
 from betty_otel._redact import REDACTED, RedactionRules, Redactor
 from betty_otel._secret_keys import (
@@ -64,10 +64,21 @@ __all__ = [
 _MAX_PATTERN_CHARS: Final = 1000
 
 
+def _items(value: object, single: type | tuple[type, ...], argument: str) -> Iterator[object]:
+    """The items of argument's value: itself when one item (a str, a pattern), else its
+    elements; TypeError naming the argument when it is neither (``None``, a number)."""
+    if isinstance(value, single):
+        return iter((value,))
+    try:
+        return iter(cast("Iterable[object]", value))  # checked here, whatever was passed
+    except TypeError:
+        msg = f"{argument} must be one item or an iterable of them, got {type(value).__name__}"
+        raise TypeError(msg) from None
+
+
 def _names(names: Iterable[str], argument: str) -> frozenset[str]:
-    items: Iterable[object] = (names,) if isinstance(names, str) else names
     result = set()
-    for name in items:
+    for name in _items(names, str, argument):
         if not isinstance(name, str):
             msg = f"{argument} must hold names (str), got {type(name).__name__}"
             raise TypeError(msg)
@@ -75,16 +86,20 @@ def _names(names: Iterable[str], argument: str) -> frozenset[str]:
     return frozenset(result - {""})
 
 
-def _patterns(patterns: Iterable[str | re.Pattern[str]]) -> tuple[re.Pattern[str], ...]:
-    items: Iterable[object] = (patterns,) if isinstance(patterns, (str, re.Pattern)) else patterns
+def _patterns(
+    patterns: Iterable[str | re.Pattern[str]] | re.Pattern[str],
+) -> tuple[re.Pattern[str], ...]:
     compiled = []
-    for pattern in items:
+    for pattern in _items(patterns, (str, re.Pattern), "redact_patterns"):
         if isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str):
             compiled.append(pattern)
             continue
-        if not isinstance(pattern, str) or not pattern or len(pattern) > _MAX_PATTERN_CHARS:
+        if not isinstance(pattern, str) or not pattern:
             msg = f"redact_patterns must hold non-empty regexes (str), got {pattern!r:.80}"
             raise TypeError(msg)
+        if len(pattern) > _MAX_PATTERN_CHARS:
+            msg = f"redact pattern {pattern!r:.80} is over {_MAX_PATTERN_CHARS} characters"
+            raise TypeError(msg)  # the error set_rules has always raised for it
         try:
             compiled.append(re.compile(pattern))
         except re.error as exc:
@@ -101,7 +116,7 @@ def set_rules(
     *,
     redact_keys: Iterable[str] = (),
     allow_keys: Iterable[str] = (),
-    redact_patterns: Iterable[str | re.Pattern[str]] = (),
+    redact_patterns: Iterable[str | re.Pattern[str]] | re.Pattern[str] = (),
 ) -> None:
     """Replace the process-wide additions to the default rules (call with none to reset).
 
@@ -111,8 +126,8 @@ def set_rules(
         allow_keys: names never redacted by key, even if a rule says so (for example
             ``["session_id"]`` where it is an ordinary number); their values still go
             through the value detectors.
-        redact_patterns: regexes (str or compiled) whose every match is replaced whole
-            in all text. They run on every string, so keep them specific.
+        redact_patterns: regexes (str or compiled, one alone or several) whose every
+            match is replaced whole in all text. They run on every string, so keep them specific.
 
     Raises ``TypeError`` or ``ValueError`` for a bad argument, before changing anything.
     Calling it again replaces the rules: nothing accumulates.

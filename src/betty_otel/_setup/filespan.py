@@ -30,7 +30,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
-from betty_otel._direct import new_ids
+from betty_otel._ids import new_ids
 
 __all__ = ["FileSpan", "FileTracer"]
 

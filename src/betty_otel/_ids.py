@@ -1,0 +1,82 @@
+"""Span ids and the W3C ``traceparent``: made and read once, for every path.
+
+A span made by the SDK, by `betty_otel._setup.filespan.FileTracer` and by the direct
+path of ``betty-telemetry capture`` (`betty_otel._direct`, which must not import the
+SDK) gets its ids from `new_ids`, as the SDK's RandomIdGenerator makes them. Its
+remote parent, ``$TRACEPARENT``, is read by `parse_traceparent` as OpenTelemetry's
+TraceContextTextMapPropagator reads the header, whether the span path
+(`betty_otel.propagation.environment_context`) or the direct path asks. Standard
+library only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+__all__ = [
+    "ENV_TRACEPARENT",
+    "Traceparent",
+    "environment_traceparent",
+    "new_ids",
+    "parse_traceparent",
+]
+
+ENV_TRACEPARENT: Final = "TRACEPARENT"
+"""The environment variable that names the parent (the OpenTelemetry environment carrier)."""
+
+# W3C Trace Context, as opentelemetry's TraceContextTextMapPropagator reads it. Compiled
+# when a $TRACEPARENT is read (re caches it), not at start-up.
+_TRACEPARENT: Final = (
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)$"
+)
+_TRACEPARENT_MAX_LENGTH: Final = 512
+
+
+class Traceparent(NamedTuple):
+    """What a valid ``traceparent`` names: the parent span and its trace flags."""
+
+    trace_id: int
+    span_id: int
+    flags: int
+
+
+def parse_traceparent(header: str | None) -> Traceparent | None:
+    """The parent header names, or None when it names none validly.
+
+    As the W3C propagator: lower-case hex only, all-zero ids and version ``ff`` are
+    invalid, version ``00`` takes no extra fields (later versions may), leading blanks
+    and trailing blanks after the flags are allowed, more than 512 characters are ignored.
+    """
+    if not header or len(header) > _TRACEPARENT_MAX_LENGTH:
+        return None
+    match = re.search(_TRACEPARENT, header)
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags, extra = match.groups()
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not (trace_id and span_id) or version == "ff" or (version == "00" and extra):
+        return None
+    return Traceparent(trace_id, span_id, int(flags, 16))
+
+
+def environment_traceparent(environ: Mapping[str, str] | None = None) -> Traceparent | None:
+    """The parent that ``$TRACEPARENT`` in environ (default: os.environ) names, if valid."""
+    return parse_traceparent((os.environ if environ is None else environ).get(ENV_TRACEPARENT))
+
+
+def new_ids(trace_id: int | None = None) -> tuple[int, int]:
+    """(trace_id, span_id) of a new span, random and never zero, as RandomIdGenerator
+    makes them; trace_id is kept when given (a child of a remote parent).
+
+    The bits come from os.urandom, not the random module: as random, and one import
+    fewer for a one-shot capture.
+    """
+    while not trace_id:
+        trace_id = int.from_bytes(os.urandom(16), "big")
+    span_id = 0
+    while not span_id:
+        span_id = int.from_bytes(os.urandom(8), "big")
+    return trace_id, span_id
