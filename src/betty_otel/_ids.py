@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple
 
 __all__ = [
@@ -67,16 +67,25 @@ def environment_traceparent(environ: Mapping[str, str] | None = None) -> Tracepa
     return parse_traceparent((os.environ if environ is None else environ).get(ENV_TRACEPARENT))
 
 
-def new_ids(trace_id: int | None = None) -> tuple[int, int]:
+def _urandom_bits(bits: int) -> int:
+    """bits random bits from os.urandom: no import for a one-shot capture."""
+    return int.from_bytes(os.urandom(bits // 8), "big")
+
+
+def new_ids(
+    trace_id: int | None = None, random_bits: Callable[[int], int] = _urandom_bits
+) -> tuple[int, int]:
     """(trace_id, span_id) of a new span, random and never zero, as RandomIdGenerator
     makes them; trace_id is kept when given (a child of a remote parent).
 
-    The bits come from os.urandom, not the random module: as random, and one import
-    fewer for a one-shot capture.
+    random_bits draws the bits: os.urandom by default, one import fewer for a one-shot
+    capture; the decorator's FileSpan passes `random.getrandbits`, as the SDK does, a
+    tenth of the cost per call (os.urandom is a system call; the random module is loaded
+    with the SDK anyway, and reseeded in a forked child).
     """
     while not trace_id:
-        trace_id = int.from_bytes(os.urandom(16), "big")
+        trace_id = random_bits(128)
     span_id = 0
     while not span_id:
-        span_id = int.from_bytes(os.urandom(8), "big")
+        span_id = random_bits(64)
     return trace_id, span_id

@@ -17,6 +17,7 @@ cleans them, the status as the SDK sets it. Events are not kept: no entry holds 
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
@@ -70,10 +71,10 @@ class FileTracer(trace.Tracer):
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
         if parent is None or not parent.is_valid:
             parent = None
-            trace_id, span_id = new_ids()
+            trace_id, span_id = new_ids(None, random.getrandbits)
             flags, state = _ROOT_FLAGS, None
         else:
-            trace_id, span_id = new_ids(parent.trace_id)
+            trace_id, span_id = new_ids(parent.trace_id, random.getrandbits)
             flags = TraceFlags(
                 TraceFlags.SAMPLED | (parent.trace_flags & TraceFlags.RANDOM_TRACE_ID)
             )
