@@ -15,12 +15,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from betty_otel import capture_telemetry
 from betty_otel.query import running
 
 T = TypeVar("T")
@@ -39,6 +41,27 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = 60.0) -> 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def open_execution(skill: str) -> Iterator[None]:
+    """A decorated call of skill running on another thread for the whole block (it has
+    started when the block begins, and has ended when the block is left)."""
+    started, release = threading.Event(), threading.Event()
+
+    @capture_telemetry(skill_name=skill)
+    def waiting() -> None:
+        started.set()
+        release.wait(60)
+
+    worker = threading.Thread(target=waiting)
+    worker.start()
+    try:
+        assert started.wait(60)
+        yield
+    finally:
+        release.set()
+        worker.join(60)
 
 
 def program_env(log: Path, **extra: str) -> dict[str, str]:

@@ -42,6 +42,7 @@ from inflight_helpers import (
     in_flight,
     log_entries,
     once_each,
+    open_execution,
     record_files,
     wait_in_flight,
     wait_until,
@@ -420,24 +421,9 @@ def test_a_shut_down_process_keeps_no_thread_of_ours_and_the_next_configure_star
     betty_otel.shutdown()
     assert _threads_of_ours() == []
     betty_otel.configure(log, inflight_after=0)
-    started, release = threading.Event(), threading.Event()
-
-    @capture_telemetry(skill_name="inflight.after")
-    def waiting() -> None:
-        started.set()
-        release.wait(30)
-
-    worker = threading.Thread(target=waiting)
-    worker.start()
-    try:
-        assert started.wait(30)
-        deadline = time.monotonic() + 30
-        while not running(log) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [record["skill"] for record in running(log)] == ["inflight.after"]
-    finally:
-        release.set()
-        worker.join()
+    with open_execution("inflight.after"):
+        records = wait_until(lambda: running(log), "the record of an execution in flight")
+        assert [record["skill"] for record in records] == ["inflight.after"]
     betty_otel.shutdown()
     assert running(log) == []
     assert _threads_of_ours() == []

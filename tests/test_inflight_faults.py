@@ -47,6 +47,7 @@ from inflight_helpers import (
     in_flight,
     log_entries,
     once_each,
+    open_execution,
     record_files,
     wait_in_flight,
     wait_until,
@@ -353,25 +354,13 @@ def test_a_wall_clock_jump_during_a_call_breaks_nothing(
     log = tmp_path / "telemetry.json"
     betty_otel.configure(log, inflight_after=0.2)
     errors = betty_otel.internal_errors()
-    gate = threading.Event()
-    started = threading.Event()
-
-    @capture_telemetry(skill_name="faults.clock")
-    def work() -> None:
-        started.set()
-        gate.wait(60)
-
-    worker = threading.Thread(target=work)
-    worker.start()
     try:
-        started.wait(60)
-        real = time.time_ns
-        monkeypatch.setattr(time, "time_ns", lambda: real() + jump * 10**9)
-        (record,) = wait_in_flight(log, Counter({"faults.clock": 1}))
-        assert record["last_seen"] >= record["started"]
+        with open_execution("faults.clock"):
+            real = time.time_ns
+            monkeypatch.setattr(time, "time_ns", lambda: real() + jump * 10**9)
+            (record,) = wait_in_flight(log, Counter({"faults.clock": 1}))
+            assert record["last_seen"] >= record["started"]
     finally:
-        gate.set()
-        worker.join(60)
         monkeypatch.undo()
     assert [entry["skill"] for entry in log_entries(log)] == ["faults.clock"]
     assert record_files(log) == []

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel._metrics.conventions import BUCKETS
 from betty_otel.query import running
 from helpers import is_betty_record, read_entries
+from inflight_helpers import open_execution, wait_until
 
 Attributes = dict[str, Any]
 
@@ -534,27 +534,14 @@ def test_the_active_count_is_the_in_flight_registry_with_a_record_or_without(
     provider = MeterProvider(metric_readers=[memory], shutdown_on_exit=False)
     log = tmp_path / "telemetry.json"
     betty_otel.configure(log, meter_provider=provider, inflight_after=inflight_after)
-    started, release = threading.Event(), threading.Event()
-
-    @capture_telemetry(skill_name="metrics.waiting")
-    def waiting() -> None:
-        started.set()
-        release.wait(30)
-
-    worker = threading.Thread(target=waiting)
-    worker.start()
-    try:
-        assert started.wait(30)
+    with open_execution("metrics.waiting"):
         assert active(memory) == {"metrics.waiting": 1}
-        wanted = ["metrics.waiting"] if inflight_after == 0 else []
-        deadline = time.monotonic() + 30
-        while [r["skill"] for r in running(log)] != wanted and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [r["skill"] for r in running(log)] == wanted
+        if inflight_after == 0:
+            wait_until(lambda: running(log), "the record of an execution in flight")
+        assert [r["skill"] for r in running(log)] == (
+            ["metrics.waiting"] if inflight_after == 0 else []
+        )
         assert active(memory) == {"metrics.waiting": 1}
-    finally:
-        release.set()
-        worker.join()
     assert active(memory) == {"metrics.waiting": 0}
     betty_otel.shutdown()
     provider.shutdown()
