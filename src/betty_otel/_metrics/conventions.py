@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from betty_otel._entry import ATTR_CALLER, ATTR_SKILL, ATTR_STATUS
+
 __all__ = [
     "ACTIVE",
     "ACTIVE_DESCRIPTION",
@@ -41,10 +43,8 @@ ACTIVE: Final = "betty.executions.active"
 ACTIVE_UNIT: Final = "{execution}"
 ACTIVE_DESCRIPTION: Final = "Betty skill executions running now."
 
-ATTR_SKILL: Final = "betty.skill"
-ATTR_STATUS: Final = "betty.status"
-"""The canonical status (success, failure, timeout, error, pending): the file's words."""
-ATTR_CALLER: Final = "betty.caller"
+# betty.skill, betty.caller and betty.status (the canonical status, the file's words)
+# are the span's own attribute names (betty_otel._entry).
 ATTR_ERROR_TYPE: Final = "error.type"
 """On failures only: the exception's qualified class, or the status when none was raised."""
 
