@@ -141,3 +141,35 @@ def test_the_browser_draws_a_percentile_line_in_one_piece_per_run_of_busy_bucket
     assert pieces["both y3"] == 2  # p50: the line breaks across the empty hours
     assert pieces["both y"] == 1  # executions: one line, down to 0 and back
     assert pieces["early y3"] == 1
+
+
+def _log_of(tmp_path: Path, times: list[datetime]) -> Path:
+    entries = [
+        make_entry(number, timestamp=moment.isoformat(timespec="microseconds"))
+        for number, moment in enumerate(times)
+    ]
+    return write(tmp_path / "telemetry.json", entries)
+
+
+def test_the_widest_span_datetime_has_fits_about_120_buckets(tmp_path: Path) -> None:
+    """Years 1 to 9999, every bucket on the axis: 100-year buckets, not 10,000 years."""
+    edges = [datetime(1, 1, 1, tzinfo=timezone.utc), datetime(9999, 12, 31, tzinfo=timezone.utc)]
+    page = betty_otel.report(_log_of(tmp_path, edges), tmp_path / "r.html")
+    timeline = page_figures(page.read_text(encoding="utf-8"))["chart-timeline"]
+    assert timeline["layout"]["title"]["text"].startswith("Executions per 100 years,")
+    for trace in timeline["data"]:
+        assert 90 <= len(trace["x"]) <= 130
+        assert trace["x"][0].startswith("0001-01-01")
+        assert trace["x"][-1].startswith("9900-01-01")
+
+
+def test_the_bucket_fits_the_selected_entries_not_the_whole_log(tmp_path: Path) -> None:
+    """A day selected from a 40-day log is drawn in hours, not in the whole log's days."""
+    times = [START + timedelta(hours=number) for number in range(40 * 24)]
+    day = {"since": "2025-01-20T00:00:00+00:00", "until": "2025-01-21T00:00:00+00:00"}
+    page = betty_otel.report(_log_of(tmp_path, times), tmp_path / "r.html", **day)
+    timeline = page_figures(page.read_text(encoding="utf-8"))["chart-timeline"]
+    assert timeline["layout"]["title"]["text"].startswith("Executions per hour,")
+    for trace in timeline["data"]:
+        assert trace["x"][0] >= day["since"][:10]
+        assert trace["x"][-1] < day["until"][:10]
