@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Page
 
 import betty_otel
 from browser import browser, open_report  # noqa: F401 - the fixture
@@ -113,7 +113,7 @@ def test_the_betty_fixture_draws_no_line_across_its_quiet_week(tmp_path: Path) -
 
 
 @pytest.fixture
-def gapped_page(browser: Browser, gapped_log: Path, tmp_path: Path) -> Iterator[Any]:  # noqa: F811
+def gapped_page(browser: Browser, gapped_log: Path, tmp_path: Path) -> Iterator[Page]:  # noqa: F811
     opened = open_report(browser, betty_otel.report(gapped_log, tmp_path / "r.html"))
     assert opened.errors == []
     yield opened.page
@@ -121,11 +121,11 @@ def gapped_page(browser: Browser, gapped_log: Path, tmp_path: Path) -> Iterator[
 
 
 def test_the_browser_draws_a_percentile_line_in_one_piece_per_run_of_busy_buckets(
-    gapped_page: Any,
+    gapped_page: Page,
 ) -> None:
     """Chromium draws "both"'s p50 as two lines (one per burst), its count as one line
     that drops to 0 between, and "early"'s p50 as one line over its own burst."""
-    pieces: dict[str, list[int]] = gapped_page.evaluate(
+    pieces: dict[str, int] = gapped_page.evaluate(
         """() => {
             const gd = document.getElementById('chart-trends');
             const traces = [...gd.querySelectorAll('.scatterlayer .trace')];
@@ -166,10 +166,11 @@ def test_the_widest_span_datetime_has_fits_about_120_buckets(tmp_path: Path) -> 
 def test_the_bucket_fits_the_selected_entries_not_the_whole_log(tmp_path: Path) -> None:
     """A day selected from a 40-day log is drawn in hours, not in the whole log's days."""
     times = [START + timedelta(hours=number) for number in range(40 * 24)]
-    day = {"since": "2025-01-20T00:00:00+00:00", "until": "2025-01-21T00:00:00+00:00"}
-    page = betty_otel.report(_log_of(tmp_path, times), tmp_path / "r.html", **day)
+    since, until = "2025-01-20T00:00:00+00:00", "2025-01-21T00:00:00+00:00"
+    log = _log_of(tmp_path, times)
+    page = betty_otel.report(log, tmp_path / "r.html", since=since, until=until)
     timeline = page_figures(page.read_text(encoding="utf-8"))["chart-timeline"]
     assert timeline["layout"]["title"]["text"].startswith("Executions per hour,")
     for trace in timeline["data"]:
-        assert trace["x"][0] >= day["since"][:10]
-        assert trace["x"][-1] < day["until"][:10]
+        assert trace["x"][0] >= since[:10]
+        assert trace["x"][-1] < until[:10]
