@@ -4,7 +4,8 @@ The picture is the report of a real Betty registry (betty-registry-telemetry.jso
 beside this script: 225 entries over ten days, with a quiet week between), from
 the top of the page to the end of the per-skill section, as headless Chromium
 draws it: the system's ``chromium`` through Playwright, as the report tests open
-a report. Run it with ``python3 dev.py screenshot``.
+a report. Run it with ``python3 dev.py screenshot`` (or with another path to
+write to as its argument).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ LAST_SECTION = "#skills"
 READY_TIMEOUT_MS = 60_000
 
 
-def main() -> None:
-    """Write the report of LOG to a temporary folder, open it, and save the picture."""
+def main(image: Path = IMAGE) -> None:
+    """Write the report of LOG to a temporary folder, open it, and save the picture as image."""
     executable = shutil.which("chromium")
     if executable is None:
         sys.exit("chromium is not installed (apt-get install chromium)")
@@ -50,11 +51,11 @@ def main() -> None:
                 sys.exit(f"the report has no {LAST_SECTION} section")
             bottom = box["y"] + box["height"] + 18  # the section's margin below it
             page.screenshot(
-                path=IMAGE, full_page=True, clip={"x": 0, "y": 0, "width": WIDTH, "height": bottom}
+                path=image, full_page=True, clip={"x": 0, "y": 0, "width": WIDTH, "height": bottom}
             )
             browser.close()
-    print(f"{IMAGE}: {IMAGE.stat().st_size:,} bytes")
+    print(f"{image}: {image.stat().st_size:,} bytes")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else IMAGE)
