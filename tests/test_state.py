@@ -27,7 +27,7 @@ from betty_otel import capture_telemetry, redaction
 from betty_otel._errors import count_internal_error
 from betty_otel._sanitize import Sanitizer, default_sanitizer
 from betty_otel._setup import shared_recording_tracer
-from betty_otel._state import CHILD_HOOKS, STATE, after_fork
+from betty_otel._state import CHILD_HOOKS, RESET_HOOKS, STATE, after_fork
 from betty_otel._store import default_path
 from betty_otel._store.files import path_lock
 from betty_otel.redaction import REDACTED
@@ -157,6 +157,22 @@ def test_the_child_hooks_run_in_their_order_and_a_failing_one_is_counted(
     assert STATE.forked
     assert called == list(CHILD_HOOKS)
     assert betty_otel.internal_errors() == 1
+
+
+def test_the_hook_tables_name_every_owner_and_only_owners() -> None:
+    """Each module that defines a module-level after_fork_in_child or on_reset is in
+    CHILD_HOOKS or RESET_HOOKS, and each listed module defines its hook: a module renamed
+    or an owner added cannot silently drop out of after_fork or reset."""
+    defined: dict[str, set[str]] = {"after_fork_in_child": set(), "on_reset": set()}
+    for path in SRC.rglob("*.py"):
+        module = ".".join(("betty_otel", *path.relative_to(SRC).with_suffix("").parts))
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name in defined:
+                defined[node.name].add(module)
+    assert defined["after_fork_in_child"] == set(CHILD_HOOKS)
+    assert defined["on_reset"] == set(RESET_HOOKS)
+    assert len(set(CHILD_HOOKS)) == len(CHILD_HOOKS)
+    assert len(set(RESET_HOOKS)) == len(RESET_HOOKS)
 
 
 def test_betty_otel_registers_one_at_fork_hook() -> None:
