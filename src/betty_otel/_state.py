@@ -2,8 +2,10 @@
 
 House rule: module-level mutable state is either a field of `STATE` or a cache,
 registry or lock of the one module that owns it, which `reset()` clears and
-`after_fork()` renews (the owners are listed below, in the order they run); no
-other module-level object changes after import. STATE holds what was configured
+`after_fork()` renews (the owners are listed below, in the order they run). A memo of
+a pure function (a functools cache whose result depends on its arguments only:
+compiled patterns, key kinds) is not state: it never makes a process behave other
+than a freshly imported one. STATE holds what was configured
 (the pipeline, metrics, redaction rules, propagation switches, the shim's log, the
 CLI's logging) and what is true of the process itself (made by fork, the failures
 counted, the executions in flight, what betty_otel added to providers and patched):
