@@ -38,13 +38,15 @@ _ENV_TO_CLEAR = (
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test writes outside its tmp_path or sees the machine's OTEL_* settings."""
+    """No test writes outside its tmp_path or sees the machine's OTEL_* settings; each
+    starts as in a freshly imported betty_otel (betty_otel.reset: no pipeline, no
+    redaction rules, no internal error counted, empty caches)."""
     for name in _ENV_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BETTY_TELEMETRY_FILE", str(tmp_path / "default-telemetry.json"))
-    betty_otel.shutdown()
+    betty_otel.reset()
     yield
-    betty_otel.shutdown()
+    betty_otel.reset()
 
 
 @pytest.fixture

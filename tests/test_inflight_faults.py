@@ -147,7 +147,6 @@ def test_a_record_folder_that_cannot_be_used_costs_one_warning_and_no_execution(
     outside = _fault(kind, log, immutable, monkeypatch)
     folder = log.with_name(log.name + ".inflight")
     before = folder.read_bytes() if folder.is_file() else None
-    errors = betty_otel.internal_errors()
     betty_otel.configure(log, inflight_after=0)
 
     def warnings() -> list[str]:
@@ -174,7 +173,7 @@ def test_a_record_folder_that_cannot_be_used_costs_one_warning_and_no_execution(
         assert folder.read_bytes() == before
     if kind == "full":
         assert record_files(log) == []  # no half-written record is left
-    assert betty_otel.internal_errors() == errors
+    assert betty_otel.internal_errors() == 0
     assert run_cli("query", "--file", str(log), "--format", "json").returncode == 0
     if kind in ("a file", "a symbolic link", "a FIFO"):
         shown = run_cli("running", "--file", str(log))
@@ -353,7 +352,6 @@ def test_a_wall_clock_jump_during_a_call_breaks_nothing(
     call is in the log once; nothing is raised or counted as an internal error."""
     log = tmp_path / "telemetry.json"
     betty_otel.configure(log, inflight_after=0.2)
-    errors = betty_otel.internal_errors()
     try:
         with open_execution("faults.clock"):
             real = time.time_ns
@@ -364,5 +362,5 @@ def test_a_wall_clock_jump_during_a_call_breaks_nothing(
         monkeypatch.undo()
     assert [entry["skill"] for entry in log_entries(log)] == ["faults.clock"]
     assert record_files(log) == []
-    assert betty_otel.internal_errors() == errors
+    assert betty_otel.internal_errors() == 0
     assert in_flight(log) == []

@@ -202,8 +202,7 @@ def test_unserialisable_inputs_do_not_break_the_call(telemetry_file: Path) -> No
     def odd(a: object, b: object, c: float) -> str:
         return "ok"
 
-    errors_before = betty_otel.internal_errors()
     assert odd(Weird(), cycle, float("nan")) == "ok"
     entry = only_entry(telemetry_file)
     assert set(entry["inputs"]) == {"a", "b", "c"}
-    assert betty_otel.internal_errors() == errors_before
+    assert betty_otel.internal_errors() == 0

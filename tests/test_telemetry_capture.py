@@ -18,7 +18,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext
-from betty_otel._state import STATE
 from helpers import no_entries, read_entries, span_hex
 
 REDACTED = "***REDACTED***"
@@ -208,8 +207,7 @@ def test_capture_still_writes_when_instrumentation_is_disabled(
 ) -> None:
     """capture() is an explicit request to write an entry (capture.py documents this)."""
     monkeypatch.setenv(variable, value)
-    monkeypatch.setattr(STATE, "recording_tracer", None)  # no earlier recording tracer
-    betty_otel.shutdown()
+    betty_otel.reset()  # no recording tracer made before the variable was set
     path = tmp_path / "t.json"
     entry = TelemetryCapture(path).capture("explicit", "success", 2, "API")
     assert read_entries(path) == [entry]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from betty_otel._errors import internal_errors
     from betty_otel._report import report
     from betty_otel._setup import configure, shutdown
+    from betty_otel._state import reset
     from betty_otel._store.errors import LockTimeoutError, StoreError
     from betty_otel.capture import TelemetryCapture
     from betty_otel.context import TelemetryContext
@@ -41,6 +42,7 @@ __all__ = [
     "configure",
     "internal_errors",
     "report",
+    "reset",
     "shutdown",
     "subprocess_env",
 ]
@@ -58,6 +60,7 @@ _HOMES: Final = {
     "configure": "betty_otel._setup",
     "internal_errors": "betty_otel._errors",
     "report": "betty_otel._report",
+    "reset": "betty_otel._state",
     "shutdown": "betty_otel._setup",
     "subprocess_env": "betty_otel.propagation",
 }

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import threading
 from types import TracebackType
 
 from betty_otel._state import STATE
 
-__all__ = ["count_internal_error", "handle_internal_errors", "internal_error", "internal_errors"]
+__all__ = [
+    "after_fork_in_child",
+    "count_internal_error",
+    "handle_internal_errors",
+    "internal_error",
+    "internal_errors",
+]
 
 logger = logging.getLogger(__name__)
+
+_counting = threading.Lock()
+"""Held while the count goes up; renewed in a forked child (`after_fork_in_child`)."""
 
 
 def internal_errors() -> int:
@@ -20,8 +30,14 @@ def internal_errors() -> int:
 def count_internal_error() -> None:
     """Count a failure of ours that its owner logs itself: the file exporter logs each
     kind of failure once until a write succeeds, yet every failed write counts."""
-    with STATE.errors_lock:
+    with _counting:
         STATE.internal_errors += 1
+
+
+def after_fork_in_child() -> None:
+    """A lock of the child's: a thread of the parent may have held it at the fork."""
+    global _counting
+    _counting = threading.Lock()
 
 
 def internal_error(what: str) -> None:

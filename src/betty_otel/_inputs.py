@@ -13,9 +13,8 @@ import inspect
 from typing import Any, Final
 
 from betty_otel._sanitize import Sanitizer
-from betty_otel._state import STATE
 
-__all__ = ["BindPlan", "bind_inputs"]
+__all__ = ["BindPlan", "bind_inputs", "on_reset"]
 
 _PLAN_CACHE_SIZE: Final = 2048
 
@@ -30,6 +29,16 @@ class BindPlan:
         self.positional = positional
         self.defaults = defaults
         self.accepted = frozenset(names)
+
+
+_plans: dict[int, tuple[inspect.Signature, BindPlan | None]] = {}
+"""Each plain signature's bind plan, by id; bounded, pins its signatures (so an id is
+never reused while cached)."""
+
+
+def on_reset() -> None:
+    """Forget the bind plans."""
+    _plans.clear()
 
 
 def bind_inputs(
@@ -84,12 +93,11 @@ def _fast_bind(
     None when the signature has *args, **kwargs or positional-only parameters, or the
     call does not fit it: inspect handles those (and reports what does not fit).
     """
-    plans = STATE.bind_plans
-    cached = plans.get(id(signature))
+    cached = _plans.get(id(signature))
     if cached is None or cached[0] is not signature:
         cached = (signature, _bind_plan(signature))
-        if len(plans) < _PLAN_CACHE_SIZE:
-            plans[id(signature)] = cached
+        if len(_plans) < _PLAN_CACHE_SIZE:
+            _plans[id(signature)] = cached
     plan = cached[1]
     if plan is None or len(args) > plan.positional:
         return None

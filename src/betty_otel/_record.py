@@ -17,23 +17,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from betty_otel._state import STATE
-
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import Span
 
-__all__ = ["Record", "end_with_record", "record_of"]
+__all__ = ["Record", "end_with_record", "on_reset", "record_of"]
 
 Record = Mapping[str, Any]
 """An execution's ``betty.*`` attributes as betty_otel made them: skill, caller and
 status, and its inputs, error message and metadata when it has them (redacted)."""
 
+_ending: dict[int, tuple[int, Record]] = {}
+"""The record of each execution whose span is ending right now, by span id, with its
+trace id: what the file processors map it from."""
+
 
 def end_with_record(span: Span, record: Record, end_time: int | None = None) -> None:
     """End span; its processors see record as the execution's (see `record_of`)."""
     context = span.get_span_context()
-    ending = STATE.ending
+    ending = _ending
     key = context.span_id
     ending[key] = (context.trace_id, record)
     try:
@@ -48,7 +50,12 @@ def record_of(span: ReadableSpan) -> Record | None:
     context = span.context
     if context is None:
         return None
-    held = STATE.ending.get(context.span_id)
+    held = _ending.get(context.span_id)
     if held is None or held[0] != context.trace_id:
         return None
     return held[1]
+
+
+def on_reset() -> None:
+    """Forget the records of spans ending (none is, when nothing runs)."""
+    _ending.clear()

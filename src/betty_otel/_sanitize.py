@@ -21,8 +21,8 @@ of each open container becomes one marker. Markers are stable:
 from __future__ import annotations
 
 import enum
-import functools
 import math
+import threading
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import islice
@@ -54,7 +54,7 @@ from betty_otel._secret_values import token_shaped
 from betty_otel._state import STATE
 from betty_otel._text_budget import TextBudget
 
-__all__ = ["Sanitizer", "default_sanitizer", "to_json_text"]
+__all__ = ["Sanitizer", "after_fork_in_child", "default_sanitizer", "on_reset", "to_json_text"]
 
 _CYCLE: Final = "<cycle>"
 _DEPTH: Final = "<max depth exceeded>"
@@ -401,10 +401,32 @@ class Sanitizer:
         return self._walk_seq(value, set_items(value, cap), n, depth, state)
 
 
-@functools.cache
+_default: Sanitizer | None = None  # the shared one, once built
+_default_lock = threading.Lock()
+
+
 def default_sanitizer() -> Sanitizer:
-    """The shared Sanitizer with default keys and budgets (stateless, thread-safe)."""
-    return Sanitizer()
+    """The shared Sanitizer with default keys and budgets (stateless, thread-safe): built
+    once, under a lock, so threads asking together get the same one; see on_reset."""
+    global _default
+    sanitizer = _default
+    if sanitizer is None:
+        with _default_lock:
+            sanitizer = _default = _default or Sanitizer()
+    return sanitizer
+
+
+def on_reset() -> None:
+    """Build the shared Sanitizer again on its next use (reset, new redaction rules)."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def after_fork_in_child() -> None:
+    """A lock of the child's: a thread of the parent may have held it at the fork."""
+    global _default_lock
+    _default_lock = threading.Lock()
 
 
 _STRICT_OPTS: Final = (

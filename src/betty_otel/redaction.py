@@ -137,7 +137,11 @@ def set_rules(
         _names(allow_keys, "allow_keys"),
         _patterns(redact_patterns),
     )
+    # Loaded when rules change only: redact() and is_secret_key() need no sanitizer.
+    from betty_otel._sanitize import on_reset  # noqa: PLC0415
+
     STATE.redaction_rules = rules if rules != RedactionRules() else None
+    on_reset()  # the shared Sanitizer is built again, for these rules
 
 
 def is_secret_key(key: str) -> bool:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from betty_otel._run import Run
 
 __all__ = [
+    "after_fork_in_child",
     "claim",
     "finish_unfinished",
     "mark_generator",
@@ -217,10 +218,9 @@ def watch(pipeline: object, log: Path | None, after: float | None) -> None:
         tracker.wake.set()
 
 
-def _forget_in_child() -> None:
+def after_fork_in_child() -> None:
+    """The executions in flight are the parent's: the child tracks its own, with the
+    same settings (and no thread yet)."""
     tracker = STATE.inflight
     if tracker is not None:
         STATE.inflight = Tracker(tracker.settings)
-
-
-os.register_at_fork(after_in_child=_forget_in_child)

@@ -51,7 +51,13 @@ from betty_otel._state import STATE
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-__all__ = ["DEFAULT_INTERVAL_MS", "OwnMetrics", "export_interval", "own_metrics"]
+__all__ = [
+    "DEFAULT_INTERVAL_MS",
+    "OwnMetrics",
+    "after_fork_in_child",
+    "export_interval",
+    "own_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +324,7 @@ def own_metrics(wanted: frozenset[str], settings: tuple[object, ...]) -> OwnMetr
     return OwnMetrics(provider, exporters, server, wanted, settings)
 
 
-def _renew_in_child() -> None:
+def after_fork_in_child() -> None:
     """In a forked child: our own metrics start over in a provider of the child's."""
     from betty_otel._metrics.setup import install  # noqa: PLC0415 - setup imports us
 
@@ -334,6 +340,3 @@ def _renew_in_child() -> None:
             install(renewed.provider, renewed, metrics.recorder.guard.limit)
     except Exception:  # noqa: BLE001 - telemetry must never break the host program
         internal_error("renewing the metrics in a forked process")
-
-
-os.register_at_fork(after_in_child=_renew_in_child)

@@ -15,11 +15,10 @@ their own), not by the call.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from betty_otel._entry import ERROR_STATUSES, STATUSES, canonical_status
 from betty_otel._errors import internal_error
@@ -48,6 +47,7 @@ __all__ = [
     "Instruments",
     "Recorder",
     "Started",
+    "after_fork_in_child",
     "execution_ended",
     "execution_started",
     "instruments_on",
@@ -83,8 +83,7 @@ class Instruments:
         meter.create_observable_up_down_counter(
             ACTIVE, callbacks=[self.observe], unit=ACTIVE_UNIT, description=ACTIVE_DESCRIPTION
         )
-        reinit = weakref.WeakMethod(self.after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+        _live.add(self)  # for after_fork_in_child; weakly held
 
     def observe(self, options: CallbackOptions) -> list[Observation]:  # noqa: ARG002
         """The durations waiting go into the histogram; then the executions open now
@@ -137,7 +136,7 @@ class Instruments:
                 overflow,
             )
 
-    def after_fork_in_child(self) -> None:
+    def forget_parent(self) -> None:
         """A forked child has nothing pending, and locks no thread of its parent holds."""
         self.recording = threading.Lock()
         self.pending.reset()
@@ -152,15 +151,28 @@ def _attributes_of(series: Series) -> dict[str, str]:
     return attributes
 
 
+_live: weakref.WeakSet[Instruments] = weakref.WeakSet()
+"""Every Instruments alive, which a forked child clears (after_fork_in_child)."""
+_on_meter: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+"""The Instruments made on each meter, for as long as the meter lives: kept by
+`betty_otel._state.reset`, since the meter keeps them too."""
+
+
+def after_fork_in_child() -> None:
+    """No Instruments of the parent's has anything pending in the child."""
+    for made in list(_live):
+        made.forget_parent()
+
+
 def instruments_on(meter: Meter) -> Instruments:
     """The meter's Instruments, made the first time: reconfiguring on the same provider
     leaves one of each (a meter would keep the first counter's callback anyway)."""
     try:
-        made = STATE.metric_instruments.get(meter)
+        made = _on_meter.get(meter)
     except TypeError:  # a meter of the program's that cannot be weakly referenced
         return Instruments(meter)
     if made is None:
-        made = STATE.metric_instruments[meter] = Instruments(meter)
+        made = _on_meter[meter] = Instruments(meter)
     return made
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ENV_MAX_SERIES",
     "OTHER",
     "SeriesGuard",
+    "after_fork_in_child",
     "max_series",
     "most_frequent",
 ]
@@ -80,10 +81,9 @@ class SeriesGuard:
         self.error_types: set[str] = set()
         self.lock = threading.Lock()
         self.warned = False
-        reinit = weakref.WeakMethod(self.after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: (method := reinit()) and method())
+        _guards.add(self)  # for after_fork_in_child; weakly held
 
-    def after_fork_in_child(self) -> None:
+    def renew_lock(self) -> None:
         """A lock of its own: a thread of the parent may have held this one at the fork."""
         self.lock = threading.Lock()
 
@@ -109,6 +109,16 @@ class SeriesGuard:
                 ENV_MAX_SERIES,
             )
         return OTHER
+
+
+_guards: weakref.WeakSet[SeriesGuard] = weakref.WeakSet()
+"""The live guards, whose locks a forked child renews."""
+
+
+def after_fork_in_child() -> None:
+    """Each guard gets a lock of the child's."""
+    for guard in list(_guards):
+        guard.renew_lock()
 
 
 def most_frequent(counts: Mapping[str, int], limit: int) -> frozenset[str]:

@@ -13,7 +13,7 @@ all_spans, no SDK setting that changes spans), a `filespan.FileTracer` instead. 
 program that installs its provider after that gets one warning saying to call
 ``configure(tracer_provider=...)``: switching providers under executions in flight
 could cost the file entries, so betty_otel does not switch by itself. The current
-pipeline is `STATE.pipeline`, guarded by `STATE.setup_lock`. Closing a pipeline
+pipeline is `STATE.pipeline`, guarded by the setup lock here. Closing a pipeline
 flushes the file first, then gives the collectors at most their exit budget (see
 `otlp`); the metrics are set up by `betty_otel._metrics.setup` at each
 configure and closed by shutdown together with the collectors, within the same budget.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import TYPE_CHECKING
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Pipeline",
+    "after_fork_in_child",
     "configure",
     "disabled_by_env",
     "pipeline",
@@ -82,6 +84,15 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_setup_lock = threading.RLock()
+"""Serialises configure and shutdown; renewed in a forked child (after_fork_in_child)."""
+
+
+def after_fork_in_child() -> None:
+    """A lock of the child's: a thread of the parent may have held it at the fork."""
+    global _setup_lock
+    _setup_lock = threading.RLock()
 
 
 @dataclass
@@ -192,7 +203,7 @@ def configure(
         exit_budget(exit_timeout)  # checked before anything changes
     after = _inflight_after(inflight_after)
     limit = max_series(metrics_max_series)
-    with STATE.setup_lock:
+    with _setup_lock:
         if disabled_by_env():
             _replace(Pipeline(tracer=None))
             watch(None, None, None)
@@ -365,7 +376,7 @@ def pipeline() -> Pipeline:
         if current.watch_global and trace._TRACER_PROVIDER is not None:
             _provider_installed_late(current)
         return current
-    with STATE.setup_lock:
+    with _setup_lock:
         if STATE.pipeline is None:
             try:
                 configure()
@@ -383,7 +394,7 @@ def pipeline() -> Pipeline:
 
 def _provider_installed_late(current: Pipeline) -> None:
     """Say once that the program's provider came after our own was made."""
-    with STATE.setup_lock:
+    with _setup_lock:
         if not current.watch_global:
             return  # another thread said it
         current.watch_global = False
@@ -398,14 +409,14 @@ def _provider_installed_late(current: Pipeline) -> None:
 
 def swap(new: Pipeline | None) -> Pipeline | None:
     """Install a pipeline as is and return the previous one, unclosed (for testing)."""
-    with STATE.setup_lock:
+    with _setup_lock:
         old, STATE.pipeline = STATE.pipeline, new
         return old
 
 
 def shutdown() -> None:
     """Flush and close the pipeline; the next instrumented call configures a new one."""
-    with STATE.setup_lock:
+    with _setup_lock:
         old, STATE.pipeline = STATE.pipeline, None
         own_metrics = take_metrics()
         subprocess_hook(False)

@@ -15,9 +15,9 @@ beside it until the entry is written: the entry is made from it.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Final
 
@@ -35,6 +35,7 @@ __all__ = [
     "BatchFileProcessor",
     "FileProcessor",
     "ProcessorSwitch",
+    "after_fork_in_child",
     "creator_writes",
     "in_a_child_process",
 ]
@@ -72,15 +73,15 @@ def _for_the_file(span: ReadableSpan) -> Ended | None:
     return (span, None) if attributes is not None and ATTR_SKILL in attributes else None
 
 
-def _after_fork_in_child() -> None:
-    STATE.forked = True
-    for processor in list(STATE.batch_processors):
+_batch_processors: weakref.WeakSet[BatchFileProcessor] = weakref.WeakSet()
+"""The live batch processors, for after_fork_in_child (one hook for the process, never
+one per processor: every configure(batch=True) makes a processor)."""
+
+
+def after_fork_in_child() -> None:
+    """The batches queued are the parent's to write: the child writes its own at once."""
+    for processor in list(_batch_processors):
         processor.after_fork_in_child()
-
-
-# One hook for the process, never one per processor: os.register_at_fork cannot
-# unregister, and every configure(batch=True) makes a processor.
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def in_a_child_process() -> bool:
@@ -183,7 +184,7 @@ class BatchFileProcessor(SpanProcessor):
         self._max_queue = max_queue
         self._synchronous = in_a_child_process()
         self._init_state()
-        STATE.batch_processors.add(self)  # for the at-fork hook; weakly held
+        _batch_processors.add(self)  # for the at-fork hook; weakly held
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()

@@ -7,6 +7,7 @@ tracers), with the name every betty_otel tracer has (`TRACER_NAME`).
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from opentelemetry.sdk.resources import Resource
@@ -15,9 +16,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from betty_otel._state import STATE
-
-__all__ = ["TRACER_NAME", "recording_tracer", "shared_recording_tracer"]
+__all__ = ["TRACER_NAME", "on_reset", "recording_tracer", "shared_recording_tracer"]
 
 TRACER_NAME: Final = "betty_otel"
 
@@ -45,9 +44,12 @@ def recording_tracer(*processors: SpanProcessor) -> Tracer:
     )
 
 
+@functools.cache
 def shared_recording_tracer() -> Tracer:
     """One processor-less recording tracer for the process (see recording_tracer)."""
-    tracer = STATE.recording_tracer
-    if tracer is None:
-        tracer = STATE.recording_tracer = recording_tracer()
-    return tracer
+    return recording_tracer()
+
+
+def on_reset() -> None:
+    """Make the shared recording tracer again on its next use."""
+    shared_recording_tracer.cache_clear()

@@ -13,14 +13,15 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from betty_otel._state import STATE
 from betty_otel._store.errors import StoreError
 
 __all__ = [
+    "after_fork_in_child",
     "aside_path",
     "backup_path",
     "fcntl_flock",
     "fsync_dir",
+    "on_reset",
     "path_lock",
     "pwrite_all",
     "write_private",
@@ -105,23 +106,31 @@ def fcntl_flock(fd: int, *, unlock: bool) -> bool:
 
 
 # In-process locking. flock is per open file description, so threads of one
-# process share a per-path lock (in STATE); a forked child gets fresh locks and
+# process share a per-path lock (kept here); a forked child gets fresh locks and
 # never uses (or unlocks) a descriptor inherited from its parent.
+
+_path_locks: dict[str, threading.Lock] = {}
+"""One in-process lock per log file, beside flock; emptied by `betty_otel._state.reset`."""
+_path_locks_lock = threading.Lock()
 
 
 def path_lock(key: str) -> threading.Lock:
     """The lock that the threads of this process take before flock on the file key."""
-    with STATE.path_locks_lock:
-        lock = STATE.path_locks.get(key)
+    with _path_locks_lock:
+        lock = _path_locks.get(key)
         if lock is None:
-            lock = STATE.path_locks[key] = threading.Lock()
+            lock = _path_locks[key] = threading.Lock()
         return lock
 
 
-def _after_fork_in_child() -> None:
-    # The parent's lock may be held by a thread that did not fork: replace it.
-    STATE.path_locks_lock = threading.Lock()
-    STATE.path_locks.clear()
+def after_fork_in_child() -> None:
+    """Locks of the child's: a thread of the parent may have held one at the fork."""
+    global _path_locks_lock
+    _path_locks_lock = threading.Lock()
+    _path_locks.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def on_reset() -> None:
+    """Forget the path locks (a store still open keeps its own; flock still excludes)."""
+    with _path_locks_lock:
+        _path_locks.clear()

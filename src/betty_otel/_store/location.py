@@ -19,12 +19,11 @@ changes): a later ``chdir`` does not move it.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from pathlib import Path
 from typing import Final
-
-from betty_otel._state import STATE
 
 __all__ = [
     "BETTY_MARKERS",
@@ -33,6 +32,7 @@ __all__ = [
     "ENV_HOME",
     "betty_root",
     "default_path",
+    "on_reset",
     "resolve_path",
     "telemetry_file_of",
 ]
@@ -80,21 +80,27 @@ def default_path() -> Path:
     """The log when no path is given: $BETTY_TELEMETRY_FILE, else the Betty registry.
 
     ``registry/telemetry.json`` under the Betty root, else under the working
-    directory. Resolved once per process (kept in STATE with the two variables it
-    was resolved for; only a change of one of them resolves it again), so a later
-    ``chdir`` does not move the log, even when the variable holds a relative path.
+    directory. Resolved once per process (cached with the two variables it was
+    resolved for; only a change of one of them, or `betty_otel._state.reset`,
+    resolves it again), so a later ``chdir`` does not move the log, even when the
+    variable holds a relative path.
     """
-    key = (os.environ.get(ENV_FILE, ""), os.environ.get(ENV_HOME, ""))
-    cached = STATE.default_path
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    if key[0]:
-        path = _absolute(Path(key[0]))
-    else:
-        root = betty_root()
-        path = _absolute(DEFAULT_PATH if root is None else root / DEFAULT_PATH)
-    STATE.default_path = (key, path)
-    return path
+    return _default_path_for(os.environ.get(ENV_FILE, ""), os.environ.get(ENV_HOME, ""))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_path_for(telemetry_file: str, home: str) -> Path:  # noqa: ARG001 - the cache key
+    """default_path for these values of $BETTY_TELEMETRY_FILE and $BETTY_HOME (which
+    betty_root reads itself)."""
+    if telemetry_file:
+        return _absolute(Path(telemetry_file))
+    root = betty_root()
+    return _absolute(DEFAULT_PATH if root is None else root / DEFAULT_PATH)
+
+
+def on_reset() -> None:
+    """Resolve the default log again on its next use."""
+    _default_path_for.cache_clear()
 
 
 def resolve_path(path: str | os.PathLike[str] | None = None) -> Path:
