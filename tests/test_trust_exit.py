@@ -174,21 +174,6 @@ def test_the_workers_of_a_with_pool_block_lose_nothing_in_batch_mode(
     assert numbers == list(range(2000))
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["sync", "batch"])
-def test_an_execution_ending_after_its_pipeline_closed_is_counted_and_logged_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, batch: bool
-) -> None:
-    """What can still be lost is never silent: executions in flight across a reconfigure."""
-    exporter = betty_otel.configure(tmp_path / "first.json", otlp=False, batch=batch)
-    assert exporter is not None
-    with TelemetryContext("spanning.one", caller="test"), TelemetryContext("spanning.two"):
-        betty_otel.configure(tmp_path / "second.json", otlp=False, batch=batch)
-    assert exporter.dropped == 2
-    messages = [record.getMessage() for record in betty_errors(caplog.records)]
-    assert len(messages) == 1, messages
-    assert "shut down" in messages[0]
-
-
 @pytest.mark.filterwarnings(FORK_WARNING)
 def test_a_forked_child_that_forks_again_loses_nothing_in_batch_mode(tmp_path: Path) -> None:
     """Batching is per process: a child and a grandchild that end with os._exit write at once."""

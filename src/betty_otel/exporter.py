@@ -118,19 +118,23 @@ class BettyFileExporter(SpanExporter):
         A span exported while it ends (a synchronous processor) is mapped from its
         execution's record; see `write`.
         """
+        if self._shutdown:  # the SpanExporter contract; our own processors use write
+            self._count_drop("shutdown", len(spans), "it was exported after shutdown()")
+            return SpanExportResult.FAILURE
         return self.write([(span, record_of(span)) for span in spans])
 
     def write(self, spans: Sequence[Ended]) -> SpanExportResult:
         """Append the entries of spans, each with the record its processor took as it
-        ended (a batch is written after its spans ended); never raises."""
-        if self._shutdown:  # e.g. an execution in flight across shutdown() or a reconfigure
-            self._count_drop("shutdown", len(spans), "it ended after this exporter was shut down")
-            return SpanExportResult.FAILURE
+        ended (a batch is written after its spans ended); never raises. After shutdown
+        too: betty_otel's processors write an execution in flight across it here."""
         try:
             entries = write_spans(self._store, spans, tz=self._tz, all_spans=self._all_spans)
         except Exception as exc:  # noqa: BLE001 - an exporter must never raise into the SDK
             self._count_drop(f"{type(exc).__name__}:{getattr(exc, 'errno', '')}", len(spans), exc)
             return SpanExportResult.FAILURE
+        finally:
+            if self._shutdown:  # an execution in flight across shutdown() or a reconfigure
+                self._store.close()  # is still written, and leaves no descriptor open
         with self._lock:
             self.exported += len(entries)
             self._logged.clear()
@@ -160,7 +164,13 @@ class BettyFileExporter(SpanExporter):
         )
 
     def shutdown(self) -> None:
-        """Stop accepting spans and close the file; safe to call more than once."""
+        """Close the file; safe to call more than once.
+
+        `export` then fails, as the SpanExporter contract asks; `write` still writes
+        what betty_otel's processors hand it (an execution in flight across `shutdown()`
+        or a reconfigure, so that every execution is in the log once), keeping no
+        descriptor open.
+        """
         with self._lock:
             self._shutdown = True
         self._store.close()

@@ -356,7 +356,7 @@ def _close(old: Pipeline, metrics: OwnMetrics | None = None) -> None:
     all at once within their exit budget, so a collector that is down costs at most that.
     """
     if old.switch is not None and old.routed is not None:
-        old.switch.detach(old.routed)
+        old.switch.detach(old.routed, old.file_processor)
     if old.file_processor is not None:
         old.file_processor.shutdown()
     closing: list[Closing] = [*old.collectors]

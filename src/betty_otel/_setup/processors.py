@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Final
@@ -100,16 +101,22 @@ class ProcessorSwitch(SpanProcessor):
     """Our file processor inside a provider we do not own, which cannot remove one.
 
     One per provider (kept in STATE): a reconfigure points it at the new pipeline's
-    processor, a shutdown points it at nothing, so reconfiguring adds nothing.
+    processor, a shutdown at nothing, so reconfiguring adds nothing. A span that
+    started before a shutdown and ends after it still goes to the file processor
+    that was current (see detach): every execution is in the log once.
     """
 
     def __init__(self) -> None:
         self.inner: SpanProcessor | None = None
+        self.late: tuple[SpanProcessor, int] | None = None
+        """The file processor detached last, and when (time_ns): for spans started before."""
 
-    def detach(self, inner: SpanProcessor) -> None:
-        """Point at nothing, unless a newer pipeline's processor took inner's place."""
+    def detach(self, inner: SpanProcessor, late: SpanProcessor | None) -> None:
+        """Point at nothing, unless a newer pipeline's processor took inner's place; the
+        spans started until now that end later go to late (the detached file processor)."""
         if self.inner is inner:
             self.inner = None
+            self.late = None if late is None else (late, time.time_ns())
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         inner = self.inner
@@ -120,9 +127,13 @@ class ProcessorSwitch(SpanProcessor):
         inner = self.inner
         if inner is not None:
             inner.on_end(span)
+            return
+        late = self.late
+        if late is not None and span.start_time is not None and span.start_time <= late[1]:
+            late[0].on_end(span)
 
     def shutdown(self) -> None:
-        inner, self.inner = self.inner, None
+        inner, self.inner, self.late = self.inner, None, None
         if inner is not None:
             inner.shutdown()
 

@@ -26,7 +26,26 @@ import os
 from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store.format import CLOSE, SEP, is_entry_line
 
-__all__ = ["still_ends_with", "tail_to_remember"]
+__all__ = ["OpenLog", "still_ends_with", "tail_to_remember"]
+
+
+class OpenLog:
+    """The descriptor a store appends through, valid in the process that opened it, and
+    what its last append left (a plain record: a one-shot capture does not import
+    dataclasses)."""
+
+    __slots__ = ("checked_head", "end", "fd", "ino", "pid", "tail")
+
+    def __init__(self, fd: int, pid: int, ino: tuple[int, int]) -> None:
+        self.fd = fd
+        self.pid = pid
+        self.ino = ino
+        self.checked_head = False
+        self.end = 0
+        """Where our last append through this descriptor left the end of the file."""
+        self.tail = b""
+        """The bytes that ended it (see above), or b'' when there is nothing to reuse."""
+
 
 _OPENINGS = (SEP, b"[\n")
 """What may stand before the remembered line: a separator, or the array's opening."""

@@ -37,7 +37,7 @@ from betty_otel._store.files import (
     pwrite_all,
 )
 from betty_otel._store.format import BOM, CLOSE, SEP, encode_entry
-from betty_otel._store.last_write import still_ends_with, tail_to_remember
+from betty_otel._store.last_write import OpenLog, still_ends_with, tail_to_remember
 from betty_otel._store.legacy import ORIGINAL_CAP, CapGuard, late_newline_at, settled_end
 from betty_otel._store.lines import head_kind
 from betty_otel._store.location import resolve_path
@@ -50,23 +50,6 @@ __all__ = ["TelemetryStore"]
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_TRIES: Final = 5
 """Creations in a row before giving up on a path that something keeps removing."""
-
-
-class _Open:
-    """A descriptor on the data file, valid in the process that opened it (a plain
-    record: a one-shot capture does not import dataclasses)."""
-
-    __slots__ = ("checked_head", "end", "fd", "ino", "pid", "tail")
-
-    def __init__(self, fd: int, pid: int, ino: tuple[int, int]) -> None:
-        self.fd = fd
-        self.pid = pid
-        self.ino = ino
-        self.checked_head = False
-        self.end = 0
-        """Where our last append through this descriptor left the end of the file."""
-        self.tail = b""
-        """The bytes that ended it (see last_write), or b'' when there is nothing to reuse."""
 
 
 class TelemetryStore:
@@ -118,7 +101,7 @@ class TelemetryStore:
         self.max_bytes = max_bytes
         self.backups = backups
         self._key = str(self.path)
-        self._open: _Open | None = None
+        self._open: OpenLog | None = None
         self._path_lock: tuple[int, threading.Lock] | None = None  # (pid, lock), see _lock
         self._cap = CapGuard(self.path, legacy_cap)
 
@@ -165,7 +148,21 @@ class TelemetryStore:
             return self._repair_locked(fd)
 
     def close(self) -> None:
-        """Close the cached descriptor (reopened on next use); safe to call twice."""
+        """Close the cached descriptor (reopened on next use); safe to call twice.
+
+        Waits (at most lock_timeout) for an append in progress in this process: closing
+        its descriptor under it could let a file opened meanwhile take the number and
+        the entry. An append still holding the lock then keeps the descriptor.
+        """
+        thread_lock = self._thread_lock()
+        if thread_lock.acquire(timeout=self.lock_timeout):
+            try:
+                self._forget_descriptor()
+            finally:
+                thread_lock.release()
+
+    def _forget_descriptor(self) -> None:
+        """Close the cached descriptor (the in-process lock is held, or no thread uses it)."""
         state, self._open = self._open, None
         if state is not None and state.pid == os.getpid():
             with contextlib.suppress(OSError):
@@ -191,19 +188,22 @@ class TelemetryStore:
     def _lock(self) -> tuple[threading.Lock, int]:
         """Take the in-process lock, then flock; return both (the first for _unlock)."""
         deadline = time.monotonic() + self.lock_timeout
-        # The per-path lock of this process, looked up in STATE once per process.
+        thread_lock = self._thread_lock()
+        if not thread_lock.acquire(timeout=self.lock_timeout):
+            raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
+        try:
+            return thread_lock, self._flock(deadline, os.getpid())
+        except BaseException:
+            thread_lock.release()
+            raise
+
+    def _thread_lock(self) -> threading.Lock:
+        """This process's lock of the path (`_store.files.path_lock`), looked up once a process."""
         pid = os.getpid()
         cached = self._path_lock
         if cached is None or cached[0] != pid:
             cached = self._path_lock = (pid, path_lock(self._key))
-        thread_lock = cached[1]
-        if not thread_lock.acquire(timeout=self.lock_timeout):
-            raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
-        try:
-            return thread_lock, self._flock(deadline, pid)
-        except BaseException:
-            thread_lock.release()
-            raise
+        return cached[1]
 
     def _unlock(self, thread_lock: threading.Lock) -> None:
         """Release flock, then the in-process lock _lock took (the same object after a fork)."""
@@ -244,9 +244,9 @@ class TelemetryStore:
                 return state.fd
             # Rotated, replaced or removed while we waited: follow the path.
             fcntl_flock(state.fd, unlock=True)
-            self.close()
+            self._forget_descriptor()
 
-    def _descriptor(self, pid: int) -> _Open:
+    def _descriptor(self, pid: int) -> OpenLog:
         state = self._open
         if state is not None and state.pid == pid:
             return state
@@ -265,7 +265,7 @@ class TelemetryStore:
         except BaseException:
             os.close(fd)  # a failed folder fsync must not leak the descriptor
             raise
-        self._open = _Open(fd, pid, (info.st_dev, info.st_ino))
+        self._open = OpenLog(fd, pid, (info.st_dev, info.st_ino))
         return self._open
 
     def _open_or_create(self) -> int:
@@ -282,7 +282,7 @@ class TelemetryStore:
                 raise
         raise StoreError(errno.ENOENT, "the file kept disappearing", str(self.path))
 
-    def _current(self) -> _Open:
+    def _current(self) -> OpenLog:
         """The descriptor in use now (repair or rotation may have switched to a new file)."""
         state = self._open
         assert state is not None
