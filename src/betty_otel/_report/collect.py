@@ -24,13 +24,14 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
-from betty_otel._entry import ERROR_STATUSES, canonical_status, has_foreign_text, value_text
-from betty_otel._jsontext import JSONDecodeError, loads
+from betty_otel._entry import ERROR_STATUSES, canonical_status, has_foreign_text
+from betty_otel._jsontext import JSONDecodeError
 from betty_otel._report.buckets import coarser_prefix, utc_prefix
 from betty_otel._store import Damage, parse_entry_line
 from betty_otel._timestamps import entry_time
+from betty_otel.query.columns import key_text, span_texts
 
-__all__ = ["NO_SKILL", "TOP", "Health", "ReportCounts", "Source", "SpanKey", "raw_text"]
+__all__ = ["NO_SKILL", "TOP", "Health", "ReportCounts", "Source", "SpanKey"]
 
 TOP: Final = 20
 """Rows in the tables of newest failures and slowest executions."""
@@ -96,20 +97,6 @@ class SpanKey:
         return self.status in ERROR_STATUSES
 
 
-def raw_text(raw: bytes) -> str:
-    """A captured JSON string's contents as text.
-
-    Raises:
-        ValueError: the capture is not a JSON string's contents.
-    """
-    if b"\\" in raw or any(byte < 0x20 for byte in raw):
-        text = loads(b'"' + raw + b'"')  # JSONDecodeError is a ValueError
-        if not isinstance(text, str):
-            raise ValueError(raw)
-        return text
-    return raw.decode("utf-8")
-
-
 def _epoch(value: object) -> float | None:
     moment = entry_time(value)
     return None if moment is None else moment.timestamp()
@@ -143,15 +130,12 @@ class ReportCounts:
         """The decoded skill and status of a raw span (cached).
 
         Raises:
-            ValueError: the span is not two JSON strings' contents.
+            InexactCapture: the span is not two JSON strings' contents.
         """
         found = self.spans.get(span)
         if found is None:
-            pieces = span.split(b'","status":"')
-            if len(pieces) != 2:
-                raise ValueError(span)
-            word = raw_text(pieces[1])
-            found = self.spans[span] = SpanKey(raw_text(pieces[0]), word, canonical_status(word))
+            skill, word = span_texts(span)
+            found = self.spans[span] = SpanKey(skill, word, canonical_status(word))
         return found
 
     def seen_columns(self, stamps: list[bytes], spans: list[bytes]) -> None:
@@ -268,11 +252,10 @@ class ReportCounts:
         self.seq += 1
         self.health.foreign += has_foreign_text(entry)
         status = entry.get("status")
-        canonical = canonical_status(status) if isinstance(status, str) else None
-        if canonical is None:
-            canonical = NO_STATUS if status is None else value_text(status)
-        skill = entry.get("skill")
-        name = NO_SKILL if skill is None else value_text(skill)
+        canonical = canonical_status(status) if isinstance(status, str) else key_text(status)
+        canonical = NO_STATUS if canonical is None else canonical
+        name = key_text(entry.get("skill"))
+        name = NO_SKILL if name is None else name
         bucket = None if moment is None else utc_prefix(moment, self.prefix)
         cell = self.parsed.setdefault((bucket, name, canonical), Cell())
         cell.count += 1

@@ -11,17 +11,15 @@ by every reader.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from itertools import compress
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
-from betty_otel._entry import NUMBER_TYPES, is_finite_number
+from betty_otel._entry import is_finite_number
 from betty_otel._jsontext import JSONDecodeError
-from betty_otel._report.collect import ReportCounts, raw_text
+from betty_otel._report.collect import ReportCounts
 from betty_otel._store import (
     Damage,
     iter_entries,
@@ -32,7 +30,14 @@ from betty_otel._store import (
 )
 from betty_otel._timestamps import entry_time
 from betty_otel.query import Filters
-from betty_otel.query.blocks import Block, line_pattern, scan_fd
+from betty_otel.query.blocks import Block, line_pattern, trace_needles
+from betty_otel.query.columns import (
+    ColumnReader,
+    InexactCapture,
+    capture_durations,
+    capture_text,
+    is_duration,
+)
 
 __all__ = ["Progress", "read_log"]
 
@@ -41,7 +46,6 @@ Progress = Callable[[int, int], None]
 
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
 _STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
-_NUMERIC_TEXT: Final = b"0123456789.eE+-,"
 
 
 def _utc_stamps(stamps: list[bytes]) -> bool:
@@ -72,8 +76,8 @@ def _stamp(moment: datetime | None) -> bytes | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").encode()
 
 
-class _Reader:
-    """Feeds every entry of the log to the report's counts, selecting with filters."""
+class _Selection:
+    """What the filters select, as compared with raw captures (shared by every file's read)."""
 
     def __init__(self, counts: ReportCounts, filters: Filters) -> None:
         self.counts = counts
@@ -83,68 +87,10 @@ class _Reader:
         self.until = _stamp(filters.until)
         self.wanted: dict[tuple[bytes, bytes | None], bool] = {}
         """(span, raw caller) -> whether the skill, status and caller filters pass."""
-        self.needles = (
-            None
-            if filters.trace_id is None
-            else [orjson.dumps(value)[1:-1] for value in filters.trace_id]
-        )
-        self.file = Path()
+        ids = filters.trace_id
+        self.needles = None if ids is None else trace_needles(ids)
 
-    def read(self, fd: int, size: int, file: Path, progress: Callable[[int], None]) -> None:
-        """Read one file of the log, oldest entry first."""
-        self.file = file
-        report = warn_damage(file)
-        for found in scan_fd(fd, size, self.pattern):
-            if isinstance(found, Damage):
-                self.counts.add_damage(file, found)
-                report(found)
-                continue
-            if found.columns and found.columns[0]:
-                self.block(found)
-            for entry in found.entries:
-                self.entry(entry)
-            progress(len(found.data))
-
-    def block(self, found: Block) -> None:
-        """The canonical lines of one block, from their captures."""
-        columns = found.columns
-        stamps, spans, raw = columns[0], columns[1], columns[2]
-        callers: list[bytes] | None = columns[3] if len(columns) > 3 else None
-        values = self._values(raw)
-        lines = _Lines(found)
-        try:
-            for span in set(spans):
-                self.counts.span_key(span)
-            mask = self._mask(stamps, spans, values or [], callers, lines)
-        except ValueError:
-            values = None
-        if values is None or not _utc_stamps(stamps):
-            for line in lines():
-                self.line(line)
-            return
-        self.counts.seen_columns(stamps, spans)
-        if mask is not None:
-            stamps = list(compress(stamps, mask))
-            spans = list(compress(spans, mask))
-            values = list(compress(values, mask))
-            lines = _Lines(found, mask)
-        if stamps:
-            self.counts.add_columns(stamps, spans, values, lines)
-
-    def _values(self, raw: list[bytes]) -> list[float | None] | None:
-        """The durations of a block (None each where not a number); None: parse the lines."""
-        joined = b",".join(raw)
-        try:
-            values = orjson.loads(b"[" + joined + b"]")  # strict: NaN, 1e400... go line by line
-        except orjson.JSONDecodeError:
-            return None
-        if len(values) != len(raw):  # a capture was part of a value
-            return None
-        if not joined.translate(None, _NUMERIC_TEXT):
-            return [float(value) for value in values]
-        return [float(value) if type(value) in NUMBER_TYPES else None for value in values]
-
-    def _mask(
+    def mask(
         self,
         stamps: list[bytes],
         spans: list[bytes],
@@ -152,7 +98,7 @@ class _Reader:
         callers: list[bytes] | None,
         lines: Callable[[], list[bytes]],
     ) -> list[bool] | None:
-        """Which lines the filters select; None: all of them."""
+        """Which lines the filters select; None: all of them (raises InexactCapture)."""
         filters = self.filters
         if filters.empty:
             return None
@@ -173,11 +119,12 @@ class _Reader:
         return mask
 
     def _keys_pass(self, span: bytes, raw_caller: bytes | None) -> bool:
-        """The skill, status and caller filters (raises ValueError on an undecodable capture)."""
+        """The skill, status and caller filters (raises InexactCapture on a capture that is
+        not exact JSON text)."""
         found = self.wanted.get((span, raw_caller))
         if found is None:
             key = self.counts.span_key(span)
-            caller = None if raw_caller is None else raw_text(raw_caller)
+            caller = None if raw_caller is None else capture_text(raw_caller)
             found = self.filters.match_keys(key.skill, key.word, caller)
             self.wanted[span, raw_caller] = found
         return found
@@ -192,26 +139,68 @@ class _Reader:
             return False
         return isinstance(entry, dict) and self.filters.matches(entry)
 
-    def line(self, line: bytes) -> None:
-        """A canonical-looking line whose captures need a real parse."""
-        try:
-            value = parse_entry_line(line)
-        except JSONDecodeError:
-            damage = Damage(-1, len(line), "entry line is not valid JSON")
-            self.counts.add_damage(self.file, damage)
-            warn_damage(self.file)(damage)
-            return
-        if isinstance(value, dict):
-            self.entry(value)
 
-    def entry(self, entry: Mapping[str, Any]) -> None:
+class _Reader(ColumnReader):
+    """Feeds every entry of one file to the report's counts, selecting with the filters."""
+
+    def __init__(
+        self, fd: int, file: Path, selection: _Selection, progress: Callable[[int], None]
+    ) -> None:
+        super().__init__(fd, selection.pattern)
+        self.selection = selection
+        self.counts = selection.counts
+        self.file = file
+        self.report = warn_damage(file)
+        self.progress = progress
+
+    def take_columns(self, block: Block) -> list[int]:
+        """The canonical lines of one block, from their captures (all parsed whole when
+        a capture is not exact or a timestamp is not in the store's UTC layout)."""
+        stamps, spans, raw = block.columns[0], block.columns[1], block.columns[2]
+        callers = block.columns[3] if len(block.columns) > 3 else None
+        lines = _Lines(block)
+        try:
+            values = _durations(raw)
+            for span in set(spans):
+                self.counts.span_key(span)
+            mask = self.selection.mask(stamps, spans, values, callers, lines)
+        except InexactCapture:
+            return list(range(len(stamps)))
+        if not _utc_stamps(stamps):
+            return list(range(len(stamps)))
+        self.counts.seen_columns(stamps, spans)
+        if mask is not None:
+            stamps = list(compress(stamps, mask))
+            spans = list(compress(spans, mask))
+            values = list(compress(values, mask))
+            lines = _Lines(block, mask)
+        if stamps:
+            self.counts.add_columns(stamps, spans, values, lines)
+        return []
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
         """One parsed entry: counted for the log's health, then added if selected."""
         moment = self.counts.seen_entry(entry)
-        if not self.filters.matches(entry):
+        if not self.selection.filters.matches(entry):
             return
         value = entry.get("duration_ms")
         duration = float(value) if is_finite_number(value) else None
         self.counts.add_entry(entry, moment, duration)
+
+    def add_damage(self, item: Damage) -> None:
+        self.counts.add_damage(self.file, item)
+        self.report(item)
+
+    def seen(self, block: Block) -> None:
+        self.progress(len(block.data))
+
+
+def _durations(raw: list[bytes]) -> list[float | None]:
+    """The durations of a block (None each where not a number; raises InexactCapture)."""
+    values, numbers = capture_durations(raw)
+    if numbers:
+        return [float(value) for value in values]
+    return [float(value) if is_duration(value) else None for value in values]
 
 
 def _lines(found: Block) -> list[bytes]:
@@ -242,7 +231,7 @@ def _ignore(_: Damage) -> None:
 def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> ReportCounts:
     """Read every file of the log once (oldest first) into the report's counts."""
     counts = ReportCounts(path)
-    reader = _Reader(counts, filters)
+    selection = _Selection(counts, filters)
     total = 0
     for file in log_files(path):
         try:
@@ -267,5 +256,5 @@ def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> 
         counts.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
     for fd, size, file in open_log_files(path, newest_first=False, on_damage=on_damage):
         counts.health.files.append((file, size))
-        reader.read(fd, size, file, advance)
+        _Reader(fd, file, selection, advance).read(0, size, final=True)
     return counts

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +39,7 @@ __all__ = [
     "scan_entries",
     "scan_fd",
     "scan_files",
+    "trace_needles",
 ]
 
 _SCAN_BLOCK: Final = 1 << 20
@@ -296,7 +297,7 @@ def scan_entries(
     pattern = line_pattern(bare=True)
     if needles is None:
         assert filters.trace_id is not None
-        needles = [orjson.dumps(value)[1:-1] for value in filters.trace_id]
+        needles = trace_needles(filters.trace_id)
     needles = [*needles, b"\\"]
     found_entries: list[dict[str, Any]] = []
 
@@ -319,6 +320,11 @@ def scan_entries(
 
     scan_files(path, on_file)
     return found_entries
+
+
+def trace_needles(trace_ids: Iterable[str]) -> list[bytes]:
+    """The trace ids as a canonical line spells them (orjson's escapes), for a search in C."""
+    return [orjson.dumps(value)[1:-1] for value in trace_ids]
 
 
 def _lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:

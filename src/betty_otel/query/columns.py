@@ -42,7 +42,6 @@ __all__ = [
     "key_text",
     "numbers_only",
     "span_texts",
-    "trace_needles",
     "whole_lines",
 ]
 
@@ -137,11 +136,6 @@ def numbers_only(joined: bytes) -> bool:
 def is_duration(value: object) -> bool:
     """A decoded duration capture that is a number (not null, true or false)."""
     return type(value) in NUMBER_TYPES
-
-
-def trace_needles(trace_ids: Iterable[str]) -> list[bytes]:
-    """The trace ids as a canonical line spells them (orjson's escapes), for a search in C."""
-    return [orjson.dumps(value)[1:-1] for value in trace_ids]
 
 
 def whole_lines(block: Block, indices: Iterable[int]) -> Iterator[dict[str, Any] | Damage]:
