@@ -118,6 +118,9 @@ class ReportCounts:
         their sources (lines or parsed entries) are never compared."""
         self.newest_failures: list[tuple[float, int, Source]] = []
         self.slowest: list[tuple[float, int, Source]] = []
+        self.abandoned = 0
+        """Selected entries a reaper wrote for executions whose process died."""
+        self.last_abandoned: deque[dict[str, Any]] = deque(maxlen=TOP)
 
     # -- health ---------------------------------------------------------------
 
@@ -267,6 +270,15 @@ class ReportCounts:
         else:
             cell.durations.append(duration)
             _keep_top(self.slowest, (duration, seq, entry))
+
+    def add_abandoned(self, entry: Mapping[str, Any]) -> None:
+        """A selected entry recorded as abandoned (`betty_otel._inflight.view.is_abandoned`)."""
+        self.abandoned += 1
+        self.last_abandoned.append(dict(entry))
+
+    def newest_abandoned(self) -> list[dict[str, Any]]:
+        """The newest abandoned entries kept (at most TOP), newest first (as recorded)."""
+        return list(reversed(self.last_abandoned))
 
     def cells(self) -> Cells:
         """Every selected entry's group: the raw columns decoded, merged with the parsed ones."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel._entry import is_finite_number
+from betty_otel._inflight.view import ABANDONED_TEXT, is_abandoned
 from betty_otel._jsontext import JSONDecodeError
 from betty_otel._report.collect import ReportCounts
 from betty_otel._store import (
@@ -30,7 +31,7 @@ from betty_otel._store import (
 )
 from betty_otel._timestamps import entry_time
 from betty_otel.query import Filters
-from betty_otel.query.blocks import Block, line_pattern, trace_needles
+from betty_otel.query.blocks import Block, line_pattern, lines_with, trace_needles
 from betty_otel.query.columns import (
     ColumnReader,
     InexactCapture,
@@ -44,6 +45,7 @@ __all__ = ["Progress", "read_log"]
 Progress = Callable[[int, int], None]
 """Called with (bytes read, bytes in all files) after each block."""
 
+_ABANDONED_NEEDLES: Final = [ABANDONED_TEXT, b"\\"]
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
 _STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
 
@@ -176,7 +178,27 @@ class _Reader(ColumnReader):
             lines = _Lines(block, mask)
         if stamps:
             self.counts.add_columns(stamps, spans, values, lines)
+        self._abandoned(block)
         return []
+
+    def _abandoned(self, block: Block) -> None:
+        """The selected abandoned entries among a block's canonical lines: only the lines
+        that hold the reaper's mark (or an escape, which could spell it otherwise) are parsed."""
+        data = block.data
+        if ABANDONED_TEXT not in data and b"\\" not in data:
+            return
+        for start, end in block.lines:
+            for line in lines_with(data, start, end, _ABANDONED_NEEDLES):
+                try:
+                    entry = parse_entry_line(line)
+                except JSONDecodeError:
+                    continue  # damage: counted by the read of the block
+                if isinstance(entry, dict):
+                    self._count_abandoned(entry)
+
+    def _count_abandoned(self, entry: dict[str, Any]) -> None:
+        if is_abandoned(entry) and self.selection.filters.matches(entry):
+            self.counts.add_abandoned(entry)
 
     def add_entry(self, entry: dict[str, Any]) -> None:
         """One parsed entry: counted for the log's health, then added if selected."""
@@ -186,6 +208,8 @@ class _Reader(ColumnReader):
         value = entry.get("duration_ms")
         duration = float(value) if is_finite_number(value) else None
         self.counts.add_entry(entry, moment, duration)
+        if is_abandoned(entry):
+            self.counts.add_abandoned(entry)
 
     def add_damage(self, item: Damage) -> None:
         self.counts.add_damage(self.file, item)

@@ -36,6 +36,7 @@ __all__ = [
     "Block",
     "LinePattern",
     "line_pattern",
+    "lines_with",
     "scan_entries",
     "scan_fd",
     "scan_files",
@@ -308,7 +309,7 @@ def scan_entries(
                 report(found)
                 continue
             for start, end in found.lines:
-                for line in _lines_with(found.data, start, end, needles):
+                for line in lines_with(found.data, start, end, needles):
                     try:
                         value = parse_entry_line(line)
                     except JSONDecodeError:
@@ -327,7 +328,7 @@ def trace_needles(trace_ids: Iterable[str]) -> list[bytes]:
     return [orjson.dumps(value)[1:-1] for value in trace_ids]
 
 
-def _lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:
+def lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:
     """The lines of data[start:end] that contain one of needles, each once, in order."""
     positions = [(data.find(needle, start, end), needle) for needle in needles]
     heap = [(position, needle) for position, needle in positions if position >= 0]
