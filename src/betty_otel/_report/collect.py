@@ -97,6 +97,10 @@ class SpanKey:
         return self.status in ERROR_STATUSES
 
 
+def _doubles() -> array[float]:
+    return array("d")
+
+
 def _epoch(value: object) -> float | None:
     moment = entry_time(value)
     return None if moment is None else moment.timestamp()
@@ -110,7 +114,7 @@ class ReportCounts:
         self.matched = 0
         self.prefix = 16
         self.raw_counts: Counter[bytes] = Counter()
-        self.raw_durations: defaultdict[bytes, array[float]] = defaultdict(lambda: array("d"))
+        self.raw_durations: defaultdict[bytes, array[float]] = defaultdict(_doubles)
         self.parsed: Cells = {}
         self.spans: dict[bytes, SpanKey] = {}
         self.seq = 0
@@ -186,7 +190,7 @@ class ReportCounts:
         counts: Counter[bytes] = Counter()
         for key, count in self.raw_counts.items():
             counts[key[:prefix] + key[old:]] += count
-        durations: defaultdict[bytes, array[float]] = defaultdict(lambda: array("d"))
+        durations: defaultdict[bytes, array[float]] = defaultdict(_doubles)
         for key, values in self.raw_durations.items():
             durations[key[:prefix] + key[old:]].extend(values)
         parsed: Cells = {}
@@ -195,6 +199,35 @@ class ReportCounts:
             parsed.setdefault(target, Cell()).merge(cell)
         self.raw_counts, self.raw_durations, self.parsed = counts, durations, parsed
         self.prefix = prefix
+
+    def merge(self, other: ReportCounts) -> None:
+        """Add the counts of the stretch of the log that follows what was read here (a
+        helper's part, counted from the same start prefix), as if read here; its damage
+        comes apart (`add_damage`)."""
+        health, theirs = self.health, other.health
+        health.entries += theirs.entries
+        health.legacy += theirs.legacy
+        health.foreign += theirs.foreign
+        health.no_duration += theirs.no_duration
+        prefix = min(self.prefix, other.prefix)
+        for counts in (self, other):
+            if counts.prefix != prefix:
+                counts._rekey(prefix)
+        self.raw_counts.update(other.raw_counts)
+        for key, values in other.raw_durations.items():
+            self.raw_durations[key].extend(values)
+        for where, cell in other.parsed.items():
+            self.parsed.setdefault(where, Cell()).merge(cell)
+        self.spans.update(other.spans)
+        for mine, kept in ((self.newest_failures, other.newest_failures),
+                           (self.slowest, other.slowest)):  # fmt: skip
+            for value, seq, source in kept:
+                _keep_top(mine, (value, self.seq + seq, source))
+        self.seq += other.seq
+        self.matched += other.matched
+        self.abandoned += other.abandoned
+        self.last_abandoned.extend(other.last_abandoned)
+        self._seen_times(theirs.first, theirs.last)
 
     # -- selected entries -----------------------------------------------------
 

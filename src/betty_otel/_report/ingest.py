@@ -11,7 +11,9 @@ by every reader.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import compress
 from pathlib import Path
@@ -38,12 +40,16 @@ from betty_otel.query.columns import (
     capture_durations,
     capture_text,
     is_duration,
+    read_parts,
 )
+from betty_otel.query.parts import Helper, plan, serve, start_method
 
 __all__ = ["Progress", "read_log"]
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, bytes in all files) after each block."""
+Progress1 = Callable[[int], None]
+"""Called with the bytes of each block (or helper's part) read."""
 
 _ABANDONED_NEEDLES: Final = [ABANDONED_TEXT, b"\\"]
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
@@ -143,16 +149,25 @@ class _Selection:
 
 
 class _Reader(ColumnReader):
-    """Feeds every entry of one file to the report's counts, selecting with the filters."""
+    """Feeds every entry of one file to the report's counts, selecting with the filters.
+
+    report: what to do with each damaged region (log it; a helper keeps it for the
+    parent, which counts and logs it when it takes the part).
+    """
 
     def __init__(
-        self, fd: int, file: Path, selection: _Selection, progress: Callable[[int], None]
+        self,
+        fd: int,
+        selection: _Selection,
+        progress: Callable[[int], None],
+        report: Callable[[Damage], None],
+        *,
+        start: int = 0,
     ) -> None:
-        super().__init__(fd, selection.pattern)
+        super().__init__(fd, selection.pattern, start=start)
         self.selection = selection
         self.counts = selection.counts
-        self.file = file
-        self.report = warn_damage(file)
+        self.report = report
         self.progress = progress
 
     def take_columns(self, block: Block) -> list[int]:
@@ -212,11 +227,83 @@ class _Reader(ColumnReader):
             self.counts.add_abandoned(entry)
 
     def add_damage(self, item: Damage) -> None:
-        self.counts.add_damage(self.file, item)
         self.report(item)
 
     def seen(self, block: Block) -> None:
         self.progress(len(block.data))
+
+    def take(self, part: _Part) -> None:
+        """Add a helper's part: its counts, then its damage (counted and logged here)."""
+        self.counts.merge(part.counts)
+        for item in part.damage:
+            self.add_damage(item)
+        self.end = max(self.end, part.end)
+        self.progress(part.size)
+
+
+@dataclass
+class _Part:
+    """What a helper counted in one part of a file (`read_parts`), and its damage."""
+
+    index: int
+    counts: ReportCounts
+    damage: list[Damage]
+    end: int
+    seam: bool
+    size: int
+    """The bytes of the part (for progress)."""
+
+
+def _read_file(fd: int, size: int, file: Path, selection: _Selection, advance: Progress1) -> None:
+    """Read one file, a large one on two CPUs: a forked helper counts its last parts
+    (`betty_otel.query.parts`), as stats reads; the counts are those of one read."""
+    counts = selection.counts
+    warn = warn_damage(file)
+
+    def report(item: Damage) -> None:
+        counts.add_damage(file, item)
+        warn(item)
+
+    reader = _Reader(fd, selection, advance, report)
+    points = plan(fd, size, 0) if start_method() == "fork" else None
+    if points is None:
+        reader.read(0, size, final=True)
+        return
+    found = points
+
+    def part(index: int) -> bytes:
+        data: bytes = pickle.dumps(_read_part(fd, size, found, index, selection))
+        return data
+
+    def work(out: int, notes: int) -> None:
+        serve(found, part, out, notes)
+
+    with Helper(fd, points, {}, None, work, decode=_decode_part) as helper:
+        read_parts(reader, helper)
+
+
+def _read_part(fd: int, size: int, points: list[int], index: int, selection: _Selection) -> _Part:
+    """What a helper reads: part index of the file, counted from the parent's prefix."""
+    low, high = points[index], points[index + 1]
+    counts = ReportCounts(selection.counts.health.path)
+    counts.prefix = selection.counts.prefix
+    damage: list[Damage] = []
+    reader = _Reader(fd, _Selection(counts, selection.filters), _no_progress, damage.append,
+                     start=low)  # fmt: skip
+    reader.read(low, high, final=high == size)
+    return _Part(index, counts, damage, reader.end, reader.parser.at_seam, high - low)
+
+
+def _decode_part(data: bytes) -> _Part:
+    """A helper's part, from the bytes its forked process wrote for this one."""
+    part = pickle.loads(data)  # noqa: S301 - written by our own forked child
+    if not isinstance(part, _Part):
+        raise TypeError(type(part).__name__)
+    return part
+
+
+def _no_progress(_: int) -> None:
+    """A helper's blocks: the parent shows the progress of a part when it takes it."""
 
 
 def _durations(raw: list[bytes]) -> list[float | None]:
@@ -280,5 +367,5 @@ def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> 
         counts.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
     for fd, size, file in open_log_files(path, newest_first=False, on_damage=on_damage):
         counts.health.files.append((file, size))
-        _Reader(fd, file, selection, advance).read(0, size, final=True)
+        _read_file(fd, size, file, selection, advance)
     return counts

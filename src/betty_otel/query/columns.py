@@ -29,6 +29,7 @@ from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store import Damage, ForwardParser, parse_entry_line
 from betty_otel._store.format import entry_line_end
 from betty_otel.query.blocks import Block, LinePattern, scan_fd
+from betty_otel.query.parts import Helper
 from betty_otel.query.summary import Capture
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "is_duration",
     "key_text",
     "numbers_only",
+    "read_parts",
     "span_texts",
     "whole_lines",
 ]
@@ -217,3 +219,42 @@ class ColumnReader:
 
     def seen(self, block: Block) -> None:
         """A block has been read (a reader that shows progress says so)."""
+
+    def part_read(self) -> None:
+        """A part of a split read has been read here (`read_parts`)."""
+
+    def take(self, part: Any) -> None:
+        """Add what a helper found in one part (`read_parts`): its `end`, and the rest."""
+        raise NotImplementedError
+
+
+def read_parts(reader: ColumnReader, helper: Helper) -> None:
+    """Read a file split at helper.points: parts forward until the helper has done the
+    rest; take its parts that fit.
+
+    A helper's part (with ``index``, ``seam`` and ``end``) is taken when the read
+    reaching it is at a seam and it ends at one (or is the last); from the first that
+    is not, this process reads the rest (with a new parser when the read is at a seam:
+    the same, from the next line on). So the result is that of one read of the file.
+    """
+    points = helper.points
+    last = len(points) - 2
+    index = 0
+    while index <= last and not (index > 0 and helper.ready(index)):
+        reader.read(points[index], points[index + 1], final=index == last)
+        reader.part_read()
+        index += 1
+    if index > last:
+        return
+    at_seam = reader.parser.at_seam
+    mine = True  # the parser is where the read stands (else: at a seam, a new one will do)
+    for part in helper.results(index):
+        if part is None or not at_seam or not (part.seam or part.index == last):
+            break
+        reader.take(part)
+        index += 1
+        mine = False
+    if index <= last:
+        if not mine:
+            reader.parser = ForwardParser(in_array=True)
+        reader.read(points[index], points[-1], final=True)

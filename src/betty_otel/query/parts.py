@@ -67,6 +67,7 @@ __all__ = [
     "encode_part",
     "min_bytes",
     "plan",
+    "serve",
     "spawn_arguments",
     "split_points",
     "start_method",
@@ -127,8 +128,7 @@ def encode_part(part: PartResult) -> bytes:
             "order": sys.byteorder,
         }
     )
-    body = len(header).to_bytes(4, "big") + header + bytes(blob)
-    return len(body).to_bytes(8, "big") + body
+    return len(header).to_bytes(4, "big") + header + bytes(blob)
 
 
 def decode_part(data: bytes) -> PartResult:
@@ -283,11 +283,20 @@ class Helper:
     Its results go to a private temporary file; a line ``k`` on its notes pipe says
     part k is complete there. `ready` and `results` never wait for it. Use as a
     context manager: on leaving, the helper is killed and reaped. Forked, it runs
-    work; spawned, `betty_otel.query.worker` gets options and filters.
+    work; spawned, `betty_otel.query.worker` gets options and filters. decode reads
+    back one part's bytes (default `decode_part`); a helper with its own decode is
+    only forked (the worker serves stats).
     """
 
     def __init__(
-        self, fd: int, points: list[int], options: dict[str, Any], filters: Any, work: Work
+        self,
+        fd: int,
+        points: list[int],
+        options: dict[str, Any],
+        filters: Any,
+        work: Work,
+        *,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> None:
         # Imported here: only a large read needs them; `import betty_otel.query` (the
         # CLI's reading commands) stays as quick as before.
@@ -301,7 +310,10 @@ class Helper:
         self.notes_fd = -1
         self.notes = b""
         self.output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.decode = decode
         self.method = start_method()
+        if decode is not None and self.method == "spawn":
+            self.method = None
         try:
             if self.method == "fork":
                 output = self.output.fileno()
@@ -363,14 +375,15 @@ class Helper:
                 self.done -= 1
         self.notes = lines[-1]
 
-    def results(self, index: int) -> list[PartResult | None]:
+    def results(self, index: int) -> list[Any]:
         """The results of parts index and after (None where one cannot be read back)."""
         found: dict[int, PartResult] = {}
         offset = 0
         for _ in range(len(self.points) - 1 - self.done):
             try:
                 length = int.from_bytes(os.pread(self.output.fileno(), 8, offset), "big")
-                part = decode_part(os.pread(self.output.fileno(), length, offset + 8))
+                data = os.pread(self.output.fileno(), length, offset + 8)
+                part = (self.decode or decode_part)(data)
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 logger.debug("stats helper result unreadable (%s)", exc)
                 break
@@ -408,6 +421,22 @@ class Helper:
             self.pid = 0
             self.notes_fd = -1
             self.output.close()
+
+
+def serve(points: list[int], part: Callable[[int], bytes], out: int, notes: int) -> None:
+    """What a helper does: the parts from the last down to part 1, each one's bytes
+    (part(index)) written to out after their length, then its index and a newline to
+    notes; stop when the parent is gone (nobody would read the rest). It runs at the
+    caller's priority, as a thread of the caller would."""
+    parent = os.getppid()
+    for index in range(len(points) - 2, 0, -1):
+        data = part(index)
+        view = memoryview(len(data).to_bytes(8, "big") + data)
+        while view:
+            view = view[os.write(out, view) :]
+        os.write(notes, b"%d\n" % index)
+        if os.getppid() != parent:
+            return
 
 
 def plan(fd: int, size: int, start: int) -> list[int] | None:

@@ -12,7 +12,6 @@ entry, 6-8x faster (see ``benchmarks/bench_query.py``).
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from betty_otel._entry import canonical_status
-from betty_otel._store import Damage, ForwardParser
+from betty_otel._store import Damage
 from betty_otel.query.blocks import Block, LinePattern
 from betty_otel.query.columns import (
     ColumnReader,
@@ -30,11 +29,12 @@ from betty_otel.query.columns import (
     capture_texts,
     is_duration,
     key_text,
+    read_parts,
     span_texts,
 )
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
-from betty_otel.query.parts import Helper, PartResult, encode_part, plan
+from betty_otel.query.parts import Helper, PartResult, encode_part, plan, serve
 from betty_otel.query.summary import Capture
 
 __all__ = ["FileTally", "Tally", "finish_groups", "serve_parts", "tally_file", "tally_part"]
@@ -264,40 +264,11 @@ def tally_file(
                         out=out, notes=notes)  # fmt: skip
 
         with Helper(fd, points, options, filters, work) as helper:
-            return _read_with(_Reader(fd, by, filters, pattern, capture), helper)
+            reader = _Reader(fd, by, filters, pattern, capture)
+            read_parts(reader, helper)
+            return reader.finish()
     reader = _Reader(fd, by, filters, pattern, capture, start=start)
     reader.read(start, size, final=True)
-    return reader.finish()
-
-
-def _read_with(reader: _Reader, helper: Helper) -> FileTally:
-    """Read parts forward until the helper has done the rest; take its parts that fit.
-
-    A helper's part is taken when the read reaching it is at a seam and it ends at
-    one (or is the last); from the first that is not, this process reads the rest
-    (with a new parser when the read is at a seam: the same, from the next line on).
-    """
-    points = helper.points
-    last = len(points) - 2
-    index = 0
-    while index <= last and not (index > 0 and helper.ready(index)):
-        reader.read(points[index], points[index + 1], final=index == last)
-        reader.raw.settle()
-        index += 1
-    if index > last:
-        return reader.finish()
-    at_seam = reader.parser.at_seam
-    mine = True  # the parser is where the read stands (else: at a seam, a new one will do)
-    for part in helper.results(index):
-        if part is None or not at_seam or not (part.seam or part.index == last):
-            break
-        reader.take(part)
-        index += 1
-        mine = False
-    if index <= last:
-        if not mine:
-            reader.parser = ForwardParser(in_array=True)
-        reader.read(points[index], points[-1], final=True)
     return reader.finish()
 
 
@@ -305,19 +276,13 @@ def serve_parts(
     fd: int, size: int, points: list[int], by: str, filters: Filters, pattern: LinePattern,
     *, capture: int | None, out: int, notes: int,
 ) -> None:  # fmt: skip
-    """What a helper does: read the parts from the last down to part 1, each result
-    written to out (`encode_part`), then its index and a newline to notes; stop when
-    the parent is gone (nobody would read the rest). It runs at the caller's priority,
-    as a thread of the caller would."""
-    parent = os.getppid()
-    for index in range(len(points) - 2, 0, -1):
-        part = tally_part(fd, size, points, index, by, filters, pattern, capture=capture)
-        view = memoryview(encode_part(part))
-        while view:
-            view = view[os.write(out, view) :]
-        os.write(notes, b"%d\n" % index)
-        if os.getppid() != parent:
-            return
+    """What a helper does (`betty_otel.query.parts.serve`): each part's `tally_part`."""
+
+    def part(index: int) -> bytes:
+        found = tally_part(fd, size, points, index, by, filters, pattern, capture=capture)
+        return encode_part(found)
+
+    serve(points, part, out, notes)
 
 
 def tally_part(
@@ -359,6 +324,9 @@ class _Reader(ColumnReader):
 
     def add_damage(self, item: Damage) -> None:
         self.found.damage.append(item)
+
+    def part_read(self) -> None:
+        self.raw.settle()
 
     def take(self, part: PartResult) -> None:
         """Add a helper's part (and the digests of its bytes, in file order)."""
