@@ -124,7 +124,7 @@ class ReportCounts:
         self.slowest: list[tuple[float, int, Source]] = []
         self.abandoned = 0
         """Selected entries a reaper wrote for executions whose process died."""
-        self.last_abandoned: deque[dict[str, Any]] = deque(maxlen=TOP)
+        self.abandoned_kept: list[tuple[float, int, Source]] = []
 
     # -- health ---------------------------------------------------------------
 
@@ -219,14 +219,16 @@ class ReportCounts:
         for where, cell in other.parsed.items():
             self.parsed.setdefault(where, Cell()).merge(cell)
         self.spans.update(other.spans)
-        for mine, kept in ((self.newest_failures, other.newest_failures),
-                           (self.slowest, other.slowest)):  # fmt: skip
+        for mine, kept, shift in (
+            (self.newest_failures, other.newest_failures, self.seq),
+            (self.slowest, other.slowest, self.seq),
+            (self.abandoned_kept, other.abandoned_kept, self.abandoned),
+        ):
             for value, seq, source in kept:
-                _keep_top(mine, (value, self.seq + seq, source))
+                _keep_top(mine, (value, shift + seq, source))
         self.seq += other.seq
         self.matched += other.matched
         self.abandoned += other.abandoned
-        self.last_abandoned.extend(other.last_abandoned)
         self._seen_times(theirs.first, theirs.last)
 
     # -- selected entries -----------------------------------------------------
@@ -306,12 +308,14 @@ class ReportCounts:
 
     def add_abandoned(self, entry: Mapping[str, Any]) -> None:
         """A selected entry recorded as abandoned (`betty_otel._inflight.view.is_abandoned`)."""
+        moment = _epoch(entry.get("timestamp"))
+        order = -math.inf if moment is None else moment
+        _keep_top(self.abandoned_kept, (order, self.abandoned, entry))
         self.abandoned += 1
-        self.last_abandoned.append(dict(entry))
 
     def newest_abandoned(self) -> list[dict[str, Any]]:
-        """The newest abandoned entries kept (at most TOP), newest first (as recorded)."""
-        return list(reversed(self.last_abandoned))
+        """The newest abandoned entries kept (at most TOP), newest first."""
+        return _entries(self.abandoned_kept)
 
     def cells(self) -> Cells:
         """Every selected entry's group: the raw columns decoded, merged with the parsed ones."""

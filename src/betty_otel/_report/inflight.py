@@ -4,7 +4,7 @@ In flight: the records beside the log (`betty_otel.query.running`) that the repo
 filters select, with their state. Abandoned: the entries reapers wrote for executions
 whose process died, found while the log is read for the report
 (`betty_otel._report.ingest`: only the lines that hold ``"abandoned":true`` are
-parsed), newest first.
+parsed), newest first (by time, as the failures).
 """
 
 from __future__ import annotations
