@@ -309,8 +309,8 @@ def _no_progress(_: int) -> None:
 def _durations(raw: list[bytes]) -> list[float | None]:
     """The durations of a block (None each where not a number; raises InexactCapture)."""
     values, numbers = capture_durations(raw)
-    if numbers:
-        return [float(value) for value in values]
+    if numbers:  # ints and floats only: compared and stored (as doubles) as they are
+        return values
     return [float(value) if is_duration(value) else None for value in values]
 
 
