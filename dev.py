@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""The project's two commands, runnable with nothing but python3.
+"""The project's commands, runnable with nothing but python3.
 
-    python3 dev.py demo   record telemetry with the quickstart example and show it
-    python3 dev.py test   lint, type-check and run the whole test suite
-    python3 dev.py bench  run every benchmark in benchmarks/ and print one table of ratios
+    python3 dev.py demo        record telemetry with the quickstart example and show it
+    python3 dev.py test        lint, type-check and run the whole test suite
+    python3 dev.py bench       run every benchmark in benchmarks/ and print one table of ratios
+    python3 dev.py screenshot  redraw docs/report.png, the README's picture of the report
 
-Both create (or reuse) a virtual environment in `.venv` and install the package
+Each creates (or reuse) a virtual environment in `.venv` and install the package
 with its test and OTLP extras into it; the install is redone only when
 `pyproject.toml` changes.
 """
@@ -52,6 +53,11 @@ def _ensure_venv() -> None:
 def demo() -> None:
     """Record a few executions to the default telemetry file and print them."""
     _run(PY, "examples/quickstart.py")
+
+
+def screenshot() -> None:
+    """Redraw docs/report.png from the Betty registry in docs/ (needs the system's chromium)."""
+    _run(PY, "docs/screenshot.py")
 
 
 def test(extra: list[str]) -> None:
@@ -118,8 +124,8 @@ def _machine() -> str:
 
 
 def main() -> None:
-    """Dispatch `demo`, `test` or `bench`; extra arguments of `test` go to pytest."""
-    commands = {"demo", "test", "bench"}
+    """Dispatch `demo`, `test`, `bench` or `screenshot`; extra arguments of `test` go to pytest."""
+    commands = {"demo", "test", "bench", "screenshot"}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
@@ -128,6 +134,8 @@ def main() -> None:
         demo()
     elif sys.argv[1] == "bench":
         bench(sys.argv[2:])
+    elif sys.argv[1] == "screenshot":
+        screenshot()
     else:
         test(sys.argv[2:])
 

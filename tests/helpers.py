@@ -15,6 +15,8 @@
 - Redaction: `token_chars` (a token body from a seed: no credential written in a test),
   `redacted` (text as betty_otel records it, checked stable under a second pass).
 - Spans: `span_hex` (a span's id as the entry writes it).
+- Reports: `page_figures` (an HTML report's figures, as plotly.js receives them), read from
+  the `FIGURE_SCRIPT` elements.
 - Secrets nowhere: `assert_nowhere` (no FRAGMENT-char piece of a secret in the file or on
   any span), built on `fragments`, `assert_no_fragment`, `file_texts` and `span_texts`.
 """
@@ -314,3 +316,14 @@ def assert_nowhere(secrets: Iterable[str], path: Path, spans: InMemorySpanExport
     assert finished
     for span in finished:
         assert_no_fragment(secrets, span_texts(span), f"the span {span.name!r}")
+
+
+FIGURE_SCRIPT = re.compile(
+    r'<script type="application/json" nonce="[^"]+" data-figure="([^"]+)">(.*?)</script>', re.S
+)
+"""A figure's element in a report: (element id, the figure's JSON)."""
+
+
+def page_figures(page: str) -> dict[str, Any]:
+    """An HTML report's figures by element id, as plotly.js receives them."""
+    return {name: json.loads(body) for name, body in FIGURE_SCRIPT.findall(page)}

@@ -181,3 +181,23 @@ def test_screenshot_is_not_blank(browser: Browser, demo: Opened) -> None:  # noq
     spread, colours = pixel_spread(browser, demo.page.screenshot(full_page=True))
     assert spread > 20  # a blank or single-colour page has (almost) none
     assert colours > 50
+
+
+def test_the_readme_picture_is_drawn_from_the_repository_s_own_files(
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """docs/screenshot.py (`python3 dev.py screenshot`) draws the report of the Betty
+    registry in docs/: a picture of the page, not a blank or an error."""
+    image = tmp_path / "report.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "screenshot.py"), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    spread, colours = pixel_spread(browser, image.read_bytes())
+    assert spread > 20
+    assert colours > 50

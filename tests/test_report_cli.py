@@ -21,16 +21,8 @@ import pytest
 import betty_otel
 from betty_otel.query import iter_query
 from cli_helpers import LEGACY_FILE, run, run_on_terminal, write
-from helpers import canonical, indent2, make_entry
-
-_FIGURE = re.compile(
-    r'<script type="application/json" nonce="[^"]+" data-figure="([^"]+)">(.*?)</script>', re.S
-)
-
-
-def figures(page: str) -> dict[str, Any]:
-    """The page's figures by element id, as plotly.js receives them."""
-    return {name: json.loads(body) for name, body in _FIGURE.findall(page)}
+from helpers import FIGURE_SCRIPT, canonical, indent2, make_entry
+from helpers import page_figures as figures
 
 
 def drawn(page: str) -> int:
@@ -221,7 +213,7 @@ def test_figure_json_cannot_close_its_script_element(tmp_path: Path) -> None:
     skill = "</script><!--<script>"
     log = write(tmp_path / "telemetry.json", [make_entry(1, skill=skill)])
     page = betty_otel.report(log, tmp_path / "r.html").read_text(encoding="utf-8")
-    for body in (body for _, body in _FIGURE.findall(page)):
+    for body in (body for _, body in FIGURE_SCRIPT.findall(page)):
         assert "<" not in body
         assert ">" not in body
     names = [t["name"] for t in figures(page)["chart-trends"]["data"]]

@@ -26,20 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, Status, StatusCode
 from opentelemetry.util import types
 
-from betty_otel._entry import (
-    ATTR_CALLER,
-    ATTR_ERROR,
-    ATTR_INPUTS,
-    ATTR_METADATA,
-    ATTR_SKILL,
-    ATTR_STATUS,
-)
+from betty_otel._entry import ENTRY_ATTRIBUTES
 from betty_otel._errors import internal_error
 from betty_otel._known_secrets import scrub, scrub_values
 from betty_otel._redact import REDACTED
@@ -47,12 +40,7 @@ from betty_otel._redact import REDACTED
 if TYPE_CHECKING:
     from betty_otel._run import Run
 
-__all__ = ["RESERVED", "CurrentSpan"]
-
-RESERVED: Final = frozenset(
-    (ATTR_SKILL, ATTR_CALLER, ATTR_STATUS, ATTR_INPUTS, ATTR_ERROR, ATTR_METADATA)
-)
-"""The attributes an entry is made of: only betty_otel sets them."""
+__all__ = ["CurrentSpan"]
 
 
 class CurrentSpan(trace.Span):
@@ -75,7 +63,7 @@ class CurrentSpan(trace.Span):
         run = self.run
         try:
             run.touched = True  # they may evict betty_otel's: Run puts its own back
-            kept = {key: value for key, value in attributes.items() if key not in RESERVED}
+            kept = {key: value for key, value in attributes.items() if key not in ENTRY_ATTRIBUTES}
             if kept:
                 run.span.set_attributes(self._redacted(kept))
         except Exception:  # noqa: BLE001 - telemetry must never break the host program

@@ -31,6 +31,7 @@ __all__ = [
     "ATTR_METADATA",
     "ATTR_SKILL",
     "ATTR_STATUS",
+    "ENTRY_ATTRIBUTES",
     "ENTRY_KEYS",
     "ERROR_STATUSES",
     "NUMBER_TYPES",
@@ -72,6 +73,10 @@ ATTR_CALLER: Final = "betty.caller"
 ATTR_INPUTS: Final = "betty.inputs"
 ATTR_METADATA: Final = "betty.metadata"
 ATTR_ERROR: Final = "betty.error_message"
+ENTRY_ATTRIBUTES: Final = frozenset(
+    (ATTR_SKILL, ATTR_CALLER, ATTR_STATUS, ATTR_INPUTS, ATTR_ERROR, ATTR_METADATA)
+)
+"""The span attributes an entry is made of: only betty_otel sets them."""
 UNREADABLE: Final = "<unreadable>"
 """The key of the marker recorded for inputs or metadata that could not be read."""
 

@@ -42,6 +42,7 @@ from betty_otel._setup.otlp import (
     DEFAULT_EXIT_TIMEOUT,
     MutedThreads,
     close_collectors,
+    closing_thread,
     exit_budget,
     otlp_protocol,
 )
@@ -263,12 +264,7 @@ class OwnMetrics:
             finally:
                 hushing.exit()
 
-        worker = threading.Thread(target=close, name="betty_otel-metrics-close", daemon=True)
-        try:
-            worker.start()
-        except RuntimeError:  # no new threads this late in interpreter shutdown
-            return None
-        return worker
+        return closing_thread(close, "betty_otel-metrics-close")
 
     def report(self, finished: bool, budget: float) -> None:
         """One warning when the last metrics were not all taken at close."""

@@ -43,26 +43,54 @@ MAX_BUCKETS: Final = 120
 """The charts show at most about this many buckets."""
 _ORIGIN: Final = 345_600
 """Fixed-size buckets count from Monday 1970-01-05 00:00 UTC: weeks start on Monday."""
+_FIRST_MONTH: Final = 12
+"""January of year 1, datetime's first month: a bucket that would start earlier starts there."""
+_LAST_MONTH: Final = 9999 * 12 + 11
+"""December of year 9999, datetime's last month."""
 
 
 @dataclass(frozen=True)
 class DisplayUnit:
-    """A bucket size of the charts: fixed seconds, or calendar months or years (seconds 0)."""
+    """A bucket size of the charts: fixed seconds, or a whole number of calendar months."""
 
     name: str
     prefix: int
     """The longest raw prefix it can be built from."""
     seconds: int
+    """Its length when fixed; 0 for calendar units."""
+    months: int = 0
+    """A calendar unit's length in months (0 for fixed ones)."""
 
     def start(self, moment: datetime) -> float:
         """The start (epoch seconds) of the bucket that holds moment (UTC)."""
         if self.seconds:
             stamp = moment.timestamp()
             return _ORIGIN + (stamp - _ORIGIN) // self.seconds * self.seconds
-        first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        if self.prefix == 4:
-            first = first.replace(month=1)
-        return first.timestamp()
+        index = _month_index(moment) // self.months * self.months
+        return _month_start(max(index, _FIRST_MONTH)).timestamp()
+
+    def starts(self, first: float, last: float) -> list[float]:
+        """Every bucket start from first to last (both bucket starts): the empty ones too,
+        so that the charts can show a bucket without executions as such."""
+        if self.seconds:
+            return [
+                first + n * self.seconds for n in range(int((last - first) // self.seconds) + 1)
+            ]
+        found = []
+        index = _month_index(utc_moment(first))
+        while index <= _LAST_MONTH and (start := _month_start(index).timestamp()) <= last:
+            found.append(start)
+            index = (index // self.months + 1) * self.months
+        return found
+
+
+def _month_index(moment: datetime) -> int:
+    """Months since January of year 0: calendar buckets are whole multiples of it."""
+    return moment.year * 12 + moment.month - 1
+
+
+def _month_start(index: int) -> datetime:
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
 
 
 DISPLAY: Final = (
@@ -73,9 +101,12 @@ DISPLAY: Final = (
     DisplayUnit("6 hours", 13, 21_600),
     DisplayUnit("day", 10, 86_400),
     DisplayUnit("week", 10, 604_800),
-    DisplayUnit("month", 7, 0),
-    DisplayUnit("year", 4, 0),
+    DisplayUnit("month", 7, 0, 1),
+    DisplayUnit("year", 4, 0, 12),
+    DisplayUnit("10 years", 4, 0, 120),
+    DisplayUnit("100 years", 4, 0, 1200),
 )
+"""Finest first. The coarsest fits datetime's whole range (years 1 to 9999) in MAX_BUCKETS."""
 
 
 def coarser_prefix(prefix: int, first: float, last: float) -> int:
@@ -93,7 +124,7 @@ def choose_unit(prefix: int, first: float | None, last: float | None) -> Display
     for unit in DISPLAY:
         if unit.prefix > prefix:
             continue
-        size = unit.seconds or (31 * 86_400 if unit.prefix == 7 else 366 * 86_400)
+        size = unit.seconds or unit.months * 31 * 86_400
         if span / size <= MAX_BUCKETS:
             return unit
     return DISPLAY[-1]

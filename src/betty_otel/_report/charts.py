@@ -104,7 +104,7 @@ def _figure(fig: Any) -> Figure:
 
 
 def timeline(data: ReportData) -> Figure:
-    """Executions per time bucket, stacked by status (one bar per bucket and status with any)."""
+    """Executions per time bucket, stacked by status (every bucket, 0 where a status has none)."""
     fig = go.Figure()
     for status, points in data.timeline.items():
         fig.add_trace(
@@ -134,7 +134,11 @@ def _trend_value(point: TrendPoint, field: str) -> float | None:
 
 
 def trends(data: ReportData) -> Figure:
-    """Per skill (the most executed): count, failure rate and p50/p95/p99 per time bucket."""
+    """Per skill (the most executed): count, failure rate and p50/p95/p99 per time bucket.
+
+    A bucket without executions of the skill counts 0 and has no rate or percentile:
+    those lines stop there and start again at the next bucket with executions.
+    """
     fig = make_subplots(
         rows=len(_TREND_ROWS),
         cols=1,
@@ -151,6 +155,7 @@ def trends(data: ReportData) -> Figure:
                     x=[_when(point.start) for point in points],
                     y=[_trend_value(point, field) for point in points],
                     mode="lines+markers",
+                    connectgaps=False,  # a bucket without executions breaks the line
                     name=name,
                     legendgroup=name,
                     showlegend=row == 1,

@@ -34,11 +34,11 @@ class SkillRow:
 
 @dataclass(frozen=True)
 class TrendPoint:
-    """One skill's figures in one time bucket."""
+    """One skill's figures in one time bucket (no rate or percentile when it has no execution)."""
 
     start: float
     count: int
-    failure_rate: float
+    failure_rate: float | None
     p50: float | None
     p95: float | None
     p99: float | None
@@ -52,10 +52,11 @@ class ReportData:
     matched: int
     unit: DisplayUnit
     timeline: dict[str, list[tuple[float, int]]]
-    """Per status (canonical first, then most common): (bucket start, executions) with any."""
+    """Per status (canonical first, then most common): (bucket start, executions) for every
+    bucket from the first selected entry's to the last's, 0 when the status has none there."""
     skills: list[SkillRow]
     trends: dict[str, list[TrendPoint]]
-    """Per skill of the most executed ones: its figures per time bucket."""
+    """Per skill of the most executed ones: its figures in every bucket of the timeline."""
     failures: list[dict[str, Any]]
     """The newest failures, newest first."""
     slowest: list[dict[str, Any]]
@@ -69,35 +70,41 @@ def percentiles(values: array[float]) -> tuple[float | None, float | None, float
 
 
 def summarize(counts: ReportCounts, trend_skills: int = 8) -> ReportData:
-    """Regroup the counted raw buckets into display buckets and compute every figure."""
+    """Regroup the counted raw buckets into display buckets and compute every figure.
+
+    The bucket size fits the selected entries' span; the charts over time get every
+    bucket of it, the empty ones too (no executions: a count of 0, no rate or percentile).
+    """
     health = counts.health
-    unit = choose_unit(counts.prefix, health.first, health.last)
-    starts: dict[bytes, float | None] = {}
+    raw_cells = counts.cells()
+    moments = {raw: prefix_start(raw) for raw, _, _ in raw_cells if raw is not None}
+    seen = [moment.timestamp() for moment in moments.values() if moment is not None]
+    unit = choose_unit(counts.prefix, min(seen, default=None), max(seen, default=None))
+    starts = {
+        raw: None if moment is None else unit.start(moment) for raw, moment in moments.items()
+    }
     cells: dict[tuple[float | None, str, str], Cell] = {}
-    for (raw, skill, status), cell in counts.cells().items():
-        start = None
-        if raw is not None:
-            if raw not in starts:
-                moment = prefix_start(raw)
-                starts[raw] = None if moment is None else unit.start(moment)
-            start = starts[raw]
+    for (raw, skill, status), cell in raw_cells.items():
+        start = None if raw is None else starts[raw]
         cells.setdefault((start, skill, status), Cell()).merge(cell)
     health.untimed = sum(cell.count for (start, _, _), cell in cells.items() if start is None)
+    timed = [start for start, _, _ in cells if start is not None]
+    buckets = unit.starts(min(timed), max(timed)) if timed else []
     skills = _skill_rows(cells)
     return ReportData(
         health=health,
         matched=counts.matched,
         unit=unit,
-        timeline=_timeline(cells),
+        timeline=_timeline(cells, buckets),
         skills=skills,
-        trends={row.skill: _trend(cells, row.skill) for row in skills[:trend_skills]},
+        trends={row.skill: _trend(cells, row.skill, buckets) for row in skills[:trend_skills]},
         failures=counts.failures(),
         slowest=counts.slowest_entries(),
     )
 
 
 def _timeline(
-    cells: dict[tuple[float | None, str, str], Cell],
+    cells: dict[tuple[float | None, str, str], Cell], buckets: list[float]
 ) -> dict[str, list[tuple[float, int]]]:
     per: dict[str, Counter[float]] = {}
     for (start, _, status), cell in cells.items():
@@ -105,7 +112,7 @@ def _timeline(
             per.setdefault(status, Counter())[start] += cell.count
     totals = {status: sum(counts.values()) for status, counts in per.items()}
     order = sorted(per, key=lambda s: (_STATUS_ORDER.get(s, len(STATUSES)), -totals[s], s))
-    return {status: sorted(per[status].items()) for status in order}
+    return {status: [(start, per[status][start]) for start in buckets] for status in order}
 
 
 def _skill_rows(cells: dict[tuple[float | None, str, str], Cell]) -> list[SkillRow]:
@@ -134,19 +141,24 @@ def _skill_rows(cells: dict[tuple[float | None, str, str], Cell]) -> list[SkillR
     return rows
 
 
-def _trend(cells: dict[tuple[float | None, str, str], Cell], skill: str) -> list[TrendPoint]:
-    buckets: dict[float, Cell] = {}
+def _trend(
+    cells: dict[tuple[float | None, str, str], Cell], skill: str, buckets: list[float]
+) -> list[TrendPoint]:
+    found: dict[float, Cell] = {}
     failures: Counter[float] = Counter()
     for (start, name, status), cell in cells.items():
         if name != skill or start is None:
             continue
-        buckets.setdefault(start, Cell()).merge(cell)
+        found.setdefault(start, Cell()).merge(cell)
         if status in ERROR_STATUSES:
             failures[start] += cell.count
     points = []
-    for start in sorted(buckets):
-        cell = buckets[start]
-        p50, p95, p99 = percentiles(cell.durations)
-        rate = failures[start] / cell.count if cell.count else 0.0
-        points.append(TrendPoint(start, cell.count, rate, p50, p95, p99))
+    for start in buckets:
+        bucket = found.get(start)
+        if bucket is None or not bucket.count:
+            points.append(TrendPoint(start, 0, None, None, None, None))
+            continue
+        p50, p95, p99 = percentiles(bucket.durations)
+        rate = failures[start] / bucket.count
+        points.append(TrendPoint(start, bucket.count, rate, p50, p95, p99))
     return points

@@ -15,7 +15,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -29,6 +29,7 @@ __all__ = [
     "Closing",
     "MutedThreads",
     "close_collectors",
+    "closing_thread",
     "exit_budget",
     "otlp_collector",
     "otlp_exporter",
@@ -190,14 +191,7 @@ class BatchedExporter:
                 for each in loggers:
                     each.removeFilter(exporter.hush)
 
-        worker = threading.Thread(
-            target=send_and_shut_down, name="betty_otel-collector-close", daemon=True
-        )
-        try:
-            worker.start()
-        except RuntimeError:  # no new threads this late in interpreter shutdown
-            return None
-        return worker
+        return closing_thread(send_and_shut_down, "betty_otel-collector-close")
 
     def report(self, finished: bool, budget: float) -> None:
         """One warning when the spans were not all taken at close."""
@@ -223,6 +217,17 @@ class Closing(Protocol):
     def start_closing(self) -> threading.Thread | None: ...
 
     def report(self, finished: bool, budget: float) -> None: ...
+
+
+def closing_thread(close: Callable[[], None], name: str) -> threading.Thread | None:
+    """Run close in a daemon thread started now (a `Closing.start_closing`); None when no
+    thread can be started (late in interpreter shutdown)."""
+    worker = threading.Thread(target=close, name=name, daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:  # no new threads this late in interpreter shutdown
+        return None
+    return worker
 
 
 def close_collectors(collectors: Sequence[Closing], budget: float) -> None:

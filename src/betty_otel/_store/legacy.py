@@ -53,7 +53,7 @@ from betty_otel._jsontext import JSONDecodeError, dumps, loads
 from betty_otel._store.errors import LockTimeoutError
 from betty_otel._store.files import write_private
 from betty_otel._store.format import BOM, SEP, WHITESPACE
-from betty_otel._store.lines import line_ending_at, lines_backward
+from betty_otel._store.lines import blocks_forward, line_ending_at, lines_backward
 from betty_otel._store.tail import insertion_point
 
 __all__ = [
@@ -196,10 +196,7 @@ def count_elements(fd: int, start: int, end: int) -> int:
     count = 0
     carry = b""
     offset = start
-    while offset < end:
-        data = os.pread(fd, min(_BLOCK, end - offset), offset)
-        if not data:
-            break
+    for data in blocks_forward(fd, start, end, _BLOCK):
         offset += len(data)
         chunk = carry + data
         # A match is at most 4 bytes and never holds a second newline: one that starts in

@@ -14,6 +14,7 @@ from typing import Final, Literal
 from betty_otel._store.format import BOM, WHITESPACE
 
 __all__ = [
+    "blocks_forward",
     "data_end",
     "head_bracket",
     "head_kind",
@@ -150,16 +151,23 @@ def _last_data_end(fd: int, end: int) -> int:
     return 0
 
 
+def blocks_forward(fd: int, start: int, end: int, block: int = _BLOCK) -> Iterator[bytes]:
+    """Yield the bytes from start to end in order, at most block bytes at a time; they
+    stop early where the file does (it was cut while read)."""
+    offset = start
+    while offset < end:
+        data = os.pread(fd, min(block, end - offset), offset)
+        if not data:
+            return
+        offset += len(data)
+        yield data
+
+
 def lines_forward(fd: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, raw line without its newline) from start to end."""
-    offset = start
     rest = b""
     rest_offset = start
-    while offset < end:
-        chunk = os.pread(fd, min(_BLOCK, end - offset), offset)
-        if not chunk:
-            break
-        offset += len(chunk)
+    for chunk in blocks_forward(fd, start, end):
         data = rest + chunk if rest else chunk
         pos = 0
         while True:

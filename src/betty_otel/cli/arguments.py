@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Final
+from typing import Final, TypeVar
 
 __all__ = [
     "MAX_SECONDS",
@@ -25,14 +26,21 @@ __all__ = [
     "time_text",
 ]
 
+_T = TypeVar("_T")
+
+
+def _converted(convert: Callable[[str], _T], text: str, expected: str) -> _T:
+    """convert(text); text it cannot convert is a usage error that says what was expected."""
+    try:
+        return convert(text)
+    except ValueError:
+        msg = f"expected {expected}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
 
 def non_negative_int(text: str) -> int:
     """A whole number >= 0 (capped at sys.maxsize: more than can exist means all)."""
-    try:
-        value = int(text)
-    except ValueError:
-        msg = f"expected a whole number, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
+    value = _converted(int, text, "a whole number")
     if value < 0:
         msg = f"must be >= 0, got {value}"
         raise argparse.ArgumentTypeError(msg)
@@ -46,11 +54,7 @@ def limit_count(text: str) -> int | None:
 
 
 def number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"expected a number, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
+    value = _converted(float, text, "a number")
     if not math.isfinite(value):
         msg = f"expected a finite number, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
