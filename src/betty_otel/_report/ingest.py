@@ -278,7 +278,7 @@ def _read_file(fd: int, size: int, file: Path, selection: _Selection, advance: P
     def work(out: int, notes: int) -> None:
         serve(found, part, out, notes)
 
-    with Helper(fd, points, {}, None, work, decode=_decode_part) as helper:
+    with Helper(fd, points, work, _decode_part) as helper:  # forked only
         read_parts(reader, helper)
 
 
@@ -296,7 +296,10 @@ def _read_part(fd: int, size: int, points: list[int], index: int, selection: _Se
 
 def _decode_part(data: bytes) -> _Part:
     """A helper's part, from the bytes its forked process wrote for this one."""
-    part = pickle.loads(data)  # noqa: S301 - written by our own forked child
+    try:
+        part = pickle.loads(data)  # noqa: S301 - written by our own forked child
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+        raise ValueError(exc) from exc  # unreadable: this process reads the part itself
     if not isinstance(part, _Part):
         raise TypeError(type(part).__name__)
     return part

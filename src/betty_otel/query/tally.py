@@ -12,11 +12,14 @@ entry, 6-8x faster (see ``benchmarks/bench_query.py``).
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from betty_otel._entry import canonical_status
 from betty_otel._store import Damage
@@ -34,13 +37,91 @@ from betty_otel.query.columns import (
 )
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
-from betty_otel.query.parts import Helper, PartResult, encode_part, plan, serve
-from betty_otel.query.summary import Capture
+from betty_otel.query.parts import Helper, plan, serve
+from betty_otel.query.summary import Capture, Span
 
-__all__ = ["FileTally", "Tally", "finish_groups", "serve_parts", "tally_file", "tally_part"]
+__all__ = [
+    "FileTally",
+    "PartResult",
+    "Tally",
+    "decode_part",
+    "encode_part",
+    "finish_groups",
+    "serve_parts",
+    "tally_file",
+    "tally_part",
+]
 
 _consume: Final = deque[Any](maxlen=0).extend
 """Run an iterator to its end, keeping nothing."""
+
+
+@dataclass
+class PartResult:
+    """What a helper found in one part: groups by (key, status), damage, where it ended.
+
+    seam: the part ends between elements with nothing pending (`ForwardParser.at_seam`).
+    start and spans are for the stats summary (`summary.Capture.take`): the digests of
+    the bytes the part counted, from its start on (None: no summary asked, or the
+    bytes were not all seen).
+    """
+
+    index: int
+    groups: dict[tuple[str | None, str | None], Group]
+    plain: bool
+    damage: list[Damage]
+    end: int
+    seam: bool
+    start: int = 0
+    spans: list[Span] | None = None
+
+
+def encode_part(part: PartResult) -> bytes:
+    """A part as bytes: a JSON header, then the durations (doubles)."""
+    blob = bytearray()
+    groups = []
+    for (key, status), group in part.groups.items():
+        groups.append([key, status, group.count, group.statuses, len(group.durations)])
+        blob += group.durations.tobytes()
+    header = orjson.dumps(
+        {
+            "index": part.index,
+            "groups": groups,
+            "plain": part.plain,
+            "damage": [[d.offset, d.length, d.reason] for d in part.damage],
+            "end": part.end,
+            "seam": part.seam,
+            "start": part.start,
+            "spans": part.spans,
+            "order": sys.byteorder,
+        }
+    )
+    return len(header).to_bytes(4, "big") + header + bytes(blob)
+
+
+def decode_part(data: bytes) -> PartResult:
+    """The part encode_part wrote (raises ValueError, TypeError or KeyError when it is not one)."""
+    length = int.from_bytes(data[:4], "big")
+    head = orjson.loads(data[4 : 4 + length])
+    if head["order"] != sys.byteorder:
+        raise ValueError("byte order")
+    view = memoryview(data)[4 + length :]
+    groups: dict[tuple[str | None, str | None], Group] = {}
+    for key, status, count, statuses, numeric in head["groups"]:
+        group = Group(count, dict(statuses))
+        group.durations.frombytes(view[: numeric * 8])
+        view = view[numeric * 8 :]
+        groups[key, status] = group
+    if len(view):
+        raise ValueError("length")
+    damage = [Damage(offset, size, reason) for offset, size, reason in head["damage"]]
+    spans = head["spans"]
+    if spans is not None:
+        spans = [(int(end), str(digest)) for end, digest in spans]
+    return PartResult(
+        head["index"], groups, head["plain"], damage, head["end"], head["seam"],
+        int(head["start"]), spans,
+    )  # fmt: skip
 
 
 class Tally:
@@ -263,7 +344,7 @@ def tally_file(
             serve_parts(fd, size, points, by, filters, pattern, capture=seed,
                         out=out, notes=notes)  # fmt: skip
 
-        with Helper(fd, points, options, filters, work) as helper:
+        with Helper(fd, points, work, decode_part, spawn=(options, filters)) as helper:
             reader = _Reader(fd, by, filters, pattern, capture)
             read_parts(reader, helper)
             return reader.finish()
