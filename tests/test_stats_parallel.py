@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from betty_otel.query import stats
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper, decode_part, split_points
+from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper, split_points
 from betty_otel.query.proof import Proof
 from betty_otel.query.summary import read_summary, summary_path
+from betty_otel.query.tally import decode_part
 from helpers import BOM, append_entries, canonical, indent2, make_entry
 
 READY = Helper.ready
@@ -40,7 +41,7 @@ def patient_from(monkeypatch: pytest.MonkeyPatch, first: int, used: list[int]) -
         return decode_part(data)
 
     monkeypatch.setattr(Helper, "ready", ready)
-    monkeypatch.setattr("betty_otel.query.parts.decode_part", decode)
+    monkeypatch.setattr("betty_otel.query.tally.decode_part", decode)
 
 
 def read(path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any, **kwargs: Any) -> Any:

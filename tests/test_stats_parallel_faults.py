@@ -206,7 +206,7 @@ def test_no_helper_is_left_when_the_parent_is_interrupted(
             raise KeyboardInterrupt
         return scan_fd(*args, **kwargs)
 
-    monkeypatch.setattr("betty_otel.query.tally.scan_fd", interrupted)
+    monkeypatch.setattr("betty_otel.query.columns.scan_fd", interrupted)
     with pytest.raises(KeyboardInterrupt):
         stats(log, by="skill")
     assert helpers_left() == []

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Final
 
 from betty_otel._report.figures import ReportData, summarize
 from betty_otel._store import log_files, resolve_path, telemetry_file_of
-from betty_otel.query import FilterArgs, Filters, PathArg, TraceNode, make_filters
+from betty_otel.query import FilterArgs, Filters, PathArg, make_filters
 from betty_otel.query.filters import filters_of
-from betty_otel.query.trace import read_trace
+from betty_otel.query.trace import read_traces
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -54,15 +54,13 @@ def render_report(
 
     base = resolve_path(telemetry_file)
     chosen = filters or make_filters()
-    data = summarize(read_log(base, chosen, progress))
+    counts = read_log(base, chosen, progress)
+    data = summarize(counts)
     wanted = sorted(chosen.trace_id) if chosen.trace_id is not None else _slowest_traces(data)
-    traces: list[tuple[str, list[TraceNode]]] = []
-    for trace_id in wanted:
-        roots = read_trace(base, trace_id)  # ids from the log or --trace-id, any text
-        if roots:
-            traces.append((trace_id, roots))
+    found = read_traces(base, wanted)  # one read for all: ids from the log or --trace-id
+    traces = [(trace_id, roots) for trace_id, roots in found.items() if roots]
     nonce = new_nonce()
-    parts = [*sections(data, traces, nonce), inflight_section(base, chosen)]
+    parts = [*sections(data, traces, nonce), inflight_section(base, chosen, counts)]
     return page(title, summary_line(data), parts, nonce)
 
 

@@ -24,13 +24,14 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
-from betty_otel._entry import ERROR_STATUSES, canonical_status, has_foreign_text, value_text
-from betty_otel._jsontext import JSONDecodeError, loads
+from betty_otel._entry import ERROR_STATUSES, canonical_status, has_foreign_text
+from betty_otel._jsontext import JSONDecodeError
 from betty_otel._report.buckets import coarser_prefix, utc_prefix
 from betty_otel._store import Damage, parse_entry_line
 from betty_otel._timestamps import entry_time
+from betty_otel.query.columns import key_text, span_texts
 
-__all__ = ["NO_SKILL", "TOP", "Health", "ReportCounts", "Source", "SpanKey", "raw_text"]
+__all__ = ["NO_SKILL", "TOP", "Health", "ReportCounts", "Source", "SpanKey"]
 
 TOP: Final = 20
 """Rows in the tables of newest failures and slowest executions."""
@@ -96,18 +97,8 @@ class SpanKey:
         return self.status in ERROR_STATUSES
 
 
-def raw_text(raw: bytes) -> str:
-    """A captured JSON string's contents as text.
-
-    Raises:
-        ValueError: the capture is not a JSON string's contents.
-    """
-    if b"\\" in raw or any(byte < 0x20 for byte in raw):
-        text = loads(b'"' + raw + b'"')  # JSONDecodeError is a ValueError
-        if not isinstance(text, str):
-            raise ValueError(raw)
-        return text
-    return raw.decode("utf-8")
+def _doubles() -> array[float]:
+    return array("d")
 
 
 def _epoch(value: object) -> float | None:
@@ -123,7 +114,7 @@ class ReportCounts:
         self.matched = 0
         self.prefix = 16
         self.raw_counts: Counter[bytes] = Counter()
-        self.raw_durations: defaultdict[bytes, array[float]] = defaultdict(lambda: array("d"))
+        self.raw_durations: defaultdict[bytes, array[float]] = defaultdict(_doubles)
         self.parsed: Cells = {}
         self.spans: dict[bytes, SpanKey] = {}
         self.seq = 0
@@ -131,6 +122,9 @@ class ReportCounts:
         their sources (lines or parsed entries) are never compared."""
         self.newest_failures: list[tuple[float, int, Source]] = []
         self.slowest: list[tuple[float, int, Source]] = []
+        self.abandoned = 0
+        """Selected entries a reaper wrote for executions whose process died."""
+        self.abandoned_kept: list[tuple[float, int, Source]] = []
 
     # -- health ---------------------------------------------------------------
 
@@ -143,15 +137,12 @@ class ReportCounts:
         """The decoded skill and status of a raw span (cached).
 
         Raises:
-            ValueError: the span is not two JSON strings' contents.
+            InexactCapture: the span is not two JSON strings' contents.
         """
         found = self.spans.get(span)
         if found is None:
-            pieces = span.split(b'","status":"')
-            if len(pieces) != 2:
-                raise ValueError(span)
-            word = raw_text(pieces[1])
-            found = self.spans[span] = SpanKey(raw_text(pieces[0]), word, canonical_status(word))
+            skill, word = span_texts(span)
+            found = self.spans[span] = SpanKey(skill, word, canonical_status(word))
         return found
 
     def seen_columns(self, stamps: list[bytes], spans: list[bytes]) -> None:
@@ -199,7 +190,7 @@ class ReportCounts:
         counts: Counter[bytes] = Counter()
         for key, count in self.raw_counts.items():
             counts[key[:prefix] + key[old:]] += count
-        durations: defaultdict[bytes, array[float]] = defaultdict(lambda: array("d"))
+        durations: defaultdict[bytes, array[float]] = defaultdict(_doubles)
         for key, values in self.raw_durations.items():
             durations[key[:prefix] + key[old:]].extend(values)
         parsed: Cells = {}
@@ -208,6 +199,37 @@ class ReportCounts:
             parsed.setdefault(target, Cell()).merge(cell)
         self.raw_counts, self.raw_durations, self.parsed = counts, durations, parsed
         self.prefix = prefix
+
+    def merge(self, other: ReportCounts) -> None:
+        """Add the counts of the stretch of the log that follows what was read here (a
+        helper's part, counted from the same start prefix), as if read here; its damage
+        comes apart (`add_damage`)."""
+        health, theirs = self.health, other.health
+        health.entries += theirs.entries
+        health.legacy += theirs.legacy
+        health.foreign += theirs.foreign
+        health.no_duration += theirs.no_duration
+        prefix = min(self.prefix, other.prefix)
+        for counts in (self, other):
+            if counts.prefix != prefix:
+                counts._rekey(prefix)
+        self.raw_counts.update(other.raw_counts)
+        for key, values in other.raw_durations.items():
+            self.raw_durations[key].extend(values)
+        for where, cell in other.parsed.items():
+            self.parsed.setdefault(where, Cell()).merge(cell)
+        self.spans.update(other.spans)
+        for mine, kept, shift in (
+            (self.newest_failures, other.newest_failures, self.seq),
+            (self.slowest, other.slowest, self.seq),
+            (self.abandoned_kept, other.abandoned_kept, self.abandoned),
+        ):
+            for value, seq, source in kept:
+                _keep_top(mine, (value, shift + seq, source))
+        self.seq += other.seq
+        self.matched += other.matched
+        self.abandoned += other.abandoned
+        self._seen_times(theirs.first, theirs.last)
 
     # -- selected entries -----------------------------------------------------
 
@@ -232,7 +254,7 @@ class ReportCounts:
             keys = list(compress(keys, [value is not None for value in values]))
         _consume(map(array.append, map(getter, keys), numbers))
         fails = self._newest_failures(stamps, spans)
-        slow = self._slowest(values)
+        slow = self._slowest(values, numbers)
         if not fails and not slow:
             self.seq += len(stamps)
             return
@@ -253,9 +275,12 @@ class ReportCounts:
         found = list(compress(range(len(spans)), map(failed.__contains__, spans)))
         return sorted(found, key=stamps.__getitem__, reverse=True)[:TOP]
 
-    def _slowest(self, values: list[float | None]) -> list[int]:
-        """Indexes of a block's executions slower than the slowest kept so far (at most TOP)."""
+    def _slowest(self, values: list[float | None], numbers: list[float]) -> list[int]:
+        """Indexes of a block's executions slower than the slowest kept so far (at most TOP);
+        numbers: the values that are not None."""
         bar = self.slowest[0][0] if len(self.slowest) >= TOP else -math.inf
+        if not numbers or max(numbers) <= bar:  # in C: the common case, once the list is full
+            return []
         found = [i for i, value in enumerate(values) if value is not None and value > bar]
         return sorted(found, key=lambda i: values[i] or 0.0, reverse=True)[:TOP]
 
@@ -268,11 +293,10 @@ class ReportCounts:
         self.seq += 1
         self.health.foreign += has_foreign_text(entry)
         status = entry.get("status")
-        canonical = canonical_status(status) if isinstance(status, str) else None
-        if canonical is None:
-            canonical = NO_STATUS if status is None else value_text(status)
-        skill = entry.get("skill")
-        name = NO_SKILL if skill is None else value_text(skill)
+        canonical = canonical_status(status) if isinstance(status, str) else key_text(status)
+        canonical = NO_STATUS if canonical is None else canonical
+        name = key_text(entry.get("skill"))
+        name = NO_SKILL if name is None else name
         bucket = None if moment is None else utc_prefix(moment, self.prefix)
         cell = self.parsed.setdefault((bucket, name, canonical), Cell())
         cell.count += 1
@@ -285,17 +309,37 @@ class ReportCounts:
             cell.durations.append(duration)
             _keep_top(self.slowest, (duration, seq, entry))
 
+    def add_abandoned(self, entry: Mapping[str, Any]) -> None:
+        """A selected entry recorded as abandoned (`betty_otel._inflight.view.is_abandoned`)."""
+        moment = _epoch(entry.get("timestamp"))
+        order = -math.inf if moment is None else moment
+        _keep_top(self.abandoned_kept, (order, self.abandoned, entry))
+        self.abandoned += 1
+
+    def newest_abandoned(self) -> list[dict[str, Any]]:
+        """The newest abandoned entries kept (at most TOP), newest first."""
+        return _entries(self.abandoned_kept)
+
     def cells(self) -> Cells:
-        """Every selected entry's group: the raw columns decoded, merged with the parsed ones."""
-        cells: Cells = {}
-        for (bucket, skill, status), cell in self.parsed.items():
-            cells.setdefault((bucket, skill, status), Cell()).merge(cell)
+        """Every selected entry's group: the raw columns decoded, merged with the parsed ones.
+
+        Called once, when the counting is done: the durations are handed over, not
+        copied (a million entries' take 8 MB), and the counts are left empty.
+        """
+        cells, self.parsed = self.parsed, {}
         prefix = self.prefix
+        durations = self.raw_durations
         for key, count in self.raw_counts.items():
             span = self.spans[key[prefix:]]
-            cell = cells.setdefault((key[:prefix], span.skill, span.status), Cell())
-            cell.count += count
-            cell.durations.extend(self.raw_durations.get(key, ()))
+            values = durations.pop(key, None)
+            where = (key[:prefix], span.skill, span.status)
+            cell = cells.get(where)
+            if cell is None:
+                cells[where] = Cell(count, array("d") if values is None else values)
+            else:
+                cell.count += count
+                cell.durations.extend(values or ())
+        self.raw_counts = Counter()
         return cells
 
     def failures(self) -> list[dict[str, Any]]:

@@ -2,20 +2,19 @@
 
 In flight: the records beside the log (`betty_otel.query.running`) that the report's
 filters select, with their state. Abandoned: the entries reapers wrote for executions
-whose process died, found by one quick search of the log (only the lines that hold
-``"abandoned":true`` are parsed), newest first.
+whose process died, found while the log is read for the report
+(`betty_otel._report.ingest`: only the lines that hold ``"abandoned":true`` are
+parsed), newest first (by time, as the failures).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from betty_otel._inflight.view import ABANDONED_TEXT, is_abandoned, pending_entries
-from betty_otel._report.collect import TOP
+from betty_otel._inflight.view import pending_entries
+from betty_otel._report.collect import ReportCounts
 from betty_otel._report.page import ENTRY_HEADERS, ENTRY_KINDS, Section, entry_rows, esc, table
 from betty_otel.query import Filters
-from betty_otel.query.blocks import scan_entries
 
 __all__ = ["inflight_section"]
 
@@ -23,18 +22,9 @@ _HEADERS = ("state", "skill", "started", "last seen", "pid", "host", "caller", "
 _KINDS = ("", "text", "num", "num", "num", "text", "text", "text")
 
 
-def _abandoned(log: Path, filters: Filters) -> list[dict[str, Any]]:
-    found = [
-        entry
-        for entry in scan_entries(log, filters, needles=[ABANDONED_TEXT])
-        if is_abandoned(entry)
-    ]
-    found.reverse()  # newest first, as recorded
-    return found
-
-
-def inflight_section(log: Path, filters: Filters) -> Section:
-    """The section: what is in flight now, and what was abandoned."""
+def inflight_section(log: Path, filters: Filters, counts: ReportCounts) -> Section:
+    """The section: what is in flight now, and what the read of the log (counts) found
+    abandoned."""
     flying = [entry for entry in pending_entries(log) if filters.matches(entry)]
     rows = [
         [
@@ -54,10 +44,10 @@ def inflight_section(log: Path, filters: Filters) -> Section:
         if rows
         else '<p class="note">Nothing selected is in flight.</p>'
     )
-    abandoned = _abandoned(log, filters)
-    inner += f"<h3>Abandoned: {len(abandoned):,} execution(s) whose process died</h3>"
-    if abandoned:
-        inner += table(list(ENTRY_HEADERS), entry_rows(abandoned[:TOP]), list(ENTRY_KINDS))
+    inner += f"<h3>Abandoned: {counts.abandoned:,} execution(s) whose process died</h3>"
+    if counts.abandoned:
+        rows = entry_rows(counts.newest_abandoned())
+        inner += table(list(ENTRY_HEADERS), rows, list(ENTRY_KINDS))
     inner += (
         '<p class="note">An execution that runs longer than <code>inflight_after</code> '
         "(1 s by default) has a record beside the log while it runs: running (its process "

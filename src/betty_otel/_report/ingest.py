@@ -11,17 +11,18 @@ by every reader.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import compress
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
-from betty_otel._entry import NUMBER_TYPES, is_finite_number
+from betty_otel._entry import is_finite_number
+from betty_otel._inflight.view import ABANDONED_TEXT, is_abandoned
 from betty_otel._jsontext import JSONDecodeError
-from betty_otel._report.collect import ReportCounts, raw_text
+from betty_otel._report.collect import ReportCounts
 from betty_otel._store import (
     Damage,
     iter_entries,
@@ -32,16 +33,27 @@ from betty_otel._store import (
 )
 from betty_otel._timestamps import entry_time
 from betty_otel.query import Filters
-from betty_otel.query.blocks import Block, line_pattern, scan_fd
+from betty_otel.query.blocks import Block, line_pattern, lines_with, trace_needles
+from betty_otel.query.columns import (
+    ColumnReader,
+    InexactCapture,
+    capture_durations,
+    capture_text,
+    is_duration,
+    read_parts,
+)
+from betty_otel.query.parts import Helper, plan, serve, start_method
 
 __all__ = ["Progress", "read_log"]
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, bytes in all files) after each block."""
+Progress1 = Callable[[int], None]
+"""Called with the bytes of each block (or helper's part) read."""
 
+_ABANDONED_NEEDLES: Final = [ABANDONED_TEXT, b"\\"]
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
 _STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
-_NUMERIC_TEXT: Final = b"0123456789.eE+-,"
 
 
 def _utc_stamps(stamps: list[bytes]) -> bool:
@@ -72,8 +84,8 @@ def _stamp(moment: datetime | None) -> bytes | None:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").encode()
 
 
-class _Reader:
-    """Feeds every entry of the log to the report's counts, selecting with filters."""
+class _Selection:
+    """What the filters select, as compared with raw captures (shared by every file's read)."""
 
     def __init__(self, counts: ReportCounts, filters: Filters) -> None:
         self.counts = counts
@@ -83,68 +95,10 @@ class _Reader:
         self.until = _stamp(filters.until)
         self.wanted: dict[tuple[bytes, bytes | None], bool] = {}
         """(span, raw caller) -> whether the skill, status and caller filters pass."""
-        self.needles = (
-            None
-            if filters.trace_id is None
-            else [orjson.dumps(value)[1:-1] for value in filters.trace_id]
-        )
-        self.file = Path()
+        ids = filters.trace_id
+        self.needles = None if ids is None else trace_needles(ids)
 
-    def read(self, fd: int, size: int, file: Path, progress: Callable[[int], None]) -> None:
-        """Read one file of the log, oldest entry first."""
-        self.file = file
-        report = warn_damage(file)
-        for found in scan_fd(fd, size, self.pattern):
-            if isinstance(found, Damage):
-                self.counts.add_damage(file, found)
-                report(found)
-                continue
-            if found.columns and found.columns[0]:
-                self.block(found)
-            for entry in found.entries:
-                self.entry(entry)
-            progress(len(found.data))
-
-    def block(self, found: Block) -> None:
-        """The canonical lines of one block, from their captures."""
-        columns = found.columns
-        stamps, spans, raw = columns[0], columns[1], columns[2]
-        callers: list[bytes] | None = columns[3] if len(columns) > 3 else None
-        values = self._values(raw)
-        lines = _Lines(found)
-        try:
-            for span in set(spans):
-                self.counts.span_key(span)
-            mask = self._mask(stamps, spans, values or [], callers, lines)
-        except ValueError:
-            values = None
-        if values is None or not _utc_stamps(stamps):
-            for line in lines():
-                self.line(line)
-            return
-        self.counts.seen_columns(stamps, spans)
-        if mask is not None:
-            stamps = list(compress(stamps, mask))
-            spans = list(compress(spans, mask))
-            values = list(compress(values, mask))
-            lines = _Lines(found, mask)
-        if stamps:
-            self.counts.add_columns(stamps, spans, values, lines)
-
-    def _values(self, raw: list[bytes]) -> list[float | None] | None:
-        """The durations of a block (None each where not a number); None: parse the lines."""
-        joined = b",".join(raw)
-        try:
-            values = orjson.loads(b"[" + joined + b"]")  # strict: NaN, 1e400... go line by line
-        except orjson.JSONDecodeError:
-            return None
-        if len(values) != len(raw):  # a capture was part of a value
-            return None
-        if not joined.translate(None, _NUMERIC_TEXT):
-            return [float(value) for value in values]
-        return [float(value) if type(value) in NUMBER_TYPES else None for value in values]
-
-    def _mask(
+    def mask(
         self,
         stamps: list[bytes],
         spans: list[bytes],
@@ -152,7 +106,7 @@ class _Reader:
         callers: list[bytes] | None,
         lines: Callable[[], list[bytes]],
     ) -> list[bool] | None:
-        """Which lines the filters select; None: all of them."""
+        """Which lines the filters select; None: all of them (raises InexactCapture)."""
         filters = self.filters
         if filters.empty:
             return None
@@ -173,11 +127,12 @@ class _Reader:
         return mask
 
     def _keys_pass(self, span: bytes, raw_caller: bytes | None) -> bool:
-        """The skill, status and caller filters (raises ValueError on an undecodable capture)."""
+        """The skill, status and caller filters (raises InexactCapture on a capture that is
+        not exact JSON text)."""
         found = self.wanted.get((span, raw_caller))
         if found is None:
             key = self.counts.span_key(span)
-            caller = None if raw_caller is None else raw_text(raw_caller)
+            caller = None if raw_caller is None else capture_text(raw_caller)
             found = self.filters.match_keys(key.skill, key.word, caller)
             self.wanted[span, raw_caller] = found
         return found
@@ -192,26 +147,174 @@ class _Reader:
             return False
         return isinstance(entry, dict) and self.filters.matches(entry)
 
-    def line(self, line: bytes) -> None:
-        """A canonical-looking line whose captures need a real parse."""
-        try:
-            value = parse_entry_line(line)
-        except JSONDecodeError:
-            damage = Damage(-1, len(line), "entry line is not valid JSON")
-            self.counts.add_damage(self.file, damage)
-            warn_damage(self.file)(damage)
-            return
-        if isinstance(value, dict):
-            self.entry(value)
 
-    def entry(self, entry: Mapping[str, Any]) -> None:
+class _Reader(ColumnReader):
+    """Feeds every entry of one file to the report's counts, selecting with the filters.
+
+    report: what to do with each damaged region (log it; a helper keeps it for the
+    parent, which counts and logs it when it takes the part).
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        selection: _Selection,
+        progress: Callable[[int], None],
+        report: Callable[[Damage], None],
+        *,
+        start: int = 0,
+    ) -> None:
+        super().__init__(fd, selection.pattern, start=start)
+        self.selection = selection
+        self.counts = selection.counts
+        self.report = report
+        self.progress = progress
+
+    def take_columns(self, block: Block) -> list[int]:
+        """The canonical lines of one block, from their captures (all parsed whole when
+        a capture is not exact or a timestamp is not in the store's UTC layout)."""
+        stamps, spans, raw = block.columns[0], block.columns[1], block.columns[2]
+        callers = block.columns[3] if len(block.columns) > 3 else None
+        lines = _Lines(block)
+        try:
+            values = _durations(raw)
+            for span in set(spans):
+                self.counts.span_key(span)
+            mask = self.selection.mask(stamps, spans, values, callers, lines)
+        except InexactCapture:
+            return list(range(len(stamps)))
+        if not _utc_stamps(stamps):
+            return list(range(len(stamps)))
+        self.counts.seen_columns(stamps, spans)
+        if mask is not None:
+            stamps = list(compress(stamps, mask))
+            spans = list(compress(spans, mask))
+            values = list(compress(values, mask))
+            lines = _Lines(block, mask)
+        if stamps:
+            self.counts.add_columns(stamps, spans, values, lines)
+        self._abandoned(block)
+        return []
+
+    def _abandoned(self, block: Block) -> None:
+        """The selected abandoned entries among a block's canonical lines: only the lines
+        that hold the reaper's mark (or an escape, which could spell it otherwise) are parsed."""
+        data = block.data
+        if ABANDONED_TEXT not in data and b"\\" not in data:
+            return
+        for start, end in block.lines:
+            for line in lines_with(data, start, end, _ABANDONED_NEEDLES):
+                try:
+                    entry = parse_entry_line(line)
+                except JSONDecodeError:
+                    continue  # damage: counted by the read of the block
+                if isinstance(entry, dict):
+                    self._count_abandoned(entry)
+
+    def _count_abandoned(self, entry: dict[str, Any]) -> None:
+        if is_abandoned(entry) and self.selection.filters.matches(entry):
+            self.counts.add_abandoned(entry)
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
         """One parsed entry: counted for the log's health, then added if selected."""
         moment = self.counts.seen_entry(entry)
-        if not self.filters.matches(entry):
+        if not self.selection.filters.matches(entry):
             return
         value = entry.get("duration_ms")
         duration = float(value) if is_finite_number(value) else None
         self.counts.add_entry(entry, moment, duration)
+        if is_abandoned(entry):
+            self.counts.add_abandoned(entry)
+
+    def add_damage(self, item: Damage) -> None:
+        self.report(item)
+
+    def seen(self, block: Block) -> None:
+        self.progress(len(block.data))
+
+    def take(self, part: _Part) -> None:
+        """Add a helper's part: its counts, then its damage (counted and logged here)."""
+        self.counts.merge(part.counts)
+        for item in part.damage:
+            self.add_damage(item)
+        self.end = max(self.end, part.end)
+        self.progress(part.size)
+
+
+@dataclass
+class _Part:
+    """What a helper counted in one part of a file (`read_parts`), and its damage."""
+
+    index: int
+    counts: ReportCounts
+    damage: list[Damage]
+    end: int
+    seam: bool
+    size: int
+    """The bytes of the part (for progress)."""
+
+
+def _read_file(fd: int, size: int, file: Path, selection: _Selection, advance: Progress1) -> None:
+    """Read one file, a large one on two CPUs: a forked helper counts its last parts
+    (`betty_otel.query.parts`), as stats reads; the counts are those of one read."""
+    counts = selection.counts
+    warn = warn_damage(file)
+
+    def report(item: Damage) -> None:
+        counts.add_damage(file, item)
+        warn(item)
+
+    reader = _Reader(fd, selection, advance, report)
+    points = plan(fd, size, 0) if start_method() == "fork" else None
+    if points is None:
+        reader.read(0, size, final=True)
+        return
+    found = points
+
+    def part(index: int) -> bytes:
+        data: bytes = pickle.dumps(_read_part(fd, size, found, index, selection))
+        return data
+
+    def work(out: int, notes: int) -> None:
+        serve(found, part, out, notes)
+
+    with Helper(fd, points, work, _decode_part) as helper:  # forked only
+        read_parts(reader, helper)
+
+
+def _read_part(fd: int, size: int, points: list[int], index: int, selection: _Selection) -> _Part:
+    """What a helper reads: part index of the file, counted from the parent's prefix."""
+    low, high = points[index], points[index + 1]
+    counts = ReportCounts(selection.counts.health.path)
+    counts.prefix = selection.counts.prefix
+    damage: list[Damage] = []
+    reader = _Reader(fd, _Selection(counts, selection.filters), _no_progress, damage.append,
+                     start=low)  # fmt: skip
+    reader.read(low, high, final=high == size)
+    return _Part(index, counts, damage, reader.end, reader.parser.at_seam, high - low)
+
+
+def _decode_part(data: bytes) -> _Part:
+    """A helper's part, from the bytes its forked process wrote for this one."""
+    try:
+        part = pickle.loads(data)  # noqa: S301 - written by our own forked child
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+        raise ValueError(exc) from exc  # unreadable: this process reads the part itself
+    if not isinstance(part, _Part):
+        raise TypeError(type(part).__name__)
+    return part
+
+
+def _no_progress(_: int) -> None:
+    """A helper's blocks: the parent shows the progress of a part when it takes it."""
+
+
+def _durations(raw: list[bytes]) -> list[float | None]:
+    """The durations of a block (None each where not a number; raises InexactCapture)."""
+    values, numbers = capture_durations(raw)
+    if numbers:  # ints and floats only: compared and stored (as doubles) as they are
+        return values
+    return [float(value) if is_duration(value) else None for value in values]
 
 
 def _lines(found: Block) -> list[bytes]:
@@ -242,7 +345,7 @@ def _ignore(_: Damage) -> None:
 def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> ReportCounts:
     """Read every file of the log once (oldest first) into the report's counts."""
     counts = ReportCounts(path)
-    reader = _Reader(counts, filters)
+    selection = _Selection(counts, filters)
     total = 0
     for file in log_files(path):
         try:
@@ -267,5 +370,5 @@ def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> 
         counts.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
     for fd, size, file in open_log_files(path, newest_first=False, on_damage=on_damage):
         counts.health.files.append((file, size))
-        reader.read(fd, size, file, advance)
+        _read_file(fd, size, file, selection, advance)
     return counts

@@ -66,7 +66,7 @@ def esc(value: object) -> str:
     """Any value from the log as HTML text."""
     if value is None:
         return "-"
-    text = bounded_text(value if isinstance(value, str) else value_text(value))
+    text = bounded_text(value_text(value))
     return html.escape(text, quote=True)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,9 +36,11 @@ __all__ = [
     "Block",
     "LinePattern",
     "line_pattern",
+    "lines_with",
     "scan_entries",
     "scan_fd",
     "scan_files",
+    "trace_needles",
 ]
 
 _SCAN_BLOCK: Final = 1 << 20
@@ -296,7 +298,7 @@ def scan_entries(
     pattern = line_pattern(bare=True)
     if needles is None:
         assert filters.trace_id is not None
-        needles = [orjson.dumps(value)[1:-1] for value in filters.trace_id]
+        needles = trace_needles(filters.trace_id)
     needles = [*needles, b"\\"]
     found_entries: list[dict[str, Any]] = []
 
@@ -307,7 +309,7 @@ def scan_entries(
                 report(found)
                 continue
             for start, end in found.lines:
-                for line in _lines_with(found.data, start, end, needles):
+                for line in lines_with(found.data, start, end, needles):
                     try:
                         value = parse_entry_line(line)
                     except JSONDecodeError:
@@ -321,7 +323,12 @@ def scan_entries(
     return found_entries
 
 
-def _lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:
+def trace_needles(trace_ids: Iterable[str]) -> list[bytes]:
+    """The trace ids as a canonical line spells them (orjson's escapes), for a search in C."""
+    return [orjson.dumps(value)[1:-1] for value in trace_ids]
+
+
+def lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:
     """The lines of data[start:end] that contain one of needles, each once, in order."""
     positions = [(data.find(needle, start, end), needle) for needle in needles]
     heap = [(position, needle) for position, needle in positions if position >= 0]

@@ -1,6 +1,6 @@
-"""Reading one large file on two CPUs: a helper process tallies its last parts.
+"""Reading one large file on two CPUs: a helper process reads its last parts.
 
-A whole read of a large file (stats without a summary) is split at line starts
+A whole read of a large file (stats without a summary, the report) is split at line starts
 into parts. This process reads the parts forward from the first; a helper
 process reads them backward from the last and hands each result over through a
 private temporary file. This process stops where the helper's finished parts
@@ -41,18 +41,15 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
 from betty_otel._jsontext import JSONDecodeError
-from betty_otel._store import Damage, parse_entry_line
+from betty_otel._store import parse_entry_line
 from betty_otel._store.format import is_entry_line
 from betty_otel.query.children import fork_child, reap, stop_child
-from betty_otel.query.groups import Group
-from betty_otel.query.summary import Span
 
 if TYPE_CHECKING:
     import subprocess
@@ -61,12 +58,10 @@ __all__ = [
     "ENV_MIN_BYTES",
     "ENV_PARALLEL",
     "Helper",
-    "PartResult",
     "Work",
-    "decode_part",
-    "encode_part",
     "min_bytes",
     "plan",
+    "serve",
     "spawn_arguments",
     "split_points",
     "start_method",
@@ -85,75 +80,6 @@ _MAX_PARTS: Final = 32
 _LINE_LOOKUP: Final = 1 << 16
 _OFF: Final = frozenset({"0", "off", "false", "no"})
 _PYTHON: Final = re.compile(r"(python|pypy)[0-9.]*(\.exe)?", re.IGNORECASE)
-
-
-@dataclass
-class PartResult:
-    """What a helper found in one part: groups by (key, status), damage, where it ended.
-
-    seam: the part ends between elements with nothing pending (`ForwardParser.at_seam`).
-    start and spans are for the stats summary (`summary.Capture.take`): the digests of
-    the bytes the part counted, from its start on (None: no summary asked, or the
-    bytes were not all seen).
-    """
-
-    index: int
-    groups: dict[tuple[str | None, str | None], Group]
-    plain: bool
-    damage: list[Damage]
-    end: int
-    seam: bool
-    start: int = 0
-    spans: list[Span] | None = None
-
-
-def encode_part(part: PartResult) -> bytes:
-    """A part as bytes: a JSON header, then the durations (doubles)."""
-    blob = bytearray()
-    groups = []
-    for (key, status), group in part.groups.items():
-        groups.append([key, status, group.count, group.statuses, len(group.durations)])
-        blob += group.durations.tobytes()
-    header = orjson.dumps(
-        {
-            "index": part.index,
-            "groups": groups,
-            "plain": part.plain,
-            "damage": [[d.offset, d.length, d.reason] for d in part.damage],
-            "end": part.end,
-            "seam": part.seam,
-            "start": part.start,
-            "spans": part.spans,
-            "order": sys.byteorder,
-        }
-    )
-    body = len(header).to_bytes(4, "big") + header + bytes(blob)
-    return len(body).to_bytes(8, "big") + body
-
-
-def decode_part(data: bytes) -> PartResult:
-    """The part encode_part wrote (raises ValueError, TypeError or KeyError when it is not one)."""
-    length = int.from_bytes(data[:4], "big")
-    head = orjson.loads(data[4 : 4 + length])
-    if head["order"] != sys.byteorder:
-        raise ValueError("byte order")
-    view = memoryview(data)[4 + length :]
-    groups: dict[tuple[str | None, str | None], Group] = {}
-    for key, status, count, statuses, numeric in head["groups"]:
-        group = Group(count, dict(statuses))
-        group.durations.frombytes(view[: numeric * 8])
-        view = view[numeric * 8 :]
-        groups[key, status] = group
-    if len(view):
-        raise ValueError("length")
-    damage = [Damage(offset, size, reason) for offset, size, reason in head["damage"]]
-    spans = head["spans"]
-    if spans is not None:
-        spans = [(int(end), str(digest)) for end, digest in spans]
-    return PartResult(
-        head["index"], groups, head["plain"], damage, head["end"], head["seam"],
-        int(head["start"]), spans,
-    )  # fmt: skip
 
 
 def _setting() -> str | None:
@@ -283,11 +209,19 @@ class Helper:
     Its results go to a private temporary file; a line ``k`` on its notes pipe says
     part k is complete there. `ready` and `results` never wait for it. Use as a
     context manager: on leaving, the helper is killed and reaped. Forked, it runs
-    work; spawned, `betty_otel.query.worker` gets options and filters.
+    work; decode reads back the bytes it wrote for one part (`serve`). spawn, when
+    given, is what `betty_otel.query.worker` (stats's reader in a new interpreter)
+    gets: options and filters; without it, a helper is only forked.
     """
 
     def __init__(
-        self, fd: int, points: list[int], options: dict[str, Any], filters: Any, work: Work
+        self,
+        fd: int,
+        points: list[int],
+        work: Work,
+        decode: Callable[[bytes], Any],
+        *,
+        spawn: tuple[dict[str, Any], Any] | None = None,
     ) -> None:
         # Imported here: only a large read needs them; `import betty_otel.query` (the
         # CLI's reading commands) stays as quick as before.
@@ -301,14 +235,17 @@ class Helper:
         self.notes_fd = -1
         self.notes = b""
         self.output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.decode = decode
         self.method = start_method()
+        if spawn is None and self.method == "spawn":
+            self.method = None
         try:
             if self.method == "fork":
                 output = self.output.fileno()
                 self.pid, self.notes_fd = fork_child(lambda notes: work(output, notes))
                 os.set_blocking(self.notes_fd, False)
-            elif self.method == "spawn":
-                self._spawn(fd, {**options, "points": points}, filters)
+            elif self.method == "spawn" and spawn is not None:
+                self._spawn(fd, {**spawn[0], "points": points}, spawn[1])
             if self.method is not None:
                 logger.debug("stats helper started (%s) for %d parts", self.method, len(points) - 2)
         except (OSError, ValueError) as exc:
@@ -363,14 +300,15 @@ class Helper:
                 self.done -= 1
         self.notes = lines[-1]
 
-    def results(self, index: int) -> list[PartResult | None]:
+    def results(self, index: int) -> list[Any]:
         """The results of parts index and after (None where one cannot be read back)."""
-        found: dict[int, PartResult] = {}
+        found: dict[int, Any] = {}
         offset = 0
         for _ in range(len(self.points) - 1 - self.done):
             try:
                 length = int.from_bytes(os.pread(self.output.fileno(), 8, offset), "big")
-                part = decode_part(os.pread(self.output.fileno(), length, offset + 8))
+                data = os.pread(self.output.fileno(), length, offset + 8)
+                part = self.decode(data)
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 logger.debug("stats helper result unreadable (%s)", exc)
                 break
@@ -408,6 +346,22 @@ class Helper:
             self.pid = 0
             self.notes_fd = -1
             self.output.close()
+
+
+def serve(points: list[int], part: Callable[[int], bytes], out: int, notes: int) -> None:
+    """What a helper does: the parts from the last down to part 1, each one's bytes
+    (part(index)) written to out after their length, then its index and a newline to
+    notes; stop when the parent is gone (nobody would read the rest). It runs at the
+    caller's priority, as a thread of the caller would."""
+    parent = os.getppid()
+    for index in range(len(points) - 2, 0, -1):
+        data = part(index)
+        view = memoryview(len(data).to_bytes(8, "big") + data)
+        while view:
+            view = view[os.write(out, view) :]
+        os.write(notes, b"%d\n" % index)
+        if os.getppid() != parent:
+            return
 
 
 def plan(fd: int, size: int, start: int) -> list[int] | None:

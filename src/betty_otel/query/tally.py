@@ -1,19 +1,18 @@
-"""Counting one file's entries into stats groups: canonical lines by regex, the rest parsed.
+"""Counting one file's entries into stats groups, through the column reader.
 
-Canonical lines are matched a block at a time by the scanner's regex, which
-extracts the few fields needed in C; captures are grouped by their raw bytes and
-decoded once per group. Every other line goes through the store's tolerant
-parser, and so does a canonical line whose captures are not exact JSON text (a
-damaged number, a control character): each line is read one way or the other by
-its own bytes alone, so a file read whole, in parts (a helper's) or from a summary's
-offset on counts the very same lines. The result is the same as parsing every
+`betty_otel.query.columns.ColumnReader` hands over canonical lines as columns of
+raw captures; here they are grouped by their raw bytes and decoded once per group.
+Every other line goes through the store's tolerant parser, and so does a canonical
+line whose captures are not exact JSON text (a damaged number, a control
+character): each line is read one way or the other by its own bytes alone, so a
+file read whole, in parts (a helper's) or from a summary's offset on counts the
+very same lines. The result is the same as parsing every
 entry, 6-8x faster (see ``benchmarks/bench_query.py``).
 """
 
 from __future__ import annotations
 
-import os
-import re
+import sys
 from array import array
 from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
@@ -22,51 +21,107 @@ from typing import Any, Final
 
 import orjson
 
-from betty_otel._entry import NUMBER_TYPES, canonical_status, value_text
-from betty_otel._jsontext import JSONDecodeError, loads
-from betty_otel._store import Damage, ForwardParser, parse_entry_line
-from betty_otel._store.format import entry_line_end
-from betty_otel.query.blocks import Block, LinePattern, scan_fd
+from betty_otel._entry import canonical_status
+from betty_otel._store import Damage
+from betty_otel.query.blocks import Block, LinePattern
+from betty_otel.query.columns import (
+    ColumnReader,
+    InexactCapture,
+    capture_durations,
+    capture_text,
+    capture_texts,
+    is_duration,
+    key_text,
+    read_parts,
+    span_texts,
+)
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
-from betty_otel.query.parts import Helper, PartResult, encode_part, plan
-from betty_otel.query.summary import Capture
+from betty_otel.query.parts import Helper, plan, serve
+from betty_otel.query.summary import Capture, Span
 
-__all__ = ["FileTally", "Tally", "finish_groups", "serve_parts", "tally_file", "tally_part"]
+__all__ = [
+    "FileTally",
+    "PartResult",
+    "Tally",
+    "decode_part",
+    "encode_part",
+    "finish_groups",
+    "serve_parts",
+    "tally_file",
+    "tally_part",
+]
 
 _consume: Final = deque[Any](maxlen=0).extend
 """Run an iterator to its end, keeping nothing."""
 
-_NUMERIC_TEXT: Final = b"0123456789.eE+-,"
-_NOT_JSON: Final = "element is not valid JSON"
-"""The damage a canonical line parsed whole may be: what the store's parser says of it."""
+
+@dataclass
+class PartResult:
+    """What a helper found in one part: groups by (key, status), damage, where it ended.
+
+    seam: the part ends between elements with nothing pending (`ForwardParser.at_seam`).
+    start and spans are for the stats summary (`summary.Capture.take`): the digests of
+    the bytes the part counted, from its start on (None: no summary asked, or the
+    bytes were not all seen).
+    """
+
+    index: int
+    groups: dict[tuple[str | None, str | None], Group]
+    plain: bool
+    damage: list[Damage]
+    end: int
+    seam: bool
+    start: int = 0
+    spans: list[Span] | None = None
 
 
-class _Inexact(Exception):  # noqa: N818 - internal signal, never escapes this module
-    """A canonical line's captures could not be decoded exactly: parse the line whole."""
+def encode_part(part: PartResult) -> bytes:
+    """A part as bytes: a JSON header, then the durations (doubles)."""
+    blob = bytearray()
+    groups = []
+    for (key, status), group in part.groups.items():
+        groups.append([key, status, group.count, group.statuses, len(group.durations)])
+        blob += group.durations.tobytes()
+    header = orjson.dumps(
+        {
+            "index": part.index,
+            "groups": groups,
+            "plain": part.plain,
+            "damage": [[d.offset, d.length, d.reason] for d in part.damage],
+            "end": part.end,
+            "seam": part.seam,
+            "start": part.start,
+            "spans": part.spans,
+            "order": sys.byteorder,
+        }
+    )
+    return len(header).to_bytes(4, "big") + header + bytes(blob)
 
 
-def _key_text(value: object) -> str | None:
-    """A group key or status as text: missing as None, else by the readers' one rule
-    (`betty_otel._entry.value_text`), so a group is named as the CLI and report show it."""
-    return None if value is None else value_text(value)
-
-
-_CONTROL: Final = re.compile(rb"[\x00-\x1f]")
-
-
-def _decode(raw: bytes) -> str:
-    """A captured JSON string's contents as text, exactly as a JSON parser reads them."""
-    try:
-        if b"\\" in raw:
-            text = loads(b'"' + raw + b'"')
-            assert isinstance(text, str)
-            return text
-        if _CONTROL.search(raw):
-            raise _Inexact
-        return raw.decode("utf-8")
-    except (UnicodeDecodeError, JSONDecodeError) as exc:
-        raise _Inexact from exc
+def decode_part(data: bytes) -> PartResult:
+    """The part encode_part wrote (raises ValueError, TypeError or KeyError when it is not one)."""
+    length = int.from_bytes(data[:4], "big")
+    head = orjson.loads(data[4 : 4 + length])
+    if head["order"] != sys.byteorder:
+        raise ValueError("byte order")
+    view = memoryview(data)[4 + length :]
+    groups: dict[tuple[str | None, str | None], Group] = {}
+    for key, status, count, statuses, numeric in head["groups"]:
+        group = Group(count, dict(statuses))
+        group.durations.frombytes(view[: numeric * 8])
+        view = view[numeric * 8 :]
+        groups[key, status] = group
+    if len(view):
+        raise ValueError("length")
+    damage = [Damage(offset, size, reason) for offset, size, reason in head["damage"]]
+    spans = head["spans"]
+    if spans is not None:
+        spans = [(int(end), str(digest)) for end, digest in spans]
+    return PartResult(
+        head["index"], groups, head["plain"], damage, head["end"], head["seam"],
+        int(head["start"]), spans,
+    )  # fmt: skip
 
 
 class Tally:
@@ -82,11 +137,11 @@ class Tally:
     def add_entry(self, entry: Mapping[str, Any]) -> None:
         if not self.filters.matches(entry):
             return
-        status = _key_text(entry.get("status"))
+        status = key_text(entry.get("status"))
         value = entry.get(self.by)
         if value is not None and not isinstance(value, str):
             self.plain = False
-        group = self.group(_key_text(value), status)
+        group = self.group(key_text(value), status)
         group.add(MISSING if status is None else status, 1, [entry.get("duration_ms")])
 
     def group(self, key: str | None, status: str | None) -> Group:
@@ -178,11 +233,11 @@ class _RawStats:
         left_out = []
         try:
             self._add_lines(columns)
-        except _Inexact:
+        except InexactCapture:
             for index in range(len(columns[0])):
                 try:
                     self._add_lines([column[index : index + 1] for column in columns])
-                except _Inexact:
+                except InexactCapture:
                     left_out.append(index)
         bad = self._learn_keys()
         if bad:
@@ -202,47 +257,39 @@ class _RawStats:
         for raw_key in (self.values.keys() | self.others.keys()) - self.keys.keys():
             try:
                 self.keys[raw_key] = self._decoded(raw_key)
-            except _Inexact:
+            except InexactCapture:
                 bad.add(raw_key)
                 self.values.pop(raw_key, None)
                 self.others.pop(raw_key, None)
         return bad
 
     def _add_lines(self, columns: list[list[bytes]]) -> None:
-        """Add the lines of columns, or none of them (raises _Inexact when a duration or
+        """Add the lines of columns, or none of them (raises InexactCapture when a duration or
         timestamp capture is not exact JSON text: not one whole value, bad UTF-8...)."""
         raw = columns[2] if self.stamp else columns[1]
         keys = self._keys(columns)
-        joined = b",".join(raw)
-        try:
-            values = orjson.loads(b"[" + joined + b"]")  # strict: NaN, 1e400... go line by line
-        except orjson.JSONDecodeError as exc:
-            raise _Inexact from exc
-        if len(values) != len(raw):  # a capture was part of a value
-            raise _Inexact
+        values, numbers = capture_durations(raw)
         filters = self.filters
         if not self.stamp and filters.min_duration_ms is None:
-            if not joined.translate(None, _NUMERIC_TEXT):  # numbers only: all in C
+            if numbers:  # all in C
                 _consume(map(array.append, map(self.values.__getitem__, keys), values))
                 return
             stamps: list[str | None] = [None] * len(keys)
         else:
-            stamps = _texts(columns[0]) if self.stamp else [None] * len(keys)
+            stamps = list(capture_texts(columns[0])) if self.stamp else [None] * len(keys)
         for key, value, stamp in zip(keys, values, stamps, strict=True):
             if (stamp is None or filters.match_time(stamp)) and filters.match_duration(value):
-                if type(value) in NUMBER_TYPES:
+                if is_duration(value):
                     self.values[key].append(value)
                 else:
                     self.others[key] += 1
 
     def _decoded(self, raw_key: Any) -> tuple[str, str, str | None]:
-        """A raw key's skill, status and caller as text (raises _Inexact when not exact)."""
+        """A raw key's skill, status and caller as text (raises InexactCapture when not exact)."""
         span, raw_caller = raw_key if self.caller else (raw_key, None)
-        pieces = span.split(b'","status":"')
-        if len(pieces) != 2:
-            raise _Inexact
-        caller = _decode(raw_caller) if raw_caller is not None else None
-        return _decode(pieces[0]), _decode(pieces[1]), caller
+        caller = capture_text(raw_caller) if raw_caller is not None else None
+        skill, status = span_texts(span)
+        return skill, status, caller
 
     def into(self, accumulator: Tally) -> None:
         """Filter and add every group."""
@@ -255,17 +302,6 @@ class _RawStats:
             count = len(values) + self.others[raw_key]
             key = {"skill": skill, "caller": caller, "status": status}[accumulator.by]
             accumulator.group(key, status).add(status, count, values, numeric=True)
-
-
-def _texts(raws: list[bytes]) -> list[str | None]:
-    """Captured JSON strings as text (in C when none has an escape)."""
-    joined = b"".join(raws)
-    if b"\\" in joined or _CONTROL.search(joined):
-        return [_decode(raw) for raw in raws]
-    try:
-        return list(map(bytes.decode, raws))
-    except UnicodeDecodeError as exc:
-        raise _Inexact from exc
 
 
 def _doubles() -> array[float]:
@@ -308,41 +344,12 @@ def tally_file(
             serve_parts(fd, size, points, by, filters, pattern, capture=seed,
                         out=out, notes=notes)  # fmt: skip
 
-        with Helper(fd, points, options, filters, work) as helper:
-            return _read_with(_Reader(fd, by, filters, pattern, capture), helper)
+        with Helper(fd, points, work, decode_part, spawn=(options, filters)) as helper:
+            reader = _Reader(fd, by, filters, pattern, capture)
+            read_parts(reader, helper)
+            return reader.finish()
     reader = _Reader(fd, by, filters, pattern, capture, start=start)
     reader.read(start, size, final=True)
-    return reader.finish()
-
-
-def _read_with(reader: _Reader, helper: Helper) -> FileTally:
-    """Read parts forward until the helper has done the rest; take its parts that fit.
-
-    A helper's part is taken when the read reaching it is at a seam and it ends at
-    one (or is the last); from the first that is not, this process reads the rest
-    (with a new parser when the read is at a seam: the same, from the next line on).
-    """
-    points = helper.points
-    last = len(points) - 2
-    index = 0
-    while index <= last and not (index > 0 and helper.ready(index)):
-        reader.read(points[index], points[index + 1], final=index == last)
-        reader.raw.settle()
-        index += 1
-    if index > last:
-        return reader.finish()
-    at_seam = reader.parser.at_seam
-    mine = True  # the parser is where the read stands (else: at a seam, a new one will do)
-    for part in helper.results(index):
-        if part is None or not at_seam or not (part.seam or part.index == last):
-            break
-        reader.take(part)
-        index += 1
-        mine = False
-    if index <= last:
-        if not mine:
-            reader.parser = ForwardParser(in_array=True)
-        reader.read(points[index], points[-1], final=True)
     return reader.finish()
 
 
@@ -350,19 +357,13 @@ def serve_parts(
     fd: int, size: int, points: list[int], by: str, filters: Filters, pattern: LinePattern,
     *, capture: int | None, out: int, notes: int,
 ) -> None:  # fmt: skip
-    """What a helper does: read the parts from the last down to part 1, each result
-    written to out (`encode_part`), then its index and a newline to notes; stop when
-    the parent is gone (nobody would read the rest). It runs at the caller's priority,
-    as a thread of the caller would."""
-    parent = os.getppid()
-    for index in range(len(points) - 2, 0, -1):
-        part = tally_part(fd, size, points, index, by, filters, pattern, capture=capture)
-        view = memoryview(encode_part(part))
-        while view:
-            view = view[os.write(out, view) :]
-        os.write(notes, b"%d\n" % index)
-        if os.getppid() != parent:
-            return
+    """What a helper does (`betty_otel.query.parts.serve`): each part's `tally_part`."""
+
+    def part(index: int) -> bytes:
+        found = tally_part(fd, size, points, index, by, filters, pattern, capture=capture)
+        return encode_part(found)
+
+    serve(points, part, out, notes)
 
 
 def tally_part(
@@ -385,66 +386,41 @@ def tally_part(
     return part
 
 
-class _Reader:
-    """One read of (parts of) a file into one FileTally: canonical lines by regex."""
+class _Reader(ColumnReader):
+    """One read of (parts of) a file into one FileTally."""
 
     def __init__(
         self, fd: int, by: str, filters: Filters, pattern: LinePattern,
         capture: Capture | None, *, start: int = 0,
     ) -> None:  # fmt: skip
-        self.fd = fd
-        self.pattern = pattern
-        self.capture = capture
-        self.parser = ForwardParser(in_array=start > 0)
+        super().__init__(fd, pattern, start=start, capture=capture)
         self.raw = _RawStats(filters, pattern.stamp, pattern.caller)
         self.found = FileTally(Tally(by, filters), [], -1)
 
-    def read(self, start: int, stop: int, *, final: bool) -> None:
-        """Read [start, stop) with the parser (final: stop is the end of the file)."""
-        found, capture = self.found, self.capture
-        blocks = scan_fd(self.fd, stop, self.pattern, start=start, parser=self.parser, final=final)
-        for block in blocks:
-            if isinstance(block, Damage):
-                found.damage.append(block)
-                continue
-            if capture is not None:
-                capture.add(block.base, block.data, block.last_end)
-            found.end = max(found.end, block.last_end)
-            left_out = self.raw.add(block.columns)
-            if left_out:
-                self._parse_lines(block, left_out)
-            for entry in block.entries:
-                found.tally.add_entry(entry)
+    def take_columns(self, block: Block) -> list[int]:
+        return self.raw.add(block.columns)
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        self.found.tally.add_entry(entry)
+
+    def add_damage(self, item: Damage) -> None:
+        self.found.damage.append(item)
+
+    def part_read(self) -> None:
+        self.raw.settle()
 
     def take(self, part: PartResult) -> None:
         """Add a helper's part (and the digests of its bytes, in file order)."""
         found = self.found
         found.tally.merge_groups(part.groups, part.plain)
         found.damage.extend(part.damage)
-        found.end = max(found.end, part.end)
+        self.end = max(self.end, part.end)
         if self.capture is not None:
             self.capture.take(part.start, part.spans)
-
-    def _parse_lines(self, block: Block, indices: list[int]) -> None:
-        """Parse whole the canonical lines of block at indices (their captures were not
-        exact): an entry is counted as any other, a line that is not JSON is damage."""
-        wanted = set(indices)
-        index = 0
-        for start, end in block.lines:
-            offset = block.base + start
-            for line in block.data[start:end].split(b"\n"):
-                if index in wanted:
-                    body = line.rstrip(b"\r")
-                    try:
-                        self.found.tally.add_entry(parse_entry_line(body))
-                    except JSONDecodeError:
-                        closed = entry_line_end(offset, body)
-                        self.found.damage.append(Damage(offset, closed - offset, _NOT_JSON))
-                index += 1
-                offset += len(line) + 1
 
     def finish(self) -> FileTally:
         """The tally, its damage in file order (the parser's comes at the end of each read)."""
         self.raw.into(self.found.tally)
         self.found.damage.sort(key=lambda item: (item.offset < 0, item.offset))
+        self.found.end = self.end
         return self.found

@@ -14,7 +14,7 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +34,7 @@ __all__ = [
     "is_trace_id",
     "looks_like_path",
     "read_trace",
+    "read_traces",
     "span_bounds",
     "trace",
 ]
@@ -249,7 +250,21 @@ def read_trace(base: Path, trace_id: str) -> list[TraceNode]:
     Without recursion and in time linear in the number of executions (after a sort
     by start time), however deep the tree; see `trace`.
     """
-    entries = scan_entries(base, make_filters(trace_id=trace_id))
+    return read_traces(base, [trace_id])[trace_id]
+
+
+def read_traces(base: Path, trace_ids: Iterable[str]) -> dict[str, list[TraceNode]]:
+    """The roots of each trace's tree (as `read_trace`), all found in one read of the log."""
+    wanted = list(dict.fromkeys(trace_ids))
+    found: dict[str, list[dict[str, Any]]] = {trace_id: [] for trace_id in wanted}
+    if wanted:
+        for entry in scan_entries(base, make_filters(trace_id=wanted)):
+            found[value_text(entry["trace_id"])].append(entry)  # as the filter compares it
+    return {trace_id: _tree(base, trace_id, entries) for trace_id, entries in found.items()}
+
+
+def _tree(base: Path, trace_id: str, entries: list[dict[str, Any]]) -> list[TraceNode]:
+    """The roots of one trace's tree from its entries in the log (and its running parents)."""
     entries += pending_entries(base, trace_id=trace_id, known=entries)  # running parents
     order = sorted(range(len(entries)), key=lambda i: _start_key(i, entries[i]))
     nodes = [TraceNode(entries[i]) for i in order]
