@@ -38,9 +38,9 @@ def _skills(path: Path) -> list[str]:
 def _open_descriptors() -> set[str]:
     """The files this process has open (listing the folder opens one that then closes)."""
     names = set()
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in Path("/proc/self/fd").iterdir():
         with contextlib.suppress(FileNotFoundError):
-            names.add(os.readlink(f"/proc/self/fd/{fd}"))
+            names.add(str(fd.readlink()))
     return names
 
 
@@ -156,7 +156,8 @@ def test_closing_a_store_waits_for_an_append_in_progress(tmp_path: Path) -> None
     store.close()
     closed.set()
     holder.join(10)
-    assert seen and seen[0] > 0
+    assert len(seen) == 1
+    assert seen[0] > 0
     assert str(store.path) not in _open_descriptors()
     store.append([{"skill": "second", "status": "success"}])  # reopened on next use
     store.close()

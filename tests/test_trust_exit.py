@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import betty_otel
-from betty_otel import BettyFileExporter, TelemetryContext, capture_telemetry
+from betty_otel import BettyFileExporter, capture_telemetry
 from betty_otel._setup import recording_tracer
 from betty_otel._setup.processors import BatchFileProcessor
 from collector import RotelCollector, free_port
