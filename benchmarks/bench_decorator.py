@@ -46,7 +46,7 @@ from opentelemetry.util.types import Attributes
 from table import Row, emit
 
 import betty_otel
-from betty_otel._setup import pipeline
+from betty_otel._setup import current_pipeline
 from betty_otel.exporter import BettyFileExporter
 
 CALLS = int(os.environ.get("BENCH_CALLS", "5000"))
@@ -115,9 +115,9 @@ def _otel(
 def _ours(path: Path, batch: bool) -> Side:
     betty_otel.configure(path, batch=batch, otlp=False)
     # The file is the only receiver here, so the spans are FileSpans (see _setup.filespan).
-    print(f"  ours records through {type(pipeline().tracer).__name__}")
+    print(f"  ours records through {type(current_pipeline().tracer).__name__}")
     decorated = betty_otel.capture_telemetry(capture_inputs=True)(empty)
-    return Side(decorated, pipeline().force_flush if batch else (lambda: None))
+    return Side(decorated, current_pipeline().force_flush if batch else (lambda: None))
 
 
 def _compare(folder: str, batch: bool) -> None:

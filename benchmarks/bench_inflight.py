@@ -39,7 +39,7 @@ from betty_otel._inflight.records import (
 )
 from betty_otel._run import start_run
 from betty_otel._sanitize import default_sanitizer
-from betty_otel._setup import pipeline
+from betty_otel._setup import current_pipeline
 from betty_otel.query import running
 
 CALLS = 20_000
@@ -64,7 +64,7 @@ def _empty() -> None:
 def _hooks(folder: str) -> None:
     """Per call: track + claim of one run, against the OTel decorator's whole call."""
     betty_otel.configure(Path(folder) / "hooks.json")
-    current = pipeline()
+    current = current_pipeline()
     assert current.tracer is not None
     run = start_run(current.tracer, "bench", {}, default_sanitizer())
     assert run is not None

@@ -183,7 +183,7 @@ def acked_writer(
         slow_disk(1024, 0.0003)
     exporter = betty_otel.configure(path, otlp=False, batch=bool(batch))
     assert exporter is not None
-    pipeline = _setup.pipeline()
+    pipeline = _setup.current_pipeline()
     chunks = padding(pad)
 
     def run(thread: int) -> None:

@@ -37,7 +37,7 @@ def test_batch_entries_are_written_by_force_flush(tmp_path: Path) -> None:
     betty_otel.configure(path, batch=True, otlp=False)
     for n in range(5):
         _batched(n)
-    assert _setup.pipeline().force_flush() is True
+    assert _setup.current_pipeline().force_flush() is True
     assert [e["skill"] for e in read_entries(path)] == ["batched"] * 5
 
 

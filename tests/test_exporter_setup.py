@@ -262,7 +262,7 @@ def test_configure_adds_our_processor_to_a_given_sdk_provider(
     provider, memory = provider_and_memory
     path = tmp_path / "t.json"
     betty_otel.configure(path, otlp=False, tracer_provider=provider)
-    assert _setup.pipeline().provider is provider
+    assert _setup.current_pipeline().provider is provider
 
     @capture_telemetry(skill_name="shared")
     def work() -> None:
@@ -364,7 +364,7 @@ def test_own_provider_resource_honours_otel_service_name_and_resource_attributes
     # provider (with the file alone there is no provider: see test_filespan).
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     betty_otel.configure(tmp_path / "t.json", otlp=False)
-    current = _setup.pipeline()
+    current = _setup.current_pipeline()
     assert current.provider is not None
     attributes = current.provider.resource.attributes
     assert attributes["service.name"] == "betty-tests"
@@ -429,7 +429,7 @@ def test_disabled_by_env_makes_the_decorator_a_pass_through(
     with pytest.raises(ValueError, match="still raised") as info:
         failing()
     assert info.value is exc
-    assert _setup.pipeline().tracer is None
+    assert _setup.current_pipeline().tracer is None
     assert betty_otel.configure(telemetry_file, otlp=False) is None
     assert sync_fn(2) is value_obj
     assert no_entries(telemetry_file)

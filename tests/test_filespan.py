@@ -31,7 +31,7 @@ from opentelemetry.trace import Status, StatusCode
 
 import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
-from betty_otel._setup import FileSpan, FileTracer, pipeline
+from betty_otel._setup import FileSpan, FileTracer, current_pipeline
 from helpers import read_entries
 from hostile import Unrepresentable
 
@@ -73,7 +73,7 @@ def both(
                 monkeypatch.setenv(*FORCE_SDK)
             path = tmp_path / f"run-{len(list(tmp_path.iterdir()))}-{index}.json"
             betty_otel.configure(path, otlp=False, **options)
-            assert isinstance(pipeline().tracer, FileTracer) is not sdk
+            assert isinstance(current_pipeline().tracer, FileTracer) is not sdk
             scenario()
             betty_otel.shutdown()
             monkeypatch.delenv(FORCE_SDK[0], raising=False)
@@ -238,8 +238,8 @@ def test_any_tree_of_outcomes_gives_the_same_entries_on_both_tracers(both: Any, 
 
 
 def test_the_file_tracer_runs_when_the_file_alone_receives_the_spans(telemetry_file: Path) -> None:
-    assert isinstance(pipeline().tracer, FileTracer)
-    assert pipeline().provider is None
+    assert isinstance(current_pipeline().tracer, FileTracer)
+    assert current_pipeline().provider is None
 
 
 @pytest.mark.parametrize(
@@ -257,7 +257,7 @@ def test_an_sdk_setting_that_changes_spans_keeps_the_sdk_tracer(
 ) -> None:
     monkeypatch.setenv(variable, value)
     betty_otel.configure(tmp_path / "t.json", otlp=False)
-    assert not isinstance(pipeline().tracer, FileTracer)
+    assert not isinstance(current_pipeline().tracer, FileTracer)
 
 
 def test_an_attribute_value_limit_cuts_the_span_a_collector_sees_never_the_entry(
@@ -295,7 +295,7 @@ def test_anything_else_receiving_spans_keeps_the_sdk_tracer(
     if options.get("tracer_provider") == "program":
         options = {"tracer_provider": provider}
     betty_otel.configure(tmp_path / "t.json", **{"otlp": False, **options})
-    assert not isinstance(pipeline().tracer, FileTracer)
+    assert not isinstance(current_pipeline().tracer, FileTracer)
     provider.shutdown()
 
 
@@ -304,7 +304,7 @@ def test_a_console_exporter_keeps_the_sdk_tracer(
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     betty_otel.configure(tmp_path / "t.json", otlp=False)
-    assert not isinstance(pipeline().tracer, FileTracer)
+    assert not isinstance(current_pipeline().tracer, FileTracer)
 
 
 # -- the FileSpan as a span --------------------------------------------------------
@@ -323,7 +323,7 @@ def test_a_file_span_ended_twice_or_changed_after_its_end_writes_its_entry_once_
 ) -> None:
     path = tmp_path / "t.json"
     betty_otel.configure(path, otlp=False, batch=True)  # mapped later: a change would show
-    tracer = pipeline().tracer
+    tracer = current_pipeline().tracer
     assert isinstance(tracer, FileTracer)
     span = tracer.start_span("kept", attributes={"betty.skill": "kept", "betty.status": "success"})
     assert isinstance(span, FileSpan)
@@ -339,7 +339,7 @@ def test_a_file_span_ended_twice_or_changed_after_its_end_writes_its_entry_once_
 
 
 def test_threads_racing_to_end_a_file_span_write_one_entry(telemetry_file: Path) -> None:
-    tracer = pipeline().tracer
+    tracer = current_pipeline().tracer
     assert isinstance(tracer, FileTracer)
     span = tracer.start_span("raced", attributes={"betty.skill": "raced"})
     threads = [threading.Thread(target=span.end) for _ in range(8)]
@@ -353,7 +353,7 @@ def test_threads_racing_to_end_a_file_span_write_one_entry(telemetry_file: Path)
 def test_an_ok_status_is_final_and_unset_changes_nothing_as_on_sdk_spans(
     telemetry_file: Path,
 ) -> None:
-    tracer = pipeline().tracer
+    tracer = current_pipeline().tracer
     assert isinstance(tracer, FileTracer)
     span = tracer.start_span("s")
     span.set_status(StatusCode.UNSET)
@@ -369,7 +369,7 @@ def test_an_ok_status_is_final_and_unset_changes_nothing_as_on_sdk_spans(
 def test_start_as_current_span_makes_a_current_file_span_and_ends_it(
     telemetry_file: Path,
 ) -> None:
-    tracer = pipeline().tracer
+    tracer = current_pipeline().tracer
     assert tracer is not None
     with tracer.start_as_current_span("outer", attributes={"betty.skill": "outer"}) as outer:
         assert trace.get_current_span() is outer
@@ -385,7 +385,7 @@ def test_start_as_current_span_makes_a_current_file_span_and_ends_it(
 
 
 def test_capture_records_through_the_file_tracer_with_its_times(telemetry_file: Path) -> None:
-    assert isinstance(pipeline().tracer, FileTracer)
+    assert isinstance(current_pipeline().tracer, FileTracer)
     entry = TelemetryCapture(telemetry_file).capture("manual", "failure", 1500.0, "cli", {}, "x")
     assert entry["duration_ms"] == pytest.approx(1500.0, abs=0.001)
     assert read_entries(telemetry_file) == [entry]
@@ -404,7 +404,7 @@ def test_a_span_of_a_program_provider_we_were_not_given_is_the_parent_of_a_file_
     telemetry_file: Path,
 ) -> None:
     provider = TracerProvider(shutdown_on_exit=False)  # neither global nor passed to configure
-    assert isinstance(pipeline().tracer, FileTracer)
+    assert isinstance(current_pipeline().tracer, FileTracer)
     with provider.get_tracer("program").start_as_current_span("request") as request:
         capture_telemetry(skill_name="inside")(lambda: None)()
     (entry,) = read_entries(telemetry_file)

@@ -168,7 +168,7 @@ def test_a_batch_export_after_a_foreign_last_entry_keeps_the_log(
     betty_otel.configure(log, batch=True, otlp=False)
     try:
         _recorded()
-        assert _setup.pipeline().force_flush() is True
+        assert _setup.current_pipeline().force_flush() is True
     finally:
         betty_otel.shutdown()
     _after_append(log, before)

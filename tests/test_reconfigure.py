@@ -190,7 +190,7 @@ def test_configure_and_shutdown_cycles_leave_one_of_everything(
         for number in range(CYCLES):
             _configure(kind, path, batch, provider)
             work(number)
-            own_providers.add(id(_setup.pipeline().provider))
+            own_providers.add(id(_setup.current_pipeline().provider))
             if number % 3 == 0:
                 betty_otel.shutdown()
         # Configured: one layer of each patch, one processor of ours on the provider.
@@ -226,12 +226,12 @@ def test_a_changed_otel_setting_gives_our_provider_a_new_resource(
     path = tmp_path / "telemetry.json"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "first")
     betty_otel.configure(path, otlp=False, all_spans=True)
-    first = _setup.pipeline().provider
+    first = _setup.current_pipeline().provider
     betty_otel.configure(path, otlp=False, all_spans=True)
-    assert _setup.pipeline().provider is first
+    assert _setup.current_pipeline().provider is first
     monkeypatch.setenv("OTEL_SERVICE_NAME", "second")
     betty_otel.configure(path, otlp=False, all_spans=True)
-    second = _setup.pipeline().provider
+    second = _setup.current_pipeline().provider
     assert second is not None
     assert first is not None
     assert second.resource.attributes["service.name"] == "second"

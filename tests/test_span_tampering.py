@@ -36,7 +36,7 @@ import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel._direct import write_directly
 from betty_otel._manual import manual_execution
-from betty_otel._setup import FileTracer, pipeline
+from betty_otel._setup import FileTracer, current_pipeline
 from betty_otel._store import TelemetryStore
 from helpers import read_entries
 
@@ -84,7 +84,9 @@ def recording(
         provider = TracerProvider(shutdown_on_exit=False)  # reads the limits, as programs do
         provider.add_span_processor(SimpleSpanProcessor(memory))
     betty_otel.configure(file, otlp=False, batch=path.batch, tracer_provider=provider)
-    assert isinstance(pipeline().tracer, FileTracer) is (path.name.startswith("file-tracer"))
+    assert isinstance(current_pipeline().tracer, FileTracer) is (
+        path.name.startswith("file-tracer")
+    )
     try:
         yield memory
     finally:

@@ -11,7 +11,7 @@ from betty_otel import query as log_query
 from betty_otel._entry import ATTR_CALLER
 from betty_otel._manual import manual_execution
 from betty_otel._metrics import record_execution
-from betty_otel._setup import creator_writes, pipeline, shared_recording_tracer
+from betty_otel._setup import current_pipeline, shared_recording_tracer, skip_file_processors
 from betty_otel._span_status import span_status_for
 from betty_otel._store import TelemetryStore
 from betty_otel.exporter import write_spans
@@ -74,7 +74,7 @@ class TelemetryCapture:
         )
         # capture() is an explicit request to write an entry: it records even when
         # telemetry is disabled (then through a tracer without processors).
-        current = pipeline()
+        current = current_pipeline()
         tracer = current.tracer
         if tracer is None:
             tracer = shared_recording_tracer()
@@ -85,7 +85,7 @@ class TelemetryCapture:
         span_status = span_status_for(execution.status, execution.error)
         if not span_status.is_unset:
             span.set_status(span_status)
-        with creator_writes():  # the pipeline's file processors leave this span to us
+        with skip_file_processors():  # the pipeline's file processors leave this span to us
             span.end(end_time=execution.end)
         seconds = (execution.end - execution.start) / 1e9
         record_execution(skill, execution.status, execution.attributes[ATTR_CALLER], seconds)

@@ -25,7 +25,7 @@ from betty_otel._entry import (
 from betty_otel._errors import handle_internal_errors
 from betty_otel._run import DEFAULT_CALLER, Run, finish_run, start_run, text_of
 from betty_otel._sanitize import Sanitizer, default_sanitizer
-from betty_otel._setup import pipeline
+from betty_otel._setup import current_pipeline
 from betty_otel.propagation import detect_caller
 
 __all__ = ["TelemetryContext"]
@@ -122,7 +122,7 @@ class TelemetryContext:
         if self._run is not None:
             msg = f"TelemetryContext({self.skill!r}) is already running; create one per block"
             raise RuntimeError(msg)
-        current = pipeline()
+        current = current_pipeline()
         if current.tracer is None:
             return self
         caller = self.caller

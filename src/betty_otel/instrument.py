@@ -26,7 +26,7 @@ from betty_otel._known_secrets import NO_SECRETS, learned
 from betty_otel._redact import REDACTED
 from betty_otel._run import DEFAULT_CALLER, Run, finish_run, start_run
 from betty_otel._sanitize import Sanitizer, default_sanitizer, to_json_text
-from betty_otel._setup import pipeline
+from betty_otel._setup import current_pipeline
 from betty_otel.context import TelemetryContext
 from betty_otel.propagation import detect_caller
 
@@ -82,7 +82,7 @@ class _Spec:
 
     def begin(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Run | None:
         """Start a run in the current pipeline; None when telemetry is off or starting failed."""
-        current = pipeline()
+        current = current_pipeline()
         tracer = current.tracer
         if tracer is None:
             return None
@@ -233,7 +233,7 @@ def _iteration_wrapper(spec: _Spec, traced: Callable[..., Any]) -> Callable[...,
 
     def wrapper(wrapped: Callable[..., Any], instance: object, args: Any, kwargs: Any) -> Any:
         generator = wrapped(*args, **kwargs)
-        current = pipeline()
+        current = current_pipeline()
         tracer = current.tracer
         if tracer is None:
             return generator

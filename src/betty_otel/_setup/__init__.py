@@ -6,12 +6,12 @@ from betty_otel._setup.otlp import otlp_exporter
 from betty_otel._setup.pipeline import (
     Pipeline,
     configure,
+    current_pipeline,
     disabled_by_env,
-    pipeline,
     shutdown,
     swap,
 )
-from betty_otel._setup.processors import ProcessorSwitch, creator_writes
+from betty_otel._setup.processors import ProcessorSwitch, skip_file_processors
 from betty_otel._setup.recording import TRACER_NAME, recording_tracer, shared_recording_tracer
 
 __all__ = [
@@ -21,12 +21,12 @@ __all__ = [
     "Pipeline",
     "ProcessorSwitch",
     "configure",
-    "creator_writes",
+    "current_pipeline",
     "disabled_by_env",
     "otlp_exporter",
-    "pipeline",
     "recording_tracer",
     "shared_recording_tracer",
     "shutdown",
+    "skip_file_processors",
     "swap",
 ]

@@ -1,6 +1,6 @@
 """The pipeline: configure(), the lazily configured current pipeline, and shutdown.
 
-`configure()` sets up the pipeline; the instrumentation calls `pipeline()`, which
+`configure()` sets up the pipeline; the instrumentation calls `current_pipeline()`, which
 configures lazily from the environment on first use. A TracerProvider the program
 already installed (an SDK one, set globally or passed in) gets our processor
 added, once (a ProcessorSwitch, re-pointed on reconfigure), and our tracer on it records
@@ -77,8 +77,8 @@ __all__ = [
     "Pipeline",
     "after_fork_in_child",
     "configure",
+    "current_pipeline",
     "disabled_by_env",
-    "pipeline",
     "shutdown",
     "swap",
 ]
@@ -114,7 +114,7 @@ class Pipeline:
     exit_timeout: float = DEFAULT_EXIT_TIMEOUT
     """Seconds closing this pipeline waits for the collectors (see exit_budget)."""
     watch_global: bool = False
-    """Our own provider, made while no global one was set: `pipeline()` warns once
+    """Our own provider, made while no global one was set: `current_pipeline()` warns once
     when the program sets one later."""
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -333,7 +333,7 @@ def _file_only_pipeline(file_processor: SpanProcessor, exporter: BettyFileExport
 def _no_global_provider() -> bool:
     """True while the program has set no global TracerProvider.
 
-    Reads the API's module global, which `pipeline()` then compares on every call:
+    Reads the API's module global, which `current_pipeline()` then compares on every call:
     ``trace.get_tracer_provider()`` costs microseconds while none is set (it looks
     in os.environ each time). Should the API rename it, this is False and the late
     provider goes unnoticed; recording is unaffected.
@@ -368,7 +368,7 @@ def _close(old: Pipeline, metrics: OwnMetrics | None = None) -> None:
         close_collectors(closing, budget)
 
 
-def pipeline() -> Pipeline:
+def current_pipeline() -> Pipeline:
     """The current pipeline, configured from the environment on first use."""
     current = STATE.pipeline
     if current is not None:

@@ -1,7 +1,7 @@
 """Span processors: the file processors (synchronous and batched) and the provider switch.
 
 A span whose creator writes its entry itself (TelemetryCapture.capture, which must
-report a failed write to its caller) is ended inside `creator_writes()`; the file
+report a failed write to its caller) is ended inside `skip_file_processors()`; the file
 processors leave it alone, so it is written exactly once, by the exporter path its
 creator called.
 
@@ -37,21 +37,21 @@ __all__ = [
     "FileProcessor",
     "ProcessorSwitch",
     "after_fork_in_child",
-    "creator_writes",
     "in_a_child_process",
+    "skip_file_processors",
 ]
 
-_CREATOR_WRITES: Final = otel_context.create_key("betty_otel.creator-writes")
+_SKIP_FILE_PROCESSORS: Final = otel_context.create_key("betty_otel.skip-file-processors")
 
 
 @contextlib.contextmanager
-def creator_writes() -> Iterator[None]:
+def skip_file_processors() -> Iterator[None]:
     """Spans ended in this block are written by their creator, not by the file processors.
 
     Other processors (a collector's, a program's own, the testing helper's) still
     receive them, as every span.
     """
-    token = otel_context.attach(otel_context.set_value(_CREATOR_WRITES, True))
+    token = otel_context.attach(otel_context.set_value(_SKIP_FILE_PROCESSORS, True))
     try:
         yield
     finally:
@@ -61,11 +61,11 @@ def creator_writes() -> Iterator[None]:
 def _for_the_file(span: ReadableSpan) -> Ended | None:
     """The span and its execution's record, when the file takes it: an execution's span
     (sampled or not; see `betty_otel._record`), or any other sampled span (for
-    all_spans); None when its creator writes it itself (see creator_writes)."""
+    all_spans); None when its creator writes it itself (see skip_file_processors)."""
     record = record_of(span)
     if record is not None:  # a Run's span: its creator is never TelemetryCapture
         return span, record
-    if otel_context.get_value(_CREATOR_WRITES) is not None:
+    if otel_context.get_value(_SKIP_FILE_PROCESSORS) is not None:
         return None
     context = span.context
     if context is not None and context.trace_flags.sampled:
