@@ -22,7 +22,6 @@ the marker): a call without secrets pays one substring test.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +30,7 @@ from itertools import islice
 from typing import Any, Final
 
 from betty_otel._jsontext import JSONDecodeError, dumps, loads
-from betty_otel._leaves import bytes_text, field_value, key_to_str
+from betty_otel._leaves import bytes_text, dataclass_items, key_to_str
 from betty_otel._redact import REDACTED, Redactor, safe_repr, secret_positions
 
 __all__ = [
@@ -222,8 +221,8 @@ def _pairs(value: object) -> Iterable[tuple[str, Any]] | None:
         items: Iterable[tuple[Any, Any]] = list(islice(value.items(), _MAX_ITEMS))
     elif isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple):
         items = zip(type(value)._fields, value, strict=False)  # type: ignore[attr-defined]
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        items = [(f.name, field_value(value, f.name)) for f in dataclasses.fields(value)]
+    elif (fields := dataclass_items(value)) is not None:
+        items = list(fields[1])
     elif callable(getattr(type(value), "model_dump", None)):
         dumped = type(value).model_dump(value)  # type: ignore[attr-defined]
         return _pairs(dumped) if isinstance(dumped, Mapping) else None

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import math
+import sys
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import islice
 from typing import Any, Final
-
-import orjson
 
 from betty_otel._leaves import (
     MAX_TEXT,
@@ -407,21 +407,37 @@ def default_sanitizer() -> Sanitizer:
     return Sanitizer()
 
 
-_STRICT_OPTS: Final = (
-    orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
+_STDLIB_JSON: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""orjson's compact text, from the standard library: for a process that has not loaded
+orjson (a one-shot capture), whose import costs more than the capture itself."""
 
 
 def to_json_text(value: Any) -> str:
     """Compact JSON text of an already-sanitized value.
 
-    Anything orjson would otherwise convert on its own (dataclasses, datetimes, subclasses)
-    or reject (big ints, surrogates) is sent through ``default_sanitizer()`` first instead,
-    so this never emits unredacted objects and never raises.
+    orjson writes it once the process has loaded orjson, else the standard library's json
+    (the same text but for a float's spelling: ``1e-07`` for ``1e-7``, the same number).
+    What the encoder would otherwise convert on its own (orjson: dataclasses, datetimes)
+    or rejects (other types, NaN, big ints, surrogates, cycles) is sent through
+    ``default_sanitizer()`` first instead, so this never emits unredacted objects and
+    never raises.
     """
+    fast = sys.modules.get("orjson")
     try:
-        return orjson.dumps(value, option=_STRICT_OPTS).decode()
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return orjson.dumps(default_sanitizer().sanitize(value)).decode()
+        return _encoded(fast, value)
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+        return _encoded(fast, default_sanitizer().sanitize(value))
+
+
+def _encoded(orjson: Any, value: Any) -> str:
+    """value as orjson (when given) writes it, without converting what it knows besides
+    JSON's types; else as the standard library's json writes it."""
+    if orjson is None:
+        return _STDLIB_JSON.encode(value)
+    options = (
+        orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+    text: str = orjson.dumps(value, option=options).decode()
+    return text
