@@ -32,6 +32,7 @@ from typing import Any, Final
 from betty_otel._jsontext import JSONDecodeError, dumps, loads
 from betty_otel._leaves import bytes_text, dataclass_items, key_to_str
 from betty_otel._redact import REDACTED, Redactor, safe_repr, secret_positions
+from betty_otel._secret_values import compiled
 
 __all__ = [
     "MIN_LENGTH",
@@ -56,7 +57,7 @@ _MAX_ITEMS: Final = 200
 _MAX_NODES: Final = 5000
 _MAX_SCAN: Final = 4096 + 16384  # the sanitizer scans no further into a long string
 _MAX_SCANNED: Final = 4 * 65536  # text scanned in all, four times the sanitizer's budget
-_SCHEME: Final = re.compile(r"(?:bearer|basic|token)\s+", re.IGNORECASE)
+_SCHEME: Final = r"(?:bearer|basic|token)\s+"  # compiled when a secret is learned
 
 
 def learned(known: Secrets, text: str, raw: Callable[[], object], redactor: Redactor) -> Secrets:
@@ -192,7 +193,9 @@ class _Walk:
         if redacted != text:
             for part in _removed_parts(text, redacted):
                 self.found.add(part)
-                scheme = _SCHEME.match(part)  # "Bearer abc": the token also alone
+                scheme = compiled(_SCHEME, re.IGNORECASE).match(
+                    part
+                )  # "Bearer abc": the token also alone
                 if scheme is not None:
                     self.found.add(part[scheme.end() :])
 

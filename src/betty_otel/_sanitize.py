@@ -289,6 +289,27 @@ class Sanitizer:
             return self._walk(number, depth, state)
         return self._leaf(self._fit_text(safe_repr(value)), state)
 
+    def _item(self, value: object, depth: int, state: _WalkState) -> Any:
+        """An item of a mapping or sequence at depth: the commonest values (an int in range,
+        a bool, None, a short plain string) counted and kept at once, without `_walk`'s
+        fuller checks (they add up on the hot path); anything else walked."""
+        if (
+            (type(value) is int and _I64_MIN <= value <= _I64_MAX)
+            or type(value) is bool
+            or value is None
+        ):
+            state.total += _SCALAR_COST
+            return value
+        if (
+            type(value) is str
+            and len(value) < self._min_scan
+            and value.isascii()
+            and value.isprintable()
+        ):
+            state.total += len(value) + 2
+            return value
+        return self._walk(value, depth + 1, state)
+
     def _enter(self, owner: object, depth: int, state: _WalkState) -> str | None:
         """A marker if the container may not be walked (too deep, or a cycle), else None."""
         if depth > self._max_depth:
@@ -318,27 +339,12 @@ class Sanitizer:
                 if text in out:  # "1" and 1: keep the first, so a second pass agrees
                     continue
                 state.total += len(text) + 4
-                kind = type(value)
                 if key_kind == KEY_SECRET or text == named:
                     out[text] = self._leaf(REDACTED, state)
                 elif key_kind:
                     out[text] = self._keyed(value, key_kind, depth + 1, state)
-                # The commonest values inlined: a call per item adds up on the hot path.
-                elif (
-                    (kind is int and _I64_MIN <= value <= _I64_MAX) or kind is bool or value is None
-                ):
-                    state.total += _SCALAR_COST
-                    out[text] = value
-                elif (
-                    kind is str
-                    and len(value) < self._min_scan
-                    and value.isascii()
-                    and value.isprintable()
-                ):
-                    state.total += len(value) + 2
-                    out[text] = value
                 else:
-                    out[text] = self._walk(value, depth + 1, state)
+                    out[text] = self._item(value, depth, state)
             if n > cap:
                 if state.total > self._max_total:
                     out[_TRUNC_KEY] = _BUDGET
@@ -364,22 +370,10 @@ class Sanitizer:
                     return out
                 if i >= cap:
                     break
-                kind = type(item)
                 if secret and i in secret:
                     out.append(self._leaf(REDACTED, state))
-                elif (kind is int and _I64_MIN <= item <= _I64_MAX) or kind is bool or item is None:
-                    state.total += _SCALAR_COST
-                    out.append(item)
-                elif (
-                    kind is str
-                    and len(item) < self._min_scan
-                    and item.isascii()
-                    and item.isprintable()
-                ):
-                    state.total += len(item) + 2
-                    out.append(item)
                 else:
-                    out.append(self._walk(item, depth + 1, state))
+                    out.append(self._item(item, depth, state))
             if n > cap:
                 more = f"<{n - cap} more items>"
                 out.append(_BUDGET if state.total > self._max_total else self._leaf(more, state))
