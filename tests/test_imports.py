@@ -212,8 +212,8 @@ def test_a_plain_capture_loads_about_what_the_original_script_loads(
 
 
 def test_a_capture_with_inputs_loads_the_sanitizer_but_no_sdk_or_logging(tmp_path: Path) -> None:
-    """Inputs, metadata and a message are redacted by the sanitizer (which uses orjson);
-    still no span, no SDK, no wrapt, no logging."""
+    """Inputs, metadata and a message are redacted by the sanitizer; still no span, no
+    SDK, no wrapt, no logging, and no orjson (json writes the redacted text)."""
     path = tmp_path / "telemetry.json"
     argv = ["capture", "a", "failure", "1", "CLI", '{"password": "x", "n": 1e16}', "boom"]
     result, loaded = run_main(
@@ -224,6 +224,7 @@ def test_a_capture_with_inputs_loads_the_sanitizer_but_no_sdk_or_logging(tmp_pat
     assert (
         unwanted(loaded, ("opentelemetry", "wrapt", "logging", "betty_otel._store.readers")) == []
     )
+    assert unwanted(loaded, ("orjson", "dataclasses", "inspect", "uuid")) == []
     entry = read_entries(path)[0]
     assert entry["inputs"] == {"password": "***REDACTED***", "n": 1e16}
     assert entry["metadata"] == {"k": -0.0}

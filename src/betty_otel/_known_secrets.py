@@ -22,7 +22,6 @@ the marker): a call without secrets pays one substring test.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -31,8 +30,9 @@ from itertools import islice
 from typing import Any, Final
 
 from betty_otel._jsontext import JSONDecodeError, dumps, loads
-from betty_otel._leaves import bytes_text, field_value, key_to_str
+from betty_otel._leaves import bytes_text, dataclass_items, key_to_str
 from betty_otel._redact import REDACTED, Redactor, safe_repr, secret_positions
+from betty_otel._secret_values import compiled
 
 __all__ = [
     "MIN_LENGTH",
@@ -57,7 +57,7 @@ _MAX_ITEMS: Final = 200
 _MAX_NODES: Final = 5000
 _MAX_SCAN: Final = 4096 + 16384  # the sanitizer scans no further into a long string
 _MAX_SCANNED: Final = 4 * 65536  # text scanned in all, four times the sanitizer's budget
-_SCHEME: Final = re.compile(r"(?:bearer|basic|token)\s+", re.IGNORECASE)
+_SCHEME: Final = r"(?:bearer|basic|token)\s+"  # compiled when a secret is learned
 
 
 def learned(known: Secrets, text: str, raw: Callable[[], object], redactor: Redactor) -> Secrets:
@@ -193,7 +193,9 @@ class _Walk:
         if redacted != text:
             for part in _removed_parts(text, redacted):
                 self.found.add(part)
-                scheme = _SCHEME.match(part)  # "Bearer abc": the token also alone
+                scheme = compiled(_SCHEME, re.IGNORECASE).match(
+                    part
+                )  # "Bearer abc": the token also alone
                 if scheme is not None:
                     self.found.add(part[scheme.end() :])
 
@@ -222,8 +224,8 @@ def _pairs(value: object) -> Iterable[tuple[str, Any]] | None:
         items: Iterable[tuple[Any, Any]] = list(islice(value.items(), _MAX_ITEMS))
     elif isinstance(value, tuple) and isinstance(getattr(type(value), "_fields", None), tuple):
         items = zip(type(value)._fields, value, strict=False)  # type: ignore[attr-defined]
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        items = [(f.name, field_value(value, f.name)) for f in dataclasses.fields(value)]
+    elif (fields := dataclass_items(value)) is not None:
+        items = list(fields[1])
     elif callable(getattr(type(value), "model_dump", None)):
         dumped = type(value).model_dump(value)  # type: ignore[attr-defined]
         return _pairs(dumped) if isinstance(dumped, Mapping) else None

@@ -18,9 +18,8 @@ import sys
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from itertools import islice
+from json.encoder import encode_basestring
 from typing import Any, Final
-
-import orjson
 
 from betty_otel._redact import type_name
 
@@ -94,9 +93,9 @@ def json_size(text: str) -> int:
     """
     if text.isascii() and text.isprintable():
         return len(text) + 2 + text.count('"') + text.count("\\")
-    try:
-        return len(orjson.dumps(text, option=orjson.OPT_PASSTHROUGH_SUBCLASS))
-    except TypeError:  # lone surrogates: an upper bound is enough for a budget
+    try:  # json's escapes are orjson's (what writes the log): json is loaded already
+        return len(encode_basestring(text).encode())
+    except UnicodeEncodeError:  # lone surrogates: an upper bound is enough for a budget
         return len(text) * 6 + 2
 
 

@@ -21,14 +21,14 @@ of each open container becomes one marker. Markers are stable:
 from __future__ import annotations
 
 import enum
+import json
 import math
+import sys
 import threading
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import islice
 from typing import Any, Final
-
-import orjson
 
 from betty_otel._leaves import (
     MAX_TEXT,
@@ -289,6 +289,27 @@ class Sanitizer:
             return self._walk(number, depth, state)
         return self._leaf(self._fit_text(safe_repr(value)), state)
 
+    def _item(self, value: object, depth: int, state: _WalkState) -> Any:
+        """An item of a mapping or sequence at depth: the commonest values (an int in range,
+        a bool, None, a short plain string) counted and kept at once, without `_walk`'s
+        fuller checks (they add up on the hot path); anything else walked."""
+        if (
+            (type(value) is int and _I64_MIN <= value <= _I64_MAX)
+            or type(value) is bool
+            or value is None
+        ):
+            state.total += _SCALAR_COST
+            return value
+        if (
+            type(value) is str
+            and len(value) < self._min_scan
+            and value.isascii()
+            and value.isprintable()
+        ):
+            state.total += len(value) + 2
+            return value
+        return self._walk(value, depth + 1, state)
+
     def _enter(self, owner: object, depth: int, state: _WalkState) -> str | None:
         """A marker if the container may not be walked (too deep, or a cycle), else None."""
         if depth > self._max_depth:
@@ -318,27 +339,12 @@ class Sanitizer:
                 if text in out:  # "1" and 1: keep the first, so a second pass agrees
                     continue
                 state.total += len(text) + 4
-                kind = type(value)
                 if key_kind == KEY_SECRET or text == named:
                     out[text] = self._leaf(REDACTED, state)
                 elif key_kind:
                     out[text] = self._keyed(value, key_kind, depth + 1, state)
-                # The commonest values inlined: a call per item adds up on the hot path.
-                elif (
-                    (kind is int and _I64_MIN <= value <= _I64_MAX) or kind is bool or value is None
-                ):
-                    state.total += _SCALAR_COST
-                    out[text] = value
-                elif (
-                    kind is str
-                    and len(value) < self._min_scan
-                    and value.isascii()
-                    and value.isprintable()
-                ):
-                    state.total += len(value) + 2
-                    out[text] = value
                 else:
-                    out[text] = self._walk(value, depth + 1, state)
+                    out[text] = self._item(value, depth, state)
             if n > cap:
                 if state.total > self._max_total:
                     out[_TRUNC_KEY] = _BUDGET
@@ -364,22 +370,10 @@ class Sanitizer:
                     return out
                 if i >= cap:
                     break
-                kind = type(item)
                 if secret and i in secret:
                     out.append(self._leaf(REDACTED, state))
-                elif (kind is int and _I64_MIN <= item <= _I64_MAX) or kind is bool or item is None:
-                    state.total += _SCALAR_COST
-                    out.append(item)
-                elif (
-                    kind is str
-                    and len(item) < self._min_scan
-                    and item.isascii()
-                    and item.isprintable()
-                ):
-                    state.total += len(item) + 2
-                    out.append(item)
                 else:
-                    out.append(self._walk(item, depth + 1, state))
+                    out.append(self._item(item, depth, state))
             if n > cap:
                 more = f"<{n - cap} more items>"
                 out.append(_BUDGET if state.total > self._max_total else self._leaf(more, state))
@@ -429,21 +423,37 @@ def after_fork_in_child() -> None:
     _default_lock = threading.Lock()
 
 
-_STRICT_OPTS: Final = (
-    orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
+_STDLIB_JSON: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""orjson's compact text, from the standard library: for a process that has not loaded
+orjson (a one-shot capture), whose import costs more than the capture itself."""
 
 
 def to_json_text(value: Any) -> str:
     """Compact JSON text of an already-sanitized value.
 
-    Anything orjson would otherwise convert on its own (dataclasses, datetimes, subclasses)
-    or reject (big ints, surrogates) is sent through ``default_sanitizer()`` first instead,
-    so this never emits unredacted objects and never raises.
+    orjson writes it once the process has loaded orjson, else the standard library's json
+    (the same text but for a float's spelling: ``1e-07`` for ``1e-7``, the same number).
+    What the encoder would otherwise convert on its own (orjson: dataclasses, datetimes)
+    or rejects (other types, NaN, big ints, surrogates, cycles) is sent through
+    ``default_sanitizer()`` first instead, so this never emits unredacted objects and
+    never raises.
     """
+    fast = sys.modules.get("orjson")
     try:
-        return orjson.dumps(value, option=_STRICT_OPTS).decode()
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return orjson.dumps(default_sanitizer().sanitize(value)).decode()
+        return _encoded(fast, value)
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+        return _encoded(fast, default_sanitizer().sanitize(value))
+
+
+def _encoded(orjson: Any, value: Any) -> str:
+    """value as orjson (when given) writes it, without converting what it knows besides
+    JSON's types; else as the standard library's json writes it."""
+    if orjson is None:
+        return _STDLIB_JSON.encode(value)
+    options = (
+        orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+    text: str = orjson.dumps(value, option=options).decode()
+    return text

@@ -1,21 +1,27 @@
 """main(): parse the command line, run one command, turn its outcome into an exit status.
 
 A command's module is imported only when that command runs, so ``--help`` and a
-usage error load nothing but argparse, and each command loads only what it needs.
+usage error load nothing but argparse, and each command loads only what it needs. A
+plain capture line is read without argparse (`betty_otel.cli.capture.plain_capture`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import io
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from betty_otel._logs import configure_later, logger
-from betty_otel.cli.commandline import COMMANDS, PROG, UsageError, build_parser
+from betty_otel.cli.names import COMMANDS, PROG, UsageError
 from betty_otel.cli.terminal import err, escape_controls, open_closed_streams, quiet_stdout
+
+if TYPE_CHECKING:
+    import argparse
+
+    from betty_otel.cli.capture import CaptureLine
 
 __all__ = ["main"]
 
@@ -27,14 +33,15 @@ def _setup_logging() -> None:
     log_to_stderr()
 
 
-def _run(args: argparse.Namespace) -> int:
-    """Import the module of args.command and run its cmd_<command>(args)."""
+def _run(args: argparse.Namespace | CaptureLine) -> int:
+    """Import the module of args.command and run its cmd_<command>(args): args is the
+    parser's Namespace, or a plain capture's `betty_otel.cli.capture.CaptureLine`."""
     module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")
     # Library warnings through our handler: set up now if the command's modules loaded
     # logging, else before the first message (a capture that logs nothing never loads it).
     configure_later(_setup_logging)
     name = f"cmd_{args.command.replace('-', '_')}"
-    command: Callable[[argparse.Namespace], int] = getattr(module, name)
+    command: Callable[[Any], int] = getattr(module, name)
     return command(args)
 
 
@@ -66,6 +73,32 @@ def _flushed(code: int) -> int:
     return code
 
 
+def _parsed(given: list[str]) -> argparse.Namespace | CaptureLine | int:
+    """The command line read: a plain capture's without argparse, else the parser's
+    Namespace; or the exit status when that is all there is to it (help, a usage error)."""
+    if given[:1] == ["capture"]:
+        from betty_otel.cli.capture import plain_capture  # noqa: PLC0415 - capture only
+
+        plain = plain_capture(given)
+        if plain is not None:
+            return plain
+    try:
+        return _parse(_parser(given), given)
+    except SystemExit as exc:  # --help or --version (0), or a usage error (2)
+        return _flushed(exc.code if isinstance(exc.code, int) else 2)
+    except BrokenPipeError:  # --version, its reader gone
+        quiet_stdout()
+        return 0
+
+
+def _parser(given: list[str]) -> argparse.ArgumentParser:
+    """The parser of the command line given: only the named command's family (quicker,
+    and it parses alike)."""
+    from betty_otel.cli.commandline import build_parser  # noqa: PLC0415 - it loads argparse
+
+    return build_parser(given[0] if given and given[0] in COMMANDS else None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run betty-telemetry with argv (default sys.argv[1:]); return the exit status.
 
@@ -74,22 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     open_closed_streams()
     given = sys.argv[1:] if argv is None else list(argv)
-    named = given[0] if given and given[0] in COMMANDS else None
-    parser = build_parser(named)  # only that command's family: quicker, parses alike
-    try:
-        args = _parse(parser, given)
-    except SystemExit as exc:  # --help or --version (0), or a usage error (2)
-        return _flushed(exc.code if isinstance(exc.code, int) else 2)
-    except BrokenPipeError:  # --version, its reader gone
-        quiet_stdout()
-        return 0
+    args = _parsed(given)
+    if isinstance(args, int):
+        return args
     if isinstance(sys.stdout, io.TextIOWrapper):  # never fail on a non-UTF-8 terminal
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        code = _run(args)
+        code: int = _run(args)
         sys.stdout.flush()
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
+        _parser(given).print_usage(sys.stderr)
         err(f"{PROG}: error: {exc}")
         return 2
     except KeyboardInterrupt:

@@ -5,13 +5,17 @@ no OTLP or other exporter configured) nor its metrics (OTEL_METRICS_EXPORTER), t
 goes straight to the file and the OpenTelemetry SDK is never imported; otherwise it is
 recorded as a span (and in the metrics) through `TelemetryCapture`. Both paths write the
 same entry.
+
+A plain capture line (`plain_capture`: positional arguments only, as Betty's scripts
+write it) is read here without argparse, whose import and parser are a sixth of a
+capture's start-up; any other line goes through the parser (`betty_otel.cli.commandline`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from betty_otel._direct import spans_wanted, write_directly
 from betty_otel._entry import validate_duration, validate_status
@@ -21,7 +25,49 @@ from betty_otel._manual import manual_execution
 from betty_otel._store import TelemetryStore
 from betty_otel.cli.terminal import out
 
-__all__ = ["cmd_capture", "json_object"]
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["CaptureLine", "cmd_capture", "json_object", "plain_capture"]
+
+_POSITIONALS: Final = (4, 6)
+"""SKILL STATUS DURATION_MS CALLER, then INPUTS_JSON and ERROR_MESSAGE if given."""
+
+
+class CaptureLine:
+    """A capture's arguments as the parser names them (``args.skill``, ``args.file`` ...)."""
+
+    __slots__ = (
+        "caller",
+        "command",
+        "duration_ms",
+        "error_message",
+        "file",
+        "inputs",
+        "metadata",
+        "skill",
+        "status",
+    )
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.command = "capture"
+        self.skill, self.status, self.duration_ms, self.caller = words[:4]
+        self.inputs = words[4] if len(words) > 4 else None
+        self.error_message = words[5] if len(words) > 5 else None
+        self.file: str | None = None
+        self.metadata: str | None = None
+
+
+def plain_capture(argv: Sequence[str]) -> CaptureLine | None:
+    """What the parser reads from ``capture SKILL STATUS MS CALLER [INPUTS [ERROR]]``
+    without an option; None for any other line (the parser reads it, and says what is
+    wrong). A word starting with "-" may be an option, so it goes to the parser too."""
+    words = argv[1:]
+    if argv[:1] != ["capture"] or not _POSITIONALS[0] <= len(words) <= _POSITIONALS[1]:
+        return None
+    if any(word.startswith("-") for word in words):
+        return None
+    return CaptureLine(words)
 
 
 def json_object(name: str, text: str | None) -> dict[str, Any] | None:
@@ -44,7 +90,7 @@ def json_object(name: str, text: str | None) -> dict[str, Any] | None:
     raise ValueError(msg)
 
 
-def cmd_capture(args: argparse.Namespace) -> int:
+def cmd_capture(args: argparse.Namespace | CaptureLine) -> int:
     # Everything is checked before anything is written.
     status = validate_status(args.status)
     duration = validate_duration(args.duration_ms, text=True)

@@ -1,7 +1,8 @@
 """The command line of betty-telemetry: its commands, their options and examples.
 
 The argument types and the options several commands share are in
-`betty_otel.cli.arguments`.
+`betty_otel.cli.arguments`; the program's name, its commands and errors in
+`betty_otel.cli.names` (re-exported here).
 
 Only the standard library is imported here, so ``--help`` and usage errors are quick.
 """
@@ -19,6 +20,7 @@ from betty_otel.cli.arguments import (
     non_negative_int,
     seconds,
 )
+from betty_otel.cli.names import COMMANDS, DISTRIBUTION, PROG, CommandError, UsageError
 
 __all__ = [
     "COMMANDS",
@@ -30,33 +32,7 @@ __all__ = [
     "build_parser",
 ]
 
-PROG: Final = "betty-telemetry"
-DISTRIBUTION: Final = "betty-otel"
-"""The installed distribution whose metadata --version reads."""
 FORMATS: Final = ("table", "json", "jsonl")
-
-COMMANDS: Final = {
-    "capture": "capture",
-    "query": "read",
-    "stats": "read",
-    "trace": "read",
-    "tail": "read",
-    "check": "check",
-    "repair": "check",
-    "running": "running",
-    "export": "export",
-    "install-skill": "install",
-    "report": "report",
-}
-"""Command -> the module of betty_otel.cli that runs it (as its function cmd_<command>)."""
-
-
-class UsageError(Exception):
-    """A command line that parses but makes no sense: exit status 2."""
-
-
-class CommandError(Exception):
-    """A command that cannot do its work (the file is a directory, ...): exit status 1."""
 
 
 class _Version(argparse.Action):
