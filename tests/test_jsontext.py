@@ -7,6 +7,8 @@ value or the same refusal."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import json
 import math
 import sys
@@ -19,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from betty_otel._jsontext import JSONDecodeError, dumps, loads
+from betty_otel._jsontext import JSONDecodeError, dumps, loads, plain_text
 from betty_otel._sanitize import default_sanitizer
 from betty_otel._store import TelemetryStore, encode_entry, parse_entry_line
 from betty_otel._store.format import is_entry_line
@@ -148,6 +150,42 @@ def test_the_tail_check_and_the_readers_accept_either_line(
         logs[name] = [exact(found) for found in read_forward(path)]
         assert [exact(found) for found in reversed(read_backward(path))] == logs[name]
     assert logs["json"] == logs["orjson"] == [exact(make_entry(0)), exact(entry)]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=raw_value)
+def test_plain_text_of_a_sanitized_value_reads_back_equal_from_either_backend(value: Any) -> None:
+    """What redaction writes as text (`to_json_text`): both backends write a sanitized
+    value as one JSON text that reads back to it."""
+    sanitized = default_sanitizer().sanitize(value)
+    with orjson_unloaded():
+        by_json = plain_text(sanitized)
+    by_orjson = plain_text(sanitized)
+    for text in (by_json, by_orjson):
+        assert exact(json.loads(text)) == exact(sanitized)
+
+
+@dataclasses.dataclass
+class _Point:
+    secret: str
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _Point("hunter2"),
+        dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+        {"a": [{1, 2}]},
+    ],
+    ids=["dataclass", "datetime", "nested-set"],
+)
+def test_plain_text_refuses_what_is_not_json_in_both_backends(value: object) -> None:
+    """plain_text never converts an object on its own (a dataclass's fields could hold a
+    secret the sanitizer would redact): both backends refuse it."""
+    with orjson_unloaded(), pytest.raises((TypeError, ValueError)):
+        plain_text(value)
+    with pytest.raises((TypeError, ValueError)):
+        plain_text(value)
 
 
 def test_dumps_leaves_to_orjson_what_json_refuses() -> None:

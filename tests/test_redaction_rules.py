@@ -5,6 +5,7 @@
 - ``redact_keys`` are matched exactly after normalising case and ``-_.``/spaces;
   ``allow_keys`` win over every key rule, yet their values still meet the value detectors;
   ``redact_patterns`` replace every match whole, a compiled pattern with its own flags.
+- A sanitizer shared by threads never keeps a key's verdict of the old rules for new ones.
 - One name or pattern may be given alone; a bad argument raises a TypeError or ValueError
   that names it, before anything changes.
 
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from betty_otel import redaction
+from betty_otel._sanitize import Sanitizer
 from betty_otel.redaction import REDACTED, is_secret_key, redact, set_rules
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdefghijklmnop"
@@ -143,3 +145,25 @@ def test_a_bad_argument_raises_an_error_naming_it_and_changes_nothing(
     assert is_secret_key("tenant_id")
     assert not is_secret_key("password")
     assert redact("EMP-1") == REDACTED
+
+
+def test_a_key_judged_while_the_rules_change_is_never_cached_under_the_new_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sanitizer shared by threads: while one thread judges a key by the old rules,
+    another changes the rules and sanitizes. The old verdict ('not secret') must not be
+    kept for the new rules, which name the key a secret: every later call redacts it."""
+    sanitizer = Sanitizer()
+    old_redactor = sanitizer.redactor
+    judge = old_redactor.key_kind
+
+    def judged_while_rules_change(key: str) -> int:
+        kind = judge(key)  # the old rules' verdict: not secret
+        set_rules(redact_keys=["tenant_ref"])
+        assert sanitizer.sanitize({"other": 1}) == {"other": 1}  # another thread's call
+        return kind
+
+    monkeypatch.setattr(old_redactor, "key_kind", judged_while_rules_change)
+    assert sanitizer.sanitize({"tenant_ref": "t-1"}) == {"tenant_ref": "t-1"}  # judged before
+    assert sanitizer.sanitize({"tenant_ref": "t-1"}) == {"tenant_ref": REDACTED}
+    assert sanitizer.sanitize([{"tenant_ref": "t-1"}]) == [{"tenant_ref": REDACTED}]

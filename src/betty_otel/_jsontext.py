@@ -29,7 +29,7 @@ import sys
 from json import JSONDecodeError
 from typing import Any, Final
 
-__all__ = ["JSONDecodeError", "dumps", "loads"]
+__all__ = ["JSONDecodeError", "dumps", "loads", "plain_text"]
 
 _ORJSON: Final = "orjson"
 _STDLIB_MAX: Final = 1 << 20
@@ -52,6 +52,28 @@ def dumps(value: Any) -> bytes:
         fast = importlib.import_module(_ORJSON)  # for a value only orjson writes
     data: bytes = fast.dumps(value)
     return data
+
+
+def plain_text(value: Any) -> str:
+    """value, made of JSON's own types only, as compact JSON text.
+
+    orjson writes it once loaded (told to refuse, not convert, dataclasses, datetimes and
+    subclasses), else json (a float may be spelled otherwise: the same number).
+
+    Raises:
+        TypeError, ValueError: another type, a lone surrogate, a cycle; json also NaN and
+            infinity (orjson writes null), orjson also an int beyond 64 bits.
+    """
+    fast = sys.modules.get(_ORJSON)
+    if fast is None:
+        return _ENCODER.encode(value)
+    options = (
+        fast.OPT_PASSTHROUGH_DATACLASS
+        | fast.OPT_PASSTHROUGH_DATETIME
+        | fast.OPT_PASSTHROUGH_SUBCLASS
+    )
+    text: str = fast.dumps(value, option=options).decode()
+    return text
 
 
 def loads(data: bytes | str) -> Any:

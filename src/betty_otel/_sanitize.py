@@ -21,15 +21,14 @@ of each open container becomes one marker. Markers are stable:
 from __future__ import annotations
 
 import enum
-import json
 import math
-import sys
 import threading
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from itertools import islice
 from typing import Any, Final
 
+from betty_otel._jsontext import plain_text
 from betty_otel._leaves import (
     MAX_TEXT,
     big_int_text,
@@ -105,12 +104,17 @@ class Sanitizer:
         """Redact by these process-wide rules from now on (betty_otel.redaction changed)."""
         redactor = Redactor(self._extra_keys, rules)
         # Each short key's sanitized text and kind: per instance (it depends on the rules).
-        self._keys: dict[str, tuple[str, int]] = {}
+        keys: dict[str, tuple[str, int]] = {}
+        self._keys = keys
         self._min_scan = redactor.min_scan
         self._needs_scan = redactor.needs_scan
         # A string redacted, then cut to its budget (``TextBudget.fit``).
-        self._fit_text = TextBudget(redactor, self._max_value_chars).fit
+        fit_text = TextBudget(redactor, self._max_value_chars).fit
+        self._fit_text = fit_text
         self._redactor = redactor
+        # Read as one by _key_info: a verdict is cached beside the rules that gave it, so
+        # a thread that changes rules meanwhile never finds the old rules' verdict cached.
+        self._key_rules = (keys, redactor, fit_text)
         self._rules = rules
 
     @property
@@ -197,11 +201,12 @@ class Sanitizer:
     def _key_info(self, key: object) -> tuple[str, int]:
         """The sanitized key text and its kind (``_secret_keys``: secret, shaped, data)."""
         text = key if type(key) is str else key_to_str(key)
-        info = self._keys.get(text)
+        keys, redactor, fit_text = self._key_rules
+        info = keys.get(text)
         if info is None:
-            info = (self._fit_text(text), self._redactor.key_kind(text))
-            if len(text) <= _KEY_CACHE_MAX_LEN and len(self._keys) < _KEY_CACHE_SIZE:
-                self._keys[text] = info
+            info = (fit_text(text), redactor.key_kind(text))
+            if len(text) <= _KEY_CACHE_MAX_LEN and len(keys) < _KEY_CACHE_SIZE:
+                keys[text] = info
         return info
 
     def _leaf(self, text: str, state: _WalkState) -> str:
@@ -423,37 +428,15 @@ def after_fork_in_child() -> None:
     _default_lock = threading.Lock()
 
 
-_STDLIB_JSON: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-"""orjson's compact text, from the standard library: for a process that has not loaded
-orjson (a one-shot capture), whose import costs more than the capture itself."""
-
-
 def to_json_text(value: Any) -> str:
-    """Compact JSON text of an already-sanitized value.
+    """Compact JSON text of an already-sanitized value (`_jsontext.plain_text`).
 
-    orjson writes it once the process has loaded orjson, else the standard library's json
-    (the same text but for a float's spelling: ``1e-07`` for ``1e-7``, the same number).
     What the encoder would otherwise convert on its own (orjson: dataclasses, datetimes)
     or rejects (other types, NaN, big ints, surrogates, cycles) is sent through
     ``default_sanitizer()`` first instead, so this never emits unredacted objects and
     never raises.
     """
-    fast = sys.modules.get("orjson")
     try:
-        return _encoded(fast, value)
+        return plain_text(value)
     except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
-        return _encoded(fast, default_sanitizer().sanitize(value))
-
-
-def _encoded(orjson: Any, value: Any) -> str:
-    """value as orjson (when given) writes it, without converting what it knows besides
-    JSON's types; else as the standard library's json writes it."""
-    if orjson is None:
-        return _STDLIB_JSON.encode(value)
-    options = (
-        orjson.OPT_PASSTHROUGH_DATACLASS
-        | orjson.OPT_PASSTHROUGH_DATETIME
-        | orjson.OPT_PASSTHROUGH_SUBCLASS
-    )
-    text: str = orjson.dumps(value, option=options).decode()
-    return text
+        return plain_text(default_sanitizer().sanitize(value))
