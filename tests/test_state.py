@@ -8,6 +8,9 @@
 - A forked child renews what its parent's threads may hold (the setup lock, the path
   locks, the default sanitizer's lock) and forgets the parent's executions in flight;
   the owners' child hooks run in one defined order, a failing one counted, the rest run.
+- reset() keeps the executions in flight (each is written once when it ends) and lets no
+  configure() in between its shutdown and its forgetting; a forked child's inherited file
+  exporter has a lock of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pytest
 import betty_otel
 from betty_otel import capture_telemetry, redaction
 from betty_otel._errors import count_internal_error
+from betty_otel._inflight.reaper import reap
 from betty_otel._sanitize import Sanitizer, default_sanitizer
 from betty_otel._setup import shared_recording_tracer
 from betty_otel._state import CHILD_HOOKS, RESET_HOOKS, STATE, after_fork
@@ -32,6 +36,7 @@ from betty_otel._store import default_path
 from betty_otel._store.files import path_lock
 from betty_otel.redaction import REDACTED
 from helpers import read_entries, run_script
+from inflight_helpers import once_each, open_execution, record_files, wait_until
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "betty_otel"
 
@@ -294,4 +299,94 @@ _FORK_PROGRAM = """
         thread.join()
     code = os.waitstatus_to_exitcode(status)
     print(json.dumps({"child exit": code, "open in the parent": open_now}), flush=True)
+    """
+
+
+def test_an_execution_in_flight_across_reset_is_written_once_and_leaves_no_record(
+    tmp_path: Path,
+) -> None:
+    """A call with a record beside the log (inflight_after=0) is open while reset() runs;
+    it ends afterwards: its entry is written once, its record is removed, and a reaper
+    finds nothing left to record as abandoned."""
+    log = tmp_path / "telemetry.json"
+    betty_otel.configure(log, otlp=False, inflight_after=0)
+    with open_execution("state.spanning"):
+        wait_until(lambda: record_files(log), "the record of the open call")
+        betty_otel.reset()
+    betty_otel.shutdown()
+    assert record_files(log) == []
+    assert reap(log).recorded == 0
+    assert [entry["skill"] for entry in once_each(read_entries(log)).values()] == ["state.spanning"]
+
+
+def test_a_configure_racing_reset_is_never_wiped_unclosed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread configures (batched) and records while reset() runs, right after
+    reset's shutdown: either reset forgets it after closing it, or it comes after reset
+    and stays current; its entry reaches the file either way."""
+    from betty_otel._setup import pipeline as setup
+
+    log = tmp_path / "telemetry.json"
+    real_shutdown = setup.shutdown
+    racer = threading.Thread(
+        target=lambda: (betty_otel.configure(log, otlp=False, batch=True), work(1))
+    )
+
+    def shutdown_then_race() -> None:
+        real_shutdown()
+        racer.start()
+        racer.join(0.5)  # the racer's chance to configure between shutdown and forgetting
+
+    monkeypatch.setattr(setup, "shutdown", shutdown_then_race)
+    betty_otel.reset()
+    monkeypatch.setattr(setup, "shutdown", real_shutdown)
+    racer.join(60)
+    betty_otel.shutdown()
+    assert [entry["skill"] for entry in read_entries(log)] == ["state.work"]
+
+
+def test_a_forked_child_writes_through_its_parents_exporter_whose_lock_was_held(
+    tmp_path: Path,
+) -> None:
+    """A parent thread holds the file exporter's lock when the main thread forks; the
+    child, recording through the pipeline it inherited, writes its entry and ends."""
+    log = tmp_path / "telemetry.json"
+    output = run_script(_EXPORTER_FORK_PROGRAM, tmp_path, {"LOG": str(log)})
+    assert json.loads(output.strip().splitlines()[-1]) == {"child exit": 0}
+    assert [entry["skill"] for entry in read_entries(log)] == ["child.work"]
+
+
+_EXPORTER_FORK_PROGRAM = """
+    import json, os, signal, threading, warnings
+    import betty_otel
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+    exporter = betty_otel.configure(os.environ["LOG"], otlp=False)
+    held, release = threading.Event(), threading.Event()
+
+
+    def hold():  # the fault: the lock taken as a write or a drop count takes it
+        with exporter._lock:
+            held.set()
+            release.wait()
+
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    child = os.fork()
+    if child == 0:
+        signal.alarm(60)  # a child that hangs ends, and the test says so
+
+        @betty_otel.capture_telemetry(skill_name="child.work")
+        def child_work():
+            return 1
+
+        child_work()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    release.set()
+    holder.join()
+    print(json.dumps({"child exit": os.waitstatus_to_exitcode(status)}), flush=True)
     """

@@ -15,6 +15,7 @@ Like structlog's ``_CONFIG`` and ``reset_defaults``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import weakref
@@ -39,6 +40,7 @@ CHILD_HOOKS: Final = (
     "betty_otel._store.files",  # the path locks, before anything writes
     "betty_otel._setup.pipeline",  # the setup lock, before anything configures
     "betty_otel._sanitize",  # the default sanitizer's lock
+    "betty_otel.exporter",  # the file exporters' locks
     "betty_otel._setup.processors",  # batches: the queued spans are the parent's to write
     "betty_otel._inflight.hooks",  # the executions in flight are the parent's
     "betty_otel._metrics.series",  # the label guards' locks
@@ -101,6 +103,9 @@ class ProcessState:
         self.thread_hooks: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         """The ThreadPoolExecutor.submit and Thread.start our hook wraps, while it is
         installed (owner: _setup.threads)."""
+        self.inflight: Tracker | None = None
+        """This process's executions in flight, once a pipeline was configured;
+        kept by reset, since they run on (owner: _inflight.hooks)."""
         self.clear()
 
     def clear(self) -> None:
@@ -123,9 +128,6 @@ class ProcessState:
         self.log_setup: Callable[[], None] | None = None
         """A logging configuration to apply before betty_otel first logs, while logging is
         not imported yet (the CLI's handler on stderr; owner: _logs)."""
-        self.inflight: Tracker | None = None
-        """This process's executions in flight, once a pipeline was configured (owner:
-        _inflight.hooks)."""
         self.internal_errors = 0
         """Internal failures logged since start (owner: _errors)."""
 
@@ -164,13 +166,16 @@ def reset() -> None:
     propagation, metrics, the shim's log), zeroes `internal_errors` and empties every
     cache (the default log is resolved again from the environment). What betty_otel
     added to objects that outlive it is kept (one processor per provider, one set of
-    instruments per meter, our private provider), as is that the process was forked.
+    instruments per meter, our private provider), as are the executions still in flight
+    (each is written once when it ends) and that the process was forked.
     """
     setup = sys.modules.get("betty_otel._setup.pipeline")
-    if setup is not None:
-        setup.shutdown()
-    STATE.clear()
-    _call_hooks(RESET_HOOKS, "on_reset")
+    # Under the setup lock: no configure() between the shutdown and the forgetting.
+    with contextlib.nullcontext() if setup is None else setup.setup_held():
+        if setup is not None:
+            setup.shutdown()
+        STATE.clear()
+        _call_hooks(RESET_HOOKS, "on_reset")
 
 
 os.register_at_fork(after_in_child=after_fork)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from datetime import tzinfo
 from pathlib import Path
@@ -19,7 +20,7 @@ from betty_otel._inflight.hooks import written
 from betty_otel._record import Record, record_of
 from betty_otel._store import TelemetryStore
 
-__all__ = ["BettyFileExporter", "Ended", "write_spans"]
+__all__ = ["BettyFileExporter", "Ended", "after_fork_in_child", "write_spans"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ def write_spans(
     ]
     store.append(entries)
     return entries
+
+
+_exporters: weakref.WeakSet[BettyFileExporter] = weakref.WeakSet()
+"""The live exporters, whose locks after_fork_in_child renews."""
+
+
+def after_fork_in_child() -> None:
+    """Locks of the child's: a thread of the parent may have held an exporter's at the fork
+    (the child's next write would wait on it forever)."""
+    for exporter in list(_exporters):
+        exporter._lock = threading.Lock()
 
 
 class BettyFileExporter(SpanExporter):
@@ -94,7 +106,8 @@ class BettyFileExporter(SpanExporter):
         )
         self._all_spans = all_spans
         self._tz = timezone
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # renewed in a forked child (after_fork_in_child)
+        _exporters.add(self)
         self._shutdown = False
         self._logged: set[str] = set()  # kinds of failure logged since the last write
         self.exported = 0

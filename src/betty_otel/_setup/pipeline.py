@@ -26,6 +26,7 @@ provider of our own, the process-wide hooks installed once (see `threads`,
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -69,6 +70,8 @@ from betty_otel.propagation import environment_context
 from betty_otel.propagation import propagate_to_subprocesses as subprocess_hook
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from opentelemetry.metrics import MeterProvider
 
     from betty_otel._metrics.provider import OwnMetrics
@@ -79,6 +82,7 @@ __all__ = [
     "configure",
     "current_pipeline",
     "disabled_by_env",
+    "setup_held",
     "shutdown",
     "swap",
 ]
@@ -93,6 +97,13 @@ def after_fork_in_child() -> None:
     """A lock of the child's: a thread of the parent may have held it at the fork."""
     global _setup_lock
     _setup_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def setup_held() -> Iterator[None]:
+    """Hold the setup lock (reentrant): no configure() or shutdown() runs meanwhile."""
+    with _setup_lock:
+        yield
 
 
 @dataclass

@@ -101,9 +101,9 @@ class ProcessorSwitch(SpanProcessor):
     """Our file processor inside a provider we do not own, which cannot remove one.
 
     One per provider (kept in STATE): a reconfigure points it at the new pipeline's
-    processor, a shutdown at nothing, so reconfiguring adds nothing. A span that
-    started before a shutdown and ends after it still goes to the file processor
-    that was current (see detach): every execution is in the log once.
+    processor, a shutdown at nothing, so reconfiguring adds nothing. An execution of
+    ours that ends after a shutdown, and any span begun before it, still goes to the
+    file processor that was current (see detach): every execution is in the log once.
     """
 
     def __init__(self) -> None:
@@ -112,8 +112,9 @@ class ProcessorSwitch(SpanProcessor):
         """The file processor detached last, and when (time_ns): for spans started before."""
 
     def detach(self, inner: SpanProcessor, late: SpanProcessor | None) -> None:
-        """Point at nothing, unless a newer pipeline's processor took inner's place; the
-        spans started until now that end later go to late (the detached file processor)."""
+        """Point at nothing, unless a newer pipeline's processor took inner's place; our
+        executions ending later, and spans begun until now, go to late (the detached
+        file processor)."""
         if self.inner is inner:
             self.inner = None
             self.late = None if late is None else (late, time.time_ns())
@@ -129,7 +130,10 @@ class ProcessorSwitch(SpanProcessor):
             inner.on_end(span)
             return
         late = self.late
-        if late is not None and span.start_time is not None and span.start_time <= late[1]:
+        if late is not None and (
+            record_of(span) is not None  # an execution of ours, whenever its span began
+            or (span.start_time is not None and span.start_time <= late[1])
+        ):
             late[0].on_end(span)
 
     def shutdown(self) -> None:

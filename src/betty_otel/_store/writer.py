@@ -103,6 +103,7 @@ class TelemetryStore:
         self._key = str(self.path)
         self._open: OpenLog | None = None
         self._path_lock: tuple[int, threading.Lock] | None = None  # (pid, lock), see _lock
+        self._close_on_unlock = False
         self._cap = CapGuard(self.path, legacy_cap)
 
     # -- public -------------------------------------------------------------
@@ -150,16 +151,16 @@ class TelemetryStore:
     def close(self) -> None:
         """Close the cached descriptor (reopened on next use); safe to call twice.
 
-        Waits (at most lock_timeout) for an append in progress in this process: closing
-        its descriptor under it could let a file opened meanwhile take the number and
-        the entry. An append still holding the lock then keeps the descriptor.
+        While an append of this process holds the store (another thread, or the frame a
+        signal handler interrupted), its descriptor is closed by that append as it lets
+        go, never under it: a file opened meanwhile could take its number and the entry.
         """
         thread_lock = self._thread_lock()
-        if thread_lock.acquire(timeout=self.lock_timeout):
-            try:
-                self._forget_descriptor()
-            finally:
-                thread_lock.release()
+        if thread_lock.acquire(blocking=False):
+            self._forget_descriptor()  # never raises
+            thread_lock.release()
+        else:
+            self._close_on_unlock = True
 
     def _forget_descriptor(self) -> None:
         """Close the cached descriptor (the in-process lock is held, or no thread uses it)."""
@@ -215,6 +216,9 @@ class TelemetryStore:
                 fcntl_flock(state.fd, unlock=True)
             except OSError:
                 pass  # the descriptor is gone: so is its lock
+        if self._close_on_unlock:  # close() was called meanwhile
+            self._close_on_unlock = False
+            self._forget_descriptor()
         thread_lock.release()
 
     def _flock(self, deadline: float, pid: int) -> int:
