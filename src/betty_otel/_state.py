@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import sys
-import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    import weakref
     from collections.abc import Callable
 
     from opentelemetry.sdk.trace import TracerProvider
@@ -89,10 +89,9 @@ class ProcessState:
         # by shutdown), and that this process was made by fork.
         self.forked = False
         """This process was made by fork, so batching writes synchronously (owner: _setup)."""
-        self.switches: weakref.WeakKeyDictionary[TracerProvider, ProcessorSwitch] = (
-            weakref.WeakKeyDictionary()
-        )
-        """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
+        self.switches: weakref.WeakKeyDictionary[TracerProvider, ProcessorSwitch] | None = None
+        """Our one processor on each program provider, reused on reconfigure; made when
+        the first is added, so that a one-shot capture never imports weakref (owner: _setup)."""
         self.own_provider: OwnProvider | None = None
         """Our private provider, its one processor, and the OTEL_* settings it was made
         from; reused on reconfigure while they stay the same (owner: _setup)."""
