@@ -18,11 +18,12 @@ from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, cast
 
 from betty_otel._jsontext import JSONDecodeError, loads
-from betty_otel._record import Record, record_of
 from betty_otel._timestamps import format_timestamp
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
+
+    from betty_otel._record import Record
 
 __all__ = [
     "ATTR_CALLER",
@@ -263,6 +264,9 @@ def span_to_entry(
     `execution_entry`).
     """
     if record is None:
+        # Spans only: the CLI's direct path (execution_entry) does not load _record.
+        from betty_otel._record import record_of  # noqa: PLC0415
+
         record = record_of(span)
     outcome: SpanOutcome | None = None  # a record's betty.status says it all
     if record is None:
