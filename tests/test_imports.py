@@ -212,6 +212,7 @@ def test_a_plain_capture_loads_about_what_the_original_script_loads(
 
 
 NOT_ON_AN_APPEND = (
+    "typing",  # annotations only: names from typing are imported for the type checker
     "threading",  # the store's path locks come from _thread
     "weakref",  # the providers' processor switches are made with the first one
     "importlib",  # a module named at run time is imported without it

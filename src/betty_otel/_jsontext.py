@@ -26,9 +26,12 @@ from __future__ import annotations
 import json
 import sys
 from json import JSONDecodeError
-from typing import Any, Final
 
 from betty_otel._lazy import import_module
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["JSONDecodeError", "dumps", "loads"]
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
     from types import ModuleType
+    from typing import Any
 
 __all__ = ["import_module", "lazy_exports"]
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Final
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
     import weakref
     from collections.abc import Callable
+    from typing import Any, Final
 
     from opentelemetry.sdk.trace import TracerProvider
 

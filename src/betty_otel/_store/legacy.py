@@ -47,7 +47,6 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
 
 from betty_otel._jsontext import JSONDecodeError, dumps, loads
 from betty_otel._store.errors import LockTimeoutError
@@ -55,6 +54,10 @@ from betty_otel._store.files import write_private
 from betty_otel._store.format import BOM, SEP, WHITESPACE
 from betty_otel._store.lines import blocks_forward, line_ending_at, lines_backward
 from betty_otel._store.tail import insertion_point
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = [
     "AT_REST",

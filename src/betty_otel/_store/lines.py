@@ -9,9 +9,12 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from typing import Final, Literal
 
 from betty_otel._store.format import BOM, WHITESPACE
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final, Literal
 
 __all__ = [
     "blocks_forward",

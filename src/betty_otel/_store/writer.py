@@ -24,7 +24,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
 
 from betty_otel._logs import logger
 from betty_otel._store.errors import LockTimeoutError, StoreError
@@ -43,6 +42,10 @@ from betty_otel._store.legacy import ORIGINAL_CAP, CapGuard, late_newline_at, se
 from betty_otel._store.lines import head_kind
 from betty_otel._store.location import resolve_path
 from betty_otel._store.tail import insertion_point
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["TelemetryStore"]
 
@@ -115,9 +118,7 @@ class TelemetryStore:
                 previous end, so nothing is half-written.
             TypeError: an entry is not JSON-serialisable (nothing is written).
         """
-        lines = [encode_entry(entry) for entry in entries]
-        if lines:
-            self.append_encoded(lines)
+        self.append_encoded([encode_entry(entry) for entry in entries])
 
     def append_encoded(self, lines: Sequence[bytes]) -> None:
         """Append already-encoded entry lines (see encode_entry) as one write."""
@@ -328,9 +329,8 @@ class TelemetryStore:
         if not state.checked_head:
             fd = self._ensure_array(fd)
             self._current().checked_head = True
-        size, pos, prefix, landing = settled_end(
-            fd, time.monotonic() + self.lock_timeout, self.path
-        )
+        deadline = time.monotonic() + self.lock_timeout
+        size, pos, prefix, landing = settled_end(fd, deadline, self.path)
         if pos < 0 and not landing:
             self._cut(fd, size)
             fd = self._current().fd

@@ -11,15 +11,16 @@ import contextlib
 import io
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from betty_otel._lazy import import_module
 from betty_otel._logs import configure_later, logger
 from betty_otel.cli.names import COMMANDS, PROG, UsageError
 from betty_otel.cli.terminal import err, escape_controls, open_closed_streams, quiet_stdout
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from betty_otel.cli.capture import CaptureLine
 
