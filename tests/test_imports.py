@@ -211,6 +211,39 @@ def test_a_plain_capture_loads_about_what_the_original_script_loads(
         assert printed["parent_span_id"] == "cd" * 8
 
 
+NOT_ON_AN_APPEND = (
+    "typing",  # annotations only: names from typing are imported for the type checker
+    "threading",  # the store's path locks come from _thread
+    "weakref",  # the providers' processor switches are made with the first one
+    "importlib",  # a module named at run time is imported without it
+    "argparse",  # a plain capture line is read without the parser
+    "betty_otel._store.repair",  # a sound log needs no repair,
+    "betty_otel._store.rotation",  # nor a new file
+    "betty_otel._record",  # the record of an execution whose span ends: spans only
+)
+"""Modules a plain capture line appending to a sound log does not load either: start-up
+time the original script does not spend."""
+
+
+@pytest.mark.parametrize("layout", ["canonical", "indent=2", "single line"])
+def test_a_plain_capture_line_appending_to_a_sound_log_loads_none_of_the_rest(
+    tmp_path: Path, layout: str
+) -> None:
+    """`capture SKILL STATUS MS CALLER` as Betty's scripts write it (no option, the log
+    named by $BETTY_TELEMETRY_FILE) appending to a sound log of any layout loads none of
+    NOT_FOR_A_PLAIN_CAPTURE nor NOT_ON_AN_APPEND; the entry is appended all the same."""
+    path = tmp_path / "telemetry.json"
+    write_log(path, layout)
+    env = {**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(path)}
+    argv = ["capture", "plugin.build", "success", "320", "CLI"]
+    result, loaded = run_main(argv, env, modules=LOADED)
+    assert result.returncode == 0, result.stderr
+    assert unwanted(loaded, NOT_FOR_A_PLAIN_CAPTURE + NOT_ON_AN_APPEND) == []
+    entries = read_entries(path)
+    assert entries[:-1] == [make_entry(n) for n in range(3)]
+    assert entries[-1]["skill"] == "plugin.build"
+
+
 def test_a_capture_with_inputs_loads_the_sanitizer_but_no_sdk_or_logging(tmp_path: Path) -> None:
     """Inputs, metadata and a message are redacted by the sanitizer; still no span, no
     SDK, no wrapt, no logging, and no orjson (json writes the redacted text)."""

@@ -14,11 +14,12 @@ the reading commands of the CLI never load the OpenTelemetry SDK or wrapt.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
 from betty_otel._lazy import lazy_exports
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
+    from typing import Final
+
     from betty_otel._entry import STATUSES
     from betty_otel._errors import internal_errors
     from betty_otel._report import report

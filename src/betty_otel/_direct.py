@@ -11,13 +11,15 @@ everything here is standard library.
 
 from __future__ import annotations
 
-from typing import Any
-
 from betty_otel._entry import execution_entry
 from betty_otel._environment import disabled_by_env, sdk_settings_set, traces_exporters
 from betty_otel._ids import environment_traceparent, new_ids
 from betty_otel._manual import ManualExecution
 from betty_otel._store import TelemetryStore
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["spans_wanted", "write_directly"]
 

@@ -15,14 +15,27 @@ import math
 import sys
 from collections.abc import Mapping
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeGuard, cast
 
 from betty_otel._jsontext import JSONDecodeError, loads
-from betty_otel._record import Record, record_of
 from betty_otel._timestamps import format_timestamp
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
+    from typing import Any, Final, Protocol, TypeGuard
+
     from opentelemetry.sdk.trace import ReadableSpan
+
+    from betty_otel._record import Record
+
+    class SpanOutcome(Protocol):
+        """What the mapping reads of a span's status (an SDK ``Status`` is one)."""
+
+        @property
+        def is_ok(self) -> bool: ...  # False for ERROR
+
+        @property
+        def description(self) -> str | None: ...
+
 
 __all__ = [
     "ATTR_CALLER",
@@ -38,7 +51,6 @@ __all__ = [
     "STATUSES",
     "STATUS_SYNONYMS",
     "UNREADABLE",
-    "SpanOutcome",
     "canonical_status",
     "entry_error",
     "entry_signature",
@@ -163,15 +175,16 @@ def validate_mapping(name: str, value: object) -> dict[Any, Any]:
     """
     if value is None:
         return {}
+    mapping: Mapping[Any, Any] | None
     try:
-        is_mapping = isinstance(value, Mapping)
+        mapping = value if isinstance(value, Mapping) else None
     except Exception:  # noqa: BLE001 - a hostile __class__: it is not a mapping we can use
-        is_mapping = False
-    if not is_mapping:
+        mapping = None
+    if mapping is None:
         msg = f"{name} must be a dict or None, got {_type_name(value)}"
         raise TypeError(msg)
     try:
-        return dict(cast("Mapping[Any, Any]", value))
+        return dict(mapping)
     except Exception:  # noqa: BLE001 - the user's own mapping raised
         return {UNREADABLE: f"<unrepresentable {_type_name(value)}>"}
 
@@ -215,16 +228,6 @@ def _json_attr(attributes: Mapping[str, Any], key: str) -> Any:
     return value if isinstance(value, dict) else {"_value": value}
 
 
-class SpanOutcome(Protocol):
-    """What the mapping reads of a span's status (an SDK ``Status`` is one)."""
-
-    @property
-    def is_ok(self) -> bool: ...  # False for ERROR
-
-    @property
-    def description(self) -> str | None: ...
-
-
 def _outcome_status(outcome: SpanOutcome | None) -> str:
     """The status of a span that carries no betty.status: its span status says it."""
     return "success" if outcome is None or outcome.is_ok else "failure"
@@ -263,6 +266,9 @@ def span_to_entry(
     `execution_entry`).
     """
     if record is None:
+        # Spans only: the CLI's direct path (execution_entry) does not load _record.
+        from betty_otel._record import record_of  # noqa: PLC0415
+
         record = record_of(span)
     outcome: SpanOutcome | None = None  # a record's betty.status says it all
     if record is None:

@@ -18,9 +18,12 @@ OTLP endpoint for metrics is set): `metrics_exporters`.
 from __future__ import annotations
 
 import os
-from typing import Final
 
 from betty_otel._logs import logger
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "ENV_METRICS_EXPORTER",

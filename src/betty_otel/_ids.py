@@ -9,13 +9,15 @@ TraceContextTextMapPropagator reads the header, whether the span path
 library only.
 """
 
-# No ``from __future__ import annotations`` here: Traceparent's field types must be objects.
-# typing compiles a type given as a string, and the first compile() of a process sets up
-# Python's AST types, about 2 ms (7%) of a ``betty-telemetry capture``.
+from __future__ import annotations
+
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Final, NamedTuple
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "ENV_TRACEPARENT",
@@ -36,12 +38,36 @@ _TRACEPARENT: Final = (
 _TRACEPARENT_MAX_LENGTH: Final = 512
 
 
-class Traceparent(NamedTuple):
-    """What a valid ``traceparent`` names: the parent span and its trace flags."""
+class Traceparent(tuple[int, int, int]):
+    """What a valid ``traceparent`` names: the parent span and its trace flags.
 
-    trace_id: int
-    span_id: int
-    flags: int
+    The tuple ``(trace_id, span_id, flags)``, its fields named. Not a NamedTuple: a capture
+    does not import typing, and namedtuple compiles its class's code at import.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, trace_id: int, span_id: int, flags: int) -> Traceparent:
+        return super().__new__(cls, (trace_id, span_id, flags))
+
+    def __getnewargs__(self) -> tuple[int, int, int]:
+        """What pickle and copy make it again from, as for a NamedTuple."""
+        return (self[0], self[1], self[2])
+
+    @property
+    def trace_id(self) -> int:
+        """The parent's trace id."""
+        return self[0]
+
+    @property
+    def span_id(self) -> int:
+        """The parent span's id."""
+        return self[1]
+
+    @property
+    def flags(self) -> int:
+        """Its W3C trace flags (bit 0: sampled)."""
+        return self[2]
 
 
 def parse_traceparent(header: str | None) -> Traceparent | None:

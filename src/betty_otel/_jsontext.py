@@ -23,11 +23,15 @@ json otherwise:
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from json import JSONDecodeError
-from typing import Any, Final
+
+from betty_otel._lazy import import_module
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["JSONDecodeError", "dumps", "loads", "plain_text"]
 
@@ -49,7 +53,7 @@ def dumps(value: Any) -> bytes:
             return _ENCODER.encode(value).encode()
         except (ValueError, TypeError):
             pass  # NaN, a lone surrogate, a type json does not know: orjson's answer
-        fast = importlib.import_module(_ORJSON)  # for a value only orjson writes
+        fast = import_module(_ORJSON)  # for a value only orjson writes
     data: bytes = fast.dumps(value)
     return data
 
@@ -84,7 +88,7 @@ def loads(data: bytes | str) -> Any:
     """
     fast = sys.modules.get(_ORJSON)
     if fast is None and len(data) > _STDLIB_MAX:
-        fast = importlib.import_module(_ORJSON)  # quicker than json's parse of that much
+        fast = import_module(_ORJSON)  # quicker than json's parse of that much
     if fast is not None:
         try:
             return fast.loads(data)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from betty_otel._entry import (
     ATTR_CALLER,
@@ -27,6 +26,10 @@ from betty_otel._entry import (
     validate_status,
     validate_text,
 )
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ManualExecution", "manual_execution"]
 

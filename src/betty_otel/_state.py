@@ -15,14 +15,14 @@ Like structlog's ``_CONFIG`` and ``reset_defaults``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import weakref
-from typing import TYPE_CHECKING, Any, Final
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
+    import weakref
     from collections.abc import Callable
+    from typing import Any, Final
 
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -91,10 +91,9 @@ class ProcessState:
         # by shutdown), and that this process was made by fork.
         self.forked = False
         """This process was made by fork, so batching writes synchronously (owner: _setup)."""
-        self.switches: weakref.WeakKeyDictionary[TracerProvider, ProcessorSwitch] = (
-            weakref.WeakKeyDictionary()
-        )
-        """Our one processor on each program provider, reused on reconfigure (owner: _setup)."""
+        self.switches: weakref.WeakKeyDictionary[TracerProvider, ProcessorSwitch] | None = None
+        """Our one processor on each program provider, reused on reconfigure; made when
+        the first is added, so that a one-shot capture never imports weakref (owner: _setup)."""
         self.own_provider: OwnProvider | None = None
         """Our private provider, its one processor, and the OTEL_* settings it was made
         from; reused on reconfigure while they stay the same (owner: _setup)."""
@@ -170,12 +169,17 @@ def reset() -> None:
     (each is written once when it ends) and that the process was forked.
     """
     setup = sys.modules.get("betty_otel._setup.pipeline")
-    # Under the setup lock: no configure() between the shutdown and the forgetting.
-    with contextlib.nullcontext() if setup is None else setup.setup_held():
-        if setup is not None:
-            setup.shutdown()
-        STATE.clear()
-        _call_hooks(RESET_HOOKS, "on_reset")
+    if setup is None:  # never configured
+        _forget()
+        return
+    with setup.setup_held():  # no configure() between the shutdown and the forgetting
+        setup.shutdown()
+        _forget()
+
+
+def _forget() -> None:
+    STATE.clear()
+    _call_hooks(RESET_HOOKS, "on_reset")
 
 
 os.register_at_fork(after_in_child=after_fork)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timezone, tzinfo
-from typing import Final
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["entry_time", "format_timestamp", "parse_iso_time"]
 

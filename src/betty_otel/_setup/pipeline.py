@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import TYPE_CHECKING
@@ -264,6 +265,8 @@ def _on_program_provider(
     (AuditSampler, set through the SDK Tracer's public ``sampler``): the program's
     exporters keep its decision, and the file still gets every execution.
     """
+    if STATE.switches is None:
+        STATE.switches = weakref.WeakKeyDictionary()
     switch = STATE.switches.get(provider)
     if switch is None:
         switch = STATE.switches[provider] = ProcessorSwitch()

@@ -14,11 +14,12 @@ The names below are imported from their modules on first use (PEP 562): an appen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
 from betty_otel._lazy import lazy_exports
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
+    from typing import Final
+
     from betty_otel._store.errors import LockTimeoutError, StoreError
     from betty_otel._store.format import encode_entry, parse_entry_line
     from betty_otel._store.location import (

@@ -1,4 +1,5 @@
-"""File operations of the writer: whole writes, private copies, names set aside, locks.
+"""File operations of the writer: whole writes (undone when they fail), private copies,
+names set aside, locks.
 
 Nothing is ever overwritten: a file moved or saved aside gets a new name that
 says why, and a failed private copy leaves nothing behind.
@@ -6,13 +7,14 @@ says why, and a failed private copy leaves nothing behind.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import os
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from betty_otel._logs import logger
 from betty_otel._store.errors import StoreError
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "on_reset",
     "path_lock",
     "pwrite_all",
+    "restore_end",
     "write_private",
 ]
 
@@ -61,6 +64,17 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
             raise StoreError(errno.EIO, "short write made no progress")
         view = view[written:]
         offset += written
+
+
+def restore_end(fd: int, pos: int, old_tail: bytes, path: Path) -> None:
+    """Put the file back to its previous end (old_tail at pos) after a failed append."""
+    try:
+        os.ftruncate(fd, pos)
+        pwrite_all(fd, old_tail, pos)
+    except OSError:
+        logger(__name__).exception(
+            "could not restore %s after a failed append; the next writer repairs it", path
+        )
 
 
 def write_private(path: Path, data: bytes, *, sync: bool = False) -> None:
@@ -107,26 +121,28 @@ def fcntl_flock(fd: int, *, unlock: bool) -> bool:
 
 # In-process locking. flock is per open file description, so threads of one
 # process share a per-path lock (kept here); a forked child gets fresh locks and
-# never uses (or unlocks) a descriptor inherited from its parent.
+# never uses (or unlocks) a descriptor inherited from its parent. The locks come from
+# _thread: they are the very objects threading.Lock() makes, and a one-shot capture
+# then never imports threading.
 
-_path_locks: dict[str, threading.Lock] = {}
+_path_locks: dict[str, _thread.LockType] = {}
 """One in-process lock per log file, beside flock; emptied by `betty_otel._state.reset`."""
-_path_locks_lock = threading.Lock()
+_path_locks_lock = _thread.allocate_lock()
 
 
-def path_lock(key: str) -> threading.Lock:
+def path_lock(key: str) -> _thread.LockType:
     """The lock that the threads of this process take before flock on the file key."""
     with _path_locks_lock:
         lock = _path_locks.get(key)
         if lock is None:
-            lock = _path_locks[key] = threading.Lock()
+            lock = _path_locks[key] = _thread.allocate_lock()
         return lock
 
 
 def after_fork_in_child() -> None:
     """Locks of the child's: a thread of the parent may have held one at the fork."""
     global _path_locks_lock
-    _path_locks_lock = threading.Lock()
+    _path_locks_lock = _thread.allocate_lock()
     _path_locks.clear()
 
 

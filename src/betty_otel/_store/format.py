@@ -8,9 +8,12 @@ a BOM, no final newline) is read and appended to as it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
 
 from betty_otel._jsontext import dumps, loads
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = [
     "AFTER_END",

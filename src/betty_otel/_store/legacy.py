@@ -47,7 +47,6 @@ import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
 
 from betty_otel._jsontext import JSONDecodeError, dumps, loads
 from betty_otel._store.errors import LockTimeoutError
@@ -55,6 +54,10 @@ from betty_otel._store.files import write_private
 from betty_otel._store.format import BOM, SEP, WHITESPACE
 from betty_otel._store.lines import blocks_forward, line_ending_at, lines_backward
 from betty_otel._store.tail import insertion_point
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = [
     "AT_REST",
@@ -84,9 +87,10 @@ a writer that starts later counts at most about this much."""
 _BLOCK: Final = 1 << 20
 _MARK: Final = 16
 """Bytes before a counted offset kept to check that the file there is still the same."""
-_ELEMENT_LINE: Final = re.compile(rb"\n {0,2}[^ \t\r\n\]}]")
+_ELEMENT_LINE: Final = rb"\n {0,2}[^ \t\r\n\]}]"
 """A line that starts an element: one of our entry lines, or an old writer's indent=2
-element (deeper lines are inside one; closing lines end one)."""
+element (deeper lines are inside one; closing lines end one). Compiled when counting
+(re caches it), not when an append imports this."""
 
 
 def legacy_path(path: Path) -> Path:
@@ -193,6 +197,7 @@ def late_newline_at(fd: int, size: int, pos: int, prefix: bytes) -> bytes:
 def count_elements(fd: int, start: int, end: int) -> int:
     """Elements that start in [start, end), one per line (ours, and the old writers'
     indent=2); from 0, an element on the opening bracket's line counts too."""
+    element_line = re.compile(_ELEMENT_LINE)
     count = 0
     carry = b""
     offset = start
@@ -202,7 +207,7 @@ def count_elements(fd: int, start: int, end: int) -> int:
         # A match is at most 4 bytes and never holds a second newline: one that starts in
         # the last 3 bytes may be incomplete, so it is counted with the next block.
         stop = len(chunk) if offset >= end else max(len(chunk) - 3, 0)
-        count += len(_ELEMENT_LINE.findall(chunk)) - len(_ELEMENT_LINE.findall(chunk, stop))
+        count += len(element_line.findall(chunk)) - len(element_line.findall(chunk, stop))
         carry = chunk[stop:]
     if start == 0:
         head = os.pread(fd, 64, 0).removeprefix(BOM).lstrip(WHITESPACE)
@@ -215,12 +220,7 @@ def _old_layout_tail(fd: int, pos: int) -> bool:
     """True when the element before the insertion point pos is indented: the old layout."""
     if pos <= 1:
         return False
-    start = max(0, pos - 512)
-    chunk = os.pread(fd, pos - start, start)
-    newline = chunk.rfind(b"\n")
-    if newline < 0 and start:  # a line longer than one read
-        chunk, newline = line_ending_at(fd, pos), -1
-    return chunk[newline + 1 : newline + 2] in (b" ", b"\t")
+    return line_ending_at(fd, pos)[:1] in (b" ", b"\t")
 
 
 def _old_layout_head(fd: int) -> bool:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from typing import Final, Literal
 
 from betty_otel._store.format import BOM, WHITESPACE
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final, Literal
 
 __all__ = [
     "blocks_forward",
@@ -29,6 +32,8 @@ _BLOCK: Final = 1 << 16
 _LONG_BLOCK: Final = 1 << 22
 """Most bytes read at a time: blocks double up to this while a long line is read, so one
 line of n bytes costs O(n) whatever its length (a carried line is joined once)."""
+_LINE_PEEK: Final = 512
+"""Bytes `line_ending_at` reads first: a line that ends within them needs no more."""
 _ZEROS: Final = bytes(_BLOCK)
 """A block of NUL bytes to compare against."""
 
@@ -80,7 +85,17 @@ def last_non_ws(fd: int, end: int) -> tuple[int, int]:
 
 def line_ending_at(fd: int, end: int) -> bytes:
     """The bytes from the start of the line holding offset end - 1 up to end: the first
-    line `lines_backward` yields (b'' when end is 0)."""
+    line `lines_backward` yields (b'' when end is 0).
+
+    A short line is found in one small read: an append to a log in the indent=2 layout
+    asks for its last line, and splitting a whole block into lines costs more than the
+    rest of the append.
+    """
+    start = max(0, end - _LINE_PEEK)
+    chunk = os.pread(fd, end - start, start)
+    newline = chunk.rfind(b"\n")
+    if newline >= 0 or start == 0:
+        return chunk[newline + 1 :]
     for _, line in lines_backward(fd, end):
         return line
     return b""

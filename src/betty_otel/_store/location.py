@@ -23,7 +23,10 @@ import functools
 import os
 import warnings
 from pathlib import Path
-from typing import Final
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "BETTY_MARKERS",

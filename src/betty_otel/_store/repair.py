@@ -1,5 +1,5 @@
 """Repairs under the writers' lock: a torn tail cut back, an empty file given an empty
-array, the end put back after a failed append.
+array. Imported only when one is needed: an append to a sound file does not load this.
 
 A torn tail (a writer killed mid-append) is cut back to the last complete element and
 the array closed; the removed bytes are saved beside the file. Only a torn append after
@@ -20,7 +20,7 @@ from betty_otel._store.lines import data_end, head_kind
 from betty_otel._store.rotation import EMPTY_ARRAY
 from betty_otel._store.tail import is_torn_append
 
-__all__ = ["cut_torn_tail", "fill_empty", "restore_end"]
+__all__ = ["cut_torn_tail", "fill_empty"]
 
 
 def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
@@ -77,14 +77,3 @@ def fill_empty(fd: int, path: Path, *, fsync: bool) -> bool:
         os.fsync(fd)
     logger(__name__).warning("%s held no JSON value: wrote an empty array into it", path)
     return True
-
-
-def restore_end(fd: int, pos: int, old_tail: bytes, path: Path) -> None:
-    """Put the file back to its previous end (old_tail at pos) after a failed append."""
-    try:
-        os.ftruncate(fd, pos)
-        pwrite_all(fd, old_tail, pos)
-    except OSError:
-        logger(__name__).exception(
-            "could not restore %s after a failed append; the next writer repairs it", path
-        )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Final
 
 from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store.format import (
@@ -22,6 +21,10 @@ from betty_otel._store.format import (
     parse_entry_line,
 )
 from betty_otel._store.lines import head_bracket, last_non_ws, line_ending_at
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["insertion_point", "is_torn_append"]
 

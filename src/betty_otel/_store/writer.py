@@ -2,29 +2,27 @@
 
 Appending is O(1) in the file's size: under ``flock(LOCK_EX)`` on the data file
 itself, the closing bracket is overwritten in place by the new entries and a new
-closing bracket. The file is never read-modify-rewritten, so an old Betty writer
-(which flocks the same file and rewrites it whole) can run beside this one. A store
-that appended last checks with one read that the file still ends as it left it, and
-then skips the search for the end (see last_write).
+closing bracket. The file is never read-modify-rewritten, so an old Betty writer (which
+flocks the same file and rewrites it whole) can run beside this one. A store that appended
+last checks with one read that the file still ends as it left it (see last_write).
 
-Crash safety: a writer killed mid-append leaves a torn tail; the next writer
-repairs it under the lock, keeping every complete entry (the removed bytes are
-saved beside the file, see repair). A file that is not a JSON array is moved aside,
-never overwritten, and a new log takes its place (see rotation: the path never goes
-missing or empty). The original Betty writer's late bytes and its cap are kept in
-check as described in legacy.
+Crash safety: a writer killed mid-append leaves a torn tail; the next writer repairs it
+under the lock, keeping every complete entry (the removed bytes are saved beside the
+file, see repair). A file that is not a JSON array is moved aside, never overwritten, and
+a new log takes its place (see rotation: the path never goes missing or empty). Both are
+imported where used: an append to a sound file loads neither. legacy keeps the original
+Betty writer's late bytes and its cap in check.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import os
 import stat
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
 
 from betty_otel._logs import logger
 from betty_otel._store.errors import LockTimeoutError, StoreError
@@ -35,15 +33,18 @@ from betty_otel._store.files import (
     fsync_dir,
     path_lock,
     pwrite_all,
+    restore_end,
 )
 from betty_otel._store.format import BOM, CLOSE, SEP, encode_entry
 from betty_otel._store.last_write import OpenLog, still_ends_with, tail_to_remember
 from betty_otel._store.legacy import ORIGINAL_CAP, CapGuard, late_newline_at, settled_end
 from betty_otel._store.lines import head_kind
 from betty_otel._store.location import resolve_path
-from betty_otel._store.repair import cut_torn_tail, fill_empty, restore_end
-from betty_otel._store.rotation import create_log, replace_with_new, shift_backups
 from betty_otel._store.tail import insertion_point
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 __all__ = ["TelemetryStore"]
 
@@ -102,7 +103,7 @@ class TelemetryStore:
         self.backups = backups
         self._key = str(self.path)
         self._open: OpenLog | None = None
-        self._path_lock: tuple[int, threading.Lock] | None = None  # (pid, lock), see _lock
+        self._path_lock: tuple[int, _thread.LockType] | None = None  # (pid, lock), see _lock
         self._close_on_unlock = False
         self._cap = CapGuard(self.path, legacy_cap)
 
@@ -117,9 +118,7 @@ class TelemetryStore:
                 previous end, so nothing is half-written.
             TypeError: an entry is not JSON-serialisable (nothing is written).
         """
-        lines = [encode_entry(entry) for entry in entries]
-        if lines:
-            self.append_encoded(lines)
+        self.append_encoded([encode_entry(entry) for entry in entries])
 
     def append_encoded(self, lines: Sequence[bytes]) -> None:
         """Append already-encoded entry lines (see encode_entry) as one write."""
@@ -149,18 +148,15 @@ class TelemetryStore:
             return self._repair_locked(fd)
 
     def close(self) -> None:
-        """Close the cached descriptor (reopened on next use); safe to call twice.
-
-        While an append of this process holds the store (another thread, or the frame a
-        signal handler interrupted), its descriptor is closed by that append as it lets
-        go, never under it: a file opened meanwhile could take its number and the entry.
-        """
+        """Close the cached descriptor (reopened on next use); safe to call twice. While an
+        append of this process holds the store (another thread, or the frame a signal
+        handler interrupted), that append closes it as it lets go: never under it (a file
+        opened meanwhile could take its number and the entry), never waited for."""
         thread_lock = self._thread_lock()
-        if thread_lock.acquire(blocking=False):
+        self._close_on_unlock = not thread_lock.acquire(blocking=False)
+        if not self._close_on_unlock:
             self._forget_descriptor()  # never raises
             thread_lock.release()
-        else:
-            self._close_on_unlock = True
 
     def _forget_descriptor(self) -> None:
         """Close the cached descriptor (the in-process lock is held, or no thread uses it)."""
@@ -186,7 +182,7 @@ class TelemetryStore:
 
     # -- locking ------------------------------------------------------------
 
-    def _lock(self) -> tuple[threading.Lock, int]:
+    def _lock(self) -> tuple[_thread.LockType, int]:
         """Take the in-process lock, then flock; return both (the first for _unlock)."""
         deadline = time.monotonic() + self.lock_timeout
         thread_lock = self._thread_lock()
@@ -198,7 +194,7 @@ class TelemetryStore:
             thread_lock.release()
             raise
 
-    def _thread_lock(self) -> threading.Lock:
+    def _thread_lock(self) -> _thread.LockType:
         """This process's lock of the path (`_store.files.path_lock`), looked up once a process."""
         pid = os.getpid()
         cached = self._path_lock
@@ -206,7 +202,7 @@ class TelemetryStore:
             cached = self._path_lock = (pid, path_lock(self._key))
         return cached[1]
 
-    def _unlock(self, thread_lock: threading.Lock) -> None:
+    def _unlock(self, thread_lock: _thread.LockType) -> None:
         """Release flock, then the in-process lock _lock took (the same object after a fork)."""
         # Rotation or moving a foreign file aside may have switched descriptors; a child
         # forked while the lock was held must not unlock its parent's descriptor.
@@ -278,6 +274,8 @@ class TelemetryStore:
             try:
                 return os.open(self.path, _OPEN_FLAGS)
             except FileNotFoundError:
+                from betty_otel._store.rotation import create_log  # noqa: PLC0415 - creation only
+
                 create_log(self.path, sync=self.fsync)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
@@ -324,17 +322,15 @@ class TelemetryStore:
         """The careful path: check the head once, find the end, repair a torn tail, keep
         the file under the old writers' cap.
 
-        Returns the descriptor to write to (a repair or a rotation may have put a new
-        file at the path), the file's size, the insertion point and the bytes before the
-        new entries.
+        Returns the descriptor to write to (a repair or rotation may have put a new file at
+        the path), the file's size, the insertion point and the bytes before the entries.
         """
         state = self._current()
         if not state.checked_head:
             fd = self._ensure_array(fd)
             self._current().checked_head = True
-        size, pos, prefix, landing = settled_end(
-            fd, time.monotonic() + self.lock_timeout, self.path
-        )
+        deadline = time.monotonic() + self.lock_timeout
+        size, pos, prefix, landing = settled_end(fd, deadline, self.path)
         if pos < 0 and not landing:
             self._cut(fd, size)
             fd = self._current().fd
@@ -365,8 +361,9 @@ class TelemetryStore:
         return self._move_aside("is not a JSON array")
 
     def _move_aside(self, why: str) -> int:
-        """Give the whole file the name ``.invalid-<UTC>`` (bytes intact), put a new empty
-        log at the path and lock it."""
+        """Move the whole file to ``.invalid-<UTC>``; lock the new empty log put in its place."""
+        from betty_otel._store.rotation import replace_with_new  # noqa: PLC0415 - a foreign file
+
         aside = aside_path(self.path, "invalid")
         replace_with_new(self.path, aside, sync=self.fsync)
         logger(__name__).warning(
@@ -387,12 +384,16 @@ class TelemetryStore:
         # An explicit repair cuts what stayed the same for the grace period (see legacy).
         size, pos, _, _ = settled_end(fd, time.monotonic() + self.lock_timeout, self.path)
         if pos >= 0:
+            from betty_otel._store.repair import fill_empty  # noqa: PLC0415 - repair only
+
             fill_empty(fd, self.path, fsync=self.fsync)
             return 0
         return self._cut(fd, size)
 
     def _cut(self, fd: int, size: int) -> int:
         """Cut a settled torn tail (see repair.cut_torn_tail) or move the file aside."""
+        from betty_otel._store.repair import cut_torn_tail  # noqa: PLC0415 - repair only
+
         removed = cut_torn_tail(fd, self.path, size, fsync=self.fsync)
         if removed is None:
             self._move_aside("is not a JSON array of entries")
@@ -402,9 +403,7 @@ class TelemetryStore:
     # -- rotation -----------------------------------------------------------
 
     def _maybe_rotate(self, fd: int, incoming: int) -> int:
-        """Rotate under the lock when the append would pass max_bytes; return the fd to use."""
-        if not self.max_bytes:
-            return fd
+        """Rotate under the lock when the append would pass max_bytes (> 0); return the fd."""
         size = os.fstat(fd).st_size
         if size == 0 or size + incoming <= self.max_bytes:
             return fd
@@ -424,8 +423,9 @@ class TelemetryStore:
         return self._rotate(keep=self.backups)
 
     def _rotate(self, *, keep: int | None) -> int:
-        """Make the file backup 1 (see rotation.shift_backups for keep); return the fd of
-        the new file at the path, locked."""
+        """Make the file backup 1 (see shift_backups for keep); return the new file's fd, locked."""
+        from betty_otel._store.rotation import replace_with_new, shift_backups  # noqa: PLC0415
+
         shift_backups(self.path, keep)
         replace_with_new(self.path, backup_path(self.path, 1), sync=self.fsync)
         return self._follow_path()

@@ -8,18 +8,19 @@ plain capture line is read without argparse (`betty_otel.cli.capture.plain_captu
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
+from betty_otel._lazy import import_module
 from betty_otel._logs import configure_later, logger
 from betty_otel.cli.names import COMMANDS, PROG, UsageError
 from betty_otel.cli.terminal import err, escape_controls, open_closed_streams, quiet_stdout
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from betty_otel.cli.capture import CaptureLine
 
@@ -36,7 +37,7 @@ def _setup_logging() -> None:
 def _run(args: argparse.Namespace | CaptureLine) -> int:
     """Import the module of args.command and run its cmd_<command>(args): args is the
     parser's Namespace, or a plain capture's `betty_otel.cli.capture.CaptureLine`."""
-    module = importlib.import_module(f"{__package__}.{COMMANDS[args.command]}")
+    module = import_module(f"{__package__}.{COMMANDS[args.command]}")
     # Library warnings through our handler: set up now if the command's modules loaded
     # logging, else before the first message (a capture that logs nothing never loads it).
     configure_later(_setup_logging)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
 
 from betty_otel._direct import spans_wanted, write_directly
 from betty_otel._entry import validate_duration, validate_status
@@ -25,8 +24,10 @@ from betty_otel._manual import manual_execution
 from betty_otel._store import TelemetryStore
 from betty_otel.cli.terminal import out
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
     import argparse
+    from typing import Any, Final
 
 __all__ = ["CaptureLine", "cmd_capture", "json_object", "plain_capture"]
 

@@ -2,12 +2,15 @@
 
 Apart from `betty_otel.cli.commandline` (the argparse parser, which re-exports them), so
 that a plain ``capture`` line, read without argparse (`betty_otel.cli.capture.plain_capture`),
-loads none of it. Nothing but ``typing`` is imported here.
+loads none of it. Nothing is imported here.
 """
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final
+
 
 __all__ = ["COMMANDS", "DISTRIBUTION", "PROG", "CommandError", "UsageError"]
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Final
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["err", "escape_controls", "open_closed_streams", "out", "quiet_stdout"]
 
