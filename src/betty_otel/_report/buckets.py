@@ -163,9 +163,11 @@ def prefix_start(raw: bytes) -> datetime | None:
         return None
     try:
         if _DIGITS.fullmatch(raw):
-            fields = [int(raw[at : at + 2]) for at in _FIELD_AT[: (len(raw) - 4) // 3]]
-            fields += [1] * max(0, 2 - len(fields))
-            return datetime(int(raw[:4]), *fields, tzinfo=timezone.utc)
+            month, day, hour, minute = (
+                int(raw[at : at + 2]) if at < len(raw) else first
+                for at, first in zip(_FIELD_AT, (1, 1, 0, 0), strict=True)
+            )
+            return datetime(int(raw[:4]), month, day, hour, minute, tzinfo=timezone.utc)
         return datetime.strptime(raw.decode("ascii"), fmt).replace(tzinfo=timezone.utc)
     except (UnicodeDecodeError, ValueError):
         return None
