@@ -240,11 +240,11 @@ class ReportCounts:
         stamps: list[bytes],
         spans: list[bytes],
         values: list[float | None],
-        lines: Callable[[], list[bytes]],
+        lines: Callable[[list[int]], list[bytes]],
     ) -> None:
         """Selected canonical lines: UTC timestamps (32 bytes), spans, durations (None: none).
 
-        lines() gives the lines themselves, for the few the tables keep.
+        lines(indices) gives those lines themselves, for the few the tables keep.
         """
         self.matched += len(stamps)
         keys = list(map(bytes.__add__, map(itemgetter(slice(0, self.prefix)), stamps), spans))
@@ -262,7 +262,7 @@ class ReportCounts:
         if not fails and not slow:
             self.seq += len(stamps)
             return
-        source = lines()
+        source = dict(zip(fails + slow, lines(fails + slow), strict=True))
         for index in fails:
             moment = _epoch(stamps[index].decode())
             order = -math.inf if moment is None else moment

@@ -192,7 +192,7 @@ class _Reader(ColumnReader):
             values = list(compress(values, mask))
             lines = _Lines(block, mask)
         if stamps:
-            self.counts.add_columns(stamps, spans, values, lines)
+            self.counts.add_columns(stamps, spans, values, lines.at)
         self._abandoned(block)
         return []
 
@@ -336,6 +336,27 @@ class _Lines:
             lines = _lines(self.found)
             self.cache = lines if self.mask is None else list(compress(lines, self.mask))
         return self.cache
+
+    def at(self, indices: list[int]) -> list[bytes]:
+        """The selected lines at indices: in a block of one run of lines (the usual one),
+        split from the nearer end only as far as the farthest index (the tables keep
+        the newest failures, near the end of a block, and a few slow ones)."""
+        found = self.found
+        if self.cache is not None or len(found.lines) != 1 or not indices:
+            lines = self()
+            return [lines[index] for index in indices]
+        if self.mask is not None:
+            chosen = list(compress(range(len(self.mask)), self.mask))
+            indices = [chosen[index] for index in indices]
+        start, end = found.lines[0]
+        text = found.data[start:end]
+        count = len(found.columns[0])
+        low, high = min(indices), max(indices)
+        if count - low <= high:
+            pieces = text.rsplit(b"\n", count - low)
+            return [pieces[index - count + len(pieces)] for index in indices]
+        pieces = text.split(b"\n", high + 1)
+        return [pieces[index] for index in indices]
 
 
 def _ignore(_: Damage) -> None:
