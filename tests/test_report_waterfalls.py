@@ -59,6 +59,17 @@ def child_gone(pid: int) -> bool:
     return False
 
 
+def read_aside(path: Path, seconds: float) -> dict[str, list[TraceNode]]:
+    """TRACES read with a child given seconds: checked to be one read's trees, the child gone."""
+    with TraceRead(path, TRACES, seconds) as reading:
+        pid = reading.pid
+        found = reading.result()
+    assert pid > 0
+    assert shape(found) == shape(read_traces(path, TRACES))
+    assert child_gone(pid)
+    return found
+
+
 def test_traces_read_aside_are_the_trees_one_read_builds(tmp_path: Path) -> None:
     path = log(tmp_path / "telemetry.json")
     wanted = [TRACES[2], TRACES[0], "f" * 32]
@@ -102,12 +113,8 @@ def test_a_child_that_hands_over_no_entries_means_a_read_here(
             os._exit(3)
 
     monkeypatch.setattr(TraceRead, "_work", work)
-    with TraceRead(path, TRACES, 60.0) as reading:
-        pid = reading.pid
-        found = reading.result()
-    assert shape(found) == shape(read_traces(path, TRACES))
+    found = read_aside(path, 60.0)
     assert len(shape(found)) == 62
-    assert child_gone(pid)
 
 
 @pytest.mark.faults
@@ -121,11 +128,7 @@ def test_a_child_still_reading_when_its_time_is_up_is_killed_and_the_traces_read
         time.sleep(3600)
 
     monkeypatch.setattr(TraceRead, "_work", work)
-    with TraceRead(path, TRACES, 0.5) as reading:
-        pid = reading.pid
-        found = reading.result()
-    assert shape(found) == shape(read_traces(path, TRACES))
-    assert child_gone(pid)
+    read_aside(path, 0.5)
 
 
 @pytest.mark.faults

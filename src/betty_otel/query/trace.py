@@ -24,8 +24,8 @@ from betty_otel._inflight.view import pending_entries
 from betty_otel._logs import logger
 from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel._timestamps import entry_time
-from betty_otel.query.blocks import scan_entries
 from betty_otel.query.filters import PathArg, make_filters
+from betty_otel.query.needles import scan_entries
 
 __all__ = [
     "INDENT_LEVELS",
