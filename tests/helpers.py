@@ -32,7 +32,8 @@ import string
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from betty_otel import capture_telemetry, redaction
 from betty_otel._store import TelemetryStore, iter_entries
+from betty_otel.query.parts import Helper
 
 Entry = dict[str, Any]
 
@@ -327,3 +329,36 @@ FIGURE_SCRIPT = re.compile(
 def page_figures(page: str) -> dict[str, Any]:
     """An HTML report's figures by element id, as plotly.js receives them."""
     return {name: json.loads(body) for name, body in FIGURE_SCRIPT.findall(page)}
+
+
+def patient_ready(first: int, answers: list[bool]) -> Callable[[Helper, int], bool]:
+    """A `Helper.ready` for a slow parent: it waits for the helper from part first on (so
+    the helper's parts are really used) and notes each answer in answers."""
+    ready = Helper.ready
+
+    def patient(self: Helper, index: int) -> bool:
+        deadline = time.monotonic() + 60  # a bound that only catches a hang, not a speed
+        while index >= first and not ready(self, index) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        found = ready(self, index)
+        answers.append(found)
+        return found
+
+    return patient
+
+
+def write_damaged(
+    path: Path, entries: list[Entry], legacy: bool, damage: list[tuple[float, bytes]]
+) -> list[bytes]:
+    """Write entries canonical (legacy: a third in the old tools' layout, then appends),
+    insert each damage line at its fraction of the file; return the file's lines."""
+    if legacy:
+        path.write_bytes(indent2(entries[: len(entries) // 3]))
+        append_entries(path, entries[len(entries) // 3 :])
+    else:
+        path.write_bytes(canonical(entries))
+    lines = path.read_bytes().split(b"\n")
+    for fraction, text in damage:
+        lines.insert(1 + int((len(lines) - 2) * fraction), text)
+    path.write_bytes(b"\n".join(lines))
+    return lines

@@ -11,7 +11,6 @@ Figures, tables, damage (counted, listed and logged), abandoned entries, time bu
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,8 @@ from betty_otel._report.figures import summarize
 from betty_otel._report.ingest import read_log
 from betty_otel.query import make_filters
 from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
-from helpers import append_entries, canonical, indent2, make_entry
+from helpers import make_entry, patient_ready, write_damaged
 
-READY = Helper.ready
 DAMAGE = [
     b"garbage line",
     b'{"timestamp":"2025-10-24T14:00:00+00:00","skill":"x",',
@@ -56,16 +54,7 @@ def build(
     path: Path, count: int, minutes: int, legacy: bool, damage: list[tuple[float, bytes]]
 ) -> None:
     """The file: canonical (or the old tools' layout, then appends), damage inserted."""
-    entries = [entry(n, minutes) for n in range(count)]
-    if legacy:
-        path.write_bytes(indent2(entries[: count // 3]))
-        append_entries(path, entries[count // 3 :])
-    else:
-        path.write_bytes(canonical(entries))
-    lines = path.read_bytes().split(b"\n")
-    for fraction, text in damage:
-        lines.insert(1 + int((len(lines) - 2) * fraction), text)
-    path.write_bytes(b"\n".join(lines))
+    write_damaged(path, [entry(n, minutes) for n in range(count)], legacy, damage)
 
 
 def both(
@@ -77,18 +66,9 @@ def both(
         patch.setenv(ENV_PARALLEL, "0")
         alone = read(path, caplog, **filters)
     answers: list[bool] = []
-
-    def ready(self: Helper, index: int) -> bool:
-        deadline = time.monotonic() + 60  # a bound that only catches a hang, not a speed
-        while index >= first and not READY(self, index) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        found = READY(self, index)
-        answers.append(found)
-        return found
-
     with monkeypatch.context() as patch:
         patch.setenv(ENV_MIN_BYTES, "0")
-        patch.setattr(Helper, "ready", ready)
+        patch.setattr(Helper, "ready", patient_ready(first, answers))
         helped = read(path, caplog, **filters)
     return alone, helped, answers
 

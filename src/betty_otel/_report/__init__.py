@@ -1,24 +1,27 @@
 """The HTML report of the log: `report` writes one self-contained page that opens offline.
 
 ingest: one streaming pass over the log (`betty_otel.query.blocks`) into a
-collect.ReportCounts; figures: the figures; charts: plotly figures; sections and
-page: the HTML. Charts need the optional extra ``betty-otel[report]`` (plotly);
-without it `report` raises ImportError saying how to install it, before reading.
+collect.ReportCounts; waterfalls: the traces drawn, found by a forked child while
+figures (the figures) and charts (plotly figures) are made; sections and page: the
+HTML. Charts need the optional extra ``betty-otel[report]`` (plotly); without it
+`report` raises ImportError saying how to install it, before reading.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from betty_otel._report.figures import ReportData, summarize
+from betty_otel._report.figures import summarize
+from betty_otel._report.waterfalls import TraceRead, slowest_traces
 from betty_otel._store import log_files, resolve_path, telemetry_file_of
 from betty_otel.query import FilterArgs, Filters, PathArg, make_filters
 from betty_otel.query.filters import filters_of
-from betty_otel.query.trace import read_traces
+from betty_otel.query.trace import TraceNode
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -26,8 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_OUTPUT", "Progress", "render_report", "report"]
 
 DEFAULT_OUTPUT: Final = "report.html"
-MAX_TRACES: Final = 3
-"""Waterfalls of this many of the slowest traces (every trace asked for with trace_id)."""
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read, bytes in all files) while the log is read."""
@@ -54,24 +55,21 @@ def render_report(
 
     base = resolve_path(telemetry_file)
     chosen = filters or make_filters()
+    started = time.monotonic()
     counts = read_log(base, chosen, progress)
-    data = summarize(counts)
-    wanted = sorted(chosen.trace_id) if chosen.trace_id is not None else _slowest_traces(data)
-    found = read_traces(base, wanted)  # one read for all: ids from the log or --trace-id
-    traces = [(trace_id, roots) for trace_id, roots in found.items() if roots]
-    nonce = new_nonce()
-    parts = [*sections(data, traces, nonce), inflight_section(base, chosen, counts)]
+    given = chosen.trace_id
+    wanted = sorted(given) if given is not None else slowest_traces(counts.slowest_entries())
+    # One read for all the traces (ids from the log or --trace-id), aside while the
+    # figures and charts are made.
+    with TraceRead(base, wanted, 2 * (time.monotonic() - started) + 5) as reading:
+        data = summarize(counts)
+        nonce = new_nonce()
+
+        def traces() -> list[tuple[str, list[TraceNode]]]:
+            return [(trace_id, roots) for trace_id, roots in reading.result().items() if roots]
+
+        parts = [*sections(data, traces, nonce), inflight_section(base, chosen, counts)]
     return page(title, summary_line(data), parts, nonce)
-
-
-def _slowest_traces(data: ReportData) -> list[str]:
-    """The trace ids of the slowest executions, slowest first, at most MAX_TRACES."""
-    found: list[str] = []
-    for entry in data.slowest:
-        trace_id = entry.get("trace_id")
-        if isinstance(trace_id, str) and trace_id and trace_id not in found:
-            found.append(trace_id)
-    return found[:MAX_TRACES]
 
 
 def report(

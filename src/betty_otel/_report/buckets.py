@@ -10,6 +10,7 @@ Every display unit is a whole number of raw buckets, so regrouping is exact.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Final
@@ -37,6 +38,9 @@ _PREFIX_FORMAT: Final = {
     7: "%Y-%m",
     4: "%Y",
 }
+_DIGITS: Final = re.compile(rb"[0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2}(?:T[0-9]{2}(?::[0-9]{2})?)?)?)?")
+_FIELD_AT: Final = (5, 8, 11, 14)
+"""Where month, day, hour and minute start in a raw bucket."""
 RAW_LIMIT: Final = 1500
 """Raw buckets a span may need before the prefix gets coarser (bounds memory)."""
 MAX_BUCKETS: Final = 120
@@ -149,11 +153,21 @@ def utc_prefix(moment: datetime, prefix: int) -> bytes:
 
 
 def prefix_start(raw: bytes) -> datetime | None:
-    """The UTC start of a raw bucket; None when the bytes are no time (a garbled timestamp)."""
+    """The UTC start of a raw bucket; None when the bytes are no time (a garbled timestamp).
+
+    A bucket of ASCII digits in their places (all of them, but for damage) is read by
+    position, which strptime would read alike at twenty times the cost.
+    """
     fmt = _PREFIX_FORMAT.get(len(raw))
     if fmt is None:
         return None
     try:
+        if _DIGITS.fullmatch(raw):
+            month, day, hour, minute = (
+                int(raw[at : at + 2]) if at < len(raw) else first
+                for at, first in zip(_FIELD_AT, (1, 1, 0, 0), strict=True)
+            )
+            return datetime(int(raw[:4]), month, day, hour, minute, tzinfo=timezone.utc)
         return datetime.strptime(raw.decode("ascii"), fmt).replace(tzinfo=timezone.utc)
     except (UnicodeDecodeError, ValueError):
         return None

@@ -113,8 +113,10 @@ class ReportCounts:
         self.health = Health(path)
         self.matched = 0
         self.prefix = 16
-        self.raw_counts: Counter[bytes] = Counter()
         self.raw_durations: defaultdict[bytes, array[float]] = defaultdict(_doubles)
+        self.raw_missing: Counter[bytes] = Counter()
+        """Lines without a numeric duration per raw key; every key has its durations, empty
+        perhaps, in the order keys were first met (the order of ties in the page's tables)."""
         self.parsed: Cells = {}
         self.spans: dict[bytes, SpanKey] = {}
         self.seq = 0
@@ -187,9 +189,9 @@ class ReportCounts:
     def _rekey(self, prefix: int) -> None:
         """Merge every raw bucket into the coarser bucket of the shorter prefix."""
         old = self.prefix
-        counts: Counter[bytes] = Counter()
-        for key, count in self.raw_counts.items():
-            counts[key[:prefix] + key[old:]] += count
+        missing: Counter[bytes] = Counter()
+        for key, count in self.raw_missing.items():
+            missing[key[:prefix] + key[old:]] += count
         durations: defaultdict[bytes, array[float]] = defaultdict(_doubles)
         for key, values in self.raw_durations.items():
             durations[key[:prefix] + key[old:]].extend(values)
@@ -197,7 +199,7 @@ class ReportCounts:
         for (bucket, skill, status), cell in self.parsed.items():
             target = (None if bucket is None else bucket[:prefix], skill, status)
             parsed.setdefault(target, Cell()).merge(cell)
-        self.raw_counts, self.raw_durations, self.parsed = counts, durations, parsed
+        self.raw_missing, self.raw_durations, self.parsed = missing, durations, parsed
         self.prefix = prefix
 
     def merge(self, other: ReportCounts) -> None:
@@ -213,7 +215,7 @@ class ReportCounts:
         for counts in (self, other):
             if counts.prefix != prefix:
                 counts._rekey(prefix)
-        self.raw_counts.update(other.raw_counts)
+        self.raw_missing.update(other.raw_missing)
         for key, values in other.raw_durations.items():
             self.raw_durations[key].extend(values)
         for where, cell in other.parsed.items():
@@ -238,27 +240,29 @@ class ReportCounts:
         stamps: list[bytes],
         spans: list[bytes],
         values: list[float | None],
-        lines: Callable[[], list[bytes]],
+        lines: Callable[[list[int]], list[bytes]],
     ) -> None:
         """Selected canonical lines: UTC timestamps (32 bytes), spans, durations (None: none).
 
-        lines() gives the lines themselves, for the few the tables keep.
+        lines(indices) gives those lines themselves, for the few the tables keep.
         """
         self.matched += len(stamps)
         keys = list(map(bytes.__add__, map(itemgetter(slice(0, self.prefix)), stamps), spans))
-        self.raw_counts.update(keys)
         getter = self.raw_durations.__getitem__
         numbers = [value for value in values if value is not None]
         if len(numbers) < len(values):
             self.health.no_duration += len(values) - len(numbers)
-            keys = list(compress(keys, [value is not None for value in values]))
+            have = [value is not None for value in values]
+            _consume(map(getter, keys))  # every key met, in order, with durations or not
+            self.raw_missing.update(compress(keys, [not value for value in have]))
+            keys = list(compress(keys, have))
         _consume(map(array.append, map(getter, keys), numbers))
         fails = self._newest_failures(stamps, spans)
         slow = self._slowest(values, numbers)
         if not fails and not slow:
             self.seq += len(stamps)
             return
-        source = lines()
+        source = dict(zip(fails + slow, lines(fails + slow), strict=True))
         for index in fails:
             moment = _epoch(stamps[index].decode())
             order = -math.inf if moment is None else moment
@@ -328,18 +332,19 @@ class ReportCounts:
         """
         cells, self.parsed = self.parsed, {}
         prefix = self.prefix
-        durations = self.raw_durations
-        for key, count in self.raw_counts.items():
+        durations, missing = self.raw_durations, self.raw_missing
+        for key, values in durations.items():
             span = self.spans[key[prefix:]]
-            values = durations.pop(key, None)
+            count = missing[key] + len(values)
             where = (key[:prefix], span.skill, span.status)
             cell = cells.get(where)
             if cell is None:
-                cells[where] = Cell(count, array("d") if values is None else values)
+                cells[where] = Cell(count, values)
             else:
                 cell.count += count
-                cell.durations.extend(values or ())
-        self.raw_counts = Counter()
+                cell.durations.extend(values)
+        self.raw_durations = defaultdict(_doubles)
+        self.raw_missing = Counter()
         return cells
 
     def failures(self) -> list[dict[str, Any]]:

@@ -77,7 +77,9 @@ def summarize(counts: ReportCounts, trend_skills: int = 8) -> ReportData:
     """
     health = counts.health
     raw_cells = counts.cells()
-    moments = {raw: prefix_start(raw) for raw, _, _ in raw_cells if raw is not None}
+    moments = {
+        raw: prefix_start(raw) for raw in {raw for raw, _, _ in raw_cells} if raw is not None
+    }
     seen = [moment.timestamp() for moment in moments.values() if moment is not None]
     unit = choose_unit(counts.prefix, min(seen, default=None), max(seen, default=None))
     starts = {
@@ -85,8 +87,12 @@ def summarize(counts: ReportCounts, trend_skills: int = 8) -> ReportData:
     }
     cells: dict[tuple[float | None, str, str], Cell] = {}
     for (raw, skill, status), cell in raw_cells.items():
-        start = None if raw is None else starts[raw]
-        cells.setdefault((start, skill, status), Cell()).merge(cell)
+        where = (None if raw is None else starts[raw], skill, status)
+        found = cells.get(where)
+        if found is None:
+            cells[where] = cell  # handed over by counts.cells(): taken, not copied
+        else:
+            found.merge(cell)
     health.untimed = sum(cell.count for (start, _, _), cell in cells.items() if start is None)
     timed = [start for start, _, _ in cells if start is not None]
     buckets = unit.starts(min(timed), max(timed)) if timed else []

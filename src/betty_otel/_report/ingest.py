@@ -11,7 +11,6 @@ by every reader.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,9 +39,8 @@ from betty_otel.query.columns import (
     capture_durations,
     capture_text,
     is_duration,
-    read_parts,
+    read_file,
 )
-from betty_otel.query.parts import Helper, plan, serve, start_method
 
 __all__ = ["Progress", "read_log"]
 
@@ -192,7 +190,7 @@ class _Reader(ColumnReader):
             values = list(compress(values, mask))
             lines = _Lines(block, mask)
         if stamps:
-            self.counts.add_columns(stamps, spans, values, lines)
+            self.counts.add_columns(stamps, spans, values, lines.at)
         self._abandoned(block)
         return []
 
@@ -203,7 +201,7 @@ class _Reader(ColumnReader):
         if ABANDONED_TEXT not in data and b"\\" not in data:
             return
         for start, end in block.lines:
-            for line in lines_with(data, start, end, _ABANDONED_NEEDLES):
+            for _, line in lines_with(data, start, end, _ABANDONED_NEEDLES):
                 try:
                     entry = parse_entry_line(line)
                 except JSONDecodeError:
@@ -264,22 +262,10 @@ def _read_file(fd: int, size: int, file: Path, selection: _Selection, advance: P
         counts.add_damage(file, item)
         warn(item)
 
-    reader = _Reader(fd, selection, advance, report)
-    points = plan(fd, size, 0) if start_method() == "fork" else None
-    if points is None:
-        reader.read(0, size, final=True)
-        return
-    found = points
+    def part(points: list[int], index: int) -> _Part:
+        return _read_part(fd, size, points, index, selection)
 
-    def part(index: int) -> bytes:
-        data: bytes = pickle.dumps(_read_part(fd, size, found, index, selection))
-        return data
-
-    def work(out: int, notes: int) -> None:
-        serve(found, part, out, notes)
-
-    with Helper(fd, points, work, _decode_part) as helper:  # forked only
-        read_parts(reader, helper)
+    read_file(_Reader(fd, selection, advance, report), size, part, _Part)
 
 
 def _read_part(fd: int, size: int, points: list[int], index: int, selection: _Selection) -> _Part:
@@ -292,17 +278,6 @@ def _read_part(fd: int, size: int, points: list[int], index: int, selection: _Se
                      start=low)  # fmt: skip
     reader.read(low, high, final=high == size)
     return _Part(index, counts, damage, reader.end, reader.parser.at_seam, high - low)
-
-
-def _decode_part(data: bytes) -> _Part:
-    """A helper's part, from the bytes its forked process wrote for this one."""
-    try:
-        part = pickle.loads(data)  # noqa: S301 - written by our own forked child
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
-        raise ValueError(exc) from exc  # unreadable: this process reads the part itself
-    if not isinstance(part, _Part):
-        raise TypeError(type(part).__name__)
-    return part
 
 
 def _no_progress(_: int) -> None:
@@ -336,6 +311,27 @@ class _Lines:
             lines = _lines(self.found)
             self.cache = lines if self.mask is None else list(compress(lines, self.mask))
         return self.cache
+
+    def at(self, indices: list[int]) -> list[bytes]:
+        """The selected lines at indices: in a block of one run of lines (the usual one),
+        split from the nearer end only as far as the farthest index (the tables keep
+        the newest failures, near the end of a block, and a few slow ones)."""
+        found = self.found
+        if self.cache is not None or len(found.lines) != 1 or not indices:
+            lines = self()
+            return [lines[index] for index in indices]
+        if self.mask is not None:
+            chosen = list(compress(range(len(self.mask)), self.mask))
+            indices = [chosen[index] for index in indices]
+        start, end = found.lines[0]
+        text = found.data[start:end]
+        count = len(found.columns[0])
+        low, high = min(indices), max(indices)
+        if count - low <= high:
+            pieces = text.rsplit(b"\n", count - low)
+            return [pieces[index - count + len(pieces)] for index in indices]
+        pieces = text.split(b"\n", high + 1)
+        return [pieces[index] for index in indices]
 
 
 def _ignore(_: Damage) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from betty_otel._report import charts
@@ -92,23 +92,25 @@ def _skills(data: ReportData, nonce: str) -> Section:
 
 
 def sections(
-    data: ReportData, traces: Sequence[tuple[str, list[TraceNode]]], nonce: str
+    data: ReportData, traces: Callable[[], Sequence[tuple[str, list[TraceNode]]]], nonce: str
 ) -> list[Section]:
-    """Every section of the page, each with its chart or table."""
+    """Every section of the page, each with its chart or table; traces() gives the traces
+    to draw, asked for last (they may still be being read)."""
     timeline = figure_html("chart-timeline", charts.timeline(data), nonce)
     if not data.timeline:
         timeline = '<p class="note">No selected entry has a readable time.</p>'
+    skills = _skills(data, nonce)
     traces_html = (
         "".join(
             figure_html(f"chart-trace-{index}", charts.waterfall(trace_id, roots), nonce)
-            for index, (trace_id, roots) in enumerate(traces)
+            for index, (trace_id, roots) in enumerate(traces())
         )
         or '<p class="note">No trace to show: no selected entry has a trace id.</p>'
     )
     return [
         _health(data),
         ("timeline", "Executions over time", timeline),
-        _skills(data, nonce),
+        skills,
         (
             "failures",
             "Most recent failures",

@@ -4,8 +4,8 @@
   store's order) are matched by one compiled regex that extracts the few fields
   stats needs in C; every other line (the old tools' ``indent=2``, a torn tail,
   damage) goes through the store's tolerant parser.
-- `scan_entries` finds the entries of given trace ids, parsing only the canonical
-  lines that contain one (or an escape).
+- `lines_with` and `trace_needles` find the lines that hold given trace ids, in C
+  (`betty_otel.query.needles.scan_entries`).
 """
 
 from __future__ import annotations
@@ -14,30 +14,25 @@ import heapq
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
-from betty_otel._jsontext import JSONDecodeError
 from betty_otel._store import (
     Damage,
     ForwardParser,
     open_log_files,
-    parse_entry_line,
     read_errors,
-    warn_damage,
 )
-from betty_otel.query.filters import Filters
 
 __all__ = [
     "Block",
     "LinePattern",
     "line_pattern",
     "lines_with",
-    "scan_entries",
     "scan_fd",
     "scan_files",
     "trace_needles",
@@ -111,6 +106,8 @@ class Block:
     lines: list[tuple[int, int]]
     entries: list[dict[str, Any]]
     last_end: int = -1
+    entry_ends: list[int] = field(default_factory=list)
+    """The file offset just after each of entries (in the same order)."""
 
 
 def scan_fd(
@@ -187,6 +184,7 @@ def scan_fd(
             found.last_end = max(found.last_end, end)
             if isinstance(value, dict):
                 found.entries.append(value)
+                found.entry_ends.append(end)
         if found.last_end >= 0:
             yield found
         parser.finish()
@@ -272,6 +270,7 @@ def _feed(parser: ForwardParser, offset: int, line: bytes, found: Block) -> None
         found.last_end = max(found.last_end, end)
         if isinstance(value, dict):
             found.entries.append(value)
+            found.entry_ends.append(end)
 
 
 def scan_files(path: Path, on_file: Callable[[int, int, Path], None], rotated: bool = True) -> None:
@@ -285,51 +284,16 @@ def scan_files(path: Path, on_file: Callable[[int, int, Path], None], rotated: b
             on_file(fd, size, file)
 
 
-def scan_entries(
-    path: Path, filters: Filters, *, needles: list[bytes] | None = None
-) -> list[dict[str, Any]]:
-    """Every entry passing filters (which must select trace ids, unless needles are
-    given), oldest first.
-
-    Canonical lines are searched for the wanted ids as orjson writes them (or for
-    needles), in C, and only the lines that contain one, or a backslash (an escape
-    could spell an id differently), are parsed.
-    """
-    pattern = line_pattern(bare=True)
-    if needles is None:
-        assert filters.trace_id is not None
-        needles = trace_needles(filters.trace_id)
-    needles = [*needles, b"\\"]
-    found_entries: list[dict[str, Any]] = []
-
-    def on_file(fd: int, size: int, file: Path) -> None:
-        report = warn_damage(file)
-        for found in scan_fd(fd, size, pattern):
-            if isinstance(found, Damage):
-                report(found)
-                continue
-            for start, end in found.lines:
-                for line in lines_with(found.data, start, end, needles):
-                    try:
-                        value = parse_entry_line(line)
-                    except JSONDecodeError:
-                        report(Damage(-1, len(line), "entry line is not valid JSON"))
-                        continue
-                    if isinstance(value, dict) and filters.matches(value):
-                        found_entries.append(value)
-            found_entries.extend(entry for entry in found.entries if filters.matches(entry))
-
-    scan_files(path, on_file)
-    return found_entries
-
-
 def trace_needles(trace_ids: Iterable[str]) -> list[bytes]:
     """The trace ids as a canonical line spells them (orjson's escapes), for a search in C."""
     return [orjson.dumps(value)[1:-1] for value in trace_ids]
 
 
-def lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Iterator[bytes]:
-    """The lines of data[start:end] that contain one of needles, each once, in order."""
+def lines_with(
+    data: bytes, start: int, end: int, needles: list[bytes]
+) -> Iterator[tuple[int, bytes]]:
+    """The lines of data[start:end] that contain one of needles, each once, in order, with
+    where each starts in data."""
     positions = [(data.find(needle, start, end), needle) for needle in needles]
     heap = [(position, needle) for position, needle in positions if position >= 0]
     heapq.heapify(heap)
@@ -343,7 +307,7 @@ def lines_with(data: bytes, start: int, end: int, needles: list[bytes]) -> Itera
         line_start = data.rfind(b"\n", start, position) + 1 or start
         line_end = data.find(b"\n", position, end)
         line_end = end if line_end < 0 else line_end
-        yield data[line_start:line_end].rstrip(b"\r")
+        yield line_start, data[line_start:line_end].rstrip(b"\r")
         start = line_end + 1
         position = data.find(needle, start, end)
         if position >= 0:

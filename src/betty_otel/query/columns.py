@@ -18,8 +18,9 @@ value that is not text where text is expected is shown and grouped as
 
 from __future__ import annotations
 
+import pickle
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import orjson
@@ -29,7 +30,7 @@ from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store import Damage, ForwardParser, parse_entry_line
 from betty_otel._store.format import entry_line_end
 from betty_otel.query.blocks import Block, LinePattern, scan_fd
-from betty_otel.query.parts import Helper
+from betty_otel.query.parts import Helper, plan, serve, start_method
 from betty_otel.query.summary import Capture
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "is_duration",
     "key_text",
     "numbers_only",
+    "read_file",
     "read_parts",
     "span_texts",
     "whole_lines",
@@ -258,3 +260,36 @@ def read_parts(reader: ColumnReader, helper: Helper) -> None:
         if not mine:
             reader.parser = ForwardParser(in_array=True)
         reader.read(points[index], points[-1], final=True)
+
+
+def read_file(
+    reader: ColumnReader, size: int, read_part: Callable[[list[int], int], Any], kind: type
+) -> None:
+    """Read a whole file with reader (at offset 0 of its descriptor), a large one on two CPUs:
+    a forked helper runs read_part(split points, index) for the last parts, whose results
+    (of type kind) reader takes where the read meets them at a seam (`read_parts`)."""
+    fd = reader.fd
+    points = plan(fd, size, 0) if start_method() == "fork" else None
+    if points is None:
+        reader.read(0, size, final=True)
+        return
+    found = points
+
+    def part(index: int) -> bytes:
+        return pickle.dumps(read_part(found, index))
+
+    def work(out: int, notes: int) -> None:
+        serve(found, part, out, notes)
+
+    def decode(data: bytes) -> Any:
+        """A helper's part, from the bytes its forked process wrote for this one."""
+        try:
+            value = pickle.loads(data)  # noqa: S301 - written by our own forked child
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+            raise ValueError(exc) from exc  # unreadable: this process reads the part itself
+        if not isinstance(value, kind):
+            raise TypeError(type(value).__name__)
+        return value
+
+    with Helper(fd, points, work, decode) as helper:  # forked only
+        read_parts(reader, helper)

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from betty_otel._store import Damage, resolve_path, telemetry_file_of, warn_damage
-from betty_otel.query.blocks import line_pattern, scan_entries, scan_files
+from betty_otel.query.blocks import line_pattern, scan_files
 from betty_otel.query.filters import FilterArgs, Filters, PathArg, filters_of
 from betty_otel.query.groups import MISSING, Group, GroupStats, SortedDurations, ordered
+from betty_otel.query.needles import scan_entries
 from betty_otel.query.proof import Proof
 from betty_otel.query.summary import (
     Capture,

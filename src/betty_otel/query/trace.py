@@ -24,8 +24,8 @@ from betty_otel._inflight.view import pending_entries
 from betty_otel._logs import logger
 from betty_otel._store import resolve_path, telemetry_file_of
 from betty_otel._timestamps import entry_time
-from betty_otel.query.blocks import scan_entries
 from betty_otel.query.filters import PathArg, make_filters
+from betty_otel.query.needles import scan_entries
 
 __all__ = [
     "INDENT_LEVELS",
@@ -37,6 +37,8 @@ __all__ = [
     "read_traces",
     "span_bounds",
     "trace",
+    "trace_entries",
+    "trace_trees",
 ]
 
 INDENT_LEVELS: Final = 16
@@ -255,11 +257,22 @@ def read_trace(base: Path, trace_id: str) -> list[TraceNode]:
 
 def read_traces(base: Path, trace_ids: Iterable[str]) -> dict[str, list[TraceNode]]:
     """The roots of each trace's tree (as `read_trace`), all found in one read of the log."""
+    return trace_trees(base, trace_entries(base, trace_ids))
+
+
+def trace_entries(base: Path, trace_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The entries in the log of each trace (in log order), all found in one read of it."""
     wanted = list(dict.fromkeys(trace_ids))
     found: dict[str, list[dict[str, Any]]] = {trace_id: [] for trace_id in wanted}
     if wanted:
         for entry in scan_entries(base, make_filters(trace_id=wanted)):
             found[value_text(entry["trace_id"])].append(entry)  # as the filter compares it
+    return found
+
+
+def trace_trees(base: Path, found: dict[str, list[dict[str, Any]]]) -> dict[str, list[TraceNode]]:
+    """The roots of each trace's tree, from its entries in the log (`trace_entries`) and
+    its running parents."""
     return {trace_id: _tree(base, trace_id, entries) for trace_id, entries in found.items()}
 
 
