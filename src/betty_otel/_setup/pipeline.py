@@ -11,8 +11,7 @@ still install its own), with the exporters OTEL_TRACES_EXPORTER asks for (see
 made from stay the same; when the file would be its spans' only receiver (no collector, not
 all_spans, no SDK setting that changes spans), a `filespan.FileTracer` instead. A
 program that installs its provider after that gets one warning saying to call
-``configure(tracer_provider=...)``: switching providers under executions in flight
-could cost the file entries, so betty_otel does not switch by itself. The current
+``configure(tracer_provider=...)``; betty_otel does not switch by itself. The current
 pipeline is `STATE.pipeline`, guarded by the setup lock here. Closing a pipeline
 flushes the file first, then gives the collectors at most their exit budget (see
 `otlp`); the metrics are set up by `betty_otel._metrics.setup` at each
