@@ -15,7 +15,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import compress
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any, Final
 
@@ -54,6 +54,37 @@ Progress1 = Callable[[int], None]
 _ABANDONED_NEEDLES: Final = [ABANDONED_TEXT, b"\\"]
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
 _STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
+_TRACE_KEY: Final = b',"trace_id":"'
+_OLD_ERROR: Final = b'"error":'
+
+
+def _current_layout(block: Block, lines: list[bytes]) -> bool:
+    """True when no canonical line of a block (lines) is a legacy entry but for its status
+    (each has a trace_id at the top level, none the old ``error`` key) nor has a caller
+    that is not text (each ``"caller"`` is a key whose value is text), checked in C.
+
+    Else the block's canonical lines are parsed whole, so each entry is counted by one
+    rule whatever path reads it (`ReportCounts.seen_entry`, `add_entry`). A trace_id is
+    at the top level when, from its key to the line's end, there is no bracket but the
+    closing brace and no escape (as the store writes it: span_id and parent_span_id
+    follow). Conservative: a line that only looks doubtful (an ``"error":`` key inside
+    inputs, an escape ``\\u`` that could spell a key) costs a parse, no more.
+    """
+    data = block.data
+    for start, end in block.lines:  # the canonical lines only: each is judged by its bytes
+        if data.find(_OLD_ERROR, start, end) >= 0:
+            return False
+        if data.count(b'"caller"', start, end) != data.count(b'"caller":"', start, end):
+            return False
+        if data.find(b"\\", start, end) >= 0 and data.find(b"\\u", start, end) >= 0:
+            return False
+    found = list(map(bytes.rfind, lines, repeat(_TRACE_KEY)))
+    if -1 in found:
+        return False
+    tails = b"".join(map(bytes.__getitem__, lines, map(slice, found, repeat(None))))
+    return tails.count(b"}") == len(lines) and not any(
+        mark in tails for mark in (b"{", b"[", b"\\")
+    )
 
 
 def _utc_stamps(stamps: list[bytes]) -> bool:
@@ -183,14 +214,14 @@ class _Reader(ColumnReader):
             mask = self.selection.mask(stamps, spans, values, callers, lines)
         except InexactCapture:
             return list(range(len(stamps)))
-        if not _utc_stamps(stamps):
+        if not _utc_stamps(stamps) or not _current_layout(block, lines()):
             return list(range(len(stamps)))
         self.counts.seen_columns(stamps, spans)
         if mask is not None:
             stamps = list(compress(stamps, mask))
             spans = list(compress(spans, mask))
             values = list(compress(values, mask))
-            lines = _Lines(block, mask)
+            lines = _Lines(block, mask, lines())
         if stamps:
             self.counts.add_columns(stamps, spans, values, lines)
         self._abandoned(block)
@@ -326,14 +357,18 @@ def _lines(found: Block) -> list[bytes]:
 class _Lines:
     """The canonical lines of a block (selected by mask), split only when asked for."""
 
-    def __init__(self, found: Block, mask: list[bool] | None = None) -> None:
+    def __init__(
+        self, found: Block, mask: list[bool] | None = None, split: list[bytes] | None = None
+    ) -> None:
         self.found = found
         self.mask = mask
+        self.split = split
+        """Every canonical line of the block, when already split."""
         self.cache: list[bytes] | None = None
 
     def __call__(self) -> list[bytes]:
         if self.cache is None:
-            lines = _lines(self.found)
+            lines = _lines(self.found) if self.split is None else self.split
             self.cache = lines if self.mask is None else list(compress(lines, self.mask))
         return self.cache
 
