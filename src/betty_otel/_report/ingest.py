@@ -401,7 +401,7 @@ def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> 
 
     newest = next(iter_entries(path, on_damage=_ignore), None)
     oldest = next(iter_entries(path, newest_first=False, on_damage=_ignore), None)
-    if newest is not None and oldest is not None:
+    if newest is not None and oldest is not None and filters.empty:
         counts.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
     for fd, size, file in open_log_files(path, newest_first=False, on_damage=on_damage):
         counts.health.files.append((file, size))
