@@ -3,7 +3,7 @@
 Its time buckets fit the selected entries' span, not the whole log's: a filtered
 report charts as the log of its selected entries alone would. Its time filters never
 select an entry whose timestamp is no real time (month 13, a letter for a digit), as
-`betty_otel.query.query` and `stats` never do.
+`betty_otel.query.query` and `stats` never do, however its line is read.
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import betty_otel
+from betty_otel._report.collect import TOP
+from betty_otel._report.ingest import read_log
+from betty_otel.query import make_filters, query
 from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL
 from helpers import make_entry, page_figures
 
@@ -72,3 +77,53 @@ def test_a_filtered_report_charts_as_its_selected_entries_alone(
     assert filtered["chart-timeline"]["layout"]["title"]["text"].startswith(
         "Executions per 15 minutes,"
     )
+
+
+VALID = "2025-01-06T14:05:09.123456+00:00"
+HOSTILE = [
+    "2025-13-45T99:99:99.999999+00:00",
+    "2025-01-0XT14:05:09.123456+00:00",
+    "2025-02-29T14:05:09.123456+00:00",
+    "2025-04-31T14:05:09.123456+00:00",
+    "2025-00-06T14:05:09.123456+00:00",
+    "2025-01-00T14:05:09.123456+00:00",
+    "2025-01-06T24:05:09.123456+00:00",
+    "2025-01-06T14:60:09.123456+00:00",
+    "2025-01-06T14:05:60.123456+00:00",
+    "0000-01-06T14:05:09.123456+00:00",
+    "2025-01-06T14:05:09.12345 +00:00",
+    "2025-1-06T14:05:09.1234567+00:00",
+]
+
+
+@st.composite
+def stamps(draw: st.DrawFn) -> str:
+    """A time in the store's layout, or one with a field out of range or a byte not a digit."""
+    if draw(st.booleans()):
+        return draw(st.sampled_from([VALID, "2024-02-29T23:59:59.999999+00:00", *HOSTILE]))
+    chars = list(VALID)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.sampled_from([i for i, c in enumerate(VALID[:26]) if c.isdigit()]))
+        chars[at] = draw(st.sampled_from("0123456789X :-"))
+    return "".join(chars)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    times=st.lists(stamps(), min_size=1, max_size=TOP),
+    since=st.sampled_from([None, "2000-01-01T00:00:00+00:00", "2025-01-06T14:00:00+00:00"]),
+    until=st.sampled_from([None, "2025-01-06T15:00:00+00:00", "9999-01-01T00:00:00+00:00"]),
+)
+def test_the_report_selects_by_time_as_query_does_whatever_the_timestamps(
+    tmp_path_factory: pytest.TempPathFactory, times: list[str], since: str | None, until: str | None
+) -> None:
+    """A timestamp that is no real time is never selected by since or until (the failures
+    table lists every selected entry: all are failures, at most TOP)."""
+    path = tmp_path_factory.mktemp("stamps") / "telemetry.json"
+    entries = [make_entry(n, timestamp=t, status="failure") for n, t in enumerate(times)]
+    _write(path, entries)
+    counts = read_log(path, make_filters(since=since, until=until))
+    selected = query(path, limit=None, since=since, until=until)
+    expected = sorted(entry["span_id"] for entry in selected)
+    assert sorted(entry["span_id"] for entry in counts.failures()) == expected
+    assert counts.matched == len(expected)

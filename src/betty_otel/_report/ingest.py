@@ -14,8 +14,9 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from itertools import compress, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -54,6 +55,7 @@ Progress1 = Callable[[int], None]
 _ABANDONED_NEEDLES: Final = [ABANDONED_TEXT, b"\\"]
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
 _STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
+_STAMP_DIGITS: Final = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25)
 _TRACE_KEY: Final = b',"trace_id":"'
 _OLD_ERROR: Final = b'"error":'
 
@@ -90,10 +92,9 @@ def _current_layout(block: Block, lines: list[bytes]) -> bool:
 def _utc_stamps(stamps: list[bytes]) -> bool:
     """True when every timestamp has the store's UTC layout (``2025-01-06T14:05:09.123456+00:00``).
 
-    Then bytes order is time order and a prefix is a time bucket. Checked in C: a
-    digit that is not one only makes that entry's bucket unreadable (left out of
-    the charts over time, counted as untimed). A byte that is not ASCII (not UTF-8,
-    perhaps: the line is then no JSON) sends the block to the line-by-line parse.
+    Then bytes order is time order and a prefix is a time bucket (once each is a real
+    time: `_real_times`). Checked in C. A byte that is not ASCII (not UTF-8, perhaps:
+    the line is then no JSON) sends the block to the line-by-line parse.
     """
     if set(map(len, stamps)) != {32}:
         return False
@@ -102,6 +103,31 @@ def _utc_stamps(stamps: list[bytes]) -> bool:
         return False
     count = len(stamps)
     return all(joined[at::32] == mark * count for at, mark in (*_STAMP_MARKS, *_STAMP_MARKS_UTC))
+
+
+def _real_times(stamps: list[bytes]) -> bool:
+    """True when every timestamp in the store's UTC layout (`_utc_stamps`) is a real time:
+    digits, a date that exists, an hour below 24, minutes and seconds below 60.
+
+    Else the block is parsed whole, where an unreadable time is untimed and matches no
+    time filter, as `betty_otel.query.query` and stats read it. In C but for one check
+    per distinct hour of the block (a few: a block spans a short time).
+    """
+    joined = b"".join(stamps)
+    if not all(joined[at::32].isdigit() for at in _STAMP_DIGITS):
+        return False
+    if (joined[14::32] + joined[17::32]).translate(None, b"012345"):  # minutes, seconds
+        return False
+    return all(map(_is_hour, set(map(itemgetter(slice(0, 13)), stamps))))
+
+
+def _is_hour(text: bytes) -> bool:
+    """A ``YYYY-MM-DDTHH`` of digits that is an hour (year 1 to 9999, a day of its month)."""
+    try:
+        date.fromisoformat(text[:10].decode())
+    except ValueError:
+        return False
+    return text[11:] < b"24"
 
 
 def _stamp(moment: datetime | None) -> bytes | None:
@@ -214,7 +240,7 @@ class _Reader(ColumnReader):
             mask = self.selection.mask(stamps, spans, values, callers, lines)
         except InexactCapture:
             return list(range(len(stamps)))
-        if not _utc_stamps(stamps) or not _current_layout(block, lines()):
+        if not (_utc_stamps(stamps) and _real_times(stamps) and _current_layout(block, lines())):
             return list(range(len(stamps)))
         self.counts.seen_columns(stamps, spans)
         if mask is not None:
