@@ -164,13 +164,14 @@ def test_the_widest_span_datetime_has_fits_about_120_buckets(tmp_path: Path) -> 
 
 
 def test_the_bucket_fits_the_selected_entries_not_the_whole_log(tmp_path: Path) -> None:
-    """A day selected from a 40-day log is drawn in hours, not in the whole log's days."""
+    """A day selected from a 40-day log is drawn as that day alone is (in 15 minutes), not
+    in the buckets of the whole log's span."""
     times = [START + timedelta(hours=number) for number in range(40 * 24)]
     since, until = "2025-01-20T00:00:00+00:00", "2025-01-21T00:00:00+00:00"
     log = _log_of(tmp_path, times)
     page = betty_otel.report(log, tmp_path / "r.html", since=since, until=until)
     timeline = page_figures(page.read_text(encoding="utf-8"))["chart-timeline"]
-    assert timeline["layout"]["title"]["text"].startswith("Executions per hour,")
+    assert timeline["layout"]["title"]["text"].startswith("Executions per 15 minutes,")
     for trace in timeline["data"]:
         assert trace["x"][0] >= since[:10]
         assert trace["x"][-1] < until[:10]

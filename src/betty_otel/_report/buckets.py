@@ -2,7 +2,7 @@
 
 While reading, entries are counted per UTC timestamp prefix (minute ``2025-01-06T14:05``,
 hour, day, month or year): a canonical timestamp's first bytes, so grouping costs
-no parsing. The prefix gets shorter (coarser) when the span read so far would need
+no parsing. The prefix gets shorter (coarser) when the span selected so far would need
 more than `RAW_LIMIT` of them. The charts then use the finest unit of `DISPLAY`
 that is no finer than the raw prefix and needs at most `MAX_BUCKETS` buckets.
 Every display unit is a whole number of raw buckets, so regrouping is exact.

@@ -113,6 +113,8 @@ class ReportCounts:
         self.health = Health(path)
         self.matched = 0
         self.prefix = 16
+        self.span: tuple[float, float] | None = None
+        """Oldest and newest time of the selected entries (the raw prefix fits them)."""
         self.raw_durations: defaultdict[bytes, array[float]] = defaultdict(_doubles)
         self.raw_missing: Counter[bytes] = Counter()
         """Lines without a numeric duration per raw key; every key has its durations, empty
@@ -171,7 +173,8 @@ class ReportCounts:
         return moment
 
     def expect(self, first: datetime | None, last: datetime | None) -> None:
-        """The log's likely time span (its first and last entries): start with buckets that fit."""
+        """The selection's likely time span (without filters, the log's first and last
+        entries): start with buckets that fit."""
         if first is not None and last is not None:
             self.prefix = coarser_prefix(self.prefix, first.timestamp(), last.timestamp())
 
@@ -181,10 +184,18 @@ class ReportCounts:
             health.first = first
         if last is not None and (health.last is None or last > health.last):
             health.last = last
-        if health.first is not None and health.last is not None:
-            prefix = coarser_prefix(self.prefix, health.first, health.last)
-            if prefix != self.prefix:
-                self._rekey(prefix)
+
+    def _selected_times(self, first: float | None, last: float | None) -> None:
+        """Widen the selected entries' span: the raw buckets coarsen to fit it (not the
+        log's span, which filters may leave mostly out)."""
+        if first is None or last is None:
+            return
+        if self.span is not None:
+            first, last = min(first, self.span[0]), max(last, self.span[1])
+        self.span = first, last
+        prefix = coarser_prefix(self.prefix, first, last)
+        if prefix != self.prefix:
+            self._rekey(prefix)
 
     def _rekey(self, prefix: int) -> None:
         """Merge every raw bucket into the coarser bucket of the shorter prefix."""
@@ -232,6 +243,8 @@ class ReportCounts:
         self.matched += other.matched
         self.abandoned += other.abandoned
         self._seen_times(theirs.first, theirs.last)
+        if other.span is not None:
+            self._selected_times(*other.span)
 
     # -- selected entries -----------------------------------------------------
 
@@ -247,6 +260,7 @@ class ReportCounts:
         lines(indices) gives those lines themselves, for the few the tables keep.
         """
         self.matched += len(stamps)
+        self._selected_times(_epoch(min(stamps).decode()), _epoch(max(stamps).decode()))
         keys = list(map(bytes.__add__, map(itemgetter(slice(0, self.prefix)), stamps), spans))
         getter = self.raw_durations.__getitem__
         numbers = [value for value in values if value is not None]
@@ -296,6 +310,8 @@ class ReportCounts:
         seq = self.seq
         self.seq += 1
         self.health.foreign += has_foreign_text(entry)
+        if moment is not None:
+            self._selected_times(moment.timestamp(), moment.timestamp())
         status = entry.get("status")
         canonical = canonical_status(status) if isinstance(status, str) else key_text(status)
         canonical = NO_STATUS if canonical is None else canonical

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from itertools import compress
+from datetime import date, datetime, timezone
+from itertools import compress, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,15 +53,46 @@ Progress1 = Callable[[int], None]
 _ABANDONED_NEEDLES: Final = [ABANDONED_TEXT, b"\\"]
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
 _STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
+_STAMP_DIGITS: Final = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25)
+_TRACE_KEY: Final = b',"trace_id":"'
+_OLD_ERROR: Final = b'"error":'
+
+
+def _current_layout(block: Block, lines: list[bytes]) -> bool:
+    """True when no canonical line of a block (lines) is a legacy entry but for its status
+    (each has a trace_id at the top level, none the old ``error`` key) nor has a caller
+    that is not text (each ``"caller"`` is a key whose value is text), checked in C.
+
+    Else the block's canonical lines are parsed whole, so each entry is counted by one
+    rule whatever path reads it (`ReportCounts.seen_entry`, `add_entry`). A trace_id is
+    at the top level when, from its key to the line's end, there is no bracket but the
+    closing brace and no escape (as the store writes it: span_id and parent_span_id
+    follow). Conservative: a line that only looks doubtful (an ``"error":`` key inside
+    inputs, an escape ``\\u`` that could spell a key) costs a parse, no more.
+    """
+    data = block.data
+    for start, end in block.lines:  # the canonical lines only: each is judged by its bytes
+        if data.find(_OLD_ERROR, start, end) >= 0:
+            return False
+        if data.count(b'"caller"', start, end) != data.count(b'"caller":"', start, end):
+            return False
+        if data.find(b"\\", start, end) >= 0 and data.find(b"\\u", start, end) >= 0:
+            return False
+    found = list(map(bytes.rfind, lines, repeat(_TRACE_KEY)))
+    if -1 in found:
+        return False
+    tails = b"".join(map(bytes.__getitem__, lines, map(slice, found, repeat(None))))
+    return tails.count(b"}") == len(lines) and not any(
+        mark in tails for mark in (b"{", b"[", b"\\")
+    )
 
 
 def _utc_stamps(stamps: list[bytes]) -> bool:
     """True when every timestamp has the store's UTC layout (``2025-01-06T14:05:09.123456+00:00``).
 
-    Then bytes order is time order and a prefix is a time bucket. Checked in C: a
-    digit that is not one only makes that entry's bucket unreadable (left out of
-    the charts over time, counted as untimed). A byte that is not ASCII (not UTF-8,
-    perhaps: the line is then no JSON) sends the block to the line-by-line parse.
+    Then bytes order is time order and a prefix is a time bucket (once each is a real
+    time: `_real_times`). Checked in C. A byte that is not ASCII (not UTF-8, perhaps:
+    the line is then no JSON) sends the block to the line-by-line parse.
     """
     if set(map(len, stamps)) != {32}:
         return False
@@ -69,6 +101,31 @@ def _utc_stamps(stamps: list[bytes]) -> bool:
         return False
     count = len(stamps)
     return all(joined[at::32] == mark * count for at, mark in (*_STAMP_MARKS, *_STAMP_MARKS_UTC))
+
+
+def _real_times(stamps: list[bytes]) -> bool:
+    """True when every timestamp in the store's UTC layout (`_utc_stamps`) is a real time:
+    digits, a date that exists, an hour below 24, minutes and seconds below 60.
+
+    Else the block is parsed whole, where an unreadable time is untimed and matches no
+    time filter, as `betty_otel.query.query` and stats read it. In C but for one check
+    per distinct hour of the block (a few: a block spans a short time).
+    """
+    joined = b"".join(stamps)
+    if not all(joined[at::32].isdigit() for at in _STAMP_DIGITS):
+        return False
+    if (joined[14::32] + joined[17::32]).translate(None, b"012345"):  # minutes, seconds
+        return False
+    return all(map(_is_hour, set(map(itemgetter(slice(0, 13)), stamps))))
+
+
+def _is_hour(text: bytes) -> bool:
+    """A ``YYYY-MM-DDTHH`` of digits that is an hour (year 1 to 9999, a day of its month)."""
+    try:
+        date.fromisoformat(text[:10].decode())
+    except ValueError:
+        return False
+    return text[11:] < b"24"
 
 
 def _stamp(moment: datetime | None) -> bytes | None:
@@ -181,14 +238,14 @@ class _Reader(ColumnReader):
             mask = self.selection.mask(stamps, spans, values, callers, lines)
         except InexactCapture:
             return list(range(len(stamps)))
-        if not _utc_stamps(stamps):
+        if not (_utc_stamps(stamps) and _real_times(stamps) and _current_layout(block, lines())):
             return list(range(len(stamps)))
         self.counts.seen_columns(stamps, spans)
         if mask is not None:
             stamps = list(compress(stamps, mask))
             spans = list(compress(spans, mask))
             values = list(compress(values, mask))
-            lines = _Lines(block, mask)
+            lines = _Lines(block, mask, lines())
         if stamps:
             self.counts.add_columns(stamps, spans, values, lines.at)
         self._abandoned(block)
@@ -301,14 +358,18 @@ def _lines(found: Block) -> list[bytes]:
 class _Lines:
     """The canonical lines of a block (selected by mask), split only when asked for."""
 
-    def __init__(self, found: Block, mask: list[bool] | None = None) -> None:
+    def __init__(
+        self, found: Block, mask: list[bool] | None = None, split: list[bytes] | None = None
+    ) -> None:
         self.found = found
         self.mask = mask
+        self.split = split
+        """Every canonical line of the block, when already split."""
         self.cache: list[bytes] | None = None
 
     def __call__(self) -> list[bytes]:
         if self.cache is None:
-            lines = _lines(self.found)
+            lines = _lines(self.found) if self.split is None else self.split
             self.cache = lines if self.mask is None else list(compress(lines, self.mask))
         return self.cache
 
@@ -362,7 +423,7 @@ def read_log(path: Path, filters: Filters, progress: Progress | None = None) -> 
 
     newest = next(iter_entries(path, on_damage=_ignore), None)
     oldest = next(iter_entries(path, newest_first=False, on_damage=_ignore), None)
-    if newest is not None and oldest is not None:
+    if newest is not None and oldest is not None and filters.empty:
         counts.expect(entry_time(oldest.get("timestamp")), entry_time(newest.get("timestamp")))
     for fd, size, file in open_log_files(path, newest_first=False, on_damage=on_damage):
         counts.health.files.append((file, size))
