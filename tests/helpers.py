@@ -46,7 +46,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from betty_otel import capture_telemetry, redaction
 from betty_otel._store import TelemetryStore, iter_entries
-from betty_otel.query.parts import Helper
+from betty_otel.query.parallel import Helper
 
 Entry = dict[str, Any]
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from betty_otel._entry import canonical_status
 from betty_otel._report.ingest import read_log
 from betty_otel.query import make_filters
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL, Helper
 from helpers import make_entry
 
 READY = Helper.ready

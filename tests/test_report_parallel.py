@@ -1,6 +1,6 @@
 """The report's read of a large file with a helper process equals a read by one process.
 
-The report reads a file as stats does (`betty_otel.query.parts`): a forked helper counts
+The report reads a file as stats does (`betty_otel.query.parallel`): a forked helper counts
 the last parts, which are taken where the read meets them at a seam. Forced on small
 files with ``BETTY_OTEL_STATS_PARALLEL_BYTES=0`` (32 parts); `Helper.ready` waits for the
 helper from a given part on (a slow parent), so the helper's parts are really used.
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from betty_otel._report.figures import summarize
 from betty_otel._report.ingest import read_log
 from betty_otel.query import make_filters
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL, Helper
 from helpers import make_entry, patient_ready, write_damaged
 
 DAMAGE = [

@@ -21,7 +21,7 @@ import betty_otel
 from betty_otel._report.collect import TOP
 from betty_otel._report.ingest import read_log
 from betty_otel.query import make_filters, query
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL
 from helpers import make_entry, page_figures
 
 DAY = datetime(2025, 1, 6, tzinfo=timezone.utc)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from betty_otel._report.waterfalls import TraceRead, slowest_traces
-from betty_otel.query.parts import ENV_PARALLEL
+from betty_otel.query.parallel import ENV_PARALLEL
 from betty_otel.query.trace import TraceNode, read_traces
 from helpers import append_entries, indent2, make_entry
 

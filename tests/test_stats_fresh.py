@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from betty_otel.query import proof as proof_module
 from betty_otel.query import stats
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL
 from betty_otel.query.proof import Proof
 from betty_otel.query.summary import read_summary, summary_path
 from helpers import append_entries, make_entry

@@ -3,7 +3,7 @@
 A program may find betty_otel only through its own ``sys.path`` (a source checkout
 put there by hand, a ``PYTHONPATH`` relative to its working folder), and may run
 with ``PYTHONSAFEPATH=1``, ``-P`` or ``-I``. The spawned helper
-(`betty_otel.query.parts.worker_command`) must still import the same betty_otel and
+(`betty_otel.query.parallel.worker_command`) must still import the same betty_otel and
 do its parts; at debug level, the log says which way the helper ran and how many
 parts it did. Each case runs in a fresh interpreter that has no betty_otel of its
 own (the base interpreter of this virtual environment), with a slow parent so the
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from betty_otel.query import stats
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL
 from betty_otel.query.summary import summary_path
 from helpers import canonical, make_entry
 
@@ -31,7 +31,7 @@ import json, logging, os, sys, time
 sys.path[:0] = json.loads(os.environ["TEST_EXTRA_PATH"])
 logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
 from betty_otel.query import stats
-from betty_otel.query.parts import Helper
+from betty_otel.query.parallel import Helper
 
 ready = Helper.ready
 
@@ -105,6 +105,7 @@ def test_the_helper_runs_and_says_so_whatever_the_path_options(
     assert json.loads(ran.stdout) == json.loads(json.dumps(alone))
     log = ran.stderr.splitlines()
     started = [line for line in log if "stats helper started" in line]
-    assert started == [f"betty_otel.query.parts: stats helper started ({method}) for 31 parts"], log
-    done = [line for line in log if line.startswith("betty_otel.query.parts: stats helper (")]
-    assert done == [f"betty_otel.query.parts: stats helper ({method}): 31 of 31 parts done"], log
+    name = "betty_otel.query.parallel"
+    assert started == [f"{name}: stats helper started ({method}) for 31 parts"], log
+    done = [line for line in log if line.startswith(f"{name}: stats helper (")]
+    assert done == [f"{name}: stats helper ({method}): 31 of 31 parts done"], log

@@ -1,4 +1,4 @@
-"""Stats read with a helper process (`betty_otel.query.parts`) equal a read by one process.
+"""Stats read with a helper process (`betty_otel.query.parallel`) equal a read by one process.
 
 The helper is forced on small files with ``BETTY_OTEL_STATS_PARALLEL_BYTES=0`` (32
 parts, so split points land on every kind of line), forked or spawned. A small file is read by this
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from betty_otel.query import stats
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper, split_points
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL, Helper, split_points
 from betty_otel.query.proof import Proof
 from betty_otel.query.summary import read_summary, summary_path
 from betty_otel.query.tally import decode_part

@@ -1,6 +1,6 @@
 """A stats helper process that fails, stalls, lies or is left running: stats stays right.
 
-A spawned helper's command (`betty_otel.query.parts.worker_command`) or a forked
+A spawned helper's command (`betty_otel.query.parallel.worker_command`) or a forked
 helper's work (`betty_otel.query.tally.serve_parts`) is replaced to inject the
 faults; whatever it does, the result equals a read by one process, nothing waits
 on it, and no process is left behind (checked with psutil).
@@ -23,7 +23,7 @@ import pytest
 
 from betty_otel.query import stats
 from betty_otel.query.blocks import scan_fd
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL, Helper
 from betty_otel.query.summary import summary_path
 from helpers import canonical, make_entry
 
@@ -68,7 +68,7 @@ def use_command(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
     """Spawn code (python -c) instead of the helper; it gets the helper's argument."""
     monkeypatch.setenv(ENV_PARALLEL, "spawn")
     monkeypatch.setattr(
-        "betty_otel.query.parts.worker_command", lambda: [sys.executable, "-c", code]
+        "betty_otel.query.parallel.worker_command", lambda: [sys.executable, "-c", code]
     )
 
 
@@ -258,7 +258,7 @@ def test_no_helper_where_it_cannot_help(
         monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")
     else:
         monkeypatch.setenv(ENV_PARALLEL, "0")
-    with caplog.at_level(logging.DEBUG, logger="betty_otel.query.parts"):
+    with caplog.at_level(logging.DEBUG, logger="betty_otel.query.parallel"):
         assert repr(stats(log, by="skill")) == expected(log)
     assert started == []
     why = {
@@ -278,7 +278,7 @@ def test_no_helper_where_it_cannot_help(
 
 PROBE = """
 import sys, threading
-from betty_otel.query.parts import start_method
+from betty_otel.query.parallel import start_method
 release = threading.Event()
 if sys.argv[1] == "thread":
     threading.Thread(target=release.wait).start()

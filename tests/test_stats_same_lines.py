@@ -1,6 +1,6 @@
 """stats reads each line the same way however a read of the file is split.
 
-A whole read in this process, a read shared with a helper (`betty_otel.query.parts`:
+A whole read in this process, a read shared with a helper (`betty_otel.query.parallel`:
 which parts the helper does depends on the two processes' speeds), and a read of only
 the bytes after a summary's offset must count the very same lines. The lines that
 could tell them apart are damaged ones: a canonical line damaged after the fields
@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from betty_otel.query import stats
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL, Helper
 from betty_otel.query.summary import read_summary
 from helpers import append_entries
 from test_stats_fresh import BIG, entry, overwrite

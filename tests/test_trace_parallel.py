@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from betty_otel.query import make_filters, stats
 from betty_otel.query.needles import scan_entries
-from betty_otel.query.parts import ENV_MIN_BYTES, ENV_PARALLEL, Helper
+from betty_otel.query.parallel import ENV_MIN_BYTES, ENV_PARALLEL, Helper
 from betty_otel.query.trace import read_traces
 from helpers import make_entry, patient_ready, write_damaged
 

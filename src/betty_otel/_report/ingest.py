@@ -311,7 +311,7 @@ class _Part:
 
 def _read_file(fd: int, size: int, file: Path, selection: _Selection, advance: Progress1) -> None:
     """Read one file, a large one on two CPUs: a forked helper counts its last parts
-    (`betty_otel.query.parts`), as stats reads; the counts are those of one read."""
+    (`betty_otel.query.parallel`), as stats reads; the counts are those of one read."""
     counts = selection.counts
     warn = warn_damage(file)
 

@@ -1,7 +1,7 @@
 """The traces the page draws as waterfalls, read while the rest of the page is built.
 
 Finding a trace's entries is one more read of the whole log (`betty_otel.query.trace`).
-Where a helper may be forked (`betty_otel.query.parts.start_method`), a forked child
+Where a helper may be forked (`betty_otel.query.parallel.start_method`), a forked child
 does that read while this process computes the figures and charts, and hands the
 entries over through a pipe; the trees are built here, as `read_traces` builds them.
 A child that fails to start, dies or hands over anything but the entries only means
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from betty_otel.query.children import fork_child, stop_child
-from betty_otel.query.parts import start_method
+from betty_otel.query.parallel import start_method
 from betty_otel.query.trace import TraceNode, trace_entries, trace_trees
 
 __all__ = ["MAX_TRACES", "TraceRead", "slowest_traces"]

@@ -1,6 +1,6 @@
 """Child processes of stats: forked to run one piece of work, killed and reaped after.
 
-Used by the parallel read's helper (`betty_otel.query.parts`) and by the summary's
+Used by the parallel read's helper (`betty_otel.query.parallel`) and by the summary's
 proof (`betty_otel.query.proof`). Whoever forks decides when it may (no other thread:
 `parts.start_method`); here, the child never returns into the caller's code, and a
 child is always reaped, within a bound.

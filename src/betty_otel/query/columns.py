@@ -30,7 +30,7 @@ from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store import Damage, ForwardParser, parse_entry_line
 from betty_otel._store.format import entry_line_end
 from betty_otel.query.blocks import Block, LinePattern, scan_fd
-from betty_otel.query.parts import Helper, plan, serve, start_method
+from betty_otel.query.parallel import Helper, plan, serve, start_method
 from betty_otel.query.summary import Capture
 
 __all__ = [

@@ -86,7 +86,7 @@ def ordered(values: Iterable[float]) -> list[float]:
     """values sorted, each -0.0 before every 0.0: the same list whatever order they came in.
 
     The two zeros compare equal, so a sort alone keeps them in input order, and a read
-    in parts (`betty_otel.query.parts`) would write another summary or percentile sign.
+    in parts (`betty_otel.query.parallel`) would write another summary or percentile sign.
     """
     found = sorted(values)
     low, high = bisect.bisect_left(found, 0.0), bisect.bisect_right(found, 0.0)

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from betty_otel.query.children import fork_child, stop_child
-from betty_otel.query.parts import min_bytes, start_method
+from betty_otel.query.parallel import min_bytes, start_method
 from betty_otel.query.summary import Record, new_hasher
 
 __all__ = ["Proof"]

@@ -251,7 +251,7 @@ def _runs(groups: dict[str | None, Group]) -> dict[str | None, Group]:
     """Each group with its durations as one sorted run (its sum taken in that order).
 
     Groups and statuses come in a fixed order (by key and word), so the summary
-    written does not depend on the order the file was read in (`betty_otel.query.parts`).
+    written does not depend on the order the file was read in (`betty_otel.query.parallel`).
     """
     done: dict[str | None, Group] = {}
     for key, group in sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or "")):

@@ -9,7 +9,7 @@ then reads only the bytes after that offset.
 A record also holds the xxh3-128 digests (seeded at random, per record) of the bytes
 it counted, in spans that cover the whole prefix up to its offset. The digests are
 taken from the very blocks the scan parsed (`Capture`; a helper's part
-(`betty_otel.query.parts`) hands over the digest of the bytes it parsed), so a record
+(`betty_otel.query.parallel`) hands over the digest of the bytes it parsed), so a record
 describes exactly the bytes it counted, whatever happens to the file during the scan.
 Before a record is used, every span is hashed again from the file and compared
 (`betty_otel.query.proof`): a record is used only when the file still holds the very

@@ -37,7 +37,7 @@ from betty_otel.query.columns import (
 )
 from betty_otel.query.filters import Filters
 from betty_otel.query.groups import MISSING, Group, GroupStats, ordered
-from betty_otel.query.parts import Helper, plan, serve
+from betty_otel.query.parallel import Helper, plan, serve
 from betty_otel.query.summary import Capture, Span
 
 __all__ = [
@@ -332,7 +332,7 @@ def tally_file(
 
     capture, when given, takes the window bytes of what is read (for a summary).
     A large file is read with a helper process on a second CPU
-    (`betty_otel.query.parts`), with the same result.
+    (`betty_otel.query.parallel`), with the same result.
     """
     points = plan(fd, size, start)
     if points is not None:
@@ -357,7 +357,7 @@ def serve_parts(
     fd: int, size: int, points: list[int], by: str, filters: Filters, pattern: LinePattern,
     *, capture: int | None, out: int, notes: int,
 ) -> None:  # fmt: skip
-    """What a helper does (`betty_otel.query.parts.serve`): each part's `tally_part`."""
+    """What a helper does (`betty_otel.query.parallel.serve`): each part's `tally_part`."""
 
     def part(index: int) -> bytes:
         found = tally_part(fd, size, points, index, by, filters, pattern, capture=capture)

@@ -1,7 +1,7 @@
 """The helper process of a parallel stats read, in a new interpreter.
 
-Started by `betty_otel.query.parts.Helper` when it cannot fork, never by hand
-(`betty_otel.query.parts.worker_command`: the interpreter takes the parent's
+Started by `betty_otel.query.parallel.Helper` when it cannot fork, never by hand
+(`betty_otel.query.parallel.worker_command`: the interpreter takes the parent's
 ``sys.path``, then calls `main`): it runs `betty_otel.query.tally.serve_parts` with
 its notes on standard output. The argument is one JSON object (the inherited
 descriptors of the log and of the output file, size, split points, grouping, what
