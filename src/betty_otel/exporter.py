@@ -11,6 +11,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
+import orjson  # noqa: F401 - loaded, so every entry is encoded by it (see betty_otel._jsontext)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
