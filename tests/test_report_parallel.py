@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from betty_otel._report.figures import summarize
@@ -103,6 +103,14 @@ def read(path: Path, caplog: Any, **filters: Any) -> Any:
     damage=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(DAMAGE)), max_size=3),
     first=st.integers(1, 30),
     filters=st.sampled_from([{}, {"status": "failure"}, {"skill": "caf\u00e9", "caller": "CLI"}]),
+)
+@example(  # damage in a canonical-looking line and before it: told in the file's order
+    count=50,
+    minutes=0,
+    legacy=False,
+    damage=[(0.0, DAMAGE[0]), (0.5, DAMAGE[2])],
+    first=1,
+    filters={},
 )
 def test_a_report_read_with_a_helper_equals_one_read_alone(
     tmp_path_factory: pytest.TempPathFactory,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from typing import Any, Final
 
 import orjson
@@ -187,10 +188,15 @@ class ColumnReader:
         """Read [start, stop) with the parser (final: stop is the end of the file)."""
         capture = self.capture
         blocks = scan_fd(self.fd, stop, self.pattern, start=start, parser=self.parser, final=final)
+        # A block's damage comes from two places (its canonical lines parsed whole here,
+        # the rest from scan_fd after the block): told in the file's order, whatever
+        # path found it, so that a read in parts tells the same as one read.
+        damage: list[Damage] = []
         for block in blocks:
             if isinstance(block, Damage):
-                self.add_damage(block)
+                damage.append(block)
                 continue
+            self._tell(damage)
             if capture is not None:
                 capture.add(block.base, block.data, block.last_end)
             self.end = max(self.end, block.last_end)
@@ -199,12 +205,19 @@ class ColumnReader:
                 if left_out:
                     for found in whole_lines(block, left_out):
                         if isinstance(found, Damage):
-                            self.add_damage(found)
+                            damage.append(found)
                         else:
                             self.add_entry(found)
             for entry in block.entries:
                 self.add_entry(entry)
             self.seen(block)
+        self._tell(damage)
+
+    def _tell(self, damage: list[Damage]) -> None:
+        """add_damage for each item, in the file's order; empties the list."""
+        for item in sorted(damage, key=attrgetter("offset")):
+            self.add_damage(item)
+        damage.clear()
 
     def take_columns(self, block: Block) -> list[int]:
         """Take a block's canonical lines from their captures; the indices of those to be
