@@ -152,7 +152,7 @@ class TelemetryStore:
         append of this process holds the store (another thread, or the frame a signal
         handler interrupted), that append closes it as it lets go: never under it (a file
         opened meanwhile could take its number and the entry), never waited for."""
-        thread_lock = self._thread_lock()
+        thread_lock = self._thread_lock(os.getpid())
         self._close_on_unlock = not thread_lock.acquire(blocking=False)
         if not self._close_on_unlock:
             self._forget_descriptor()  # never raises
@@ -185,18 +185,18 @@ class TelemetryStore:
     def _lock(self) -> tuple[_thread.LockType, int]:
         """Take the in-process lock, then flock; return both (the first for _unlock)."""
         deadline = time.monotonic() + self.lock_timeout
-        thread_lock = self._thread_lock()
+        pid = os.getpid()
+        thread_lock = self._thread_lock(pid)
         if not thread_lock.acquire(timeout=self.lock_timeout):
             raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
         try:
-            return thread_lock, self._flock(deadline, os.getpid())
+            return thread_lock, self._flock(deadline, pid)
         except BaseException:
             thread_lock.release()
             raise
 
-    def _thread_lock(self) -> _thread.LockType:
-        """This process's lock of the path (`_store.files.path_lock`), looked up once a process."""
-        pid = os.getpid()
+    def _thread_lock(self, pid: int) -> _thread.LockType:
+        """Process pid's lock of the path (`_store.files.path_lock`), looked up once a process."""
         cached = self._path_lock
         if cached is None or cached[0] != pid:
             cached = self._path_lock = (pid, path_lock(self._key))
