@@ -61,7 +61,8 @@ def render_report(
     wanted = sorted(given) if given is not None else slowest_traces(counts.slowest_entries())
     # One read for all the traces (ids from the log or --trace-id), aside while the
     # figures and charts are made.
-    with TraceRead(base, wanted, 2 * (time.monotonic() - started) + 5) as reading:
+    found = counts.traces.entries(base, wanted) if wanted else None
+    with TraceRead(base, wanted, 2 * (time.monotonic() - started) + 5, found) as reading:
         data = summarize(counts)
         nonce = new_nonce()
 

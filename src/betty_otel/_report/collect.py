@@ -27,6 +27,7 @@ from typing import Any, Final
 from betty_otel._entry import ERROR_STATUSES, canonical_status, has_foreign_text
 from betty_otel._jsontext import JSONDecodeError
 from betty_otel._report.buckets import coarser_prefix, utc_prefix
+from betty_otel._report.traceindex import TraceIndex
 from betty_otel._store import Damage, parse_entry_line
 from betty_otel._timestamps import entry_time
 from betty_otel.query.columns import key_text, span_texts
@@ -129,6 +130,8 @@ class ReportCounts:
         self.abandoned = 0
         """Selected entries a reaper wrote for executions whose process died."""
         self.abandoned_kept: list[tuple[float, int, Source]] = []
+        self.traces = TraceIndex()
+        """Where each trace's entries are (every entry of the log, selected or not)."""
 
     # -- health ---------------------------------------------------------------
 
@@ -232,6 +235,7 @@ class ReportCounts:
         for where, cell in other.parsed.items():
             self.parsed.setdefault(where, Cell()).merge(cell)
         self.spans.update(other.spans)
+        self.traces.merge(other.traces)
         for mine, kept, shift in (
             (self.newest_failures, other.newest_failures, self.seq),
             (self.slowest, other.slowest, self.seq),

@@ -11,10 +11,11 @@ by every reader.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from itertools import compress, repeat
+from itertools import compress
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
@@ -54,22 +55,23 @@ _ABANDONED_NEEDLES: Final = [ABANDONED_TEXT, b"\\"]
 _STAMP_MARKS: Final = ((4, b"-"), (7, b"-"), (10, b"T"), (13, b":"), (16, b":"), (19, b"."))
 _STAMP_MARKS_UTC: Final = ((26, b"+"), (27, b"0"), (28, b"0"), (29, b":"), (30, b"0"), (31, b"0"))
 _STAMP_DIGITS: Final = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25)
-_TRACE_KEY: Final = b',"trace_id":"'
 _OLD_ERROR: Final = b'"error":'
 
 
-def _current_layout(block: Block, lines: list[bytes]) -> bool:
-    """True when no canonical line of a block (lines) is a legacy entry but for its status
-    (each has a trace_id at the top level, none the old ``error`` key) nor has a caller
-    that is not text (each ``"caller"`` is a key whose value is text), checked in C.
+def _current_layout(block: Block) -> bool:
+    """True when no canonical line of a block is a legacy entry but for its status (each
+    ends with the ids, none has the old ``error`` key) nor has a caller that is not
+    text (each ``"caller"`` is a key whose value is text), checked in C.
 
     Else the block's canonical lines are parsed whole, so each entry is counted by one
-    rule whatever path reads it (`ReportCounts.seen_entry`, `add_entry`). A trace_id is
-    at the top level when, from its key to the line's end, there is no bracket but the
-    closing brace and no escape (as the store writes it: span_id and parent_span_id
-    follow). Conservative: a line that only looks doubtful (an ``"error":`` key inside
-    inputs, an escape ``\\u`` that could spell a key) costs a parse, no more.
+    rule whatever path reads it (`ReportCounts.seen_entry`, `add_entry`). A line that
+    ends with the ids as the store writes them has a trace_id of its own (its capture,
+    `betty_otel.query.blocks.line_pattern`). Conservative: a line that only looks
+    doubtful (an ``"error":`` key inside inputs, an escape ``\\u`` that could spell a
+    key) costs a parse, no more.
     """
+    if None in block.columns[-1]:
+        return False
     data = block.data
     for start, end in block.lines:  # the canonical lines only: each is judged by its bytes
         if data.find(_OLD_ERROR, start, end) >= 0:
@@ -78,13 +80,7 @@ def _current_layout(block: Block, lines: list[bytes]) -> bool:
             return False
         if data.find(b"\\", start, end) >= 0 and data.find(b"\\u", start, end) >= 0:
             return False
-    found = list(map(bytes.rfind, lines, repeat(_TRACE_KEY)))
-    if -1 in found:
-        return False
-    tails = b"".join(map(bytes.__getitem__, lines, map(slice, found, repeat(None))))
-    return tails.count(b"}") == len(lines) and not any(
-        mark in tails for mark in (b"{", b"[", b"\\")
-    )
+    return True
 
 
 def _utc_stamps(stamps: list[bytes]) -> bool:
@@ -145,7 +141,7 @@ class _Selection:
     def __init__(self, counts: ReportCounts, filters: Filters) -> None:
         self.counts = counts
         self.filters = filters
-        self.pattern = line_pattern(stamp=True, caller=filters.caller is not None)
+        self.pattern = line_pattern(stamp=True, caller=filters.caller is not None, trace=True)
         self.since = _stamp(filters.since)
         self.until = _stamp(filters.until)
         self.wanted: dict[tuple[bytes, bytes | None], bool] = {}
@@ -224,12 +220,16 @@ class _Reader(ColumnReader):
         self.counts = selection.counts
         self.report = report
         self.progress = progress
+        stat = os.fstat(fd)
+        self.file = stat.st_dev, stat.st_ino
 
     def take_columns(self, block: Block) -> list[int]:
         """The canonical lines of one block, from their captures (all parsed whole when
-        a capture is not exact or a timestamp is not in the store's UTC layout)."""
+        a capture is not exact or a timestamp is not in the store's UTC layout); every
+        line's trace id is indexed, whichever way it is counted."""
         stamps, spans, raw = block.columns[0], block.columns[1], block.columns[2]
-        callers = block.columns[3] if len(block.columns) > 3 else None
+        callers = block.columns[3] if self.selection.pattern.caller else None
+        self.counts.traces.add(self.file, block, block.columns[-1])
         lines = _Lines(block)
         try:
             values = _durations(raw)
@@ -238,7 +238,7 @@ class _Reader(ColumnReader):
             mask = self.selection.mask(stamps, spans, values, callers, lines)
         except InexactCapture:
             return list(range(len(stamps)))
-        if not (_utc_stamps(stamps) and _real_times(stamps) and _current_layout(block, lines())):
+        if not (_utc_stamps(stamps) and _real_times(stamps) and _current_layout(block)):
             return list(range(len(stamps)))
         self.counts.seen_columns(stamps, spans)
         if mask is not None:
@@ -285,6 +285,8 @@ class _Reader(ColumnReader):
         self.report(item)
 
     def seen(self, block: Block) -> None:
+        if block.entries:  # read by the parser: not in the trace index
+            self.counts.traces.complete = False
         self.progress(len(block.data))
 
     def take(self, part: _Part) -> None:

@@ -1,6 +1,8 @@
 """The traces the page draws as waterfalls, read while the rest of the page is built.
 
-Finding a trace's entries is one more read of the whole log (`betty_otel.query.trace`).
+The report's read indexes where each trace's entries are (`traceindex`): when that
+index holds the whole log, the traces are read from the few blocks that hold them.
+Else finding a trace's entries is one more read of the whole log (`betty_otel.query.trace`).
 Where a helper may be forked (`betty_otel.query.parallel.start_method`), a forked child
 does that read while this process computes the figures and charts, and hands the
 entries over through a pipe; the trees are built here, as `read_traces` builds them.
@@ -21,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from betty_otel._report.traceindex import Found
 from betty_otel.query.children import fork_child, stop_child
 from betty_otel.query.parallel import start_method
 from betty_otel.query.trace import TraceNode, trace_entries, trace_trees
@@ -29,9 +32,6 @@ __all__ = ["MAX_TRACES", "TraceRead", "slowest_traces"]
 
 MAX_TRACES: Final = 3
 """Waterfalls of this many of the slowest traces (every trace asked for with trace_id)."""
-
-Found = dict[str, list[dict[str, Any]]]
-"""Each trace id's entries in the log."""
 
 
 def slowest_traces(slowest: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -47,17 +47,22 @@ def slowest_traces(slowest: Iterable[Mapping[str, Any]]) -> list[str]:
 class TraceRead:
     """The trees of trace_ids in the log at base (`result`), read aside when it can be.
 
-    Use as a context manager: on leaving, the child (if any) is killed and reaped.
+    found: the traces' entries when already known (the report's trace index found
+    them): then nothing is read. Use as a context manager: on leaving, the child (if
+    any) is killed and reaped.
     """
 
-    def __init__(self, base: Path, trace_ids: list[str], seconds: float) -> None:
+    def __init__(
+        self, base: Path, trace_ids: list[str], seconds: float, found: Found | None = None
+    ) -> None:
         self.base = base
         self.trace_ids = trace_ids
+        self.found = found
         self.deadline = time.monotonic() + seconds
         """When a child still reading is given up (this process reads instead)."""
         self.pid = 0
         self.fd = -1
-        if trace_ids and start_method() == "fork":
+        if found is None and trace_ids and start_method() == "fork":
             with contextlib.suppress(OSError):  # no child: read here
                 self.pid, self.fd = fork_child(self._work)
 
@@ -75,7 +80,9 @@ class TraceRead:
 
     def result(self) -> dict[str, list[TraceNode]]:
         """The roots of each trace's tree, as `betty_otel.query.trace.read_traces` finds them."""
-        found = self._handed_over() if self.fd >= 0 else None
+        found = self.found
+        if found is None and self.fd >= 0:
+            found = self._handed_over()
         self.close()
         if found is None:
             found = trace_entries(self.base, self.trace_ids)

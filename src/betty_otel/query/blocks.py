@@ -39,6 +39,13 @@ __all__ = [
 ]
 
 _SCAN_BLOCK: Final = 1 << 20
+_ID: Final = rb'(?:null|"[^"\\\n]*")'
+_TRACE_TAIL: Final = (
+    rb'(?:[^\n]*,"trace_id":(null|"[^"\\\n]*"),"span_id":' + _ID + rb',"parent_span_id":'
+    + _ID + rb"|[^\n]*)\},?"
+)  # fmt: skip
+"""A line's end, its trace id captured (raw, with quotes) when the line ends with the ids as
+the store writes them, else None."""
 
 
 @dataclass(frozen=True)
@@ -66,16 +73,24 @@ class LinePattern:
 
 
 @lru_cache(maxsize=16)
-def line_pattern(*, stamp: bool = False, caller: bool = False, bare: bool = False) -> LinePattern:
-    """Capture, in line order: [timestamp], skill+status, duration, [caller]; or nothing.
+def line_pattern(
+    *, stamp: bool = False, caller: bool = False, bare: bool = False, trace: bool = False
+) -> LinePattern:
+    """Capture, in line order: [timestamp], skill+status, duration, [caller], [trace id];
+    or nothing (bare).
 
     skill and status are captured as one span (``SKILL","status":"STATUS``), so
     grouping needs no tuple per line. The caller key is only required when it is
-    captured: every pattern left out makes the scan faster.
+    captured: every pattern left out makes the scan faster. The trace id is captured
+    as its raw JSON value (``"…"`` or ``null``) when the line ends with the ids as the
+    store writes them (``,"trace_id":"…","span_id":"…","parent_span_id":null}``), else
+    None; which lines match does not change. Such a trace id is the entry's own: a
+    quote after a comma is no string's content, and the line's last brace closes the
+    object that holds it.
     """
 
     def cap(value: bytes, wanted: bool = True) -> bytes:
-        return value if wanted and not bare else value.replace(b"(", b"(?:")
+        return value if wanted and not bare else re.sub(rb"\((?!\?)", b"(?:", value)
 
     body = (
         rb'\{"timestamp":'
@@ -83,7 +98,7 @@ def line_pattern(*, stamp: bool = False, caller: bool = False, bare: bool = Fals
         + cap(rb',"skill":"([^"]*","status":"[^"]*)"')
         + cap(rb',"duration_ms":([^,"\[{]*),')
         + (cap(rb'"caller":"([^"]*)",') if caller and not bare else b"")
-        + rb"[^\n]*\},?"
+        + (cap(_TRACE_TAIL) if trace else rb"[^\n]*\},?")
     )
     block = re.compile(b"\n" + body + rb"\r?(?=\n)")
     return LinePattern(block, block.groups, stamp and not bare, caller and not bare)
