@@ -1,10 +1,12 @@
 """The HTML report of the log: `report` writes one self-contained page that opens offline.
 
 ingest: one streaming pass over the log (`betty_otel.query.blocks`) into a
-collect.ReportCounts; waterfalls: the traces drawn, found by a forked child while
-figures (the figures) and charts (plotly figures) are made; sections and page: the
-HTML. Charts need the optional extra ``betty-otel[report]`` (plotly); without it
-`report` raises ImportError saying how to install it, before reading.
+collect.ReportCounts, which also indexes where each trace is (traceindex); waterfalls:
+the traces drawn, from that index (else found by a forked child while figures, the
+figures, and charts, the figures as plotly.js takes them, are made); sections and
+page: the HTML. Charts need the optional extra ``betty-otel[report]`` (plotly's
+package, for plotly.js and its template); without it `report` raises ImportError
+saying how to install it, before reading.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The report's charts as plotly figures (the optional ``report`` extra).
+"""The report's charts as the figures plotly.js draws (the optional ``report`` extra).
+
+Figures are written as the plain dicts plotly.js takes, as plotly's Python API would
+build them (its default template, from the plotly package's data, included): that API
+costs more to import and validate than the whole page takes to build. plotly.js
+itself comes from the package too (`plotly_js`).
 
 Every text that comes from the log (skills, statuses, error messages) is HTML-escaped
 before it goes into a figure: plotly.js renders a small HTML subset in labels,
@@ -10,7 +15,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any, Final
+
+import orjson
 
 from betty_otel._entry import entry_error, value_text
 from betty_otel._leaves import bounded_text
@@ -22,16 +31,19 @@ from betty_otel.query.trace import INDENT_LEVELS, depth_mark, span_bounds
 MISSING_PLOTLY: Final = "the report needs plotly: pip install 'betty-otel[report]'"
 
 try:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-except ImportError as exc:  # the optional extra is not installed
-    raise ImportError(MISSING_PLOTLY) from exc
+    _PLOTLY = find_spec("plotly")
+except ValueError:  # a module without a spec stands in its place
+    _PLOTLY = None
+if _PLOTLY is None or not _PLOTLY.submodule_search_locations:  # the extra is not installed
+    raise ImportError(MISSING_PLOTLY)
+_PACKAGE_DATA: Final = Path(next(iter(_PLOTLY.submodule_search_locations))) / "package_data"
 
 __all__ = [
     "MISSING_PLOTLY",
     "STATUS_COLORS",
     "WATERFALL_ROWS",
     "Figure",
+    "plotly_js",
     "timeline",
     "trends",
     "waterfall",
@@ -97,33 +109,38 @@ def _layout(title: str, **extra: Any) -> dict[str, Any]:
     return layout
 
 
-def _figure(fig: Any) -> Figure:
-    """A plotly figure as the plain dict plotly.js takes (validated by plotly on the way)."""
-    result: Figure = fig.to_plotly_json()
-    return result
+def plotly_js() -> str:
+    """plotly.js, as the plotly package ships it (minified)."""
+    return (_PACKAGE_DATA / "plotly.min.js").read_text(encoding="utf-8")
+
+
+def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> Figure:
+    """A figure with plotly's default template, as its Python API writes it."""
+    template = orjson.loads((_PACKAGE_DATA / "templates" / "plotly.json").read_bytes())
+    return {"data": data, "layout": {**layout, "template": template}}
 
 
 def timeline(data: ReportData) -> Figure:
     """Executions per time bucket, stacked by status (every bucket, 0 where a status has none)."""
-    fig = go.Figure()
-    for status, points in data.timeline.items():
-        fig.add_trace(
-            go.Bar(
-                x=[_when(start) for start, _ in points],
-                y=[count for _, count in points],
-                name=text(status),
-                marker_color=STATUS_COLORS.get(status, _OTHER_COLOR),
-                xperiod=data.unit.seconds * 1000 if data.unit.seconds else None,
-                xperiodalignment="start" if data.unit.seconds else None,
-                hovertemplate=f"%{{x}}<br>{text(status)}: %{{y:,}}<extra></extra>",
-            )
-        )
-    fig.update_layout(
-        _layout(f"Executions per {data.unit.name}, by status (UTC)", barmode="stack", height=360)
+    period = {"xperiod": data.unit.seconds * 1000, "xperiodalignment": "start"}
+    bars = [
+        {
+            "hovertemplate": f"%{{x}}<br>{text(status)}: %{{y:,}}<extra></extra>",
+            "marker": {"color": STATUS_COLORS.get(status, _OTHER_COLOR)},
+            "name": text(status),
+            "x": [_when(start) for start, _ in points],
+            **(period if data.unit.seconds else {}),
+            "y": [count for _, count in points],
+            "type": "bar",
+        }
+        for status, points in data.timeline.items()
+    ]
+    layout = _layout(
+        f"Executions per {data.unit.name}, by status (UTC)", barmode="stack", height=360
     )
-    fig.update_xaxes(type="date")
-    fig.update_yaxes(title_text="executions", rangemode="tozero")
-    return _figure(fig)
+    layout["xaxis"] = {"type": "date"}
+    layout["yaxis"] = {"title": {"text": "executions"}, "rangemode": "tozero"}
+    return _figure(bars, layout)
 
 
 def _trend_value(point: TrendPoint, field: str) -> float | None:
@@ -137,41 +154,68 @@ def trends(data: ReportData) -> Figure:
     """Per skill (the most executed): count, failure rate and p50/p95/p99 per time bucket.
 
     A bucket without executions of the skill counts 0 and has no rate or percentile:
-    those lines stop there and start again at the next bucket with executions.
+    those lines stop there and start again at the next bucket with executions. One row
+    per measure, sharing the time axis (as plotly's make_subplots lays them out).
     """
-    fig = make_subplots(
-        rows=len(_TREND_ROWS),
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.03,
-        subplot_titles=[label for label, _ in _TREND_ROWS],
-    )
+    lines = []
     for index, (skill, points) in enumerate(data.trends.items()):
         color = _SKILL_COLORS[index % len(_SKILL_COLORS)]
         name = text(skill)
         for row, (label, field) in enumerate(_TREND_ROWS, 1):
-            fig.add_trace(
-                go.Scatter(
-                    x=[_when(point.start) for point in points],
-                    y=[_trend_value(point, field) for point in points],
-                    mode="lines+markers",
-                    connectgaps=False,  # a bucket without executions breaks the line
-                    name=name,
-                    legendgroup=name,
-                    showlegend=row == 1,
-                    line={"color": color, "width": 1.5},
-                    marker={"size": 5},
-                    hovertemplate=f"{name}<br>%{{x}}<br>{label}: %{{y:,}}<extra></extra>",
-                ),
-                row=row,
-                col=1,
+            axis = "" if row == 1 else str(row)
+            lines.append(
+                {
+                    "connectgaps": False,  # a bucket without executions breaks the line
+                    "hovertemplate": f"{name}<br>%{{x}}<br>{label}: %{{y:,}}<extra></extra>",
+                    "legendgroup": name,
+                    "line": {"color": color, "width": 1.5},
+                    "marker": {"size": 5},
+                    "mode": "lines+markers",
+                    "name": name,
+                    "showlegend": row == 1,
+                    "x": [_when(point.start) for point in points],
+                    "y": [_trend_value(point, field) for point in points],
+                    "type": "scatter",
+                    "xaxis": f"x{axis}",
+                    "yaxis": f"y{axis}",
+                }
             )
-    fig.update_layout(
-        _layout(f"Per skill, per {data.unit.name} (UTC)", height=900, hovermode="closest")
-    )
-    fig.update_layout(legend={"orientation": "h", "y": -0.06})
-    fig.update_yaxes(rangemode="tozero")
-    return _figure(fig)
+    layout = _layout(f"Per skill, per {data.unit.name} (UTC)", height=900, hovermode="closest")
+    layout.update(_rows([label for label, _ in _TREND_ROWS], spacing=0.03))
+    layout["legend"] = {**layout["legend"], "y": -0.06}
+    return _figure(lines, layout)
+
+
+def _rows(titles: list[str], spacing: float) -> dict[str, Any]:
+    """The axes and titles of one column of rows that share the x axis, top to bottom, as
+    make_subplots(rows, 1, shared_xaxes=True, vertical_spacing, subplot_titles) lays them out."""
+    count = len(titles)
+    height = (1.0 - spacing * (count - 1)) / count
+    last = f"x{count}"
+    found: dict[str, Any] = {"annotations": []}
+    for row in range(1, count + 1):
+        below = count - row  # rows under this one
+        low = below * height + below * spacing
+        high = min(low + height, 1.0)
+        name = "" if row == 1 else str(row)
+        found[f"xaxis{name}"] = {"anchor": f"y{name}", "domain": [0.0, 1.0]}
+        if row < count:
+            found[f"xaxis{name}"].update(matches=last, showticklabels=False)
+        found[f"yaxis{name}"] = {"anchor": f"x{name}", "domain": [low, high], "rangemode": "tozero"}
+        found["annotations"].append(
+            {
+                "font": {"size": 16},
+                "showarrow": False,
+                "text": titles[row - 1],
+                "x": 0.5,
+                "xanchor": "center",
+                "xref": "paper",
+                "y": high,
+                "yanchor": "bottom",
+                "yref": "paper",
+            }
+        )
+    return found
 
 
 def _hover(entry: Mapping[str, Any], note: str | None) -> str:
@@ -229,31 +273,33 @@ def waterfall(trace_id: str, roots: Iterable[TraceNode], limit: int = WATERFALL_
     title = f"Trace {trace_id}"
     if total > len(rows):
         title += f": {len(rows):,} of {total:,} executions shown (depth first)"
-    fig = go.Figure(
-        go.Bar(
-            orientation="h",
-            y=list(range(len(rows))),
-            base=[times[0] - origin for _, _, times in rows],
-            x=[max(times[1] - times[0], 0.001) for _, _, times in rows],
-            marker_color=[
+    bar = {
+        "base": [times[0] - origin for _, _, times in rows],
+        "hoverinfo": "text",
+        "hovertext": [_hover(node.entry, node.note) for _, node, _ in rows],
+        "marker": {
+            "color": [
                 STATUS_COLORS.get(status if isinstance(status, str) else "", _OTHER_COLOR)
                 for status in statuses
-            ],
-            hovertext=[_hover(node.entry, node.note) for _, node, _ in rows],
-            hoverinfo="text",
-            showlegend=False,
-        )
+            ]
+        },
+        "orientation": "h",
+        "showlegend": False,
+        "x": [max(times[1] - times[0], 0.001) for _, _, times in rows],
+        "y": list(range(len(rows))),
+        "type": "bar",
+    }
+    layout = _layout(
+        title,
+        height=max(160, 60 + 26 * len(rows)),
+        bargap=0.25,
+        margin={"l": 220, "r": 20, "t": 50, "b": 40},
     )
-    fig.update_layout(
-        _layout(
-            title,
-            height=max(160, 60 + 26 * len(rows)),
-            bargap=0.25,
-            margin={"l": 220, "r": 20, "t": 50, "b": 40},
-        )
-    )
-    fig.update_yaxes(
-        tickvals=list(range(len(rows))), ticktext=labels, autorange="reversed", automargin=True
-    )
-    fig.update_xaxes(title_text="ms since the trace's first start", rangemode="tozero")
-    return _figure(fig)
+    layout["xaxis"] = {"title": {"text": "ms since the trace's first start"}, "rangemode": "tozero"}
+    layout["yaxis"] = {
+        "automargin": True,
+        "autorange": "reversed",
+        "ticktext": labels,
+        "tickvals": list(range(len(rows))),
+    }
+    return _figure([bar], layout)

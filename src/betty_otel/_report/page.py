@@ -15,12 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
-import plotly.offline
 
 from betty_otel._entry import entry_error, number_text, value_text
 from betty_otel._leaves import bounded_text
 from betty_otel._report.buckets import utc_moment
-from betty_otel._report.charts import Figure
+from betty_otel._report.charts import Figure, plotly_js
 from betty_otel._report.figures import ReportData
 
 __all__ = ["Section", "page", "table"]
@@ -148,7 +147,7 @@ def page(title: str, subtitle: str, sections: Sequence[Section], nonce: str) -> 
         f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{_STYLE}</style>"
-        f'<script nonce="{nonce}">{plotly.offline.get_plotlyjs()}</script>'
+        f'<script nonce="{nonce}">{plotly_js()}</script>'
         "</head><body>"
         f"<header><h1>{esc(title)}</h1><p>{subtitle}</p></header>"
         f"<main>{body}</main>"
