@@ -95,3 +95,35 @@ def test_stats_and_the_report_read_odd_captures_as_a_whole_parse_does(tmp_path: 
     assert {row.skill: row.count for row in data.skills} == expected
     assert data.health.damaged == 2
     assert data.health.no_duration == 4
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        '"timestamp":"2025-10-24',
+        '"skill":"phan',
+        '"status":"succ',
+        '"duration_ms":1',
+        '"caller":"CL',
+    ],
+)
+def test_two_lines_the_first_cut_inside_a_value_are_damage_not_an_entry(
+    tmp_path: Path, cut: str
+) -> None:
+    """A newline inside a value (a write cut there, then the rest of the line): the two
+    lines are no JSON, so stats, stats by caller and the report count no entry of them,
+    as `query` reads them; the damage is told."""
+    line = canonical_line(1, "phantom").decode()
+    at = line.index(cut) + len(cut)
+    broken = (line[:at] + "\n" + line[at:]).encode()
+    path = write(
+        tmp_path / "telemetry.json", [canonical_line(0, "ok"), broken, canonical_line(2, "ok")]
+    )
+    assert {key: group.count for key, group in stats(path).items()} == {"ok": 2}
+    assert {key: group.count for key, group in stats(path, by="caller").items()} == {"CLI": 2}
+    assert {key: group.count for key, group in stats(path, caller="CLI").items()} == {"ok": 2}
+    data = summarize(read_log(path, make_filters()))
+    assert {row.skill: row.count for row in data.skills} == {"ok": 2}
+    assert data.health.damaged >= 1
+    selected = summarize(read_log(path, make_filters(caller="CLI")))
+    assert {row.skill: row.count for row in selected.skills} == {"ok": 2}

@@ -326,7 +326,7 @@ def test_a_summary_of_the_older_version_is_replaced(tmp_path: Path) -> None:
     summary.write_bytes(b"betty-otel stats summary 1\n" + bytes(64))
     summary.chmod(0o600)
     assert figures(stats(path)) == recount(path, tmp_path)
-    assert summary.read_bytes().startswith(b"betty-otel stats summary 3\n")
+    assert summary.read_bytes().startswith(b"betty-otel stats summary 4\n")
     assert read_summary(path)[0].end > 0
 
 

@@ -61,26 +61,29 @@ _OLD_ERROR: Final = b'"error":'
 def _current_layout(block: Block) -> bool:
     """True when no canonical line of a block is a legacy entry but for its status (each
     ends with the ids, none has the old ``error`` key) nor has a caller that is not
-    text (each ``"caller"`` is a key whose value is text), checked in C.
+    text, checked in C.
 
     Else the block's canonical lines are parsed whole, so each entry is counted by one
-    rule whatever path reads it (`ReportCounts.seen_entry`, `add_entry`). A line that
-    ends with the ids as the store writes them has a trace_id of its own (its capture,
-    `betty_otel.query.blocks.line_pattern`). Conservative: a line that only looks
-    doubtful (an ``"error":`` key inside inputs, an escape ``\\u`` that could spell a
-    key) costs a parse, no more.
+    rule whatever path reads it (`ReportCounts.seen_entry`, `add_entry`). The captures
+    (`_Selection.pattern`) tell which lines end with the ids as the store writes them
+    (then their trace_id is their own) and which have a text caller after their
+    duration: when all have, one ``"caller"`` a line means no other (a duplicate key
+    counts by its last value). Conservative: a line that only looks doubtful (an
+    ``"error":`` key or a ``"caller"`` text inside inputs, an escape ``\\u`` that could
+    spell a key) costs a parse, no more.
     """
-    if None in block.columns[-1]:
+    callers, ids = block.columns[3], block.columns[-1]
+    if None in ids or None in callers:
         return False
     data = block.data
+    found = 0
     for start, end in block.lines:  # the canonical lines only: each is judged by its bytes
         if data.find(_OLD_ERROR, start, end) >= 0:
             return False
-        if data.count(b'"caller"', start, end) != data.count(b'"caller":"', start, end):
-            return False
         if data.find(b"\\", start, end) >= 0 and data.find(b"\\u", start, end) >= 0:
             return False
-    return True
+        found += data.count(b'"caller"', start, end)
+    return found == len(callers)
 
 
 def _utc_stamps(stamps: list[bytes]) -> bool:
@@ -141,7 +144,7 @@ class _Selection:
     def __init__(self, counts: ReportCounts, filters: Filters) -> None:
         self.counts = counts
         self.filters = filters
-        self.pattern = line_pattern(stamp=True, caller=filters.caller is not None, trace=True)
+        self.pattern = line_pattern(stamp=True, any_caller=True, trace=True)
         self.since = _stamp(filters.since)
         self.until = _stamp(filters.until)
         self.wanted: dict[tuple[bytes, bytes | None], bool] = {}
@@ -228,7 +231,7 @@ class _Reader(ColumnReader):
         a capture is not exact or a timestamp is not in the store's UTC layout); every
         line's trace id is indexed, whichever way it is counted."""
         stamps, spans, raw = block.columns[0], block.columns[1], block.columns[2]
-        callers = block.columns[3] if self.selection.pattern.caller else None
+        callers = block.columns[3] if self.selection.filters.caller is not None else None
         self.counts.traces.add(self.file, block, block.columns[-1])
         lines = _Lines(block)
         try:

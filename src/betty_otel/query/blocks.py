@@ -56,12 +56,13 @@ class LinePattern:
     timestamp, skill, status, duration_ms in this order and ends with ``}`` or
     ``},``. `re.split` of a block by it leaves nothing between two such lines, so
     one C call both extracts the captures of every line and proves that every
-    line was one. Captured strings are raw JSON text (still escaped): ``[^"]*``
+    line was one. Captured strings are raw JSON text (still escaped): ``[^"\\n]*``
     stops at the first quote, which in valid JSON followed by ``","key":`` is the
-    string's real end. A duration is captured only when it is a scalar other than
-    a string (a number, null, true, false), so each capture is a whole JSON value;
-    a line whose captures are not valid JSON is caught when decoded
-    (`betty_otel.query.stats`).
+    string's real end, and never at a newline: a match never spans two lines (the
+    first cut inside a value), which are damage, not an entry. A duration is captured
+    only when it is a scalar other than a string (a number, null, true, false), so
+    each capture is a whole JSON value; a line whose captures are not valid JSON is
+    caught when decoded (`betty_otel.query.stats`).
     """
 
     block: re.Pattern[bytes]
@@ -74,14 +75,21 @@ class LinePattern:
 
 @lru_cache(maxsize=16)
 def line_pattern(
-    *, stamp: bool = False, caller: bool = False, bare: bool = False, trace: bool = False
+    *,
+    stamp: bool = False,
+    caller: bool = False,
+    bare: bool = False,
+    trace: bool = False,
+    any_caller: bool = False,
 ) -> LinePattern:
     """Capture, in line order: [timestamp], skill+status, duration, [caller], [trace id];
     or nothing (bare).
 
     skill and status are captured as one span (``SKILL","status":"STATUS``), so
     grouping needs no tuple per line. The caller key is only required when it is
-    captured: every pattern left out makes the scan faster. The trace id is captured
+    captured: every pattern left out makes the scan faster; with any_caller, the caller is
+    captured when it is text right after the duration, else None, and which lines match
+    does not change. The trace id is captured
     as its raw JSON value (``"…"`` or ``null``) when the line ends with the ids as the
     store writes them (``,"trace_id":"…","span_id":"…","parent_span_id":null}``), else
     None; which lines match does not change. Such a trace id is the entry's own: a
@@ -94,14 +102,15 @@ def line_pattern(
 
     body = (
         rb'\{"timestamp":'
-        + cap(rb'"([^"]*)"', stamp)
-        + cap(rb',"skill":"([^"]*","status":"[^"]*)"')
-        + cap(rb',"duration_ms":([^,"\[{]*),')
-        + (cap(rb'"caller":"([^"]*)",') if caller and not bare else b"")
+        + cap(rb'"([^"\n]*)"', stamp)
+        + cap(rb',"skill":"([^"\n]*","status":"[^"\n]*)"')
+        + cap(rb',"duration_ms":([^,"\[{\n]*),')
+        + (cap(rb'"caller":"([^"\n]*)",') if caller and not bare else b"")
+        + (cap(rb'(?:"caller":"([^"\n]*)",)?') if any_caller and not caller else b"")
         + (cap(_TRACE_TAIL) if trace else rb"[^\n]*\},?")
     )
     block = re.compile(b"\n" + body + rb"\r?(?=\n)")
-    return LinePattern(block, block.groups, stamp and not bare, caller and not bare)
+    return LinePattern(block, block.groups, stamp and not bare, (caller or any_caller) and not bare)
 
 
 @dataclass

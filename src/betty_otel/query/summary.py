@@ -64,7 +64,8 @@ SUFFIX: Final = ".stats"
 """The summary's name is the log's name plus this."""
 _FAMILY: Final = b"betty-otel stats summary "
 """How every version of the summary starts: a file starting so may be replaced."""
-_MAGIC: Final = _FAMILY + b"3\n"
+_MAGIC: Final = _FAMILY + b"4\n"
+"""Version 4: version 3 counted two lines whose first was cut inside a value as one entry."""
 _MAX_BYTES: Final = 1 << 31
 """A summary larger than this is not read."""
 _MAX_SPANS: Final = 4096
