@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from betty_otel._entry import ERROR_STATUSES, STATUSES
 from betty_otel._report.buckets import DisplayUnit, choose_unit, prefix_start
 from betty_otel._report.collect import Cell, Health, ReportCounts
-from betty_otel.query.groups import SortedValues
+from betty_otel.query.groups import SortedValues, ordered
 
 __all__ = ["ReportData", "SkillRow", "TrendPoint", "percentiles", "summarize"]
 
@@ -96,14 +96,15 @@ def summarize(counts: ReportCounts, trend_skills: int = 8) -> ReportData:
     health.untimed = sum(cell.count for (start, _, _), cell in cells.items() if start is None)
     timed = [start for start, _, _ in cells if start is not None]
     buckets = unit.starts(min(timed), max(timed)) if timed else []
-    skills = _skill_rows(cells)
+    per_skill = _per_skill(cells)
+    skills = _skill_rows(per_skill)
     return ReportData(
         health=health,
         matched=counts.matched,
         unit=unit,
         timeline=_timeline(cells, buckets),
         skills=skills,
-        trends={row.skill: _trend(cells, row.skill, buckets) for row in skills[:trend_skills]},
+        trends={row.skill: _trend(per_skill[row.skill], buckets) for row in skills[:trend_skills]},
         failures=counts.failures(),
         slowest=counts.slowest_entries(),
     )
@@ -121,50 +122,71 @@ def _timeline(
     return {status: [(start, per[status][start]) for start in buckets] for status in order}
 
 
-def _skill_rows(cells: dict[tuple[float | None, str, str], Cell]) -> list[SkillRow]:
-    merged: dict[str, Cell] = {}
-    statuses: dict[str, Counter[str]] = {}
-    for (_, skill, status), cell in cells.items():
-        merged.setdefault(skill, Cell()).merge(cell)
-        statuses.setdefault(skill, Counter())[status] += cell.count
+@dataclass
+class _SkillCells:
+    """One skill's entries per bucket (durations sorted), its failures per bucket and its
+    count per status (in the order the cells came)."""
+
+    buckets: dict[float | None, Cell] = field(default_factory=dict)
+    failures: Counter[float | None] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+
+
+def _per_skill(cells: dict[tuple[float | None, str, str], Cell]) -> dict[str, _SkillCells]:
+    """The cells regrouped per skill and bucket, each bucket's durations sorted once: its
+    trend point's percentiles read them as they are, and the skill's sort over all its
+    buckets only merges these sorted runs."""
+    found: dict[str, _SkillCells] = {}
+    for (start, skill, status), cell in cells.items():
+        mine = found.get(skill)
+        if mine is None:
+            mine = found[skill] = _SkillCells()
+        bucket = mine.buckets.get(start)
+        if bucket is None:
+            bucket = mine.buckets[start] = Cell()
+        bucket.merge(cell)
+        mine.statuses[status] += cell.count
+        if status in ERROR_STATUSES:
+            mine.failures[start] += cell.count
+    for mine in found.values():
+        for bucket in mine.buckets.values():
+            bucket.durations = array("d", ordered(bucket.durations))
+    return found
+
+
+def _skill_rows(per_skill: dict[str, _SkillCells]) -> list[SkillRow]:
     rows = []
-    for skill, cell in merged.items():
-        failures = sum(n for status, n in statuses[skill].items() if status in ERROR_STATUSES)
-        p50, p95, p99 = percentiles(cell.durations)
+    for skill, mine in per_skill.items():
+        count = sum(bucket.count for bucket in mine.buckets.values())
+        failures = sum(n for status, n in mine.statuses.items() if status in ERROR_STATUSES)
+        durations = array("d")
+        for bucket in mine.buckets.values():
+            durations.extend(bucket.durations)
+        p50, p95, p99 = percentiles(durations)
         rows.append(
             SkillRow(
                 skill=skill,
-                count=cell.count,
+                count=count,
                 failures=failures,
-                failure_rate=failures / cell.count if cell.count else 0.0,
+                failure_rate=failures / count if count else 0.0,
                 p50=p50,
                 p95=p95,
                 p99=p99,
-                statuses=dict(statuses[skill].most_common()),
+                statuses=dict(mine.statuses.most_common()),
             )
         )
     rows.sort(key=lambda row: (-row.count, row.skill))
     return rows
 
 
-def _trend(
-    cells: dict[tuple[float | None, str, str], Cell], skill: str, buckets: list[float]
-) -> list[TrendPoint]:
-    found: dict[float, Cell] = {}
-    failures: Counter[float] = Counter()
-    for (start, name, status), cell in cells.items():
-        if name != skill or start is None:
-            continue
-        found.setdefault(start, Cell()).merge(cell)
-        if status in ERROR_STATUSES:
-            failures[start] += cell.count
+def _trend(mine: _SkillCells, buckets: list[float]) -> list[TrendPoint]:
     points = []
     for start in buckets:
-        bucket = found.get(start)
+        bucket = mine.buckets.get(start)
         if bucket is None or not bucket.count:
             points.append(TrendPoint(start, 0, None, None, None, None))
             continue
         p50, p95, p99 = percentiles(bucket.durations)
-        rate = failures[start] / bucket.count
+        rate = mine.failures[start] / bucket.count
         points.append(TrendPoint(start, bucket.count, rate, p50, p95, p99))
     return points

@@ -56,13 +56,16 @@ class LinePattern:
     timestamp, skill, status, duration_ms in this order and ends with ``}`` or
     ``},``. `re.split` of a block by it leaves nothing between two such lines, so
     one C call both extracts the captures of every line and proves that every
-    line was one. Captured strings are raw JSON text (still escaped): ``[^"\\n]*``
+    line was one. Captured strings are raw JSON text (still escaped): ``[^"]*``
     stops at the first quote, which in valid JSON followed by ``","key":`` is the
-    string's real end, and never at a newline: a match never spans two lines (the
-    first cut inside a value), which are damage, not an entry. A duration is captured
-    only when it is a scalar other than a string (a number, null, true, false), so
-    each capture is a whole JSON value; a line whose captures are not valid JSON is
-    caught when decoded (`betty_otel.query.stats`).
+    string's real end. A capture may span a newline (a line cut inside a value, the
+    rest on the next line): the scanner takes no such match (`scan_fd`; a bare
+    pattern, which captures nothing, stands for physical lines anyway), as those
+    lines are damage, not an entry (``[^"\\n]`` in the pattern would cost a third
+    of the scan). A duration is captured only when it is a scalar other than a
+    string (a number, null, true, false), so each capture is a whole JSON value; a
+    line whose captures are not valid JSON is caught when decoded
+    (`betty_otel.query.stats`).
     """
 
     block: re.Pattern[bytes]
@@ -102,11 +105,11 @@ def line_pattern(
 
     body = (
         rb'\{"timestamp":'
-        + cap(rb'"([^"\n]*)"', stamp)
-        + cap(rb',"skill":"([^"\n]*","status":"[^"\n]*)"')
-        + cap(rb',"duration_ms":([^,"\[{\n]*),')
-        + (cap(rb'"caller":"([^"\n]*)",') if caller and not bare else b"")
-        + (cap(rb'(?:"caller":"([^"\n]*)",)?') if any_caller and not caller else b"")
+        + cap(rb'"([^"]*)"', stamp)
+        + cap(rb',"skill":"([^"]*","status":"[^"]*)"')
+        + cap(rb',"duration_ms":([^,"\[{]*),')
+        + (cap(rb'"caller":"([^"]*)",') if caller and not bare else b"")
+        + (cap(rb'(?:"caller":"([^"]*)",)?') if any_caller and not caller else b"")
         + (cap(_TRACE_TAIL) if trace else rb"[^\n]*\},?")
     )
     block = re.compile(b"\n" + body + rb"\r?(?=\n)")
@@ -234,7 +237,12 @@ def _read_region(
     if parser.between_elements:
         parts = pattern.block.split(memoryview(data)[first : last + 1])
         gaps = parts[::stride]
-        if len(gaps) > 1 and gaps[-1] == b"\n" and gaps.count(b"") == len(gaps) - 1:
+        if (
+            len(gaps) > 1
+            and gaps[-1] == b"\n"
+            and gaps.count(b"") == len(gaps) - 1
+            and b"\n" not in b"".join(filter(None, parts[:-1]))  # no match spans two lines
+        ):
             for index, column in enumerate(found.columns, 1):
                 column.extend(parts[index::stride])
             found.lines.append((first + 1, last))
@@ -245,6 +253,8 @@ def _read_region(
     skipped: bool | None = None  # the comma of the last line taken by regex, not yet skipped
     for match in pattern.block.finditer(data, first, last + 1):
         start, end = match.span()
+        if data.find(b"\n", start + 1, end) >= 0:
+            continue  # a match across two lines (the first cut inside a value): parsed
         if start > position or not parser.between_elements:
             if skipped is not None:
                 parser.skip_entry_line(comma=skipped)
