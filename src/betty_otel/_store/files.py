@@ -17,12 +17,7 @@ from pathlib import Path
 from betty_otel._logs import logger
 from betty_otel._store.errors import StoreError
 
-TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 __all__ = [
-    "PathLock",
     "after_fork_in_child",
     "aside_path",
     "backup_path",
@@ -127,44 +122,20 @@ def fcntl_flock(fd: int, *, unlock: bool) -> bool:
 # In-process locking. flock is per open file description, so threads of one
 # process share a per-path lock (kept here); a forked child gets fresh locks and
 # never uses (or unlocks) a descriptor inherited from its parent. The locks come from
-# _thread: they are the very objects threading.RLock() makes, and a one-shot capture
+# _thread: they are the very objects threading.Lock() makes, and a one-shot capture
 # then never imports threading.
 
-
-class PathLock:
-    """The lock the threads of this process take before flock on one file, and what is
-    left to the append that holds it.
-
-    Re-entrant, and depth says whether an append holds it: so a signal handler that
-    records while the thread it interrupted is inside an append learns so at once,
-    instead of waiting its lock_timeout for itself. Its lines are then deferred: the
-    append it interrupted writes them as it lets go (`TelemetryStore`), as does a
-    later one. A store closed while another holds the lock is closed by that one.
-    """
-
-    __slots__ = ("closing", "deferred", "depth", "lock")
-
-    def __init__(self) -> None:
-        self.lock = _thread.RLock()
-        self.depth = 0
-        """1 while an append or another change of the file holds the lock, else 0."""
-        self.deferred: list[bytes] = []
-        """Encoded entries of appends that came while the lock was held by their own thread."""
-        self.closing: list[Callable[[], None]] = []
-        """Closes of stores asked for while the lock was held: run by the holder as it lets go."""
-
-
-_path_locks: dict[str, PathLock] = {}
+_path_locks: dict[str, _thread.LockType] = {}
 """One in-process lock per log file, beside flock; emptied by `betty_otel._state.reset`."""
 _path_locks_lock = _thread.allocate_lock()
 
 
-def path_lock(key: str) -> PathLock:
+def path_lock(key: str) -> _thread.LockType:
     """The lock that the threads of this process take before flock on the file key."""
     with _path_locks_lock:
         lock = _path_locks.get(key)
         if lock is None:
-            lock = _path_locks[key] = PathLock()
+            lock = _path_locks[key] = _thread.allocate_lock()
         return lock
 
 

@@ -16,23 +16,27 @@ Betty writer's late bytes and its cap in check.
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import errno
 import os
+import stat
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from betty_otel._logs import logger
-from betty_otel._store.errors import StoreError
+from betty_otel._store.errors import LockTimeoutError, StoreError
 from betty_otel._store.files import (
-    PathLock,
     aside_path,
     backup_path,
+    fcntl_flock,
+    fsync_dir,
+    path_lock,
     pwrite_all,
     restore_end,
 )
 from betty_otel._store.format import BOM, CLOSE, SEP, encode_entry
-from betty_otel._store.holding import LockedFile, ReentrantError
-from betty_otel._store.last_write import still_ends_with, tail_to_remember
+from betty_otel._store.last_write import OpenLog, still_ends_with, tail_to_remember
 from betty_otel._store.legacy import ORIGINAL_CAP, CapGuard, late_newline_at, settled_end
 from betty_otel._store.lines import head_kind
 from betty_otel._store.location import resolve_path
@@ -40,12 +44,16 @@ from betty_otel._store.tail import insertion_point
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING: a capture does not import typing
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 __all__ = ["TelemetryStore"]
 
+_OPEN_FLAGS: Final = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_TRIES: Final = 5
+"""Creations in a row before giving up on a path that something keeps removing."""
 
-class TelemetryStore(LockedFile):
+
+class TelemetryStore:
     """Append entries to, and repair, one telemetry file.
 
     Args:
@@ -88,9 +96,15 @@ class TelemetryStore(LockedFile):
         if legacy_cap < 10:
             msg = f"legacy_cap must be >= 10 entries, got {legacy_cap!r}"
             raise ValueError(msg)
-        super().__init__(resolve_path(path), fsync=fsync, lock_timeout=lock_timeout)
+        self.path = resolve_path(path)
+        self.fsync = fsync
+        self.lock_timeout = lock_timeout
         self.max_bytes = max_bytes
         self.backups = backups
+        self._key = str(self.path)
+        self._open: OpenLog | None = None
+        self._path_lock: tuple[int, _thread.LockType] | None = None  # (pid, lock), see _lock
+        self._close_on_unlock = False
         self._cap = CapGuard(self.path, legacy_cap)
 
     # -- public -------------------------------------------------------------
@@ -111,20 +125,13 @@ class TelemetryStore(LockedFile):
         if not lines:  # an empty batch would leave a trailing comma before the bracket
             return
         # The hot path: _lock/_unlock directly, not the generator behind locked().
+        thread_lock, fd = self._lock()
         try:
-            held, fd = self._lock()
-        except ReentrantError as reentered:  # a signal handler, in an append of its own thread
-            reentered.held.deferred.extend(lines)
-            return
-        try:
-            self._append_all(fd, lines)
+            if self.max_bytes:
+                fd = self._maybe_rotate(fd, sum(len(line) + 2 for line in lines) + 2)
+            self._append_locked(fd, lines)
         finally:
-            self._unlock(held)
-
-    def _append_all(self, fd: int, lines: Sequence[bytes]) -> None:
-        if self.max_bytes:
-            fd = self._maybe_rotate(fd, sum(len(line) + 2 for line in lines) + 2)
-        self._append_locked(fd, lines)
+            self._unlock(thread_lock)
 
     def repair(self) -> int:
         """Repair the file under the lock; return the number of bytes removed.
@@ -140,28 +147,148 @@ class TelemetryStore(LockedFile):
         with self.locked() as fd:
             return self._repair_locked(fd)
 
-    def _unlock(self, held: PathLock) -> None:
-        """Append what signal handlers deferred while this thread held the file, then let go
-        (`LockedFile._unlock`); what they deferred meanwhile goes in one more append."""
-        state = self._open
-        if held.deferred and state is not None and state.pid == os.getpid():
-            lines, held.deferred = held.deferred, []
-            self._write_deferred(lambda: self._append_all(state.fd, lines), len(lines))
-        super()._unlock(held)
-        if held.deferred:
-            lines, held.deferred = held.deferred, []
-            self._write_deferred(lambda: self.append_encoded(lines), len(lines))
+    def close(self) -> None:
+        """Close the cached descriptor (reopened on next use); safe to call twice. While an
+        append of this process holds the store (another thread, or the frame a signal
+        handler interrupted), that append closes it as it lets go: never under it (a file
+        opened meanwhile could take its number and the entry), never waited for."""
+        thread_lock = self._thread_lock(os.getpid())
+        self._close_on_unlock = not thread_lock.acquire(blocking=False)
+        if not self._close_on_unlock:
+            self._forget_descriptor()  # never raises
+            thread_lock.release()
 
-    def _write_deferred(self, write: Callable[[], None], count: int) -> None:
-        """Write entries a signal handler deferred; a failure is logged, not raised: the
-        append that writes them is not the one that failed (and may be failing itself)."""
+    def _forget_descriptor(self) -> None:
+        """Close the cached descriptor (the in-process lock is held, or no thread uses it)."""
+        state, self._open = self._open, None
+        if state is not None and state.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(state.fd)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[int]:
+        """Hold the in-process and the file lock on the file the path names now.
+
+        Yields the locked descriptor. Every change to the file happens inside this.
+
+        Raises:
+            LockTimeoutError: the locks were not obtained within lock_timeout.
+        """
+        thread_lock, fd = self._lock()
         try:
-            write()
-        except Exception as exc:  # noqa: BLE001 - told; the holder's own outcome is kept
-            logger(__name__).error(
-                "%s: %d entries recorded by a signal handler were not written: %s",
-                self.path, count, exc,
-            )  # fmt: skip
+            yield fd
+        finally:
+            self._unlock(thread_lock)
+
+    # -- locking ------------------------------------------------------------
+
+    def _lock(self) -> tuple[_thread.LockType, int]:
+        """Take the in-process lock, then flock; return both (the first for _unlock)."""
+        deadline = time.monotonic() + self.lock_timeout
+        pid = os.getpid()
+        thread_lock = self._thread_lock(pid)
+        if not thread_lock.acquire(timeout=self.lock_timeout):
+            raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
+        try:
+            return thread_lock, self._flock(deadline, pid)
+        except BaseException:
+            thread_lock.release()
+            raise
+
+    def _thread_lock(self, pid: int) -> _thread.LockType:
+        """Process pid's lock of the path (`_store.files.path_lock`), looked up once a process."""
+        cached = self._path_lock
+        if cached is None or cached[0] != pid:
+            cached = self._path_lock = (pid, path_lock(self._key))
+        return cached[1]
+
+    def _unlock(self, thread_lock: _thread.LockType) -> None:
+        """Release flock, then the in-process lock _lock took (the same object after a fork)."""
+        # Rotation or moving a foreign file aside may have switched descriptors; a child
+        # forked while the lock was held must not unlock its parent's descriptor.
+        state = self._open
+        if state is not None and state.pid == os.getpid():
+            try:  # noqa: SIM105 - every append passes here: no context manager object
+                fcntl_flock(state.fd, unlock=True)
+            except OSError:
+                pass  # the descriptor is gone: so is its lock
+        if self._close_on_unlock:  # close() was called meanwhile
+            self._close_on_unlock = False
+            self._forget_descriptor()
+        thread_lock.release()
+
+    def _flock(self, deadline: float, pid: int) -> int:
+        """Take flock on a descriptor that still names the path's inode; reopen if not.
+
+        pid is os.getpid() now (the caller has it): a descriptor opened by another
+        process (a parent before fork) is never used.
+        """
+        delay = 0.0002
+        while True:
+            state = self._descriptor(pid)
+            while not fcntl_flock(state.fd, unlock=False):
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        errno.EAGAIN, "timed out waiting for the lock", str(self.path)
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
+            # A path lookup, not fstat: a rename (rotation by another process) keeps our
+            # inode alive with st_nlink 1, so only the path tells that it moved.
+            try:
+                current = os.lstat(self._key)
+                same = (current.st_dev, current.st_ino) == state.ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return state.fd
+            # Rotated, replaced or removed while we waited: follow the path.
+            fcntl_flock(state.fd, unlock=True)
+            self._forget_descriptor()
+
+    def _descriptor(self, pid: int) -> OpenLog:
+        state = self._open
+        if state is not None and state.pid == pid:
+            return state
+        # Never use a parent's descriptor after fork: forget it without unlocking.
+        self._open = None
+        if state is not None:
+            with contextlib.suppress(OSError):
+                os.close(state.fd)
+        fd = self._open_or_create()
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(errno.EINVAL, "not a regular file", str(self.path))
+            if self.fsync:
+                fsync_dir(self.path.parent)
+        except BaseException:
+            os.close(fd)  # a failed folder fsync must not leak the descriptor
+            raise
+        self._open = OpenLog(fd, pid, (info.st_dev, info.st_ino))
+        return self._open
+
+    def _open_or_create(self) -> int:
+        """Open the file for writing; a missing one is first created whole (see rotation)."""
+        for _ in range(_CREATE_TRIES):
+            try:
+                return os.open(self.path, _OPEN_FLAGS)
+            except FileNotFoundError:
+                from betty_otel._store.rotation import create_log  # noqa: PLC0415 - creation only
+
+                create_log(self.path, sync=self.fsync)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    msg = "refusing to write through a symbolic link"
+                    raise StoreError(errno.ELOOP, msg, str(self.path)) from exc
+                raise
+        raise StoreError(errno.ENOENT, "the file kept disappearing", str(self.path))
+
+    def _current(self) -> OpenLog:
+        """The descriptor in use now (repair or rotation may have switched to a new file)."""
+        state = self._open
+        assert state is not None
+        return state
 
     # -- appending ----------------------------------------------------------
 
@@ -302,3 +429,22 @@ class TelemetryStore(LockedFile):
         shift_backups(self.path, keep)
         replace_with_new(self.path, backup_path(self.path, 1), sync=self.fsync)
         return self._follow_path()
+
+    def _follow_path(self) -> int:
+        """Lock the new file at the path, then let go of the old one; return the new fd.
+
+        Writers waiting on the old inode notice the path moved and reopen; we keep the old
+        lock until the new file is ours. The old one is unlocked before it is closed: a
+        child forked meanwhile shares that lock, and closing our descriptor alone would
+        leave it held for as long as the child lives.
+        """
+        old = self._open
+        self._open = None
+        try:
+            return self._flock(time.monotonic() + self.lock_timeout, os.getpid())
+        finally:
+            if old is not None:
+                with contextlib.suppress(OSError):
+                    fcntl_flock(old.fd, unlock=True)
+                with contextlib.suppress(OSError):
+                    os.close(old.fd)
