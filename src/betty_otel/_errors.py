@@ -18,7 +18,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_counting = threading.Lock()
+_counting = threading.RLock()
 """Held while the count goes up; renewed in a forked child (`after_fork_in_child`)."""
 
 
@@ -37,7 +37,7 @@ def count_internal_error() -> None:
 def after_fork_in_child() -> None:
     """A lock of the child's: a thread of the parent may have held it at the fork."""
     global _counting
-    _counting = threading.Lock()
+    _counting = threading.RLock()
 
 
 def internal_error(what: str) -> None:

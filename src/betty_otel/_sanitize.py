@@ -401,7 +401,7 @@ class Sanitizer:
 
 
 _default: Sanitizer | None = None  # the shared one, once built
-_default_lock = threading.Lock()
+_default_lock = threading.RLock()
 
 
 def default_sanitizer() -> Sanitizer:
@@ -425,7 +425,7 @@ def on_reset() -> None:
 def after_fork_in_child() -> None:
     """A lock of the child's: a thread of the parent may have held it at the fork."""
     global _default_lock
-    _default_lock = threading.Lock()
+    _default_lock = threading.RLock()
 
 
 def to_json_text(value: Any) -> str:

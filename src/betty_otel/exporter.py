@@ -63,7 +63,7 @@ def after_fork_in_child() -> None:
     """Locks of the child's: a thread of the parent may have held an exporter's at the fork
     (the child's next write would wait on it forever)."""
     for exporter in list(_exporters):
-        exporter._lock = threading.Lock()
+        exporter._lock = threading.RLock()
 
 
 class BettyFileExporter(SpanExporter):
@@ -107,7 +107,7 @@ class BettyFileExporter(SpanExporter):
         )
         self._all_spans = all_spans
         self._tz = timezone
-        self._lock = threading.Lock()  # renewed in a forked child (after_fork_in_child)
+        self._lock = threading.RLock()  # renewed in a forked child (after_fork_in_child)
         _exporters.add(self)
         self._shutdown = False
         self._logged: set[str] = set()  # kinds of failure logged since the last write

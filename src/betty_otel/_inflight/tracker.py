@@ -116,7 +116,7 @@ class Tracker:
         """Open executions with a record."""
         self.ending: dict[int, Handle] = {}
         """Ended executions whose record waits for their entry, by span id."""
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
         self.reaps: list[Path] = []

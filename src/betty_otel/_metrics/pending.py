@@ -44,7 +44,7 @@ class Pending:
     __slots__ = ("count", "lock", "overflow", "said_full", "series")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.series: dict[Series, array[float]] = {}
         """Each series ever seen, with the durations waiting in it, oldest first."""
         self.count = 0
@@ -88,7 +88,7 @@ class Pending:
     def reset(self) -> None:
         """In a forked child: no duration waits, and the lock is new (the parent's may have
         been held by a thread the child does not have)."""
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.series = {}
         self.count = 0
         self.overflow = 0

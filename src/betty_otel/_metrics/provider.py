@@ -96,7 +96,7 @@ class _HushedLoggers:
         self.hush = MutedThreads()
         self.loggers = loggers
         self.users = 0
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def enter(self) -> None:
         self.hush.threads.add(threading.get_ident())

@@ -77,7 +77,7 @@ class Instruments:
             explicit_bucket_boundaries_advisory=BUCKETS,
         )
         self.pending = Pending()
-        self.recording = threading.Lock()
+        self.recording = threading.RLock()
         """Held while durations taken from pending go into the histogram: a collection
         waits for those a thread is recording, so its data has every one of them."""
         meter.create_observable_up_down_counter(
@@ -138,7 +138,7 @@ class Instruments:
 
     def forget_parent(self) -> None:
         """A forked child has nothing pending, and locks no thread of its parent holds."""
-        self.recording = threading.Lock()
+        self.recording = threading.RLock()
         self.pending.reset()
 
 

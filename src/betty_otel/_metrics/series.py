@@ -79,13 +79,13 @@ class SeriesGuard:
         self.skills: set[str] = set()
         self.callers: set[str] = set()
         self.error_types: set[str] = set()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.warned = False
         _guards.add(self)  # for after_fork_in_child; weakly held
 
     def renew_lock(self) -> None:
         """A lock of its own: a thread of the parent may have held this one at the fork."""
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def fold(self, admitted: set[str], value: str, label: str) -> str:
         """value if it has (or can still get) series of its own, else ``other``."""

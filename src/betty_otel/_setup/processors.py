@@ -202,9 +202,9 @@ class BatchFileProcessor(SpanProcessor):
         _batch_processors.add(self)  # for the at-fork hook; weakly held
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._room = threading.Condition(self._lock)
-        self._export_lock = threading.Lock()
+        self._export_lock = threading.RLock()
         self._wake = threading.Event()
         self._queue: list[Ended] = []
         self._thread: threading.Thread | None = None

@@ -123,11 +123,13 @@ def fcntl_flock(fd: int, *, unlock: bool) -> bool:
 # process share a per-path lock (kept here); a forked child gets fresh locks and
 # never uses (or unlocks) a descriptor inherited from its parent. The locks come from
 # _thread: they are the very objects threading.Lock() makes, and a one-shot capture
-# then never imports threading.
+# then never imports threading. A path's lock is not re-entrant, unlike every other
+# lock a recording takes: a signal handler that appends while its own thread is
+# inside an append must not write into it; it waits lock_timeout and fails instead.
 
 _path_locks: dict[str, _thread.LockType] = {}
 """One in-process lock per log file, beside flock; emptied by `betty_otel._state.reset`."""
-_path_locks_lock = _thread.allocate_lock()
+_path_locks_lock = _thread.RLock()
 
 
 def path_lock(key: str) -> _thread.LockType:
@@ -142,7 +144,7 @@ def path_lock(key: str) -> _thread.LockType:
 def after_fork_in_child() -> None:
     """Locks of the child's: a thread of the parent may have held one at the fork."""
     global _path_locks_lock
-    _path_locks_lock = _thread.allocate_lock()
+    _path_locks_lock = _thread.RLock()
     _path_locks.clear()
 
 
