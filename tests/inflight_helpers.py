@@ -77,14 +77,24 @@ def program_env(log: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+_DEFAULT_SIGNALS = (
+    "import signal\n"
+    "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+)
+
+
 @contextlib.contextmanager
 def program(code: str, log: Path, **extra: str) -> Iterator[subprocess.Popen[str]]:
     """Run code in a new interpreter and session (stdout piped); killed with its whole
-    session when the block ends, whatever happened."""
+    session when the block ends, whatever happened. It starts with the signals' default
+    actions, as a service does, even when the tests run under ``nohup`` (which leaves
+    SIGHUP ignored in every process it starts)."""
     errors = _outputs(log) / f"stderr-{time.monotonic_ns()}.txt"
     with errors.open("w", encoding="utf-8") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code)],
+            [sys.executable, "-c", _DEFAULT_SIGNALS + textwrap.dedent(code)],
             env=program_env(log, **extra),
             stdout=subprocess.PIPE,
             stderr=stderr,
