@@ -103,6 +103,7 @@ def test_an_entry_of_another_layout_means_the_log_is_read_again(tmp_path: Path) 
     append_entries(path, [make_entry(n, trace_id=TRACES[0]) for n in range(3, 6)])
     counts = read_log(path, make_filters())
     assert counts.traces.entries(path, [TRACES[0]]) is None
+    assert counts.traces.blocks == []  # an index that cannot answer keeps nothing
     with TraceRead(path, [TRACES[0]], 60.0, None) as reading:
         roots = reading.result()[TRACES[0]]
     assert len(roots) == 6

@@ -289,7 +289,7 @@ class _Reader(ColumnReader):
 
     def seen(self, block: Block) -> None:
         if block.entries:  # read by the parser: not in the trace index
-            self.counts.traces.complete = False
+            self.counts.traces.lose()
         self.progress(len(block.data))
 
     def take(self, part: _Part) -> None:

@@ -55,11 +55,19 @@ class TraceIndex:
     complete: bool = True
     """Every entry read so far was a canonical line with its trace id captured."""
 
+    def lose(self) -> None:
+        """An entry whose trace id is not known here was read: the index can no longer
+        answer, so it keeps nothing more (a log in another layout costs no digests)."""
+        self.complete = False
+        self.blocks = []
+
     def add(self, file: tuple[int, int], block: Block, ids: Sequence[bytes | None]) -> None:
         """Index a block's canonical lines by their captured trace ids (raw JSON values; None:
         a line that does not end with the ids, whose trace id is then not known here)."""
+        if not self.complete:
+            return
         if None in ids:
-            self.complete = False
+            self.lose()
             return
         base, data = block.base, block.data
         ranges = [(base + start, base + end, _ends(data, start, end)) for start, end in block.lines]
@@ -68,8 +76,10 @@ class TraceIndex:
 
     def merge(self, other: TraceIndex) -> None:
         """Take the index of the stretch of the log that follows (a helper's part)."""
-        self.blocks.extend(other.blocks)
-        self.complete = self.complete and other.complete
+        if self.complete and other.complete:
+            self.blocks.extend(other.blocks)
+        else:
+            self.lose()
 
     def entries(self, base: Path, trace_ids: list[str]) -> Found | None:
         """Each trace's entries in the log at base, or None when the index cannot tell

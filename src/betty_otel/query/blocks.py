@@ -73,7 +73,7 @@ class LinePattern:
     stamp: bool
     """The timestamp is captured (first)."""
     caller: bool
-    """The caller is captured (last)."""
+    """The caller is captured (after the duration)."""
 
 
 @lru_cache(maxsize=16)
@@ -90,14 +90,13 @@ def line_pattern(
 
     skill and status are captured as one span (``SKILL","status":"STATUS``), so
     grouping needs no tuple per line. The caller key is only required when it is
-    captured: every pattern left out makes the scan faster; with any_caller, the caller is
-    captured when it is text right after the duration, else None, and which lines match
-    does not change. The trace id is captured
-    as its raw JSON value (``"…"`` or ``null``) when the line ends with the ids as the
-    store writes them (``,"trace_id":"…","span_id":"…","parent_span_id":null}``), else
-    None; which lines match does not change. Such a trace id is the entry's own: a
-    quote after a comma is no string's content, and the line's last brace closes the
-    object that holds it.
+    captured: every pattern left out makes the scan faster. With any_caller, the caller
+    is captured when it is text right after the duration, else None. With trace, the
+    trace id is captured as its raw JSON value (``"…"`` or ``null``) when the line ends
+    with the ids as the store writes them (``,"trace_id":"…","span_id":"…",
+    "parent_span_id":null}``), else None. Neither changes which lines match. Such a
+    trace id is the entry's own: a quote after a comma is no string's content, and the
+    line's last brace closes the object that holds it.
     """
 
     def cap(value: bytes, wanted: bool = True) -> bytes:
