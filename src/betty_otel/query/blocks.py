@@ -240,7 +240,9 @@ def _read_region(
             len(gaps) > 1
             and gaps[-1] == b"\n"
             and gaps.count(b"") == len(gaps) - 1
-            and b"\n" not in b"".join(filter(None, parts[:-1]))  # no match spans two lines
+            # The matches tile the region, each from its own newline: one newline each
+            # (the region ends with one more) means no match spans two lines.
+            and data.count(b"\n", first, last + 1) == len(gaps)
         ):
             for index, column in enumerate(found.columns, 1):
                 column.extend(parts[index::stride])
