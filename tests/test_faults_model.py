@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,3 +338,47 @@ def test_a_fresh_telemetry_capture_per_call_leaks_no_file_descriptor(tmp_path: P
     gc.collect()
     assert _open_descriptors() - before <= 2
     assert len(query(path)) == 301
+
+
+def test_per_call_captures_in_many_threads_leak_no_file_descriptor(tmp_path: Path) -> None:
+    """The same from 8 threads at once: a capture's store closing while another thread's
+    append holds the file still closes its descriptor (it used to stay open for good,
+    one per overlap: hundreds here, then EMFILE)."""
+    path = tmp_path / "telemetry.json"
+    TelemetryCapture(path).capture("warm.up", "success", 1.0, "model")
+    gc.collect()
+    before = _open_descriptors()
+
+    def calls() -> None:
+        for number in range(100):
+            TelemetryCapture(path).capture("per.call", "success", 1.0, "model", {"n": number})
+
+    threads = [threading.Thread(target=calls) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    gc.collect()
+    assert _open_descriptors() - before <= 2
+    assert len(query(path)) == 801
+
+
+def test_a_store_closed_while_another_holds_the_file_is_closed_when_it_lets_go(
+    tmp_path: Path,
+) -> None:
+    """close() never waits and never closes a descriptor under an append: asked while
+    another store of the same file holds it, the close happens as that store lets go,
+    and the closed store still appends afterwards (reopening)."""
+    path = tmp_path / "telemetry.json"
+    closing, holder = TelemetryStore(path), TelemetryStore(path)
+    closing.append([{"skill": "first"}])
+    with holder.locked():
+        opened = _open_descriptors()
+        closing.close()
+        assert _open_descriptors() == opened
+    assert _open_descriptors() == opened - 1
+    closing.append([{"skill": "second"}])
+    assert [entry["skill"] for entry in iter_entries(path, newest_first=False)] == [
+        "first",
+        "second",
+    ]

@@ -251,7 +251,7 @@ _FORK_PROGRAM = """
 
 
     def hold_path_lock():
-        with path_lock(child_log):
+        with path_lock(child_log).lock:
             hold()
 
 

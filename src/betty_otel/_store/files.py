@@ -11,6 +11,7 @@ import _thread
 import contextlib
 import errno
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from betty_otel._logs import logger
 from betty_otel._store.errors import StoreError
 
 __all__ = [
+    "PathLock",
     "after_fork_in_child",
     "aside_path",
     "backup_path",
@@ -27,6 +29,7 @@ __all__ = [
     "path_lock",
     "pwrite_all",
     "restore_end",
+    "run_closes",
     "write_private",
 ]
 
@@ -127,18 +130,47 @@ def fcntl_flock(fd: int, *, unlock: bool) -> bool:
 # lock a recording takes: a signal handler that appends while its own thread is
 # inside an append must not write into it; it waits lock_timeout and fails instead.
 
-_path_locks: dict[str, _thread.LockType] = {}
+
+class PathLock:
+    """The in-process lock of one log file, and the descriptor closes waiting for it.
+
+    A store's close that finds the lock held (by any store of the path) leaves its close
+    in closing: the holder runs it when it lets go (`run_closes`), as no store's
+    descriptor is in use then. A close left behind by a store no one uses again would
+    otherwise leak its descriptor.
+    """
+
+    __slots__ = ("closing", "lock")
+
+    def __init__(self) -> None:
+        self.lock = _thread.allocate_lock()
+        self.closing: list[Callable[[], None]] = []
+
+
+def run_closes(held: PathLock) -> None:
+    """Run the closes waiting for held (whose lock the caller holds), then release it, and
+    again while a close arrived meanwhile and the lock is free: none is left behind."""
+    closing = held.closing
+    while True:
+        while closing:
+            closing.pop()()
+        held.lock.release()
+        if not closing or not held.lock.acquire(blocking=False):
+            return
+
+
+_path_locks: dict[str, PathLock] = {}
 """One in-process lock per log file, beside flock; emptied by `betty_otel._state.reset`."""
 _path_locks_lock = _thread.RLock()
 
 
-def path_lock(key: str) -> _thread.LockType:
+def path_lock(key: str) -> PathLock:
     """The lock that the threads of this process take before flock on the file key."""
     with _path_locks_lock:
-        lock = _path_locks.get(key)
-        if lock is None:
-            lock = _path_locks[key] = _thread.allocate_lock()
-        return lock
+        held = _path_locks.get(key)
+        if held is None:
+            held = _path_locks[key] = PathLock()
+        return held
 
 
 def after_fork_in_child() -> None:

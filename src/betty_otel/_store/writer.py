@@ -16,7 +16,6 @@ Betty writer's late bytes and its cap in check.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import errno
 import os
@@ -27,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from betty_otel._logs import logger
 from betty_otel._store.errors import LockTimeoutError, StoreError
 from betty_otel._store.files import (
+    PathLock,
     aside_path,
     backup_path,
     fcntl_flock,
@@ -34,6 +34,7 @@ from betty_otel._store.files import (
     path_lock,
     pwrite_all,
     restore_end,
+    run_closes,
 )
 from betty_otel._store.format import BOM, CLOSE, SEP, encode_entry
 from betty_otel._store.last_write import OpenLog, still_ends_with, tail_to_remember
@@ -103,8 +104,7 @@ class TelemetryStore:
         self.backups = backups
         self._key = str(self.path)
         self._open: OpenLog | None = None
-        self._path_lock: tuple[int, _thread.LockType] | None = None  # (pid, lock), see _lock
-        self._close_on_unlock = False
+        self._path_lock: tuple[int, PathLock] | None = None  # (pid, lock), see _lock
         self._cap = CapGuard(self.path, legacy_cap)
 
     # -- public -------------------------------------------------------------
@@ -125,13 +125,13 @@ class TelemetryStore:
         if not lines:  # an empty batch would leave a trailing comma before the bracket
             return
         # The hot path: _lock/_unlock directly, not the generator behind locked().
-        thread_lock, fd = self._lock()
+        held, fd = self._lock()
         try:
             if self.max_bytes:
                 fd = self._maybe_rotate(fd, sum(len(line) + 2 for line in lines) + 2)
             self._append_locked(fd, lines)
         finally:
-            self._unlock(thread_lock)
+            self._unlock(held)
 
     def repair(self) -> int:
         """Repair the file under the lock; return the number of bytes removed.
@@ -149,14 +149,14 @@ class TelemetryStore:
 
     def close(self) -> None:
         """Close the cached descriptor (reopened on next use); safe to call twice. While an
-        append of this process holds the store (another thread, or the frame a signal
-        handler interrupted), that append closes it as it lets go: never under it (a file
-        opened meanwhile could take its number and the entry), never waited for."""
-        thread_lock = self._thread_lock(os.getpid())
-        self._close_on_unlock = not thread_lock.acquire(blocking=False)
-        if not self._close_on_unlock:
-            self._forget_descriptor()  # never raises
-            thread_lock.release()
+        append of this process holds the file (through this store or another, in another
+        thread or the frame a signal handler interrupted), that append closes it as it
+        lets go: never under it (a file opened meanwhile could take its number and the
+        entry), never waited for, never left open."""
+        held = self._in_process_lock(os.getpid())
+        held.closing.append(self._forget_descriptor)  # never raises
+        if held.lock.acquire(blocking=False):
+            run_closes(held)
 
     def _forget_descriptor(self) -> None:
         """Close the cached descriptor (the in-process lock is held, or no thread uses it)."""
@@ -174,36 +174,37 @@ class TelemetryStore:
         Raises:
             LockTimeoutError: the locks were not obtained within lock_timeout.
         """
-        thread_lock, fd = self._lock()
+        held, fd = self._lock()
         try:
             yield fd
         finally:
-            self._unlock(thread_lock)
+            self._unlock(held)
 
     # -- locking ------------------------------------------------------------
 
-    def _lock(self) -> tuple[_thread.LockType, int]:
+    def _lock(self) -> tuple[PathLock, int]:
         """Take the in-process lock, then flock; return both (the first for _unlock)."""
         deadline = time.monotonic() + self.lock_timeout
         pid = os.getpid()
-        thread_lock = self._thread_lock(pid)
-        if not thread_lock.acquire(timeout=self.lock_timeout):
+        held = self._in_process_lock(pid)
+        if not held.lock.acquire(timeout=self.lock_timeout):
             raise LockTimeoutError(errno.EAGAIN, "timed out waiting for the lock", str(self.path))
         try:
-            return thread_lock, self._flock(deadline, pid)
+            return held, self._flock(deadline, pid)
         except BaseException:
-            thread_lock.release()
+            run_closes(held)
             raise
 
-    def _thread_lock(self, pid: int) -> _thread.LockType:
+    def _in_process_lock(self, pid: int) -> PathLock:
         """Process pid's lock of the path (`_store.files.path_lock`), looked up once a process."""
         cached = self._path_lock
         if cached is None or cached[0] != pid:
             cached = self._path_lock = (pid, path_lock(self._key))
         return cached[1]
 
-    def _unlock(self, thread_lock: _thread.LockType) -> None:
-        """Release flock, then the in-process lock _lock took (the same object after a fork)."""
+    def _unlock(self, held: PathLock) -> None:
+        """Release flock, then the in-process lock _lock took (the same object after a fork),
+        running the closes asked for meanwhile."""
         # Rotation or moving a foreign file aside may have switched descriptors; a child
         # forked while the lock was held must not unlock its parent's descriptor.
         state = self._open
@@ -212,10 +213,7 @@ class TelemetryStore:
                 fcntl_flock(state.fd, unlock=True)
             except OSError:
                 pass  # the descriptor is gone: so is its lock
-        if self._close_on_unlock:  # close() was called meanwhile
-            self._close_on_unlock = False
-            self._forget_descriptor()
-        thread_lock.release()
+        run_closes(held)
 
     def _flock(self, deadline: float, pid: int) -> int:
         """Take flock on a descriptor that still names the path's inode; reopen if not.
