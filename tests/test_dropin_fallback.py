@@ -15,6 +15,7 @@ import fcntl
 import io
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -182,6 +183,63 @@ def test_a_helper_that_fails_leaves_every_entry_written_once_and_says_so_once(
     assert err.count(WARNING) == 1
     assert python in err
     assert fallback.PROCESS.helpers.helper is None
+
+
+_SIGNAL_PROGRAM = """
+import json, os, signal, sys
+from pathlib import Path
+from betty_otel import dropin_fallback, dropin_fallback_helper
+from betty_otel.cli.install import import_paths
+
+home, at = Path(sys.argv[1]), int(sys.argv[2])
+dropin_fallback.dropin({"python": sys.executable, "paths": import_paths()}, {"home": home})
+telemetry = dropin_fallback.TelemetryCapture()
+signal.signal(
+    signal.SIGUSR1,
+    lambda *_: telemetry.capture("handler", "success", 1, "CLI", {"n": 1}, None, {"m": 1}),
+)
+real_reply, replies = dropin_fallback_helper.Helper._reply, []
+
+
+def reply(self, deadline):  # the signal arrives while this thread waits for the helper
+    replies.append(1)
+    if len(replies) == at:
+        os.kill(os.getpid(), signal.SIGUSR1)
+    return real_reply(self, deadline)
+
+
+dropin_fallback_helper.Helper._reply = reply
+telemetry.capture("main", "success", 2, "CLI", {"n": 2})
+telemetry.capture("after", "success", 3, "CLI", {"n": 3})
+print(json.dumps(str(telemetry.telemetry_file)))
+"""
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("at", [1, 2], ids=["while the helper starts", "while it answers"])
+def test_a_signal_handler_recording_while_its_thread_waits_for_the_helper_never_hangs(
+    tmp_path: Path, at: int
+) -> None:
+    """A handler that records while its own thread is starting or asking the helper
+    cannot wait for it (it would wait for itself, forever): its entry is written by the
+    standard library (inputs, metadata and error text withheld, said once), and the
+    helper is kept for the executions that follow."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_PROGRAM, str(tmp_path), str(at)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    entries = {entry["skill"]: entry for entry in strict_entries(Path(json.loads(done.stdout)))}
+    assert sorted(entries) == ["after", "handler", "main"]
+    assert entries["handler"]["inputs"] == {}
+    assert entries["handler"]["metadata"] == {"withheld": ["inputs", "metadata"]}
+    assert entries["main"]["inputs"] == {"n": 2}
+    assert entries["after"]["inputs"] == {"n": 3}
+    assert done.stderr.count("Warning: ") == 1
+    assert "without betty_otel's helper" in done.stderr
 
 
 # ---------------------------------------------------------------------------

@@ -158,11 +158,20 @@ def _ask(request: "dict[str, Any]", key: str) -> Any:
     """The helper's answer to request.
 
     Raises:
-        UnreachableError: there is no helper (said once). ValueError, TypeError: betty_otel
-            refused the arguments. OSError: any other failure (nothing was written).
+        UnreachableError: there is no helper, or not for this request (each said once).
+        ValueError, TypeError: betty_otel refused the arguments.
+        OSError: any other failure (nothing was written).
     """
     try:
         reply = PROCESS.helpers.ask(PROCESS.installed, request)
+    except helpers.HelperBusyError as exc:
+        _once(
+            "busy",
+            f"an execution was recorded without betty_otel's helper ({exc}: a signal"
+            f" handler that records, perhaps). {sys.executable} wrote its entry itself,"
+            " leaving out inputs, metadata and error text (only betty_otel redacts secrets).",
+        )
+        raise
     except helpers.UnreachableError as exc:
         python = PROCESS.installed.get("python") or "the interpreter that installed the shims"
         _once(

@@ -34,6 +34,7 @@ __all__ = [
     "REDACTED",
     "START_TIMEOUT",
     "Helper",
+    "HelperBusyError",
     "HelperSlot",
     "UnreachableError",
     "call_inputs",
@@ -66,6 +67,37 @@ class UnreachableError(Exception):
     """The helper cannot be had: it did not start, ended, or did not answer in time."""
 
 
+class HelperBusyError(UnreachableError):
+    """The helper cannot be had for this request only: the thread asking is the one
+    using it (a signal handler that records while the code it interrupted talks to the
+    helper), or another thread kept it longer than any request may take. The helper
+    stays in use; this request is written without it."""
+
+
+class _Turn:
+    """The lock that the threads of a process take in turn to use the helper. Asked for
+    again by the thread holding it (from a signal handler), it raises HelperBusyError
+    instead of waiting forever; it waits for another thread at most as long as starting
+    and one request may take. It guards a request and its reply on one pipe, so it
+    cannot be re-entrant."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder = None  # type: int | None
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        if self.holder == me:
+            raise HelperBusyError("the helper is busy with the request this thread was making")
+        if not self.lock.acquire(timeout=START_TIMEOUT + ANSWER_TIMEOUT):
+            raise HelperBusyError("another thread kept the helper too long")
+        self.holder = me
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.holder = None
+        self.lock.release()
+
+
 class Helper:
     """betty_otel.dropin.serve in a child process, for the process that started it (pid)."""
 
@@ -76,7 +108,7 @@ class Helper:
             UnreachableError: it could not be started or did not say it is ready in time.
         """
         self.pid = os.getpid()
-        self.lock = threading.Lock()
+        self.turn = _Turn()
         environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         try:
             self.process = subprocess.Popen(
@@ -108,7 +140,7 @@ class Helper:
             UnreachableError: it ended, stopped reading or did not answer in time.
         """
         data = (json.dumps(request) + "\n").encode("ascii")
-        with self.lock:
+        with self.turn:
             deadline = time.monotonic() + ANSWER_TIMEOUT
             while data:
                 if self.process.poll() is not None:
@@ -176,15 +208,16 @@ class HelperSlot:
     def __init__(self) -> None:
         self.helper = None  # type: Helper | None
         self.unreachable = None  # type: str | None
-        self.lock = threading.Lock()
+        self.turn = _Turn()
 
     def ask(self, installed: "dict[str, Any]", request: "dict[str, Any]") -> "dict[str, Any]":
         """The reply of this process's helper (installed: the shim's INSTALLED) to request.
 
         Raises:
+            HelperBusyError: the helper cannot be had for this request (it is kept).
             UnreachableError: no helper can be had, now or since it failed.
         """
-        with self.lock:
+        with self.turn:
             helper = self.helper
             if helper is None or helper.pid != os.getpid():
                 if helper is not None:  # a forked child's copy of its parent's pipes
@@ -202,8 +235,10 @@ class HelperSlot:
                     raise
         try:
             return helper.ask(request)
+        except HelperBusyError:
+            raise
         except UnreachableError as exc:
-            with self.lock:
+            with self.turn:
                 self.give_up(str(exc))
             raise
 
@@ -217,7 +252,7 @@ class HelperSlot:
     def after_fork_in_child(self) -> None:
         """In a forked child: let go of the parent's helper (the child starts its own)."""
         helper, self.helper = self.helper, None
-        self.lock = threading.Lock()
+        self.turn = _Turn()
         if helper is not None:
             helper.forget()
 
