@@ -382,3 +382,30 @@ def test_a_store_closed_while_another_holds_the_file_is_closed_when_it_lets_go(
         "first",
         "second",
     ]
+
+
+def test_a_ctrl_c_while_closes_run_leaves_the_file_free_for_later_appends(tmp_path: Path) -> None:
+    """A KeyboardInterrupt (a signal handler's) raised while the holder of the file runs
+    the closes asked for meanwhile still lets go of the file: later appends of the
+    process are not locked out (they were, for good), and the other closes still run."""
+    path = tmp_path / "telemetry.json"
+    holder, interrupted, other = (TelemetryStore(path, lock_timeout=1.0) for _ in range(3))
+    other.append([{"skill": "first"}])
+    opened = _open_descriptors()
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    interrupted._forget_descriptor = ctrl_c  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt), holder.locked():
+        other.close()
+        interrupted.close()
+    later = TelemetryStore(path, lock_timeout=1.0)
+    later.append([{"skill": "after"}])  # its unlock runs the close still asked for
+    assert [entry["skill"] for entry in iter_entries(path, newest_first=False)] == [
+        "first",
+        "after",
+    ]
+    later.close()
+    holder.close()
+    assert _open_descriptors() == opened - 1  # other's too

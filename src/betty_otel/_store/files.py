@@ -152,9 +152,11 @@ def run_closes(held: PathLock) -> None:
     again while a close arrived meanwhile and the lock is free: none is left behind."""
     closing = held.closing
     while True:
-        while closing:
-            closing.pop()()
-        held.lock.release()
+        try:  # a signal handler that raises (Ctrl-C) must not leave the lock held
+            while closing:
+                closing.pop()()
+        finally:
+            held.lock.release()
         if not closing or not held.lock.acquire(blocking=False):
             return
 
