@@ -397,9 +397,14 @@ def test_a_ctrl_c_while_closes_run_leaves_the_file_free_for_later_appends(tmp_pa
         raise KeyboardInterrupt
 
     interrupted._forget_descriptor = ctrl_c  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt), holder.locked():
-        other.close()
-        interrupted.close()
+
+    def close_both_while_held() -> None:
+        with holder.locked():
+            other.close()
+            interrupted.close()
+
+    with pytest.raises(KeyboardInterrupt):
+        close_both_while_held()
     later = TelemetryStore(path, lock_timeout=1.0)
     later.append([{"skill": "after"}])  # its unlock runs the close still asked for
     assert [entry["skill"] for entry in iter_entries(path, newest_first=False)] == [
