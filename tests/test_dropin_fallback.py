@@ -242,6 +242,100 @@ def test_a_signal_handler_recording_while_its_thread_waits_for_the_helper_never_
     assert "without betty_otel's helper" in done.stderr
 
 
+_WINDOW_PROGRAM = """
+import json, os, signal, sys
+from pathlib import Path
+from betty_otel import dropin_fallback, dropin_fallback_helper
+from betty_otel.cli.install import import_paths
+
+dropin_fallback_helper.START_TIMEOUT = dropin_fallback_helper.ANSWER_TIMEOUT = 600.0
+dropin_fallback.dropin(
+    {"python": sys.executable, "paths": import_paths()}, {"home": Path(sys.argv[1])}
+)
+telemetry = dropin_fallback.TelemetryCapture()
+telemetry.capture("warm.up", "success", 1, "CLI")
+signal.signal(
+    signal.SIGUSR1, lambda *_: telemetry.capture("handler", "success", 1, "CLI", {"n": 1})
+)
+
+
+class Delivering:  # the real lock; the signal lands as its acquire returns
+    def __init__(self, real):
+        self.real, self.fire = real, True
+
+    def acquire(self, *args, **kwargs):
+        got = self.real.acquire(*args, **kwargs)
+        if self.fire:
+            self.fire = False
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return got
+
+    def release(self):
+        self.real.release()
+
+
+turn = dropin_fallback.PROCESS.helpers.helper.turn
+turn.lock = Delivering(turn.lock)
+telemetry.capture("main", "success", 2, "CLI", {"n": 2})
+print(json.dumps(str(telemetry.telemetry_file)))
+"""
+
+
+@pytest.mark.faults
+def test_a_signal_handler_recording_as_its_thread_takes_the_helper_uses_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """A handler that runs as its thread has just taken the helper, before any byte of
+    the request: it may use the helper (nothing is mid-exchange) and does, at once; it
+    used to wait for its own thread as long as a start and a request may take."""
+    done = subprocess.run(
+        [sys.executable, "-c", _WINDOW_PROGRAM, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    entries = strict_entries(Path(json.loads(done.stdout)))
+    assert [(entry["skill"], entry["inputs"]) for entry in entries] == [
+        ("warm.up", {}),
+        ("handler", {"n": 1}),
+        ("main", {"n": 2}),
+    ]
+    assert done.stderr == ""
+
+
+@pytest.mark.faults
+def test_an_exchange_cut_short_by_ctrl_c_never_pairs_a_reply_with_another_request(
+    fallback: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt after a request went to the helper and before its reply came
+    stops that helper: the next capture gets its own entry from a new one (it got the
+    cut-short request's, then a garbled reply, the helper given up and the entry doubled)."""
+    telemetry = fallback.TelemetryCapture()
+    telemetry.capture("warm.up", "success", 1, "CLI")
+    first = fallback.PROCESS.helpers.helper
+    real_reply, cut = dropin_fallback_helper.Helper._reply, []
+
+    def ctrl_c_once(self: Any, deadline: float) -> Any:
+        if not cut:
+            cut.append(True)
+            raise KeyboardInterrupt  # as a SIGINT there would
+        return real_reply(self, deadline)
+
+    monkeypatch.setattr(dropin_fallback_helper.Helper, "_reply", ctrl_c_once)
+    with pytest.raises(KeyboardInterrupt):
+        telemetry.capture("cut.short", "success", 1, "CLI")
+    second = telemetry.capture("second", "success", 2, "CLI", {"n": 2})
+    third = telemetry.capture("third", "success", 3, "CLI", {"n": 3})
+    assert (second["skill"], second["inputs"]) == ("second", {"n": 2})
+    assert (third["skill"], third["inputs"]) == ("third", {"n": 3})
+    skills = [entry["skill"] for entry in strict_entries(telemetry.telemetry_file)]
+    assert skills in (["warm.up", "second", "third"], ["warm.up", "cut.short", "second", "third"])
+    assert fallback.PROCESS.helpers.helper not in (None, first)
+    assert telemetry.query(skill="second") == [second]
+
+
 # ---------------------------------------------------------------------------
 # The standard-library writer and the file's contract
 # ---------------------------------------------------------------------------

@@ -75,26 +75,29 @@ class HelperBusyError(UnreachableError):
 
 
 class _Turn:
-    """The lock that the threads of a process take in turn to use the helper. Asked for
-    again by the thread holding it (from a signal handler), it raises HelperBusyError
-    instead of waiting forever; it waits for another thread at most as long as starting
-    and one request may take. It guards a request and its reply on one pipe, so it
-    cannot be re-entrant."""
+    """The lock that the threads of a process take in turn to use the helper.
+
+    busy is set while the holder talks to the helper (a request and its reply on one
+    pipe, or the start). Re-entered by the holder's own thread (a signal handler that
+    records): while busy it raises HelperBusyError, since the pipe is mid-exchange; else
+    the handler may use the helper, as the frame it interrupted is not using it. Another
+    thread waits at most as long as a start and one request may take.
+    """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.holder = None  # type: int | None
+        self.lock = threading.RLock()
+        self.busy = False
 
     def __enter__(self) -> None:
-        me = threading.get_ident()
-        if self.holder == me:
-            raise HelperBusyError("the helper is busy with the request this thread was making")
         if not self.lock.acquire(timeout=START_TIMEOUT + ANSWER_TIMEOUT):
             raise HelperBusyError("another thread kept the helper too long")
-        self.holder = me
+        if self.busy:  # only its holder's thread gets here while busy: a signal handler
+            self.lock.release()
+            raise HelperBusyError("the helper is busy with the request this thread was making")
+        self.busy = True
 
     def __exit__(self, *exc_info: object) -> None:
-        self.holder = None
+        self.busy = False
         self.lock.release()
 
 
@@ -109,6 +112,8 @@ class Helper:
         """
         self.pid = os.getpid()
         self.turn = _Turn()
+        self.stopped = False
+        """Stopped: it failed, or an exchange with it was cut short (see ask)."""
         environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         try:
             self.process = subprocess.Popen(
@@ -136,25 +141,38 @@ class Helper:
     def ask(self, request: "dict[str, Any]") -> "dict[str, Any]":
         """The helper's reply to request (plain JSON values), within ANSWER_TIMEOUT.
 
+        Anything else raised meanwhile (Ctrl-C, a signal handler's exception) stops the
+        helper: its reply would be read as the next request's. The next ask starts another.
+
         Raises:
             UnreachableError: it ended, stopped reading or did not answer in time.
         """
         data = (json.dumps(request) + "\n").encode("ascii")
         with self.turn:
-            deadline = time.monotonic() + ANSWER_TIMEOUT
-            while data:
-                if self.process.poll() is not None:
-                    raise UnreachableError(f"it ended (exit status {self.process.returncode})")
-                left = max(0.0, deadline - time.monotonic())
-                if not select.select([], [self.stdin], [], left)[1]:
-                    raise UnreachableError("it stopped reading")
-                try:
-                    data = data[os.write(self.stdin, data) :]
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise UnreachableError(str(exc)) from None
-            return self._reply(deadline)
+            try:
+                return self._exchange(data)
+            except UnreachableError:
+                raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _exchange(self, data: bytes) -> "dict[str, Any]":
+        """Write one request, read its reply."""
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        while data:
+            if self.process.poll() is not None:
+                raise UnreachableError(f"it ended (exit status {self.process.returncode})")
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([], [self.stdin], [], left)[1]:
+                raise UnreachableError("it stopped reading")
+            try:
+                data = data[os.write(self.stdin, data) :]
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise UnreachableError(str(exc)) from None
+        return self._reply(deadline)
 
     def _reply(self, deadline: float) -> "dict[str, Any]":
         chunks = []  # type: list[bytes]
@@ -176,6 +194,7 @@ class Helper:
 
     def stop(self) -> None:
         """End the helper and let go of its pipes."""
+        self.stopped = True
         try:
             self.process.kill()
             self.process.wait(timeout=5)
@@ -219,9 +238,9 @@ class HelperSlot:
         """
         with self.turn:
             helper = self.helper
-            if helper is None or helper.pid != os.getpid():
-                if helper is not None:  # a forked child's copy of its parent's pipes
-                    helper.forget()
+            if helper is None or helper.pid != os.getpid() or helper.stopped:
+                if helper is not None:  # a forked child's copy of its parent's pipes, or
+                    helper.forget()  # one stopped when an exchange was cut short
                     self.helper = None
                 if self.unreachable is not None:
                     raise UnreachableError(self.unreachable)
