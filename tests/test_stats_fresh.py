@@ -317,16 +317,18 @@ def test_a_truncation_under_the_mapping_kills_only_the_child_quietly(
     assert figures(stats(path)) == recount(path, tmp_path)
 
 
-def test_a_summary_of_the_older_version_is_replaced(tmp_path: Path) -> None:
-    """A version 1 summary (sampled windows, which could not see an in-place edit) is
-    never used: stats reads the whole file and writes a current summary over it."""
+@pytest.mark.parametrize("version", [1, 4])
+def test_a_summary_of_an_older_version_is_replaced(tmp_path: Path, version: int) -> None:
+    """A summary of an older version (1: sampled windows, which could not see an in-place
+    edit; 4: no damage told for a broken last element) is never used: stats reads the
+    whole file and writes a current summary over it."""
     path = tmp_path / "telemetry.json"
     append_entries(path, [entry(i) for i in range(30)])
     summary = summary_path(path)
-    summary.write_bytes(b"betty-otel stats summary 1\n" + bytes(64))
+    summary.write_bytes(b"betty-otel stats summary %d\n" % version + bytes(64))
     summary.chmod(0o600)
     assert figures(stats(path)) == recount(path, tmp_path)
-    assert summary.read_bytes().startswith(b"betty-otel stats summary 4\n")
+    assert summary.read_bytes().startswith(b"betty-otel stats summary 5\n")
     assert read_summary(path)[0].end > 0
 
 

@@ -21,12 +21,14 @@ from betty_otel._store.format import (
     parse_entry_line,
 )
 from betty_otel._store.lines import last_non_ws, lines_backward, lines_forward
+from betty_otel._store.tail import is_torn_append
 
 __all__ = [
     "TOKENS",
     "Damage",
     "ForwardParser",
     "array_prefix",
+    "ended",
     "last_complete_element",
     "parse_line_alone",
 ]
@@ -151,11 +153,13 @@ class ForwardParser:
     def flush(self) -> Iterator[tuple[int, Any]]:
         """End of input: an element whose closing brace is in the file is complete, even
         before its separator or the bracket arrived (an old writer killed right after it)."""
+        self._close_swallowed()
         if self._parts and self._depth == 1 and not self._closed:
             yield from self._finish()
 
     def finish(self) -> list[Damage]:
         """End of input: return the torn tail (an open element, or damage still pending)."""
+        self._close_swallowed()
         torn: list[Damage] = []
         if self._parts:
             torn.append(Damage(self._part_offset, len(b"".join(self._parts)), "torn tail"))
@@ -164,6 +168,26 @@ class ForwardParser:
         torn.extend(self._pending)
         self._pending = []
         return torn
+
+    def _close_swallowed(self) -> None:
+        """At the end, an open element whose last line is a lone ``]`` swallowed the array's
+        closing bracket (its own braces did not balance): the array is closed after it, so
+        it is damage, not a torn tail, as the newest-first reader, which meets that bracket
+        first, reports it. A lone ``]`` at column 0 is the array's: json.dump(indent=N)
+        indents nested ones."""
+        if not self._parts or self._closed:
+            return
+        text = b"".join(self._parts).rstrip(WHITESPACE)
+        # A torn append can end so too (``{"a": [1,`` then a nested bracket): the writer
+        # cuts it, so readers skip it as a torn tail.
+        if not text.endswith(b"\n]") or is_torn_append(text):
+            return
+        self._pending.append(Damage(self._part_offset, len(text) - 1, "element is not valid JSON"))
+        self._accept()
+        self._parts = []
+        self._part_offset = -1
+        self._depth = 0
+        self._closed = True
 
     def _open_array(self, offset: int, line: bytes) -> tuple[int, bytes] | None:
         """Before the array: skip a BOM, whitespace and ``[``; the rest of the line, if any."""
@@ -271,10 +295,18 @@ class ForwardParser:
         self._add_part(offset + start, line[start:] + b"\n")
 
     def _close_array(self, offset: int, line: bytes, index: int) -> Iterator[tuple[int, Any]]:
-        """The array's closing bracket at line[index]: finish the last element, end the array."""
-        if self._after_comma and not self._parts:  # "..},]": json.load rejects it
-            self._pending.append(Damage(offset + index, 1, "comma before the bracket"))
+        """The array's closing bracket at line[index]: finish the last element, end the array.
+
+        Damage before the bracket is damage, not a torn tail: no append is still landing
+        in an array that is closed after it (the newest-first reader says so too). A comma
+        glued to the bracket stays a torn tail: a writer that died one byte into its
+        append leaves ``..},]``.
+        """
+        comma = self._after_comma and not self._parts  # "..},]": json.load rejects it
         yield from self._finish()
+        self._accept()
+        if comma:
+            self._pending.append(Damage(offset + index, 1, "comma before the bracket"))
         self._closed = True
         rest = line[index + 1 :]
         if rest.strip(WHITESPACE):
@@ -292,8 +324,17 @@ def parse_line_alone(offset: int, raw: bytes) -> tuple[list[tuple[int, Any]], li
     """
     parser = ForwardParser(in_array=True)
     found = list(parser.feed(offset, raw))
-    torn = parser.finish()
-    return found, [*parser.take_damage(), *(item for item in torn if item.offset >= 0)]
+    torn = [ended(item) for item in parser.finish() if item.offset >= 0]
+    return found, [*parser.take_damage(), *torn]
+
+
+def ended(item: Damage) -> Damage:
+    """A torn tail known to be followed (by entries, or the end of its line when a line
+    is parsed alone) is an element that is not valid JSON, as the forward reader names
+    it once a later element or the bracket comes."""
+    if item.reason != "torn tail":
+        return item
+    return Damage(item.offset, item.length, "element is not valid JSON")
 
 
 def last_complete_element(fd: int, size: int) -> int:

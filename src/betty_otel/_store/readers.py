@@ -19,8 +19,9 @@ from betty_otel._jsontext import JSONDecodeError, loads
 from betty_otel._store.format import BOM, WHITESPACE, is_entry_line, parse_entry_line
 from betty_otel._store.lines import data_end, head_kind, lines_backward, lines_forward
 from betty_otel._store.location import resolve_path
-from betty_otel._store.parser import Damage, ForwardParser, parse_line_alone
+from betty_otel._store.parser import Damage, ForwardParser, ended, parse_line_alone
 from betty_otel._store.snapshot import open_for_reading, open_log, read_errors
+from betty_otel._store.tail import is_torn_append
 
 __all__ = [
     "FileReport",
@@ -96,7 +97,14 @@ def _iter_forward(
     if followed:
         for item in torn:
             if item.offset >= 0:
-                on_damage(item)
+                on_damage(ended(item))
+
+
+def _torn_before_bracket(after_last: list[bytes]) -> bool:
+    """True when the lines between the closing bracket and the last entry (newest first)
+    are a torn append that ends in a nested bracket (``{"a": [1,`` then ``]``): the writer
+    cuts it, so it is skipped quietly, as the forward reader skips it."""
+    return bool(after_last) and is_torn_append(b"\n".join([*reversed(after_last), b"]"]))
 
 
 def _brace_line(offset: int, raw: bytes, line: bytes) -> tuple[list[Any], list[Damage]]:
@@ -126,6 +134,7 @@ def _iter_backward(
     seen = False
     entries = False
     pending: list[Damage] = []
+    after_last: list[bytes] = []  # the lines between the bracket and the last entry
     end = data_end(fd, size)
     lines = lines_backward(fd, end)
     legacy: tuple[int, bytes] | None = None
@@ -139,6 +148,10 @@ def _iter_backward(
             values, problems = _brace_line(offset, raw, line)
             if seen:  # before the closing bracket or a first entry, problems are a torn tail
                 pending.extend(problems)
+                if not (entries or values):
+                    after_last.append(line)
+            if values and not entries and _torn_before_bracket(after_last):
+                pending = []
             if values:
                 for item in pending:
                     on_damage(item)

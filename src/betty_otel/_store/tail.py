@@ -64,6 +64,8 @@ def insertion_point(fd: int, size: int) -> tuple[int, bytes]:
         return (before + 1, b"\n") if before == head_bracket(fd) else (-1, b"")
     if prev in VALUE_END and _closes_array(fd, before, last):
         return before + 1, SEP
+    if prev != ord(",") and _closes_damage(fd, last):
+        return before + 1, SEP
     return -1, b""
 
 
@@ -95,6 +97,28 @@ def _closes_array(fd: int, before: int, last: int) -> bool:
         from betty_otel._store.parser import last_complete_element  # noqa: PLC0415
 
         return last_complete_element(fd, last + 1) == before + 1
+
+
+def _closes_damage(fd: int, last: int) -> bool:
+    """True when the ``]`` at last, alone on its line at column 0, closes an array of
+    entries whose last element is damaged (a flipped bit, an edit, a power loss that kept
+    the bracket but not all before it).
+
+    That is no torn append of ours (our bracket is written last, after a whole entry
+    line), nor an old writer's dump still landing (its bracket lands last): new entries
+    go after the damage, which readers skip and report as damage anywhere in the array;
+    the file is neither cut nor moved aside. json.dump(indent=N) indents nested brackets.
+    """
+    if line_ending_at(fd, last + 1) != b"]":
+        return False
+    from betty_otel._store.parser import array_prefix  # noqa: PLC0415 - damage only
+
+    end, entries = array_prefix(fd, last + 1)
+    return (
+        entries
+        and end > head_bracket(fd) + 1
+        and not is_torn_append(os.pread(fd, last + 1 - end, end))
+    )
 
 
 def is_torn_append(data: bytes) -> bool:

@@ -64,8 +64,10 @@ SUFFIX: Final = ".stats"
 """The summary's name is the log's name plus this."""
 _FAMILY: Final = b"betty-otel stats summary "
 """How every version of the summary starts: a file starting so may be replaced."""
-_MAGIC: Final = _FAMILY + b"4\n"
-"""Version 4: version 3 counted two lines whose first was cut inside a value as one entry."""
+_MAGIC: Final = _FAMILY + b"5\n"
+"""Version 5: version 4 took a damaged last element before the closing bracket for a torn
+tail, and reported no damage for it (version 3 counted two lines whose first was cut
+inside a value as one entry)."""
 _MAX_BYTES: Final = 1 << 31
 """A summary larger than this is not read."""
 _MAX_SPANS: Final = 4096
