@@ -315,7 +315,8 @@ def test_an_exchange_cut_short_by_ctrl_c_never_pairs_a_reply_with_another_reques
     telemetry = fallback.TelemetryCapture()
     telemetry.capture("warm.up", "success", 1, "CLI")
     first = fallback.PROCESS.helpers.helper
-    real_reply, cut = dropin_fallback_helper.Helper._reply, []
+    real_reply = dropin_fallback_helper.Helper._reply
+    cut: list[bool] = []
 
     def ctrl_c_once(self: Any, deadline: float) -> Any:
         if not cut:
