@@ -12,6 +12,7 @@ moved aside.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -48,10 +49,36 @@ def _cut_indent2() -> bytes:
     return whole[: whole.rindex(b'"caller"') + 5] + b"\n]"
 
 
+def _cut_after_comma() -> bytes:
+    """Our layout, the last entry line cut just after a comma (at a key's end)."""
+    whole = canonical([*KEPT, LAST])
+    return whole[: whole.rindex(b'"status"')] + b"\n]\n"
+
+
+def _cut_indent2_after_comma() -> bytes:
+    """The old tools' layout cut at the end of a line: nearly all of them end in a comma."""
+    whole = indent2([*KEPT, LAST])
+    return whole[: whole.rindex(b'"caller"')].rstrip(b" ") + b"]"
+
+
+def _brace_too_many() -> bytes:
+    """Our layout, the last entry line with one closing brace too many (the entry reads)."""
+    return canonical(KEPT)[:-3] + b"}\n]\n"
+
+
+def _one_line_prefix() -> bytes:
+    """A one-line legacy log (json.dump, no indent), then our append cut inside a string."""
+    cut = _cut_canonical()
+    return json.dumps(KEPT).encode()[:-1] + b",\n" + cut[cut.rindex(b"\n{") + 1 :]
+
+
 LAYOUTS = {
     "cut canonical": _cut_canonical,
     "flipped": _flipped_canonical,
     "cut indent2": _cut_indent2,
+    "cut after a comma": _cut_after_comma,
+    "cut indent2 at a line end": _cut_indent2_after_comma,
+    "after a one-line prefix": _one_line_prefix,
 }
 
 
@@ -79,7 +106,7 @@ def test_every_reader_and_check_report_the_same_damage_and_keep_every_entry(
     assert not report.torn_tail
     assert report.entries == len(KEPT)
     (region,) = _regions(report.damage)
-    assert region[2] == "element is not valid JSON"
+    assert region[2] in ("element is not valid JSON", "unbalanced brace")
     caplog.set_level(logging.WARNING)
     for newest_first in (True, False):
         found: list[Damage] = []
@@ -120,10 +147,58 @@ def test_repair_leaves_it_and_says_there_is_nothing_to_cut(damaged: Path) -> Non
     assert sorted(item.name for item in damaged.parent.iterdir()) == [damaged.name]
 
 
+@pytest.mark.parametrize("after", [b"\0" * 64, b"bytes added\n"], ids=["NULs", "bytes added"])
+def test_what_follows_the_bracket_of_such_a_log_is_cut_and_the_log_kept(
+    after: bytes, tmp_path: Path
+) -> None:
+    """NULs after the bracket (a crash extended the file, not its data) or bytes added
+    after it are cut, the bytes saved beside the file: the log with its damaged last
+    element stays, and so does every entry (the whole log was moved aside)."""
+    path = tmp_path / "telemetry.json"
+    path.write_bytes(_cut_canonical() + after)
+    store = TelemetryStore(path)
+    store.append([make_entry(99)])
+    store.close()
+    assert list(iter_entries(path, newest_first=False)) == [*KEPT, make_entry(99)]
+    aside = [item for item in tmp_path.iterdir() if item != path]
+    if after.strip(b"\0"):
+        (saved,) = aside
+        assert saved.name.startswith("telemetry.json.torn-")
+        assert saved.read_bytes().strip() == after.strip()
+    else:
+        assert aside == []
+
+
+def test_a_brace_too_many_after_the_last_entry_is_damage_and_appended_after(
+    tmp_path: Path,
+) -> None:
+    """One closing brace too many after the last entry: the entry reads, the brace is
+    damage for check and both directions (stats and the report, reading canonical lines
+    by their captures, count the entry without a word), repair leaves it, and an append
+    goes after it (check called it a torn tail that repair would cut, repair left it)."""
+    path = tmp_path / "telemetry.json"
+    path.write_bytes(_brace_too_many())
+    report = check_file(path)
+    assert (report.entries, report.torn_tail) == (len(KEPT), False)
+    (region,) = _regions(report.damage)
+    assert region == (len(canonical(KEPT)) - 3, 1, "unbalanced brace")
+    for newest_first in (True, False):
+        found: list[Damage] = []
+        entries = list(iter_entries(path, newest_first=newest_first, on_damage=found.append))
+        assert entries == (KEPT[::-1] if newest_first else KEPT)
+        assert _regions(found) == [region]
+    assert repair_file(path) == 0
+    TelemetryStore(path).append([make_entry(99)])
+    assert list(iter_entries(path, newest_first=False)) == [*KEPT, make_entry(99)]
+    assert sorted(item.name for item in tmp_path.iterdir()) == [path.name]
+
+
 TORN = {
     "cut, no bracket": canonical(KEPT)[:-3] + b',\n{"timestamp":"2025-1',
     "comma glued to the bracket": canonical(KEPT)[:-3] + b",]\n",
     "a nested bracket last": canonical(KEPT)[:-3] + b',\n{"skill": "x", "args": [1,\n]\n',
+    "a nested bracket last, after a one-line prefix": json.dumps(KEPT).encode()[:-1]
+    + b',\n{"skill": "x", "args": [1,\n]\n',
 }
 
 

@@ -177,7 +177,7 @@ class ForwardParser:
         indents nested ones."""
         if not self._parts or self._closed:
             return
-        text = b"".join(self._parts).rstrip(WHITESPACE)
+        text = b"".join(self._parts).rstrip(WHITESPACE + b"\0")  # NULs: a crash's extension
         # A torn append can end so too (``{"a": [1,`` then a nested bracket): the writer
         # cuts it, so readers skip it as a torn tail.
         if not text.endswith(b"\n]") or is_torn_append(text):
@@ -282,6 +282,11 @@ class ForwardParser:
             if token in b"{[":
                 self._depth += 1
             elif token in b"}]":
+                if token == b"}" and self._depth == 1:  # a brace no object opened: skipped
+                    self._add_part(offset + start, line[start:index])
+                    self._pending.append(Damage(offset + index, 1, "unbalanced brace"))
+                    start = index + 1
+                    continue
                 self._depth -= 1
                 if self._depth == 0:
                     self._add_part(offset + start, line[start:index])
@@ -323,7 +328,7 @@ def parse_line_alone(offset: int, raw: bytes) -> tuple[list[tuple[int, Any]], li
     byte into its append). The forward reader keeps the whole elements such a line holds.
     """
     parser = ForwardParser(in_array=True)
-    found = list(parser.feed(offset, raw))
+    found = [*parser.feed(offset, raw), *parser.flush()]
     torn = [ended(item) for item in parser.finish() if item.offset >= 0]
     return found, [*parser.take_damage(), *torn]
 

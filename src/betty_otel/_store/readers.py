@@ -82,7 +82,7 @@ def _iter_forward(
 ) -> Iterator[dict[str, Any]]:
     """Oldest first; with followed, entries come after end, so an open element is damage."""
     parser = ForwardParser()
-    for offset, line in lines_forward(fd, 0, end):
+    for offset, line in lines_forward(fd, 0, data_end(fd, end)):
         for _, value in parser.feed(offset, line):
             for item in parser.take_damage():
                 on_damage(item)
@@ -100,11 +100,12 @@ def _iter_forward(
                 on_damage(ended(item))
 
 
-def _torn_before_bracket(after_last: list[bytes]) -> bool:
-    """True when the lines between the closing bracket and the last entry (newest first)
-    are a torn append that ends in a nested bracket (``{"a": [1,`` then ``]``): the writer
-    cuts it, so it is skipped quietly, as the forward reader skips it."""
-    return bool(after_last) and is_torn_append(b"\n".join([*reversed(after_last), b"]"]))
+def _torn_before_bracket(after_last: list[tuple[int, bytes]]) -> bool:
+    """True when the lines between the closing bracket and the last entry ((offset, line),
+    newest first) are a torn append that ends in a nested bracket (``{"a": [1,`` then
+    ``]``): the writer cuts it, so it is skipped quietly, as the forward reader skips it."""
+    lines = [line for _, line in reversed(after_last)]
+    return bool(lines) and is_torn_append(b"\n".join([*lines, b"]"]))
 
 
 def _brace_line(offset: int, raw: bytes, line: bytes) -> tuple[list[Any], list[Damage]]:
@@ -134,7 +135,7 @@ def _iter_backward(
     seen = False
     entries = False
     pending: list[Damage] = []
-    after_last: list[bytes] = []  # the lines between the bracket and the last entry
+    after_last: list[tuple[int, bytes]] = []  # the lines between the bracket and the last entry
     end = data_end(fd, size)
     lines = lines_backward(fd, end)
     legacy: tuple[int, bytes] | None = None
@@ -149,7 +150,7 @@ def _iter_backward(
             if seen:  # before the closing bracket or a first entry, problems are a torn tail
                 pending.extend(problems)
                 if not (entries or values):
-                    after_last.append(line)
+                    after_last.append((offset, line))
             if values and not entries and _torn_before_bracket(after_last):
                 pending = []
             if values:
@@ -178,6 +179,12 @@ def _iter_backward(
         if not seen:
             # No closing bracket and no entry line: a torn file, or one line of JSON.
             legacy_end = end
+    if legacy is not None and after_last and not entries:
+        # Lines read here lie between the other layout and the bracket: the region ends
+        # before them (followed), and their damage is told once, here, unless torn.
+        legacy_end, entries = after_last[-1][0], True
+        if _torn_before_bracket(after_last):
+            pending = []
     for item in pending:
         on_damage(item)
     if legacy is not None:
@@ -349,7 +356,9 @@ def _check(fd: int, report: FileReport) -> None:
         report.empty = kind == "empty"
         return
     parser = ForwardParser()
-    for offset, line in lines_forward(fd, 0, os.fstat(fd).st_size):
+    size = os.fstat(fd).st_size
+    end = data_end(fd, size)  # a NUL-filled tail (a crash) is a torn tail, not data
+    for offset, line in lines_forward(fd, 0, end):
         found = [value for _, value in parser.feed(offset, line)]
         entries = _count(report, found)
         if entries and not is_entry_line(line.rstrip(b"\r")):
@@ -358,7 +367,7 @@ def _check(fd: int, report: FileReport) -> None:
     _count(report, [value for _, value in parser.flush()])
     torn = parser.finish()
     report.damage = parser.take_damage()
-    report.torn_tail = bool(torn)
+    report.torn_tail = bool(torn) or end < size
 
 
 def _count(report: FileReport, values: list[Any]) -> int:

@@ -11,16 +11,21 @@ an old Betty writer's dump still landing (see `betty_otel._store.legacy`) before
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Final
 
 from betty_otel._logs import logger
 from betty_otel._store.files import aside_path, pwrite_all, write_private
 from betty_otel._store.format import CLOSE, WHITESPACE
 from betty_otel._store.lines import data_end, head_kind
 from betty_otel._store.rotation import EMPTY_ARRAY
-from betty_otel._store.tail import is_torn_append
+from betty_otel._store.tail import insertion_point, is_torn_append
 
 __all__ = ["cut_torn_tail", "fill_empty"]
+
+_LONE_BRACKET: Final = re.compile(rb"\n\](?=[ \t\r]*(?:\n|$))")
+"""A closing bracket alone at column 0 (json.dump(indent=N) indents nested ones)."""
 
 
 def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
@@ -38,16 +43,23 @@ def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
 
     cut, entries = array_prefix(fd, end)
     removed = os.pread(fd, end - cut, cut)
+    closing = b"[" + CLOSE if cut == 0 else CLOSE
     if not (entries and is_torn_append(removed)):
-        return None
+        closed = _array_end(fd, cut, removed) if entries else None
+        if closed is None:
+            return None
+        # The array closes after a damaged last element (kept: damage, as in the middle);
+        # only what follows its bracket is cut (NULs, bytes added after it).
+        cut, closing = closed, b"\n"
+        removed = os.pread(fd, end - cut, cut)
     if removed.strip(WHITESPACE):
         aside = aside_path(path, "torn")
         write_private(aside, removed)
         logger(__name__).warning(
-            "repaired a torn tail of %s: removed %d bytes after the last complete entry "
-            "(saved to %s)",
+            "repaired a torn tail of %s: removed %d bytes after %s (saved to %s)",
             path,
             len(removed),
+            "the last complete entry" if closing != b"\n" else "the array's closing bracket",
             aside,
         )
     if end < size:
@@ -57,12 +69,22 @@ def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
             path,
             size - end,
         )
-    closing = b"[" + CLOSE if cut == 0 else CLOSE
     os.ftruncate(fd, cut)
     pwrite_all(fd, closing, cut)
     if fsync:
         os.fsync(fd)
     return size - cut
+
+
+def _array_end(fd: int, cut: int, after: bytes) -> int | None:
+    """The offset just after the array's closing bracket, when it is in after (the bytes
+    from cut, the end of the last complete element): the first lone ``]`` at column 0
+    after which the file is a closed array (`insertion_point`). None: there is none."""
+    for match in _LONE_BRACKET.finditer(after):
+        closed = cut + match.end()
+        if insertion_point(fd, closed)[0] >= 0:
+            return closed
+    return None
 
 
 def fill_empty(fd: int, path: Path, *, fsync: bool) -> bool:

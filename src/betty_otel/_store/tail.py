@@ -64,7 +64,7 @@ def insertion_point(fd: int, size: int) -> tuple[int, bytes]:
         return (before + 1, b"\n") if before == head_bracket(fd) else (-1, b"")
     if prev in VALUE_END and _closes_array(fd, before, last):
         return before + 1, SEP
-    if prev != ord(",") and _closes_damage(fd, last):
+    if _closes_damage(fd, last):  # a torn "..},\n]" is told apart there
         return before + 1, SEP
     return -1, b""
 
