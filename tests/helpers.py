@@ -209,6 +209,23 @@ def run_script(code: str, tmp_path: Path, env: dict[str, str] | None = None) -> 
     return done.stdout
 
 
+def run_program(
+    code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Python code (dedented) in a fresh interpreter with args, which must exit 0; a hang
+    fails at the timeout."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 class StoppedClock(datetime):
     """A wall clock that stands still (a VM restored from a snapshot, a stepped-back clock)."""
 

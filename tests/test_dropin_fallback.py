@@ -15,7 +15,6 @@ import fcntl
 import io
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from betty_otel._entry import STATUSES, validate_duration
 from betty_otel._store import TelemetryStore
 from betty_otel.cli.capture import json_object
 from betty_otel.cli.install import import_paths
-from helpers import canonical, indent2, make_entry, strict_entries
+from helpers import canonical, indent2, make_entry, run_program, strict_entries
 
 WARNING = "Warning: telemetry is recorded without betty_otel: "
 FIELDS = {"skill": "s.x", "status": "success", "duration_ms": 5.0, "caller": "CLI"}
@@ -224,14 +223,7 @@ def test_a_signal_handler_recording_while_its_thread_waits_for_the_helper_never_
     cannot wait for it (it would wait for itself, forever): its entry is written by the
     standard library (inputs, metadata and error text withheld, said once), and the
     helper is kept for the executions that follow."""
-    done = subprocess.run(
-        [sys.executable, "-c", _SIGNAL_PROGRAM, str(tmp_path), str(at)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_program(_SIGNAL_PROGRAM, str(tmp_path), str(at))
     entries = {entry["skill"]: entry for entry in strict_entries(Path(json.loads(done.stdout)))}
     assert sorted(entries) == ["after", "handler", "main"]
     assert entries["handler"]["inputs"] == {}
@@ -288,14 +280,7 @@ def test_a_signal_handler_recording_as_its_thread_takes_the_helper_uses_it_at_on
     """A handler that runs as its thread has just taken the helper, before any byte of
     the request: it may use the helper (nothing is mid-exchange) and does, at once; it
     used to wait for its own thread as long as a start and a request may take."""
-    done = subprocess.run(
-        [sys.executable, "-c", _WINDOW_PROGRAM, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_program(_WINDOW_PROGRAM, str(tmp_path))
     entries = strict_entries(Path(json.loads(done.stdout)))
     assert [(entry["skill"], entry["inputs"]) for entry in entries] == [
         ("warm.up", {}),

@@ -15,9 +15,7 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
 import sys
-import textwrap
 import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -31,7 +29,7 @@ import betty_otel
 from betty_otel import TelemetryCapture, TelemetryContext, capture_telemetry
 from betty_otel._metrics.conventions import BUCKETS
 from betty_otel.query import running
-from helpers import is_betty_record, read_entries
+from helpers import is_betty_record, read_entries, run_program
 from inflight_helpers import open_execution, wait_until
 
 Attributes = dict[str, Any]
@@ -385,19 +383,6 @@ def test_a_failing_meter_provider_never_breaks_the_program(
     assert any("metric" in r.getMessage() for r in caplog.records if is_betty_record(r))
 
 
-def run_program(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
-
-
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BETTY_"))}
 
 
@@ -421,7 +406,7 @@ def test_with_nothing_to_receive_metrics_the_metrics_sdk_is_never_imported(
         sdk = [m for m in sys.modules if m.startswith("opentelemetry.sdk.metrics")]
         print(json.dumps([sdk, STATE.metrics is None]))
         """,
-        {**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json")},
+        env={**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json")},
     )
     assert json.loads(done.stdout) == [[], True]
 
@@ -452,7 +437,7 @@ def test_a_global_meter_provider_of_the_program_gets_the_instruments(tmp_path: P
         )
         print(json.dumps([names, STATE.metrics.own is None]))
         """,
-        {**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json"),
+        env={**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json"),
          "OTEL_METRICS_EXPORTER": "console"},
     )  # fmt: skip
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [
@@ -497,7 +482,7 @@ def test_otel_metrics_exporter_is_a_list_in_any_case_and_none_wins(
 
         work()
         """,
-        {**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json"), **env},
+        env={**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json"), **env},
     )
     assert ('"name": "betty.execution.duration"' in done.stdout) is exported
     if warned is None:

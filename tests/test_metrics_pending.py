@@ -14,9 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +26,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import betty_otel
 from betty_otel import capture_telemetry
 from betty_otel._metrics import pending
-from helpers import is_betty_record
+from helpers import is_betty_record, run_program
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "BETTY_"))}
 
@@ -141,19 +138,6 @@ def test_beyond_the_most_that_may_wait_executions_record_their_own_said_once(
     assert len(said) == 1
 
 
-def run_program(code: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def console_counts(output: str) -> int:
     """The histogram's count in the last export the console exporter printed."""
     decoder = json.JSONDecoder()
@@ -188,13 +172,13 @@ def test_a_process_that_exits_right_after_many_executions_exports_every_one(
         for number in range({pending.RECORD_SOON + 1000}):
             main(number)
         """,
-        {
+        env={
             **CLEAN_ENV,
             "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json"),
             "OTEL_METRICS_EXPORTER": "console",
             "OTEL_TRACES_EXPORTER": "none",
         },
-    )
+    ).stdout
     assert console_counts(output) == pending.RECORD_SOON + 1000
 
 
@@ -243,8 +227,8 @@ def test_a_forked_child_never_records_the_durations_its_parent_left_waiting(
         os.waitpid(child, 0)
         print(json.dumps({"parent": count()}), flush=True)
         """,
-        {**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json")},
-    )
+        env={**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json")},
+    ).stdout
     child, parent = (json.loads(line) for line in output.strip().splitlines())
     assert child == {"child": 1 + 2, "at_fork": 1}
     assert parent == {"parent": 5}
@@ -313,8 +297,8 @@ def test_a_forked_child_never_waits_for_a_lock_a_thread_of_its_parent_held(
         holder.join()
         print(json.dumps({"child exit": os.waitstatus_to_exitcode(status)}), flush=True)
         """,
-        {**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json")},
-    )
+        env={**CLEAN_ENV, "BETTY_TELEMETRY_FILE": str(tmp_path / "t.json")},
+    ).stdout
     child, parent = (json.loads(line) for line in output.strip().splitlines())
     # fork.known: the parent's first (its provider held it at the fork) and the child's own;
     # the parent's second was waiting, the parent's to record.
