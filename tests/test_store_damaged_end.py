@@ -231,3 +231,72 @@ def test_a_file_that_is_no_array_of_entries_but_ends_in_a_bracket_is_still_moved
     assert INVALID_NAME.match(aside.name)
     assert aside.read_bytes() == content
     assert list(iter_entries(path)) == [make_entry(99)]
+
+
+def _readers_agree(path: Path) -> tuple[list[dict[str, object]], list[Damage]]:
+    """Every reader's entries and damage, checked equal; those of the oldest-first read."""
+    found: dict[bool, list[Damage]] = {True: [], False: []}
+    newest = list(iter_entries(path, on_damage=found[True].append))
+    oldest = list(iter_entries(path, newest_first=False, on_damage=found[False].append))
+    report = check_file(path)
+    assert newest == oldest[::-1]
+    assert _regions(found[True]) == _regions(found[False]) == _regions(report.damage)
+    assert report.entries == len(oldest)
+    assert sum(group.count for group in stats(path).values()) == len(oldest)
+    return oldest, found[False]
+
+
+def _indented_bracket() -> bytes:
+    """The old tools' layout, the last element's closing ``  }`` flipped to ``  [``."""
+    whole = indent2(KEPT)
+    at = whole.rindex(b"\n  }")
+    return whole[:at] + b"\n  [" + whole[at + 4 :]
+
+
+ODD = {
+    "a comma flipped to a space": (
+        canonical(KEPT).replace(b"},\n", b"} \n", 2).replace(b"} \n", b"},\n", 1),
+        KEPT,
+    ),
+    "NULs after a torn append": (canonical(KEPT)[:-3] + b"\0" * 64, KEPT),
+    "an indented bracket line": (_indented_bracket(), KEPT[:-1]),
+}
+
+
+@pytest.mark.parametrize("name", list(ODD))
+def test_every_reader_reads_odd_endings_alike(name: str, tmp_path: Path) -> None:
+    """A whole entry that only lacks its comma reads (it did newest first only), NULs
+    after a torn append hide no entry from stats (they hid the last), and an indented
+    ``[`` line is no opening bracket (newest first read nothing)."""
+    path = tmp_path / "telemetry.json"
+    content, expected = ODD[name]
+    path.write_bytes(content)
+    entries, _ = _readers_agree(path)
+    assert entries == expected
+
+
+def test_a_second_bracket_line_is_cut_and_new_entries_stay_in_the_array(tmp_path: Path) -> None:
+    """Damage before the bracket, then another bracket line: the array closes at the
+    first, so the second is cut (and saved), and an append goes inside the array (it went
+    after the first bracket, out of the array, for good)."""
+    path = tmp_path / "telemetry.json"
+    path.write_bytes(_flipped_canonical() + b"]\n")
+    TelemetryStore(path).append([make_entry(99)])
+    entries, damage = _readers_agree(path)
+    assert entries == [*KEPT, make_entry(99)]
+    assert len(damage) == 1
+    (saved,) = tmp_path.glob("telemetry.json.torn-*")
+    assert saved.read_bytes().strip() == b"]"
+
+
+def test_check_says_when_a_repair_moves_the_file_aside(tmp_path: Path) -> None:
+    """A tail no interrupted append leaves (a stray byte before the bracket): check says
+    a repair moves the file aside, as it does (it said a repair cut it, keeping every entry)."""
+    path = tmp_path / "telemetry.json"
+    path.write_bytes(canonical(KEPT)[:-3] + b"\n\\]\n")
+    report = check_file(path)
+    assert report.torn_tail
+    assert report.tail_moves_aside
+    assert repair_file(path) >= 0
+    (aside,) = (item for item in tmp_path.iterdir() if item != path)
+    assert INVALID_NAME.match(aside.name)

@@ -8,6 +8,7 @@ damaged region resynchronises at the next line, so one bad byte costs one entry.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -27,12 +28,15 @@ __all__ = [
     "TOKENS",
     "Damage",
     "ForwardParser",
+    "array_close",
     "array_prefix",
     "ended",
     "last_complete_element",
     "parse_line_alone",
 ]
 
+_consume: Final = deque[Any](maxlen=0).extend
+"""Run an iterator to its end, keeping nothing."""
 TOKENS: Final = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[\[\]{},]')
 """Structural tokens of one line (strings whole; a lone ``"`` starts an unterminated one).
 JSON strings never contain a raw newline."""
@@ -76,7 +80,7 @@ class ForwardParser:
     (for parsing one line by itself).
     """
 
-    def __init__(self, *, in_array: bool = False) -> None:
+    def __init__(self, *, in_array: bool = False, after_objects: bool = False) -> None:
         self._depth = 1 if in_array else 0
         self._started = in_array
         self._closed = False
@@ -89,6 +93,9 @@ class ForwardParser:
         # old tools' indent=2): learnt from the first element, it is where damage that
         # unbalanced the nesting resynchronises.
         self._element_start: bytes | None = None
+        self._objects = after_objects  # an object was read whole: the array holds entries
+        self.closed_at = -1
+        """The offset just after the array's closing bracket, once read (-1: not yet)."""
 
     @property
     def between_elements(self) -> bool:
@@ -110,6 +117,7 @@ class ForwardParser:
         For a caller that read canonical lines itself; only valid `between_elements`.
         """
         self._accept()
+        self._objects = True
         self._after_comma = comma
 
     def take_damage(self) -> list[Damage]:
@@ -135,27 +143,30 @@ class ForwardParser:
                 # A whole entry line after damage that left the nesting wrong (an
                 # unbalanced brace, a stray bracket): resynchronise, as the newest-first
                 # reader does, instead of losing every later entry.
-                self._restart()
+                yield from self._restart()
                 self._accept()
+                self._objects = True
                 self._after_comma = body[-1:] == b","
                 yield entry_line_end(offset, line), value
                 return
         if body == self._element_start:
             # A damaged element left the nesting wrong; a new top-level element starts here.
-            self._restart()
+            yield from self._restart()
         if self._closed:
             if line.strip(WHITESPACE):
                 self._pending.append(Damage(offset, len(line), "data after the closing bracket"))
             return
         self._learn_element_start(body)
         yield from self._tokenize(offset, line)
+        if self._parts and body.rstrip(b" \t") == b"]":
+            self._close_swallowed()
 
     def flush(self) -> Iterator[tuple[int, Any]]:
         """End of input: an element whose closing brace is in the file is complete, even
         before its separator or the bracket arrived (an old writer killed right after it)."""
         self._close_swallowed()
         if self._parts and self._depth == 1 and not self._closed:
-            yield from self._finish()
+            yield from self._finish(nuls=True)  # a crash may have extended the file with NULs
 
     def finish(self) -> list[Damage]:
         """End of input: return the torn tail (an open element, or damage still pending)."""
@@ -170,12 +181,12 @@ class ForwardParser:
         return torn
 
     def _close_swallowed(self) -> None:
-        """At the end, an open element whose last line is a lone ``]`` swallowed the array's
-        closing bracket (its own braces did not balance): the array is closed after it, so
-        it is damage, not a torn tail, as the newest-first reader, which meets that bracket
-        first, reports it. A lone ``]`` at column 0 is the array's: json.dump(indent=N)
-        indents nested ones."""
-        if not self._parts or self._closed:
+        """An open element whose last line is a lone ``]`` swallowed the array's closing
+        bracket (its own braces did not balance): the array is closed after it, so it is
+        damage, not a torn tail, as the newest-first reader, which meets that bracket first,
+        reports it. A lone ``]`` at column 0 is the array's: json.dump(indent=N) indents
+        nested ones, and a valid element still open is a torn append's prefix."""
+        if not self._parts or self._closed or not self._objects:
             return
         text = b"".join(self._parts).rstrip(WHITESPACE + b"\0")  # NULs: a crash's extension
         # A torn append can end so too (``{"a": [1,`` then a nested bracket): the writer
@@ -184,6 +195,7 @@ class ForwardParser:
             return
         self._pending.append(Damage(self._part_offset, len(text) - 1, "element is not valid JSON"))
         self._accept()
+        self.closed_at = self._part_offset + len(text)
         self._parts = []
         self._part_offset = -1
         self._depth = 0
@@ -218,11 +230,15 @@ class ForwardParser:
         ):
             self._element_start = body
 
-    def _restart(self) -> None:
-        """A top-level element starts here: an open one is damage, and nesting is reset."""
+    def _restart(self) -> Iterator[tuple[int, Any]]:
+        """A top-level element starts here: an open one is finished (a whole element that
+        only lacks its comma reads, as the newest-first reader reads it) or damage, and
+        nesting is reset."""
         if not (self._parts or self._depth != 1 or self._closed):
             return
-        if self._parts:
+        if self._parts and self._depth == 1 and not self._closed:
+            yield from self._finish()
+        elif self._parts:
             length = len(b"".join(self._parts))
             self._pending.append(Damage(self._part_offset, length, "element is not valid JSON"))
         self._parts = []
@@ -247,12 +263,13 @@ class ForwardParser:
         self._parts.append(part)
         self._after_comma = False
 
-    def _finish(self) -> Iterator[tuple[int, Any]]:
+    def _finish(self, *, nuls: bool = False) -> Iterator[tuple[int, Any]]:
+        """The element read so far (nuls: at the end of input, NULs after it dropped)."""
         element = b"".join(self._parts)
         start = self._part_offset
         self._parts = []
         self._part_offset = -1
-        text = element.rstrip(WHITESPACE)
+        text = element.rstrip(WHITESPACE + b"\0" if nuls else WHITESPACE)
         if not text:
             return
         try:
@@ -261,6 +278,7 @@ class ForwardParser:
             self._pending.append(Damage(start, len(element), "element is not valid JSON"))
             return
         self._accept()
+        self._objects = self._objects or isinstance(value, dict)
         yield start + len(text), value
 
     def _resync(self, offset: int, length: int, reason: str) -> None:
@@ -309,15 +327,31 @@ class ForwardParser:
         """
         comma = self._after_comma and not self._parts  # "..},]": json.load rejects it
         yield from self._finish()
-        self._accept()
+        if self._objects and index == 0:
+            self._accept()  # a bracket at column 0 after entries: as the writer judges
         if comma:
             self._pending.append(Damage(offset + index, 1, "comma before the bracket"))
         self._closed = True
+        self.closed_at = offset + index + 1
         rest = line[index + 1 :]
         if rest.strip(WHITESPACE):
             self._pending.append(
                 Damage(offset + index + 1, len(rest), "data after the closing bracket")
             )
+
+
+def array_close(data: bytes) -> int:
+    """Where the array closes in data, the bytes after a whole entry inside it: the offset
+    in data just after the bracket that closes it as the readers read it, or -1."""
+    parser = ForwardParser(in_array=True, after_objects=True)
+    position = 0
+    for line in data.split(b"\n"):
+        _consume(parser.feed(position, line))
+        if parser.closed_at >= 0:
+            return parser.closed_at
+        position += len(line) + 1
+    _consume(parser.flush())
+    return parser.closed_at
 
 
 def parse_line_alone(offset: int, raw: bytes) -> tuple[list[tuple[int, Any]], list[Damage]]:

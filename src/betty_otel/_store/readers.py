@@ -54,6 +54,9 @@ class FileReport:
     """The file exists but holds no JSON value (0 bytes, or only whitespace): json.load,
     and so the original Betty writer, fails on it."""
     torn_tail: bool = False
+    tail_moves_aside: bool = False
+    """The torn tail is no torn append of ours: a repair, or the next capture, moves the
+    whole file aside (as for a file that is no array) instead of cutting it."""
     damage: list[Damage] = field(default_factory=list)
 
     @property
@@ -160,7 +163,7 @@ def _iter_backward(
                 seen = entries = True
                 yield from (value for value in values if isinstance(value, dict))
             continue
-        if stripped in (b"[", BOM + b"["):
+        if line.rstrip(WHITESPACE) in (b"[", BOM + b"["):  # column 0: nested ones are indented
             if not seen:  # a torn file in another layout (e.g. an old writer killed mid-dump)
                 legacy_end = end
             break
@@ -368,6 +371,15 @@ def _check(fd: int, report: FileReport) -> None:
     torn = parser.finish()
     report.damage = parser.take_damage()
     report.torn_tail = bool(torn) or end < size
+    if report.torn_tail:  # what a repair would do, asked as it asks (rare: no import before)
+        from betty_otel._store.repair import cut_point  # noqa: PLC0415
+        from betty_otel._store.tail import insertion_point  # noqa: PLC0415
+
+        if insertion_point(fd, size)[0] >= 0:  # a closed array to a writer: it appends after
+            report.damage.extend(item for item in torn if item.offset >= 0)
+            report.torn_tail = False
+        else:
+            report.tail_moves_aside = cut_point(fd, size) is None
 
 
 def _count(report: FileReport, values: list[Any]) -> int:

@@ -11,9 +11,7 @@ an old Betty writer's dump still landing (see `betty_otel._store.legacy`) before
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Final
 
 from betty_otel._logs import logger
 from betty_otel._store.files import aside_path, pwrite_all, write_private
@@ -22,36 +20,44 @@ from betty_otel._store.lines import data_end, head_kind
 from betty_otel._store.rotation import EMPTY_ARRAY
 from betty_otel._store.tail import insertion_point, is_torn_append
 
-__all__ = ["cut_torn_tail", "fill_empty"]
-
-_LONE_BRACKET: Final = re.compile(rb"\n\](?=[ \t\r]*(?:\n|$))")
-"""A closing bracket alone at column 0 (json.dump(indent=N) indents nested ones)."""
+__all__ = ["cut_point", "cut_torn_tail", "fill_empty"]
 
 
-def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
-    """Cut the bytes after the last complete element and close the array.
+def cut_point(fd: int, size: int) -> tuple[int, bytes] | None:
+    """Where a repair cuts the file (size bytes) and what it writes there, or None when the
+    bytes after the last complete element are no torn append after an array of entries,
+    nor follow the bracket of a closed one (the file must then be moved aside whole).
 
-    size is the file's size; the file must not end with a closed array. Returns the
-    number of bytes removed, or None when those bytes are not a torn append after an
-    array of entries (the file must then be moved aside whole, never cut).
+    `check` asks this too, so that what it advises is what a repair does.
     """
-    # A NUL-filled tail (a crash extended the file, not its data) holds nothing to keep:
-    # it is cut without being read.
+    # A NUL-filled tail (a crash extended the file, not its data) holds nothing to keep.
     end = data_end(fd, size)
     # The tolerant parser, only for a repair: an append does not import it.
     from betty_otel._store.parser import array_prefix  # noqa: PLC0415
 
     cut, entries = array_prefix(fd, end)
     removed = os.pread(fd, end - cut, cut)
-    closing = b"[" + CLOSE if cut == 0 else CLOSE
-    if not (entries and is_torn_append(removed)):
-        closed = _array_end(fd, cut, removed) if entries else None
-        if closed is None:
-            return None
-        # The array closes after a damaged last element (kept: damage, as in the middle);
-        # only what follows its bracket is cut (NULs, bytes added after it).
-        cut, closing = closed, b"\n"
-        removed = os.pread(fd, end - cut, cut)
+    if entries and is_torn_append(removed):
+        return cut, (b"[" + CLOSE if cut == 0 else CLOSE)
+    # The array may close after a damaged last element (kept: damage, as in the middle);
+    # then only what follows its bracket is cut (NULs, bytes added after it).
+    closed = _array_end(fd, cut, removed) if entries else None
+    return None if closed is None else (closed, b"\n")
+
+
+def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
+    """Cut the bytes after the last complete element (or after the array's bracket) and
+    close the array; save what was cut beside the file.
+
+    size is the file's size; the file must not end with a closed array. Returns the
+    number of bytes removed, or None when the file must be moved aside whole (`cut_point`).
+    """
+    point = cut_point(fd, size)
+    if point is None:
+        return None
+    cut, closing = point
+    end = data_end(fd, size)
+    removed = os.pread(fd, end - cut, cut)
     if removed.strip(WHITESPACE):
         aside = aside_path(path, "torn")
         write_private(aside, removed)
@@ -78,13 +84,14 @@ def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
 
 def _array_end(fd: int, cut: int, after: bytes) -> int | None:
     """The offset just after the array's closing bracket, when it is in after (the bytes
-    from cut, the end of the last complete element): the first lone ``]`` at column 0
-    after which the file is a closed array (`insertion_point`). None: there is none."""
-    for match in _LONE_BRACKET.finditer(after):
-        closed = cut + match.end()
-        if insertion_point(fd, closed)[0] >= 0:
-            return closed
-    return None
+    from cut, the end of the last complete element) and the file up to it is a closed
+    array (`insertion_point`); else None."""
+    from betty_otel._store.parser import array_close  # noqa: PLC0415 - repair only
+
+    closed = array_close(after)
+    if closed < 0 or insertion_point(fd, cut + closed)[0] < 0:
+        return None
+    return cut + closed
 
 
 def fill_empty(fd: int, path: Path, *, fsync: bool) -> bool:

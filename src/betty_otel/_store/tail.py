@@ -111,14 +111,15 @@ def _closes_damage(fd: int, last: int) -> bool:
     """
     if line_ending_at(fd, last + 1) != b"]":
         return False
-    from betty_otel._store.parser import array_prefix  # noqa: PLC0415 - damage only
+    from betty_otel._store.parser import array_close, array_prefix  # noqa: PLC0415
 
     end, entries = array_prefix(fd, last + 1)
-    return (
-        entries
-        and end > head_bracket(fd) + 1
-        and not is_torn_append(os.pread(fd, last + 1 - end, end))
-    )
+    if not entries or end <= head_bracket(fd) + 1:
+        return False
+    rest = os.pread(fd, last + 1 - end, end)
+    # The readers must close the array at this very bracket (not at an earlier one, which
+    # new entries would follow), after damage that no torn append of ours leaves.
+    return array_close(rest) == len(rest) and not is_torn_append(rest)
 
 
 def is_torn_append(data: bytes) -> bool:

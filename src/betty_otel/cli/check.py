@@ -46,7 +46,17 @@ def _problems(report: FileReport, repair: str, *, live: bool) -> list[tuple[str,
                 " log that json.load reads)",
             )
         )
-    if report.torn_tail:
+    if report.tail_moves_aside:
+        problems.append(
+            (
+                "a tail no interrupted append leaves, after the last complete entry"
+                " (a writer would move the file aside and start a new log)",
+                f"`{repair}` moves it aside to {name}.invalid-<UTC time> and starts a new log"
+                " (the next capture would too): nothing is deleted; to keep its entries in"
+                " the log, cut the bytes after the last complete entry by hand first",
+            )
+        )
+    elif report.torn_tail:
         problems.append(
             (
                 "torn tail: an interrupted append after the last complete entry",
@@ -173,6 +183,11 @@ def _repair_file(args: argparse.Namespace, path: Path) -> int:
     after = check_file(path)
     if before.not_array:
         out(f"{path} was not a JSON array: moved it aside and started a new, empty log")
+    elif before.tail_moves_aside:
+        out(
+            f"{path} ended in bytes no interrupted append leaves: moved it aside and"
+            " started a new, empty log"
+        )
     elif before.empty:
         out(f"{path} held no JSON value: wrote an empty array into it")
     elif removed:
