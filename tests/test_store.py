@@ -215,6 +215,18 @@ def test_bom_is_overwritten_with_spaces(log_path: Path) -> None:
     assert load_strict(log_path) == [make_entry(1), make_entry(2)]
 
 
+def test_a_file_with_a_bom_moved_aside_keeps_its_bytes_as_they_were(log_path: Path) -> None:
+    """A file that starts like an array behind a BOM but is no array of entries is moved
+    aside byte for byte: the BOM is overwritten only in a log that is kept (the moved
+    file had spaces in its place)."""
+    content = BOM + b"[section]\nkey=value\n]\n"
+    log_path.write_bytes(content)
+    append_entries(log_path, [make_entry(1)])
+    (aside,) = (item for item in log_path.parent.iterdir() if ".invalid-" in item.name)
+    assert aside.read_bytes() == content
+    assert load_strict(log_path) == [make_entry(1)]
+
+
 def test_append_reads_a_bounded_amount_of_a_big_file(
     log_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

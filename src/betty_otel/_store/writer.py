@@ -343,18 +343,17 @@ class TelemetryStore:
             size = os.fstat(fd).st_size
             pos, prefix = insertion_point(fd, size)
             self._cap.rotated(fd, self._current().ino, pos, old_writer=old_writer)
+        # A UTF-8 BOM is overwritten by spaces so that json.load reads the log: only now,
+        # once the file is kept (one moved aside keeps its bytes as they were).
+        if os.pread(fd, len(BOM), 0) == BOM:
+            pwrite_all(fd, b" " * len(BOM), 0)
         return fd, size, pos, late_newline_at(fd, size, pos, prefix)
 
     # -- repair -------------------------------------------------------------
 
     def _ensure_array(self, fd: int) -> int:
-        """Move a file that is not a JSON array aside and start a fresh one.
-
-        A UTF-8 BOM is overwritten in place by spaces, so json.load reads the file.
-        """
+        """Move a file that is not a JSON array aside and start a fresh one."""
         if head_kind(fd) != "foreign":
-            if os.pread(fd, len(BOM), 0) == BOM:
-                pwrite_all(fd, b" " * len(BOM), 0)
             return fd
         return self._move_aside("is not a JSON array")
 
