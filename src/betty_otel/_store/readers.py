@@ -21,7 +21,7 @@ from betty_otel._store.lines import data_end, head_kind, lines_backward, lines_f
 from betty_otel._store.location import resolve_path
 from betty_otel._store.parser import Damage, ForwardParser, ended, parse_line_alone
 from betty_otel._store.snapshot import open_for_reading, open_log, read_errors
-from betty_otel._store.tail import is_torn_append
+from betty_otel._store.tail import insertion_point, is_torn_append
 
 __all__ = [
     "FileReport",
@@ -373,7 +373,6 @@ def _check(fd: int, report: FileReport) -> None:
     report.torn_tail = bool(torn) or end < size
     if report.torn_tail:  # what a repair would do, asked as it asks (rare: no import before)
         from betty_otel._store.repair import cut_point  # noqa: PLC0415
-        from betty_otel._store.tail import insertion_point  # noqa: PLC0415
 
         if insertion_point(fd, size)[0] >= 0:  # a closed array to a writer: it appends after
             report.damage.extend(item for item in torn if item.offset >= 0)

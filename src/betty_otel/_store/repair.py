@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from betty_otel._logs import logger
 from betty_otel._store.files import aside_path, pwrite_all, write_private
@@ -20,13 +21,25 @@ from betty_otel._store.lines import data_end, head_kind
 from betty_otel._store.rotation import EMPTY_ARRAY
 from betty_otel._store.tail import insertion_point, is_torn_append
 
-__all__ = ["cut_point", "cut_torn_tail", "fill_empty"]
+__all__ = ["Cut", "cut_point", "cut_torn_tail", "fill_empty"]
 
 
-def cut_point(fd: int, size: int) -> tuple[int, bytes] | None:
-    """Where a repair cuts the file (size bytes) and what it writes there, or None when the
-    bytes after the last complete element are no torn append after an array of entries,
-    nor follow the bracket of a closed one (the file must then be moved aside whole).
+class Cut(NamedTuple):
+    """What a repair does to a file: cut it at `at`, write `closing` there."""
+
+    at: int
+    closing: bytes
+    """The array's closing (``\n]\n``), or a newline after its bracket (already there)."""
+    removed: bytes
+    """The bytes from at to end, saved beside the file when they hold more than whitespace."""
+    end: int
+    """Where the data ends: the NULs after it (a crash's extension) are dropped unread."""
+
+
+def cut_point(fd: int, size: int) -> Cut | None:
+    """What a repair does to the file (size bytes), or None when the bytes after the last
+    complete element are no torn append after an array of entries, nor follow the
+    bracket of a closed one (the file must then be moved aside whole).
 
     `check` asks this too, so that what it advises is what a repair does.
     """
@@ -38,11 +51,11 @@ def cut_point(fd: int, size: int) -> tuple[int, bytes] | None:
     cut, entries = array_prefix(fd, end)
     removed = os.pread(fd, end - cut, cut)
     if entries and is_torn_append(removed):
-        return cut, (b"[" + CLOSE if cut == 0 else CLOSE)
+        return Cut(cut, b"[" + CLOSE if cut == 0 else CLOSE, removed, end)
     # The array may close after a damaged last element (kept: damage, as in the middle);
     # then only what follows its bracket is cut (NULs, bytes added after it).
     closed = _array_end(fd, cut, removed) if entries else None
-    return None if closed is None else (closed, b"\n")
+    return None if closed is None else Cut(closed, b"\n", removed[closed - cut :], end)
 
 
 def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
@@ -55,9 +68,7 @@ def cut_torn_tail(fd: int, path: Path, size: int, *, fsync: bool) -> int | None:
     point = cut_point(fd, size)
     if point is None:
         return None
-    cut, closing = point
-    end = data_end(fd, size)
-    removed = os.pread(fd, end - cut, cut)
+    cut, closing, removed, end = point
     if removed.strip(WHITESPACE):
         aside = aside_path(path, "torn")
         write_private(aside, removed)

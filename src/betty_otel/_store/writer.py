@@ -323,8 +323,8 @@ class TelemetryStore:
         Returns the descriptor to write to (a repair or rotation may have put a new file at
         the path), the file's size, the insertion point and the bytes before the entries.
         """
-        state = self._current()
-        if not state.checked_head:
+        unchecked = not self._current().checked_head
+        if unchecked:
             fd = self._ensure_array(fd)
             self._current().checked_head = True
         deadline = time.monotonic() + self.lock_timeout
@@ -343,9 +343,9 @@ class TelemetryStore:
             size = os.fstat(fd).st_size
             pos, prefix = insertion_point(fd, size)
             self._cap.rotated(fd, self._current().ino, pos, old_writer=old_writer)
-        # A UTF-8 BOM is overwritten by spaces so that json.load reads the log: only now,
-        # once the file is kept (one moved aside keeps its bytes as they were).
-        if os.pread(fd, len(BOM), 0) == BOM:
+        # A UTF-8 BOM is overwritten by spaces so that json.load reads the log, once a
+        # file: only now that it is kept (one moved aside keeps its bytes as they were).
+        if unchecked and os.pread(fd, len(BOM), 0) == BOM:
             pwrite_all(fd, b" " * len(BOM), 0)
         return fd, size, pos, late_newline_at(fd, size, pos, prefix)
 
