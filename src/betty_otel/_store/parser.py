@@ -8,7 +8,6 @@ damaged region resynchronises at the next line, so one bad byte costs one entry.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -35,8 +34,6 @@ __all__ = [
     "parse_line_alone",
 ]
 
-_consume: Final = deque[Any](maxlen=0).extend
-"""Run an iterator to its end, keeping nothing."""
 TOKENS: Final = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[\[\]{},]')
 """Structural tokens of one line (strings whole; a lone ``"`` starts an unterminated one).
 JSON strings never contain a raw newline."""
@@ -346,11 +343,12 @@ def array_close(data: bytes) -> int:
     parser = ForwardParser(in_array=True, after_objects=True)
     position = 0
     for line in data.split(b"\n"):
-        _consume(parser.feed(position, line))
+        for _ in parser.feed(position, line):
+            pass  # only where it closes matters
         if parser.closed_at >= 0:
             return parser.closed_at
         position += len(line) + 1
-    _consume(parser.flush())
+    parser.finish()
     return parser.closed_at
 
 
