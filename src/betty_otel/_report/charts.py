@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
+from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Final
@@ -114,10 +115,16 @@ def plotly_js() -> str:
     return (_PACKAGE_DATA / "plotly.min.js").read_text(encoding="utf-8")
 
 
+@cache
+def _template() -> bytes:
+    """plotly's default template as the package ships it, read once a process."""
+    return (_PACKAGE_DATA / "templates" / "plotly.json").read_bytes()
+
+
 def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> Figure:
-    """A figure with plotly's default template, as its Python API writes it."""
-    template = orjson.loads((_PACKAGE_DATA / "templates" / "plotly.json").read_bytes())
-    return {"data": data, "layout": {**layout, "template": template}}
+    """A figure with plotly's default template, as its Python API writes it (parsed for
+    each figure: no two figures share its dicts)."""
+    return {"data": data, "layout": {**layout, "template": orjson.loads(_template())}}
 
 
 def timeline(data: ReportData) -> Figure:

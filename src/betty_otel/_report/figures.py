@@ -158,7 +158,7 @@ def _skill_rows(per_skill: dict[str, _SkillCells]) -> list[SkillRow]:
     rows = []
     for skill, mine in per_skill.items():
         count = sum(bucket.count for bucket in mine.buckets.values())
-        failures = sum(n for status, n in mine.statuses.items() if status in ERROR_STATUSES)
+        failures = sum(mine.failures.values())
         durations = array("d")
         for bucket in mine.buckets.values():
             durations.extend(bucket.durations)
